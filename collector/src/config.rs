@@ -1,0 +1,200 @@
+//! The collector's one typed config (TOML file + `SIPCAPTURE_*` env + `--set` + flags), validated
+//! at start-up with errors that name the key. Kamailio's modparam names are used where they mean
+//! the same thing (`capture_node`, `hep_capture_on`, `callid_aleg_header`, ...).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use sipcapture_proto::config::{ConfigError, de};
+
+use crate::sip::{ExtractConfig, TopohConfig};
+
+/// Collector configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorConfig {
+    /// This collector's id (the records' origin and the delivery stream's owner). Default:
+    /// `collector-<hostname>`.
+    pub collector_id: String,
+    /// gRPC listen address (StatusService, health, reflection).
+    pub grpc_listen: SocketAddr,
+    /// Control service URL to register with (optional).
+    pub control: Option<String>,
+    /// Storer endpoints (`http://host:port`); batches go to the first reachable one, in order.
+    pub storer: Vec<String>,
+    /// HEP listen address, used for UDP and TCP.
+    pub hep_listen: SocketAddr,
+    /// Receive HEP over UDP.
+    #[serde(deserialize_with = "de::flag")]
+    pub hep_udp: bool,
+    /// Receive HEP3 over TCP (stream framing by the HEP3 length field).
+    #[serde(deserialize_with = "de::flag")]
+    pub hep_tcp: bool,
+    /// Kamailio `hep_capture_on`: HEP inputs on. (Kamailio defaults to 0; the collector exists to
+    /// receive HEP, so we default to on.)
+    #[serde(deserialize_with = "de::flag")]
+    pub hep_capture_on: bool,
+    /// Kamailio `capture_on`: initial capture state of every input.
+    #[serde(deserialize_with = "de::flag")]
+    pub capture_on: bool,
+    /// UDP sockets sharing the port with SO_REUSEPORT, each with its own receive task
+    /// (0 = one per core).
+    pub udp_sockets: usize,
+    /// SO_RCVBUF per UDP socket, bytes (the kernel may cap it at net.core.rmem_max).
+    pub udp_recv_buffer: usize,
+    /// Largest HEP3-over-TCP frame accepted, bytes (HEP3's length field allows 65535).
+    pub tcp_max_frame: usize,
+    /// Concurrent HEP TCP connections; more wait in the accept queue.
+    pub tcp_max_connections: usize,
+    /// A HEP TCP connection idle this long (seconds) is closed.
+    pub tcp_idle_timeout: u64,
+    /// Cap on an inflated compressed payload (chunk 0x0010), bytes.
+    pub max_inflated_payload: usize,
+    /// When set, HEP3 packets whose auth key (chunk 0x000e) differs are dropped and counted.
+    pub hep_auth_key: Option<String>,
+    /// Kamailio `capture_node`: the `node` column (`capture_node:captid` when HEP carried a time).
+    pub capture_node: String,
+    /// Kamailio `callid_aleg_header`: `;`-separated header names, first present wins.
+    pub callid_aleg_header: String,
+    /// Kamailio `custom_field1_header`.
+    pub custom_field1_header: String,
+    /// Kamailio `custom_field2_header`.
+    pub custom_field2_header: String,
+    /// Kamailio `custom_field3_header`.
+    pub custom_field3_header: String,
+    /// Kamailio `capture_bad_msgs`: store messages with unparsable From/To/Contact, flagged.
+    #[serde(deserialize_with = "de::flag")]
+    pub capture_bad_msgs: bool,
+    /// Kamailio `topoh_unmask`: unmask topoh-masked Call-IDs.
+    #[serde(deserialize_with = "de::flag")]
+    pub topoh_unmask: bool,
+    /// topoh `mask_key`.
+    pub mask_key: String,
+    /// topoh `callid_prefix`.
+    pub callid_prefix: String,
+    /// Records per batch sent to a storer.
+    pub batch_max_records: usize,
+    /// Payload bytes per batch (keeps gRPC messages well under the limits).
+    pub batch_max_bytes: usize,
+    /// A non-empty batch is sent after this many milliseconds at the latest.
+    pub batch_max_delay_ms: u64,
+    /// Records buffered between the inputs and the exporter; when full, inputs wait
+    /// (backpressure) and the kernel socket buffers absorb bursts.
+    pub queue_capacity: usize,
+    /// Batches sent but not yet acknowledged; the exporter reads no more input beyond this.
+    pub max_unacked_batches: usize,
+    /// Maximum concurrent gRPC calls (streams included).
+    pub max_grpc_calls: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            collector_id: format!("collector-{}", sipcapture_proto::config::host_name()),
+            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9062)),
+            control: None,
+            storer: vec!["http://127.0.0.1:9063".to_owned()],
+            hep_listen: SocketAddr::from(([0, 0, 0, 0], 9060)),
+            hep_udp: true,
+            hep_tcp: true,
+            hep_capture_on: true,
+            capture_on: true,
+            udp_sockets: 0,
+            udp_recv_buffer: 8 * 1024 * 1024,
+            tcp_max_frame: 65_535,
+            tcp_max_connections: 1024,
+            tcp_idle_timeout: 300,
+            max_inflated_payload: 1024 * 1024,
+            hep_auth_key: None,
+            capture_node: "homer01".to_owned(),
+            callid_aleg_header: "X-CID".to_owned(),
+            custom_field1_header: "Mac".to_owned(),
+            custom_field2_header: "IP".to_owned(),
+            custom_field3_header: "Port".to_owned(),
+            capture_bad_msgs: false,
+            topoh_unmask: false,
+            mask_key: "aL9.n8~Hm]Z".to_owned(),
+            callid_prefix: "!!:".to_owned(),
+            batch_max_records: 500,
+            batch_max_bytes: 4 * 1024 * 1024,
+            batch_max_delay_ms: 100,
+            queue_capacity: 65_536,
+            max_unacked_batches: 32,
+            max_grpc_calls: 1024,
+        }
+    }
+}
+
+impl CollectorConfig {
+    /// Checks ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.storer.is_empty() {
+            return Err(ConfigError::invalid(
+                "storer",
+                "at least one storer endpoint is needed",
+            ));
+        }
+        for url in &self.storer {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::invalid(
+                    "storer",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        let positive = [
+            ("batch_max_records", self.batch_max_records),
+            ("batch_max_bytes", self.batch_max_bytes),
+            ("queue_capacity", self.queue_capacity),
+            ("max_unacked_batches", self.max_unacked_batches),
+            ("tcp_max_connections", self.tcp_max_connections),
+            ("max_grpc_calls", self.max_grpc_calls),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if !(6..=65_535).contains(&self.tcp_max_frame) {
+            return Err(ConfigError::invalid(
+                "tcp_max_frame",
+                "must be within 6..=65535",
+            ));
+        }
+        if self.capture_node.is_empty() {
+            return Err(ConfigError::invalid("capture_node", "must not be empty"));
+        }
+        if self.topoh_unmask && self.mask_key.is_empty() {
+            return Err(ConfigError::invalid(
+                "mask_key",
+                "topoh_unmask needs a mask_key",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The SIP extraction settings.
+    pub fn extract_config(&self) -> ExtractConfig {
+        ExtractConfig {
+            callid_aleg_headers: ExtractConfig::parse_aleg_list(&self.callid_aleg_header),
+            custom_field_headers: [
+                self.custom_field1_header.clone(),
+                self.custom_field2_header.clone(),
+                self.custom_field3_header.clone(),
+            ],
+            capture_bad_msgs: self.capture_bad_msgs,
+            topoh: self.topoh_unmask.then(|| TopohConfig {
+                mask_key: self.mask_key.clone(),
+                callid_prefix: self.callid_prefix.clone(),
+            }),
+        }
+    }
+
+    /// Number of UDP receive sockets to open.
+    pub fn udp_socket_count(&self) -> usize {
+        if self.udp_sockets > 0 {
+            return self.udp_sockets;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}

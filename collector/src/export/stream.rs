@@ -1,0 +1,101 @@
+//! One Deliver stream to one storer: Hello → Welcome, then batches out and acks in.
+
+use std::time::Duration;
+
+use sipcapture_proto::v1::storer_service_client::StorerServiceClient;
+use sipcapture_proto::v1::{
+    DeliverRequest, Hello, RecordBatch, Welcome, deliver_request, deliver_response,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Endpoint;
+
+use super::ExportConfig;
+
+/// Time allowed for connecting and for the Welcome.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Bad endpoint URL or transport failure.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The call failed.
+    #[error("{0}")]
+    Status(#[from] tonic::Status),
+    /// No Welcome in time or a wrong first message.
+    #[error("no welcome from the storer")]
+    NoWelcome,
+}
+
+/// An open stream.
+#[derive(Debug)]
+pub struct Conn {
+    tx: mpsc::Sender<DeliverRequest>,
+    rx: Streaming<sipcapture_proto::v1::DeliverResponse>,
+}
+
+impl Conn {
+    /// Connects, says Hello and waits for the Welcome.
+    pub async fn open(
+        url: &str,
+        cfg: &ExportConfig,
+        window: usize,
+    ) -> Result<(Conn, Welcome), StreamError> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .connect()
+            .await?;
+        let mut client = StorerServiceClient::new(channel)
+            .max_encoding_message_size(64 * 1024 * 1024)
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let (tx, rx) = mpsc::channel(window.max(2));
+        let hello = DeliverRequest {
+            message: Some(deliver_request::Message::Hello(Hello {
+                collector_id: cfg.collector_id.clone(),
+                stream_id: cfg.stream_id.clone(),
+            })),
+        };
+        tx.send(hello).await.map_err(|_| StreamError::NoWelcome)?;
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let mut inbound = client.deliver(ReceiverStream::new(rx)).await?.into_inner();
+            let first = inbound.message().await?;
+            Ok::<_, StreamError>((inbound, first))
+        })
+        .await
+        .map_err(|_| StreamError::NoWelcome)??;
+        match opened {
+            (
+                inbound,
+                Some(sipcapture_proto::v1::DeliverResponse {
+                    message: Some(deliver_response::Message::Welcome(welcome)),
+                }),
+            ) => Ok((Conn { tx, rx: inbound }, welcome)),
+            _ => Err(StreamError::NoWelcome),
+        }
+    }
+
+    /// Queues a batch without waiting; false when the window is full or the stream is gone.
+    pub fn try_send(&self, batch: RecordBatch) -> bool {
+        self.tx
+            .try_send(DeliverRequest {
+                message: Some(deliver_request::Message::Batch(batch)),
+            })
+            .is_ok()
+    }
+}
+
+/// The next message of a stream (pending forever without one, for `select!`).
+pub async fn next_message(
+    conn: Option<&mut Conn>,
+) -> Result<Option<deliver_response::Message>, tonic::Status> {
+    match conn {
+        Some(conn) => Ok(conn.rx.message().await?.and_then(|m| m.message)),
+        None => std::future::pending().await,
+    }
+}

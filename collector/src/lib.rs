@@ -1,0 +1,76 @@
+//! The collector: receives HEP (and, later, raw SIP), decodes it, extracts the SIP columns and
+//! streams `CaptureRecord`s to storers.
+//!
+//! Data flow: [`source`] (bytes in: HEP over UDP/TCP) → [`decode`] (pure HEP v1/v2/v3 decoding)
+//! → [`sip`] (SIP start line and headers into the `sip_capture` column values) → [`record`] (the
+//! only place a record is built) → [`export`] (numbered batches to a storer, kept until
+//! acknowledged). [`pipeline`] wires it; [`config`] is the one typed config; [`run`] serves the
+//! status service next to it.
+
+pub mod config;
+pub mod decode;
+pub mod export;
+pub mod pipeline;
+pub mod record;
+pub mod sip;
+pub mod source;
+
+use std::sync::Arc;
+
+use sipcapture_proto::counters::Counters;
+use sipcapture_proto::status::{CaptureSwitch, StatusServer};
+use sipcapture_proto::v1::MemberKind;
+use sipcapture_proto::v1::status_service_server::StatusServiceServer;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CollectorConfig;
+use crate::pipeline::Pipeline;
+
+/// gRPC service names the collector serves (for health).
+pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.StatusService"];
+
+/// Start-up and serving failures.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// Bad config.
+    #[error(transparent)]
+    Config(#[from] sipcapture_proto::config::ConfigError),
+    /// A HEP listener could not start.
+    #[error(transparent)]
+    Listen(#[from] source::hep_listener::ListenError),
+    /// gRPC failure.
+    #[error(transparent)]
+    Serve(#[from] sipcapture_proto::server::ServeError),
+}
+
+/// Runs a collector until `shutdown` is cancelled, then shuts down in order.
+pub async fn run(
+    config: CollectorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), CollectorError> {
+    config.validate()?;
+    let switch = Arc::new(CaptureSwitch::new(config.capture_on));
+    let counters = Arc::new(Counters::new("collector"));
+    let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    let pipeline = Pipeline::start(&config, switch.clone(), counters.clone())?;
+    let status = StatusServer::new(
+        config.collector_id.clone(),
+        MemberKind::Collector,
+        switch,
+        vec![counters],
+    );
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(StatusServiceServer::new(status));
+    tracing::info!(addr = %config.grpc_listen, "collector grpc listening");
+    let served = sipcapture_proto::server::serve(
+        listener,
+        routes,
+        SERVICE_NAMES,
+        config.max_grpc_calls,
+        shutdown,
+    )
+    .await;
+    pipeline.shutdown().await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `sipcapture-collector`: flags → config → [`sipcapture_collector::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use figment::value::Value;
+use sipcapture_collector::config::CollectorConfig;
+use sipcapture_proto::config::{Sources, load};
+
+/// Receives HEP v1/v2/v3 and streams decoded SIP to storers.
+#[derive(Debug, Parser)]
+#[command(name = "sipcapture-collector", version)]
+struct Args {
+    /// TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// HEP listen address (UDP and TCP).
+    #[arg(long)]
+    hep_listen: Option<SocketAddr>,
+    /// Storer endpoint URL (repeatable), e.g. http://127.0.0.1:9063.
+    #[arg(long)]
+    storer: Vec<String>,
+    /// Control service URL.
+    #[arg(long)]
+    control: Option<String>,
+    /// gRPC listen address (status, health, reflection).
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// Override any config key (Kamailio names where one exists), e.g. `--set capture_node=sbc1`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Validate the config and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sipcapture_proto::telemetry::init_logging();
+    let args = Args::parse();
+    let mut sources = Sources::new(args.config, args.set);
+    sources
+        .flag("hep_listen", args.hep_listen.map(|a| a.to_string()))
+        .flag("grpc_listen", args.grpc_listen.map(|a| a.to_string()))
+        .flag("control", args.control);
+    if !args.storer.is_empty() {
+        let list: Vec<Value> = args.storer.into_iter().map(Value::from).collect();
+        sources.flag("storer", Some(list));
+    }
+    let config: CollectorConfig = load(&sources)?;
+    config.validate()?;
+    if args.check_config {
+        println!("config ok");
+        return Ok(());
+    }
+    let shutdown = sipcapture_proto::server::shutdown_on_signal();
+    sipcapture_collector::run(config, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Wiring only: the queue between inputs and the exporter, the spawns, and the shutdown order
+//! (inputs stop → the queue closes → the exporter seals, delivers and waits for acks → done).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sipcapture_proto::counters::Counters;
+use sipcapture_proto::status::CaptureSwitch;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::CollectorConfig;
+use crate::export::{self, ExportConfig};
+use crate::record::RecordBuilder;
+use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError};
+use crate::source::ingest::Ingest;
+
+/// How long a shutting-down collector keeps trying to deliver what it holds.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running collector pipeline (inputs and exporter; gRPC is served by the caller).
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Addresses the HEP listeners bound.
+    pub bound: BoundAddrs,
+    /// Counters of inputs and exporter.
+    pub counters: Arc<Counters>,
+    inputs: TaskTracker,
+    stop_inputs: CancellationToken,
+    exporter: JoinHandle<()>,
+}
+
+impl Pipeline {
+    /// Starts the inputs and the exporter.
+    pub fn start(
+        config: &CollectorConfig,
+        switch: Arc<CaptureSwitch>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, ListenError> {
+        let (queue, records) = mpsc::channel(config.queue_capacity);
+        let ingest = Arc::new(Ingest {
+            builder: RecordBuilder {
+                capture_node: config.capture_node.clone(),
+                collector_id: config.collector_id.clone(),
+                sip: config.extract_config(),
+                max_inflated_payload: config.max_inflated_payload,
+            },
+            switch,
+            hep_capture_on: config.hep_capture_on,
+            auth_key: config.hep_auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
+            counters: counters.clone(),
+            queue,
+        });
+        let inputs = TaskTracker::new();
+        let stop_inputs = CancellationToken::new();
+        let listen = ListenConfig {
+            addr: config.hep_listen,
+            udp: config.hep_udp,
+            tcp: config.hep_tcp,
+            udp_sockets: config.udp_socket_count(),
+            udp_recv_buffer: config.udp_recv_buffer,
+            tcp_max_frame: config.tcp_max_frame,
+            tcp_max_connections: config.tcp_max_connections,
+            tcp_idle_timeout: Duration::from_secs(config.tcp_idle_timeout),
+        };
+        let bound = hep_listener::start(&listen, ingest, &inputs, &stop_inputs)?;
+        inputs.close();
+        tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, "hep listeners ready");
+        let export_cfg = ExportConfig {
+            storers: config.storer.clone(),
+            collector_id: config.collector_id.clone(),
+            stream_id: format!("{}-{:016x}", config.collector_id, rand::random::<u64>()),
+            batch_max_records: config.batch_max_records,
+            batch_max_bytes: config.batch_max_bytes,
+            batch_max_delay: Duration::from_millis(config.batch_max_delay_ms),
+            max_unacked: config.max_unacked_batches,
+            drain_timeout: DRAIN_TIMEOUT,
+        };
+        let exporter = tokio::spawn(export::run(export_cfg, records, counters.clone()));
+        Ok(Pipeline {
+            bound,
+            counters,
+            inputs,
+            stop_inputs,
+            exporter,
+        })
+    }
+
+    /// Ordered shutdown: stop the inputs, let the exporter deliver what it holds, return.
+    pub async fn shutdown(self) {
+        self.stop_inputs.cancel();
+        self.inputs.wait().await;
+        if let Err(e) = self.exporter.await {
+            tracing::error!(error = %e, "exporter task failed");
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The ONLY place a [`CaptureRecord`] is built: from a decoded HEP packet (and, later, from raw
+//! captures), applying Kamailio's rules for time, node, transport, correlation id and the
+//! acceptance of incomplete packets.
+
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sipcapture_proto::ip_to_bytes;
+use sipcapture_proto::v1::{
+    CaptureRecord, HepChunk as WireChunk, HepMeta, InputKind, Origin, RecordFlags, RecordKind,
+    ReportFields, SipFields,
+};
+
+use crate::decode::hep::{HepPacket, HepPayload};
+use crate::sip::{self, ExtractConfig, SipColumns};
+
+/// Kamailio builds `node` in a 100-byte buffer: at most 99 characters.
+const MAX_NODE_LEN: usize = 99;
+/// Kamailio's minimum of counted core chunks (`totelem`) for a HEP3 packet.
+const KAMAILIO_MIN_CORE_CHUNKS: u8 = 9;
+
+/// Why a packet produced no record (each is a counted drop reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The HEP packet has no payload chunk.
+    #[error("HEP packet without payload")]
+    NoPayload,
+    /// The compressed payload could not be inflated.
+    #[error("payload: {0}")]
+    Payload(crate::decode::hep::HepError),
+    /// The SIP message is one Kamailio would not store.
+    #[error("SIP: {0}")]
+    Sip(sip::SipError),
+}
+
+impl RecordError {
+    /// Low-cardinality drop reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RecordError::NoPayload => "no_payload",
+            RecordError::Payload(e) => e.reason(),
+            RecordError::Sip(e) => e.reason(),
+        }
+    }
+}
+
+/// Settings the builder applies to every record.
+#[derive(Debug, Clone)]
+pub struct RecordBuilder {
+    /// Kamailio `capture_node`.
+    pub capture_node: String,
+    /// The collector's id.
+    pub collector_id: String,
+    /// SIP extraction settings.
+    pub sip: ExtractConfig,
+    /// Inflate cap for compressed payloads.
+    pub max_inflated_payload: usize,
+}
+
+/// Where and when a packet was received.
+#[derive(Debug, Clone, Copy)]
+pub struct Reception {
+    /// The input it came from.
+    pub input: InputKind,
+    /// The peer that sent it.
+    pub peer: Option<std::net::SocketAddr>,
+    /// When it was received.
+    pub at: SystemTime,
+}
+
+/// Kamailio's transport `proto` from the IP protocol number carried by HEP (behaviour doc §1.2):
+/// 17 → UDP(1), 6 → TCP(2), 22 (the "fake" TLS/WS value) → TLS(3), 132 → SCTP(4), else none(0).
+pub fn kamailio_proto(ip_protocol: u8) -> u32 {
+    match ip_protocol {
+        17 => 1,
+        6 => 2,
+        22 => 3,
+        132 => 4,
+        _ => 0,
+    }
+}
+
+/// Kamailio's report `type` for a HEP payload type (§2.3); other types keep their own number.
+pub fn report_type(payload_type: u32) -> u32 {
+    match payload_type {
+        5 => 3,
+        32 => 2,
+        99 => 4,
+        100 => 5,
+        other => other,
+    }
+}
+
+/// The `node` column: `capture_node:captid` when the packet carried a (non-zero) time, else
+/// `capture_node`; cut at 99 characters as Kamailio does.
+pub fn node_column(capture_node: &str, time_from_packet: bool, capture_id: u32) -> String {
+    let mut node = if time_from_packet {
+        format!("{capture_node}:{capture_id}")
+    } else {
+        capture_node.to_owned()
+    };
+    if node.len() > MAX_NODE_LEN {
+        let mut cut = MAX_NODE_LEN;
+        while !node.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        node.truncate(cut);
+    }
+    node
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn family_of(ip: Option<IpAddr>, carried: Option<u8>) -> u32 {
+    match ip {
+        Some(IpAddr::V4(_)) => 2,
+        Some(IpAddr::V6(_)) => 10,
+        None => u32::from(carried.unwrap_or(0)),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl RecordBuilder {
+    /// Builds the record of one decoded HEP packet.
+    pub fn from_hep(
+        &self,
+        pkt: &HepPacket<'_>,
+        rx: Reception,
+    ) -> Result<CaptureRecord, RecordError> {
+        let payload = pkt.payload.ok_or(RecordError::NoPayload)?;
+        let compressed = matches!(payload, HepPayload::Compressed(_));
+        let bytes = payload
+            .inflate(self.max_inflated_payload)
+            .map_err(RecordError::Payload)?;
+        if bytes.is_empty() {
+            return Err(RecordError::NoPayload);
+        }
+
+        // Kamailio takes the HEP time when its seconds are non-zero, else "now"; the node gets
+        // the capture id only in the first case.
+        let (capture_time_us, time_from_packet) = match pkt.ts_sec {
+            Some(sec) if sec != 0 => (
+                u64::from(sec) * 1_000_000 + u64::from(pkt.ts_usec.unwrap_or(0)),
+                true,
+            ),
+            _ => (micros(rx.at), false),
+        };
+        // v1/v2 carry no payload type: Kamailio treats their payload as SIP.
+        let payload_type = u32::from(pkt.proto_type.unwrap_or(1));
+        let incomplete = pkt.version == 3
+            && (pkt.core_chunks < KAMAILIO_MIN_CORE_CHUNKS
+                || pkt.src_ip.is_none()
+                || pkt.dst_ip.is_none()
+                || pkt.proto_type.is_none());
+
+        let mut record = CaptureRecord {
+            capture_time_us,
+            time_from_packet,
+            family: family_of(pkt.src_ip.or(pkt.dst_ip), pkt.ip_family),
+            ip_protocol: u32::from(pkt.ip_protocol.unwrap_or(0)),
+            transport: kamailio_proto(pkt.ip_protocol.unwrap_or(0)),
+            src_ip: pkt.src_ip.map(ip_to_bytes).unwrap_or_default(),
+            src_port: u32::from(pkt.src_port.unwrap_or(0)),
+            dst_ip: pkt.dst_ip.map(ip_to_bytes).unwrap_or_default(),
+            dst_port: u32::from(pkt.dst_port.unwrap_or(0)),
+            node: node_column(
+                &self.capture_node,
+                time_from_packet,
+                pkt.capture_id.unwrap_or(0),
+            ),
+            kind: RecordKind::Sip as i32,
+            hep: Some(hep_meta(pkt, payload_type, compressed)),
+            payload: Vec::new(),
+            sip: None,
+            report: None,
+            flags: Some(RecordFlags {
+                incomplete_hep: incomplete,
+                ..Default::default()
+            }),
+            routing: None,
+            origin: Some(Origin {
+                collector_id: self.collector_id.clone(),
+                input: rx.input as i32,
+                peer: rx.peer.map(|p| p.to_string()).unwrap_or_default(),
+            }),
+        };
+
+        if payload_type == 1 {
+            let columns = sip::extract(&bytes, &self.sip).map_err(RecordError::Sip)?;
+            let (fields, unmasked) = self.sip_fields(&columns, pkt.correlation_id);
+            if let Some(flags) = record.flags.as_mut() {
+                flags.bad_message = columns.bad;
+                flags.unmasked_callid = unmasked;
+            }
+            record.sip = Some(fields);
+        } else {
+            record.kind = RecordKind::Report as i32;
+            record.report = Some(ReportFields {
+                report_type: report_type(payload_type),
+            });
+        }
+        record.payload = bytes.into_owned();
+        Ok(record)
+    }
+
+    /// Owned column values; `correlation_id` is the HEP correlation id when present, else the
+    /// (unmasked) Call-ID. Returns whether the Call-ID was unmasked.
+    fn sip_fields(&self, c: &SipColumns<'_>, hep_correlation: Option<&[u8]>) -> (SipFields, bool) {
+        let unmasked = self
+            .sip
+            .topoh
+            .as_ref()
+            .and_then(|t| sip::topoh_unmask(c.callid, t));
+        let callid = match &unmasked {
+            Some(u) => text(u),
+            None => text(c.callid),
+        };
+        // Kamailio reads chunk 0x0011 with strlen(); we take the exact chunk bytes up to the
+        // first NUL (docs/COMPATIBILITY.md).
+        let correlation_id = match hep_correlation {
+            Some(id) if !id.is_empty() => {
+                let end = id.iter().position(|b| *b == 0).unwrap_or(id.len());
+                text(id.get(..end).unwrap_or(id))
+            }
+            _ => callid.clone(),
+        };
+        let fields = SipFields {
+            msg_type: u32::from(c.msg_type),
+            method: text(c.method),
+            reply_reason: text(c.reply_reason),
+            ruri: text(c.ruri),
+            ruri_user: text(c.ruri_user),
+            ruri_domain: text(c.ruri_domain),
+            from_user: text(c.from_user),
+            from_domain: text(c.from_domain),
+            from_tag: text(c.from_tag),
+            to_user: text(c.to_user),
+            to_domain: text(c.to_domain),
+            to_tag: text(c.to_tag),
+            pid_user: text(c.pid_user),
+            contact_user: text(c.contact_user),
+            auth_user: text(c.auth_user),
+            callid,
+            callid_aleg: text(c.callid_aleg),
+            via_1: text(c.via_1),
+            via_1_branch: text(c.via_1_branch),
+            cseq: text(c.cseq),
+            reason: text(c.reason),
+            content_type: text(c.content_type),
+            auth: String::new(),
+            user_agent: text(c.user_agent),
+            contact_ip: text(c.contact_ip),
+            contact_port: u32::from(c.contact_port),
+            originator_ip: text(c.originator_ip),
+            originator_port: u32::from(c.originator_port),
+            rtp_stat: text(c.rtp_stat),
+            diversion: text(c.diversion),
+            correlation_id,
+            custom_field1: text(c.custom_field1),
+            custom_field2: text(c.custom_field2),
+            custom_field3: text(c.custom_field3),
+            cseq_method: text(c.cseq_method),
+        };
+        (fields, unmasked.is_some())
+    }
+}
+
+fn hep_meta(pkt: &HepPacket<'_>, payload_type: u32, compressed: bool) -> HepMeta {
+    HepMeta {
+        version: u32::from(pkt.version),
+        has_capture_id: pkt.capture_id.is_some(),
+        capture_id: pkt.capture_id.unwrap_or(0),
+        payload_type,
+        has_correlation_id: pkt.correlation_id.is_some(),
+        correlation_id: pkt.correlation_id.map(<[u8]>::to_vec).unwrap_or_default(),
+        has_vlan_id: pkt.vlan_id.is_some(),
+        vlan_id: u32::from(pkt.vlan_id.unwrap_or(0)),
+        node_name: pkt.node_name.map(text).unwrap_or_default(),
+        has_keep_alive: pkt.keep_alive.is_some(),
+        keep_alive: u32::from(pkt.keep_alive.unwrap_or(0)),
+        has_auth_key: pkt.auth_key.is_some(),
+        payload_was_compressed: compressed,
+        extra_chunks: pkt
+            .extra_chunks()
+            .map(|c| WireChunk {
+                vendor_id: u32::from(c.vendor_id),
+                type_id: u32::from(c.type_id),
+                value: c.value.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_rule() {
+        assert_eq!(node_column("homer01", true, 2001), "homer01:2001");
+        assert_eq!(node_column("homer01", false, 2001), "homer01");
+        assert_eq!(node_column("homer01", true, u32::MAX), "homer01:4294967295");
+        assert_eq!(node_column(&"n".repeat(150), false, 0).len(), 99);
+    }
+
+    #[test]
+    fn proto_and_report_type_maps() {
+        assert_eq!(kamailio_proto(17), 1);
+        assert_eq!(kamailio_proto(6), 2);
+        assert_eq!(kamailio_proto(22), 3);
+        assert_eq!(kamailio_proto(132), 4);
+        assert_eq!(kamailio_proto(99), 0);
+        assert_eq!(report_type(5), 3);
+        assert_eq!(report_type(32), 2);
+        assert_eq!(report_type(99), 4);
+        assert_eq!(report_type(100), 5);
+        assert_eq!(report_type(34), 34);
+    }
+}

@@ -1,0 +1,490 @@
+//! One pass over a SIP message that yields every SIP-derived `sip_capture` column the way
+//! Kamailio 5.6 `sipcapture.c:sip_capture` fills them (behaviour doc §2.1).
+//!
+//! Order of checks, as in Kamailio: start line (`parse_msg`), all header lines
+//! (`parse_headers(HDR_CALLID_F|HDR_EOH_F)` with the core's eager Via/CSeq/From/To/
+//! Content-Length parsing and strict duplicate checks), the core's required headers
+//! (`receive_msg`: Via, Call-ID, CSeq, From, To), the Request-URI, the From URI, the To URI, and
+//! the first Contact. With `capture_bad_msgs` only the Request-URI still drops the message: a
+//! bad header ends the header block there (later headers are unseen, as in Kamailio), and bad
+//! From/To/Contact values leave their columns empty.
+
+use super::headers::{self, HdrKind, Header, HeaderFault, Next};
+use super::name_addr::{self, FirstContact};
+use super::start_line::{self, StartLine};
+use super::{ExtractConfig, SipColumns, SipError, uri, values};
+
+/// `rtp_stat` sources, highest priority first.
+const RTP_STAT_HEADERS: [&[u8]; 7] = [
+    b"X-RTP-Stat-Add",
+    b"X-RTP-Stat-T38",
+    b"X-RTP-Stat",
+    b"P-RTP-Stat",
+    b"X-Siemens-RTP-stats",
+    b"X-NG-RTP-STATS",
+    b"RTP-RxStat",
+];
+/// Kamailio `MAX_HEADERS` for `callid_aleg_header`.
+const MAX_ALEG: usize = 16;
+const SLOT_REASON: usize = 0;
+const SLOT_XOIP: usize = 1;
+const SLOT_RTP: usize = 2;
+const SLOT_CUSTOM: usize = SLOT_RTP + RTP_STAT_HEADERS.len();
+const SLOT_ALEG: usize = SLOT_CUSTOM + 3;
+const SLOTS: usize = SLOT_ALEG + MAX_ALEG;
+
+/// Headers looked up with `get_hdr_by_name` semantics; the first occurrence of each is kept.
+struct Named<'a, 'c> {
+    names: [&'c [u8]; SLOTS],
+    found: [Option<&'a [u8]>; SLOTS],
+    /// Quick filter on the first byte of the wanted names.
+    first_bytes: [bool; 256],
+}
+
+impl<'a, 'c> Named<'a, 'c> {
+    fn new(cfg: &'c ExtractConfig) -> Self {
+        let mut names: [&'c [u8]; SLOTS] = [b""; SLOTS];
+        names[SLOT_REASON] = b"Reason";
+        names[SLOT_XOIP] = b"X-OIP";
+        for (slot, name) in names.iter_mut().skip(SLOT_RTP).zip(RTP_STAT_HEADERS) {
+            *slot = name;
+        }
+        for (slot, name) in names
+            .iter_mut()
+            .skip(SLOT_CUSTOM)
+            .zip(&cfg.custom_field_headers)
+        {
+            *slot = name.as_bytes();
+        }
+        for (slot, name) in names
+            .iter_mut()
+            .skip(SLOT_ALEG)
+            .zip(&cfg.callid_aleg_headers)
+        {
+            *slot = name.as_bytes();
+        }
+        let mut first_bytes = [false; 256];
+        for name in names {
+            if let Some(&b) = name.first() {
+                first_bytes[usize::from(b)] = true;
+            }
+        }
+        Self {
+            names,
+            found: [None; SLOTS],
+            first_bytes,
+        }
+    }
+
+    fn observe(&mut self, h: &Header<'a>) {
+        let Some(&b) = h.name.first() else { return };
+        if !self.first_bytes[usize::from(b)] {
+            return;
+        }
+        for (name, found) in self.names.iter().zip(self.found.iter_mut()) {
+            if found.is_none() && headers::name_matches(h.name, name) {
+                *found = Some(h.body);
+            }
+        }
+    }
+
+    fn get(&self, slot: usize) -> &'a [u8] {
+        self.found.get(slot).copied().flatten().unwrap_or_default()
+    }
+
+    /// The first configured name (in list order) that is present.
+    fn first_of(&self, slots: std::ops::Range<usize>) -> &'a [u8] {
+        self.found
+            .get(slots)
+            .and_then(|f| f.iter().flatten().next().copied())
+            .unwrap_or_default()
+    }
+}
+
+/// The first occurrence of each header kind the columns need, plus parse results.
+#[derive(Default)]
+struct Seen<'a> {
+    via: Option<(&'a [u8], &'a [u8])>,
+    cseq: Option<(&'a [u8], &'a [u8])>,
+    from: Option<(Header<'a>, name_addr::NameAddr<'a>)>,
+    to: Option<(Header<'a>, name_addr::NameAddr<'a>)>,
+    callid: Option<&'a [u8]>,
+    content_length: bool,
+    max_forwards: bool,
+    contact: Option<Header<'a>>,
+    content_type: Option<&'a [u8]>,
+    user_agent: Option<&'a [u8]>,
+    diversion: Option<&'a [u8]>,
+    proxy_auth: Option<&'a [u8]>,
+    authorization: Option<&'a [u8]>,
+    /// First P-Asserted-Identity URI, and whether every PAI header parsed.
+    pai: Option<(&'a [u8], bool)>,
+    /// First P-Preferred-Identity URI, whether the first two PPI headers parsed, and how many
+    /// were seen.
+    ppi: Option<(&'a [u8], bool, u8)>,
+    rpid: Option<Result<&'a [u8], ()>>,
+}
+
+fn duplicate(name: &'static str, h: &Header<'_>) -> SipError {
+    SipError::DuplicateHeader {
+        name,
+        offset: h.offset,
+    }
+}
+
+impl<'a> Seen<'a> {
+    /// The core's per-header work in `get_hdr_field` / `parse_headers`: eager parsing of Via,
+    /// CSeq, From, To, Content-Length, Retry-After and the strict duplicate checks.
+    fn add(&mut self, h: &Header<'a>) -> Result<(), SipError> {
+        let offset = h.offset;
+        match h.kind {
+            HdrKind::Via => {
+                let branch = values::via_branch(h.body).map_err(|_| SipError::BadVia { offset })?;
+                self.via.get_or_insert((h.body, branch));
+            }
+            HdrKind::CSeq => {
+                let method =
+                    values::cseq_method(h.body).map_err(|_| SipError::BadCSeq { offset })?;
+                if self.cseq.is_some() {
+                    return Err(duplicate("CSeq", h));
+                }
+                self.cseq = Some((h.body, method));
+            }
+            HdrKind::From | HdrKind::To => {
+                let is_from = h.kind == HdrKind::From;
+                let (na, _) = name_addr::parse(h.body, false).map_err(|_| {
+                    if is_from {
+                        SipError::BadFrom { offset }
+                    } else {
+                        SipError::BadTo { offset }
+                    }
+                })?;
+                let slot = if is_from {
+                    &mut self.from
+                } else {
+                    &mut self.to
+                };
+                if slot.is_some() {
+                    return Err(duplicate(if is_from { "From" } else { "To" }, h));
+                }
+                *slot = Some((*h, na));
+            }
+            HdrKind::CallId => {
+                if self.callid.is_some() {
+                    return Err(duplicate("Call-ID", h));
+                }
+                self.callid = Some(h.body);
+            }
+            HdrKind::ContentLength => {
+                values::check_number(h.body, false).map_err(|_| SipError::BadNumber { offset })?;
+                if self.content_length {
+                    return Err(duplicate("Content-Length", h));
+                }
+                self.content_length = true;
+            }
+            HdrKind::RetryAfter => {
+                values::check_number(h.body, true).map_err(|_| SipError::BadNumber { offset })?;
+            }
+            HdrKind::MaxForwards => {
+                if self.max_forwards {
+                    return Err(duplicate("Max-Forwards", h));
+                }
+                self.max_forwards = true;
+            }
+            HdrKind::Contact => {
+                self.contact.get_or_insert(*h);
+            }
+            HdrKind::ContentType => {
+                self.content_type.get_or_insert(h.body);
+            }
+            HdrKind::UserAgent => {
+                self.user_agent.get_or_insert(h.body);
+            }
+            HdrKind::Diversion => {
+                self.diversion.get_or_insert(h.body);
+            }
+            HdrKind::ProxyAuth => {
+                self.proxy_auth.get_or_insert(h.body);
+            }
+            HdrKind::Authorization => {
+                self.authorization.get_or_insert(h.body);
+            }
+            HdrKind::Pai => {
+                // parse_pai_header parses every PAI header; one bad body disqualifies PAI.
+                let parsed = name_addr::parse_list_first(h.body);
+                match &mut self.pai {
+                    None => {
+                        self.pai = Some((parsed.map(|n| n.uri).unwrap_or_default(), parsed.is_ok()))
+                    }
+                    Some((_, ok)) => *ok &= parsed.is_ok(),
+                }
+            }
+            HdrKind::Ppi => {
+                // parse_ppi_header parses the first two PPI headers only.
+                match &mut self.ppi {
+                    None => {
+                        let parsed = name_addr::parse_list_first(h.body);
+                        self.ppi =
+                            Some((parsed.map(|n| n.uri).unwrap_or_default(), parsed.is_ok(), 1));
+                    }
+                    Some((_, ok, seen @ 1)) => {
+                        *ok &= name_addr::parse_list_first(h.body).is_ok();
+                        *seen = 2;
+                    }
+                    Some(_) => {}
+                }
+            }
+            HdrKind::Rpid => {
+                if self.rpid.is_none() {
+                    self.rpid = Some(
+                        name_addr::parse(h.body, false)
+                            .map(|(n, _)| n.uri)
+                            .map_err(|_| ()),
+                    );
+                }
+            }
+            HdrKind::Other => {}
+        }
+        Ok(())
+    }
+}
+
+fn fault_error(fault: HeaderFault, offset: usize) -> SipError {
+    match fault {
+        HeaderFault::BadName | HeaderFault::Empty => SipError::BadHeader { offset },
+        HeaderFault::NoEol => SipError::NoHeaderEnd { offset },
+    }
+}
+
+/// Kamailio `force_capture_callid`: search the text `Call-ID` (case-sensitive, long form only)
+/// from where header parsing stopped, and take that header's body if it parses as a Call-ID.
+fn force_capture_callid(msg: &[u8], from: usize) -> &[u8] {
+    const NEEDLE: &[u8] = b"Call-ID";
+    let Some(hay) = msg.get(from..) else {
+        return b"";
+    };
+    let Some(at) = hay.windows(NEEDLE.len()).position(|w| w == NEEDLE) else {
+        return b"";
+    };
+    match headers::next(msg, from + at) {
+        Ok(Next::Header(h, _)) if h.kind == HdrKind::CallId => h.body,
+        _ => b"",
+    }
+}
+
+/// `strtol(p, NULL, 10)` as a port: leading white space, optional sign, digits. Values outside
+/// 0..=65535 give 0 (Kamailio would store the raw int).
+fn strtol_port(s: &[u8]) -> u16 {
+    let mut i = 0;
+    while s
+        .get(i)
+        .is_some_and(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+    {
+        i += 1;
+    }
+    let negative = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let mut value: u32 = 0;
+    while let Some(&c) = s.get(i).filter(|c| c.is_ascii_digit()) {
+        value = value.saturating_mul(10).saturating_add(u32::from(c - b'0'));
+        i += 1;
+    }
+    if negative && value != 0 {
+        return 0;
+    }
+    u16::try_from(value).unwrap_or(0)
+}
+
+/// URI of a P-Asserted-Identity / P-Preferred-Identity / Remote-Party-ID → its user part
+/// (empty when the URI does not parse).
+fn uri_user(u: &[u8]) -> &[u8] {
+    uri::parse(u).map(|u| u.user).unwrap_or_default()
+}
+
+/// Extracts every SIP-derived column. `Err` means Kamailio would not store a row; the error is
+/// the drop reason.
+pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>, SipError> {
+    let strict = !cfg.capture_bad_msgs;
+    let (start, mut pos) = start_line::parse(msg)?;
+    let mut cols = SipColumns::default();
+    let mut ruri = None;
+    match start {
+        StartLine::Request {
+            method,
+            uri,
+            uri_offset,
+        } => {
+            cols.msg_type = 1;
+            cols.method = method;
+            cols.ruri = uri;
+            ruri = Some((uri, uri_offset));
+        }
+        StartLine::Reply { status, reason } => {
+            cols.msg_type = 2;
+            cols.method = status;
+            cols.reply_reason = reason;
+        }
+    }
+
+    // The single pass over the header block.
+    let mut seen = Seen::default();
+    let mut named = Named::new(cfg);
+    loop {
+        match headers::next(msg, pos) {
+            Ok(Next::End) => break,
+            Ok(Next::Header(h, next)) => {
+                if let Err(e) = seen.add(&h) {
+                    if strict {
+                        return Err(e);
+                    }
+                    cols.bad = true;
+                    break;
+                }
+                named.observe(&h);
+                pos = next;
+            }
+            Err(fault) => {
+                if strict {
+                    return Err(fault_error(fault, pos));
+                }
+                cols.bad = true;
+                break;
+            }
+        }
+    }
+
+    if strict {
+        // receive_msg's sanity checks run before the script ever calls sip_capture().
+        let missing = if seen.via.is_none() {
+            Some("Via")
+        } else if seen.callid.is_none() {
+            Some("Call-ID")
+        } else if seen.cseq.is_none() {
+            Some("CSeq")
+        } else if seen.from.is_none() {
+            Some("From")
+        } else if seen.to.is_none() {
+            Some("To")
+        } else {
+            None
+        };
+        if let Some(name) = missing {
+            return Err(SipError::MissingHeader { name });
+        }
+    }
+
+    if let Some((text, offset)) = ruri {
+        let parsed = uri::parse(text).map_err(|_| SipError::BadRequestUri { offset })?;
+        cols.ruri_user = parsed.user;
+        cols.ruri_domain = parsed.host;
+    }
+
+    if let Some((h, na)) = seen.from {
+        match uri::parse(na.uri) {
+            Ok(u) => {
+                cols.from_user = u.user;
+                cols.from_domain = u.host;
+            }
+            Err(_) if strict => {
+                return Err(SipError::BadFromUri {
+                    offset: h.body_offset + na.uri_offset,
+                });
+            }
+            Err(_) => cols.bad = true,
+        }
+        cols.from_tag = na.tag;
+    }
+    if let Some((h, na)) = seen.to {
+        match uri::parse(na.uri) {
+            Ok(u) => {
+                cols.to_user = u.user;
+                cols.to_domain = u.host;
+            }
+            Err(_) if strict => {
+                return Err(SipError::BadToUri {
+                    offset: h.body_offset + na.uri_offset,
+                });
+            }
+            Err(_) => cols.bad = true,
+        }
+        cols.to_tag = na.tag;
+    }
+
+    cols.callid = match seen.callid {
+        Some(body) => body,
+        None if !strict => force_capture_callid(msg, pos),
+        None => b"",
+    };
+
+    cols.pid_user = match (seen.pai, seen.ppi, seen.rpid) {
+        (Some((u, true)), _, _) => uri_user(u),
+        (_, Some((u, true, _)), _) => uri_user(u),
+        (_, _, Some(Ok(u))) => uri_user(u),
+        _ => b"",
+    };
+
+    if let Some(body) = seen.proxy_auth.or(seen.authorization) {
+        cols.auth_user = values::digest_user(body).unwrap_or_default();
+    }
+
+    if let Some(h) = seen.contact {
+        match name_addr::parse_contact(h.body) {
+            Ok(FirstContact::Star) => cols.contact_user = b"*",
+            Ok(FirstContact::Uri(text, at)) => match uri::parse(text) {
+                Ok(u) => {
+                    cols.contact_user = u.user;
+                    cols.contact_ip = u.host;
+                    cols.contact_port = u.port_no;
+                }
+                Err(_) if strict => {
+                    return Err(SipError::BadContactUri {
+                        offset: h.body_offset + at,
+                    });
+                }
+                Err(_) => cols.bad = true,
+            },
+            Err(_) if strict => return Err(SipError::BadContact { offset: h.offset }),
+            Err(_) => cols.bad = true,
+        }
+    }
+
+    cols.callid_aleg = named.first_of(SLOT_ALEG..SLOTS);
+    if let Some((body, branch)) = seen.via {
+        cols.via_1 = body;
+        cols.via_1_branch = branch;
+    }
+    if let Some((body, method)) = seen.cseq {
+        cols.cseq = body;
+        cols.cseq_method = method;
+    }
+    cols.reason = named.get(SLOT_REASON);
+    cols.diversion = seen.diversion.unwrap_or_default();
+    cols.content_type = seen.content_type.unwrap_or_default();
+    cols.user_agent = seen.user_agent.unwrap_or_default();
+
+    // X-OIP: "ip[:port]". Kamailio's strchr runs past the body (§8.6); we split at the first ':'
+    // inside the body.
+    let xoip = named.get(SLOT_XOIP);
+    match xoip.iter().position(|&c| c == b':') {
+        Some(colon) => {
+            cols.originator_ip = xoip.get(..colon).unwrap_or_default();
+            cols.originator_port = strtol_port(xoip.get(colon + 1..).unwrap_or_default());
+        }
+        None => cols.originator_ip = xoip,
+    }
+
+    cols.rtp_stat = named.first_of(SLOT_RTP..SLOT_CUSTOM);
+    cols.custom_field1 = named.get(SLOT_CUSTOM);
+    cols.custom_field2 = named.get(SLOT_CUSTOM + 1);
+    cols.custom_field3 = named.get(SLOT_CUSTOM + 2);
+    Ok(cols)
+}

@@ -1,0 +1,293 @@
+//! Header-line splitting, as Kamailio's `msg_parser.c:get_hdr_field` and
+//! `parse_hname2.c:parse_sip_header_name` do it.
+//!
+//! * A name is one character of `[0-9A-Za-z-._+~]` followed by more of them; only SP/HT may
+//!   separate it from the colon (RFC 3261 §7.3.1 allows LWS there).
+//! * The body starts after LWS, including a fold (`CRLF` + SP/HT) right after the colon.
+//! * The body runs to the LF that is not followed by SP/HT (folded lines stay in the body, raw,
+//!   as Kamailio keeps them); then trailing CR/LF/NUL are cut (`trim_r`). Trailing spaces stay.
+//! * An empty line (a line starting with CR or LF) ends the header block. Reaching the end of the
+//!   buffer also ends it without error; a header line without any LF is an error.
+
+/// The headers whose first occurrence the extraction needs, recognised by full or compact name
+/// (case-insensitive), plus the ones the core parses eagerly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HdrKind {
+    /// `Via` / `v`.
+    Via,
+    /// `CSeq`.
+    CSeq,
+    /// `From` / `f`.
+    From,
+    /// `To` / `t`.
+    To,
+    /// `Call-ID` / `i`.
+    CallId,
+    /// `Contact` / `m`.
+    Contact,
+    /// `Content-Type` / `c`.
+    ContentType,
+    /// `Content-Length` / `l`.
+    ContentLength,
+    /// `User-Agent`.
+    UserAgent,
+    /// `Diversion`.
+    Diversion,
+    /// `Proxy-Authorization`.
+    ProxyAuth,
+    /// `Authorization`.
+    Authorization,
+    /// `P-Asserted-Identity`.
+    Pai,
+    /// `P-Preferred-Identity`.
+    Ppi,
+    /// `Remote-Party-ID`.
+    Rpid,
+    /// `Max-Forwards`.
+    MaxForwards,
+    /// `Retry-After`.
+    RetryAfter,
+    /// Any other header (including the compact forms of headers we do not need).
+    Other,
+}
+
+impl HdrKind {
+    /// Classifies a header name like Kamailio's `_ksr_hdr_map` (case-insensitive, exact length).
+    pub(crate) fn of(name: &[u8]) -> Self {
+        let Some(&first) = name.first() else {
+            return Self::Other;
+        };
+        let is = |full: &[u8]| name.eq_ignore_ascii_case(full);
+        match (name.len(), first.to_ascii_lowercase()) {
+            (1, b'v') => Self::Via,
+            (1, b'f') => Self::From,
+            (1, b't') => Self::To,
+            (1, b'i') => Self::CallId,
+            (1, b'm') => Self::Contact,
+            (1, b'c') => Self::ContentType,
+            (1, b'l') => Self::ContentLength,
+            (2, b't') if is(b"To") => Self::To,
+            (3, b'v') if is(b"Via") => Self::Via,
+            (4, b'c') if is(b"CSeq") => Self::CSeq,
+            (4, b'f') if is(b"From") => Self::From,
+            (7, b'c') if is(b"Call-ID") => Self::CallId,
+            (7, b'c') if is(b"Contact") => Self::Contact,
+            (9, b'd') if is(b"Diversion") => Self::Diversion,
+            (10, b'u') if is(b"User-Agent") => Self::UserAgent,
+            (11, b'r') if is(b"Retry-After") => Self::RetryAfter,
+            (12, b'c') if is(b"Content-Type") => Self::ContentType,
+            (12, b'm') if is(b"Max-Forwards") => Self::MaxForwards,
+            (13, b'a') if is(b"Authorization") => Self::Authorization,
+            (14, b'c') if is(b"Content-Length") => Self::ContentLength,
+            (15, b'r') if is(b"Remote-Party-ID") => Self::Rpid,
+            (19, b'p') if is(b"Proxy-Authorization") => Self::ProxyAuth,
+            (19, b'p') if is(b"P-Asserted-Identity") => Self::Pai,
+            (20, b'p') if is(b"P-Preferred-Identity") => Self::Ppi,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// One header line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header<'a> {
+    /// The name as written.
+    pub name: &'a [u8],
+    /// What the name means.
+    pub kind: HdrKind,
+    /// The body: leading LWS skipped, trailing CR/LF cut, folds kept.
+    pub body: &'a [u8],
+    /// Offset of the name in the message.
+    pub offset: usize,
+    /// Offset of the body in the message.
+    pub body_offset: usize,
+}
+
+/// Why a header line was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderFault {
+    /// Bad name characters, or no colon after the name.
+    BadName,
+    /// Nothing at all after the colon (end of buffer).
+    Empty,
+    /// No LF ends the line: the message is cut.
+    NoEol,
+}
+
+/// The outcome of reading at one position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next<'a> {
+    /// A header and the position of the next line.
+    Header(Header<'a>, usize),
+    /// The empty line (or the end of the buffer): no more headers.
+    End,
+}
+
+/// Characters Kamailio accepts in a header name (`_ksr_hname_chars_list`).
+fn is_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~')
+}
+
+fn is_sp(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// `eat_lws_end`: SP/HT, and line folds (`LF SP` / `CR LF SP`).
+pub(crate) fn skip_lws(msg: &[u8], mut p: usize) -> usize {
+    loop {
+        match msg.get(p) {
+            Some(&b) if is_sp(b) => p += 1,
+            Some(b'\n') if msg.get(p + 1).copied().is_some_and(is_sp) => p += 2,
+            Some(b'\r')
+                if msg.get(p + 1) == Some(&b'\n') && msg.get(p + 2).copied().is_some_and(is_sp) =>
+            {
+                p += 3
+            }
+            _ => return p,
+        }
+    }
+}
+
+/// `trim_r`: cuts trailing CR, LF and NUL (not spaces).
+pub(crate) fn trim_r(s: &[u8]) -> &[u8] {
+    let mut end = s.len();
+    while end > 0 && matches!(s.get(end - 1), Some(b'\r' | b'\n' | 0)) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+/// Position after the LF that ends the (possibly folded) line starting at `p`.
+fn line_end(msg: &[u8], mut p: usize) -> Option<usize> {
+    loop {
+        let lf = p + msg.get(p..)?.iter().position(|&b| b == b'\n')?;
+        p = lf + 1;
+        if !msg.get(p).copied().is_some_and(is_sp) {
+            return Some(p);
+        }
+    }
+}
+
+/// Parses a header name at `p`; returns its end and the position after the colon.
+pub(crate) fn parse_name(msg: &[u8], p: usize) -> Option<(usize, usize)> {
+    if !msg.get(p).copied().is_some_and(is_name_char) {
+        return None;
+    }
+    let mut q = p + 1;
+    while msg.get(q).copied().is_some_and(is_name_char) {
+        q += 1;
+    }
+    let name_end = q;
+    loop {
+        match msg.get(q)? {
+            b':' => return Some((name_end, q + 1)),
+            &b if is_sp(b) => q += 1,
+            _ => return None,
+        }
+    }
+}
+
+/// Reads the header line at `p`.
+pub(crate) fn next(msg: &[u8], p: usize) -> Result<Next<'_>, HeaderFault> {
+    match msg.get(p) {
+        None | Some(b'\r' | b'\n') => return Ok(Next::End),
+        Some(_) => {}
+    }
+    let (name_end, after_colon) = parse_name(msg, p).ok_or(HeaderFault::BadName)?;
+    let body_start = skip_lws(msg, after_colon);
+    if body_start >= msg.len() {
+        return Err(HeaderFault::Empty);
+    }
+    let end = line_end(msg, body_start).ok_or(HeaderFault::NoEol)?;
+    let name = msg.get(p..name_end).unwrap_or_default();
+    let body = trim_r(msg.get(body_start..end).unwrap_or_default());
+    let header = Header {
+        name,
+        kind: HdrKind::of(name),
+        body,
+        offset: p,
+        body_offset: body_start,
+    };
+    Ok(Next::Header(header, end))
+}
+
+/// Kamailio `get_hdr_by_name` matching: same length, the first character compared exactly, the
+/// rest case-insensitively. So `x-cid` is not found when the configured name is `X-CID`.
+pub(crate) fn name_matches(hdr_name: &[u8], wanted: &[u8]) -> bool {
+    hdr_name.len() == wanted.len()
+        && hdr_name.first() == wanted.first()
+        && hdr_name.eq_ignore_ascii_case(wanted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(msg: &[u8]) -> (Header<'_>, usize) {
+        match next(msg, 0) {
+            Ok(Next::Header(h, n)) => (h, n),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn kinds_full_and_compact() {
+        for (n, k) in [
+            (&b"v"[..], HdrKind::Via),
+            (b"VIA", HdrKind::Via),
+            (b"i", HdrKind::CallId),
+            (b"call-id", HdrKind::CallId),
+            (b"m", HdrKind::Contact),
+            (b"c", HdrKind::ContentType),
+            (b"l", HdrKind::ContentLength),
+            (b"f", HdrKind::From),
+            (b"T", HdrKind::To),
+            (b"p-asserted-identity", HdrKind::Pai),
+            (b"Proxy-Authorization", HdrKind::ProxyAuth),
+            (b"k", HdrKind::Other),
+            (b"X-CID", HdrKind::Other),
+        ] {
+            assert_eq!(HdrKind::of(n), k, "{}", String::from_utf8_lossy(n));
+        }
+    }
+
+    #[test]
+    fn body_is_trimmed_of_leading_lws_and_crlf() {
+        let (h, n) = header(b"Call-ID :  abc@host \r\nNext: x\r\n");
+        assert_eq!(h.name, b"Call-ID");
+        assert_eq!(h.body, b"abc@host ");
+        assert_eq!(n, 22);
+    }
+
+    #[test]
+    fn folded_body_is_kept_raw() {
+        let m = b"Subject:\r\n  first\r\n\tsecond\r\nX: y\r\n";
+        let (h, _) = header(m);
+        assert_eq!(h.body, b"first\r\n\tsecond");
+    }
+
+    #[test]
+    fn empty_body_and_end() {
+        let (h, _) = header(b"Subject:\r\n\r\n");
+        assert_eq!(h.body, b"");
+        assert_eq!(next(b"\r\nbody", 0), Ok(Next::End));
+        assert_eq!(next(b"", 0), Ok(Next::End));
+    }
+
+    #[test]
+    fn faults() {
+        assert_eq!(next(b"Bad Name: x\r\n", 0), Err(HeaderFault::BadName));
+        assert_eq!(next(b"NoColon\r\n", 0), Err(HeaderFault::BadName));
+        assert_eq!(next(b"@x: y\r\n", 0), Err(HeaderFault::BadName));
+        assert_eq!(next(b"X:   ", 0), Err(HeaderFault::Empty));
+        assert_eq!(next(b"X: cut", 0), Err(HeaderFault::NoEol));
+    }
+
+    #[test]
+    fn get_hdr_by_name_first_char_is_case_sensitive() {
+        assert!(name_matches(b"X-CID", b"X-CID"));
+        assert!(name_matches(b"X-cid", b"X-CID"));
+        assert!(!name_matches(b"x-CID", b"X-CID"));
+        assert!(!name_matches(b"X-CIDS", b"X-CID"));
+    }
+}

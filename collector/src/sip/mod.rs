@@ -1,0 +1,131 @@
+//! SIP start line and header extraction into the `sip_capture` column values.
+//!
+//! Pure, sync and zero-copy: [`extract`] borrows every column value from the message bytes and
+//! reproduces what Kamailio 5.6 `sipcapture.c:sip_capture` stores (behaviour doc §2.1).
+
+#[cfg(test)]
+mod corpus_tests;
+mod error;
+mod extract;
+mod headers;
+mod name_addr;
+mod start_line;
+mod topoh;
+mod uri;
+mod values;
+
+pub use error::SipError;
+pub use extract::extract;
+pub use topoh::{TopohCodec, TopohConfig, topoh_unmask};
+
+/// What the extraction needs from the service configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractConfig {
+    /// Kamailio `callid_aleg_header`, already split on `;` (default `["X-CID"]`).
+    pub callid_aleg_headers: Vec<String>,
+    /// Header names for `custom_field1..3` (defaults `Mac`, `IP`, `Port`); empty = column empty.
+    pub custom_field_headers: [String; 3],
+    /// Kamailio `capture_bad_msgs`: keep rows whose From/To/Contact or header block is broken.
+    pub capture_bad_msgs: bool,
+    /// Kamailio `topoh_unmask=1`: the topoh key and Call-ID prefix (applied by the caller).
+    pub topoh: Option<TopohConfig>,
+}
+
+impl ExtractConfig {
+    /// The Kamailio module defaults: `callid_aleg_header="X-CID"`, custom fields `Mac`/`IP`/`Port`,
+    /// `capture_bad_msgs=0`, `topoh_unmask=0`.
+    pub fn kamailio_defaults() -> Self {
+        Self {
+            callid_aleg_headers: vec!["X-CID".to_owned()],
+            custom_field_headers: ["Mac".to_owned(), "IP".to_owned(), "Port".to_owned()],
+            capture_bad_msgs: false,
+            topoh: None,
+        }
+    }
+
+    /// Splits a `callid_aleg_header` value like Kamailio's `parse_aleg_callid_headers` (§4):
+    /// split on `;`, skip empty items, keep a trailing item, at most 16 names.
+    pub fn parse_aleg_list(s: &str) -> Vec<String> {
+        /// Kamailio `MAX_HEADERS`.
+        const MAX_HEADERS: usize = 16;
+        s.split(';')
+            .filter(|item| !item.is_empty())
+            .take(MAX_HEADERS)
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// All SIP-derived column values, borrowed from the message (bytes, since SIP need not be UTF-8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SipColumns<'a> {
+    /// `type`: 1 request, 2 reply.
+    pub msg_type: u8,
+    /// `method`: the request method, or the reply status code text.
+    pub method: &'a [u8],
+    /// `reply_reason`: reply reason phrase (empty for requests).
+    pub reply_reason: &'a [u8],
+    /// `ruri`: the raw Request-URI (empty for replies).
+    pub ruri: &'a [u8],
+    /// `ruri_user`: user part of the parsed Request-URI.
+    pub ruri_user: &'a [u8],
+    /// `ruri_domain`: host of the parsed Request-URI.
+    pub ruri_domain: &'a [u8],
+    /// `from_user`: user of the From URI.
+    pub from_user: &'a [u8],
+    /// `from_domain`: host of the From URI.
+    pub from_domain: &'a [u8],
+    /// `from_tag`: the From `tag` parameter.
+    pub from_tag: &'a [u8],
+    /// `to_user`: user of the To URI.
+    pub to_user: &'a [u8],
+    /// `to_domain`: host of the To URI.
+    pub to_domain: &'a [u8],
+    /// `to_tag`: the To `tag` parameter.
+    pub to_tag: &'a [u8],
+    /// `pid_user`: user of the first P-Asserted-Identity, else P-Preferred-Identity, else
+    /// Remote-Party-ID URI.
+    pub pid_user: &'a [u8],
+    /// `contact_user`: user of the first Contact URI (`*` for `Contact: *`).
+    pub contact_user: &'a [u8],
+    /// `auth_user`: user part of the digest `username` (Proxy-Authorization, else Authorization).
+    pub auth_user: &'a [u8],
+    /// `callid`: the Call-ID body (before any topoh unmask, which the caller applies).
+    pub callid: &'a [u8],
+    /// `callid_aleg`: body of the first present `callid_aleg_header`.
+    pub callid_aleg: &'a [u8],
+    /// `via_1`: the whole body of the first Via header line.
+    pub via_1: &'a [u8],
+    /// `via_1_branch`: `branch` of the first via-param.
+    pub via_1_branch: &'a [u8],
+    /// `cseq`: the whole CSeq body.
+    pub cseq: &'a [u8],
+    /// The CSeq method token (not a column; used for table routing).
+    pub cseq_method: &'a [u8],
+    /// `reason`: body of the first Reason header.
+    pub reason: &'a [u8],
+    /// `content_type`: Content-Type body.
+    pub content_type: &'a [u8],
+    /// `user_agent`: User-Agent body.
+    pub user_agent: &'a [u8],
+    /// `contact_ip`: host of the first Contact URI.
+    pub contact_ip: &'a [u8],
+    /// `contact_port`: port of the first Contact URI, 0 when absent.
+    pub contact_port: u16,
+    /// `originator_ip`: `X-OIP` body up to the first `:`.
+    pub originator_ip: &'a [u8],
+    /// `originator_port`: `X-OIP` port after the first `:`, 0 when absent.
+    pub originator_port: u16,
+    /// `rtp_stat`: body of the first present RTP statistics header (priority list).
+    pub rtp_stat: &'a [u8],
+    /// `diversion`: body of the first Diversion header.
+    pub diversion: &'a [u8],
+    /// `custom_field1`: body of the header named by `custom_field1_header`.
+    pub custom_field1: &'a [u8],
+    /// `custom_field2`: body of the header named by `custom_field2_header`.
+    pub custom_field2: &'a [u8],
+    /// `custom_field3`: body of the header named by `custom_field3_header`.
+    pub custom_field3: &'a [u8],
+    /// True when `capture_bad_msgs` let a partially parsed message through.
+    pub bad: bool,
+}

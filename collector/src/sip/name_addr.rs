@@ -1,0 +1,665 @@
+//! `name-addr` / `addr-spec` bodies (From, To, P-Asserted-Identity, P-Preferred-Identity,
+//! Remote-Party-ID) and Contact bodies, with the acceptance rules of Kamailio's
+//! `parse_addr_spec.c:parse_addr_spec` and `contact/contact.c:parse_contacts`.
+//!
+//! RFC 3261 §20.10/§25.1: `[display-name] <uri>` or a bare URI; in the bare form the URI ends at
+//! the first `;` (header parameters follow) or white space. Kamailio details kept here:
+//! * a quoted display name may contain `\`-escapes, `<`, `>`, `;` and `,`;
+//! * a token display name needs the `<uri>` after it (`Bob Smith` alone is an error);
+//! * after `>` only white space, `;params` (or `,` in lists) may follow;
+//! * parameters: `name`, `name=token` or `name="quoted"`; a backslash anywhere in the
+//!   parameters is an error, `tag` (any case) gives the tag, the last `tag` wins;
+//! * in a From/To (no lists) a comma is only allowed inside a quoted value or a `tag` value.
+
+/// The parts of a name-addr body the columns use (slices of the body).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NameAddr<'a> {
+    /// The URI without the angle brackets.
+    pub uri: &'a [u8],
+    /// Offset of the URI in the parsed body.
+    pub uri_offset: usize,
+    /// The `tag` parameter value (empty if absent).
+    pub tag: &'a [u8],
+}
+
+/// Marker error: the body does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadNameAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum A {
+    Start,
+    DisplayQuoted,
+    EDisplayQuoted,
+    DisplayToken,
+    DisplayTokenSp,
+    SUriEnclosed,
+    UriEnclosed,
+    EUriEnclosed,
+    UriOrToken,
+    MaybeUriEnd,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum P {
+    SName,
+    Name,
+    SEqual,
+    SValue,
+    ValueToken,
+    ValueQuoted,
+    EValue,
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t')
+}
+
+fn is_crlf(b: u8) -> bool {
+    matches!(b, b'\r' | b'\n')
+}
+
+/// Parses one name-addr at the start of `body`. With `allow_comma` (lists) it stops at a
+/// top-level comma and returns its position; otherwise it returns `body.len()`.
+pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usize), BadNameAddr> {
+    let mut st = A::Start;
+    let mut uri_start = 0;
+    let mut uri_end = 0;
+    let mut foo = 0;
+    let mut i = 0;
+    let mut params_at = None;
+    let mut stop = body.len();
+    while let Some(&c) = body.get(i) {
+        if is_crlf(c) {
+            // Only folding can put CR/LF inside a trimmed body; it is white space in the
+            // states where Kamailio accepts it, an error elsewhere.
+            if matches!(
+                st,
+                A::Start | A::DisplayQuoted | A::SUriEnclosed | A::UriEnclosed | A::EUriEnclosed
+            ) {
+                return Err(BadNameAddr);
+            }
+        }
+        match c {
+            b' ' | b'\t' | b'\r' | b'\n' => match st {
+                A::UriEnclosed => {
+                    uri_end = i;
+                    st = A::EUriEnclosed;
+                }
+                A::UriOrToken => {
+                    foo = i;
+                    st = A::MaybeUriEnd;
+                }
+                A::DisplayToken => {
+                    foo = i;
+                    st = A::DisplayTokenSp;
+                }
+                _ => {}
+            },
+            b'\\' => {
+                if st != A::DisplayQuoted {
+                    return Err(BadNameAddr);
+                }
+                i += 1;
+            }
+            b'<' => match st {
+                A::Start
+                | A::EDisplayQuoted
+                | A::UriOrToken
+                | A::DisplayToken
+                | A::DisplayTokenSp
+                | A::MaybeUriEnd => st = A::SUriEnclosed,
+                A::DisplayQuoted => {}
+                _ => return Err(BadNameAddr),
+            },
+            b'>' => match st {
+                A::DisplayQuoted => {}
+                A::UriEnclosed => {
+                    uri_end = i;
+                    st = A::End;
+                }
+                A::EUriEnclosed => st = A::End,
+                _ => return Err(BadNameAddr),
+            },
+            b'"' => match st {
+                A::Start => st = A::DisplayQuoted,
+                A::DisplayQuoted => st = A::EDisplayQuoted,
+                _ => return Err(BadNameAddr),
+            },
+            b';' => match st {
+                A::DisplayQuoted | A::UriEnclosed => {}
+                A::UriOrToken | A::MaybeUriEnd | A::End => {
+                    if st == A::UriOrToken {
+                        uri_end = i;
+                    } else if st == A::MaybeUriEnd {
+                        uri_end = foo;
+                    }
+                    st = A::End;
+                    params_at = Some(i);
+                    break;
+                }
+                _ => return Err(BadNameAddr),
+            },
+            b',' if allow_comma => match st {
+                A::DisplayQuoted | A::UriEnclosed => {}
+                A::UriOrToken | A::MaybeUriEnd | A::End => {
+                    if st == A::UriOrToken {
+                        uri_end = i;
+                    } else if st == A::MaybeUriEnd {
+                        uri_end = foo;
+                    }
+                    st = A::End;
+                    stop = i;
+                    break;
+                }
+                _ => return Err(BadNameAddr),
+            },
+            _ => match st {
+                A::Start => {
+                    uri_start = i;
+                    st = A::UriOrToken;
+                }
+                A::SUriEnclosed => {
+                    uri_start = i;
+                    st = A::UriEnclosed;
+                }
+                A::MaybeUriEnd | A::DisplayTokenSp => st = A::DisplayToken,
+                A::DisplayQuoted | A::DisplayToken | A::UriEnclosed | A::UriOrToken => {}
+                A::EDisplayQuoted | A::EUriEnclosed | A::End => return Err(BadNameAddr),
+            },
+        }
+        i += 1;
+    }
+    match st {
+        A::UriOrToken => uri_end = body.len().min(i),
+        A::MaybeUriEnd => uri_end = foo,
+        A::End => {}
+        _ => return Err(BadNameAddr),
+    }
+    let mut tag: &[u8] = b"";
+    if let Some(at) = params_at {
+        let (t, s) = parse_params(body, at, allow_comma)?;
+        tag = t;
+        stop = s;
+    }
+    let uri = body.get(uri_start..uri_end).ok_or(BadNameAddr)?;
+    Ok((
+        NameAddr {
+            uri,
+            uri_offset: uri_start,
+            tag,
+        },
+        stop,
+    ))
+}
+
+/// `parse_to_param` from the `;` at `at`: returns the tag value and where parsing stopped.
+fn parse_params(body: &[u8], at: usize, allow_comma: bool) -> Result<(&[u8], usize), BadNameAddr> {
+    let mut st = P::SName;
+    let (mut name_s, mut name_e, mut val_s) = (at + 1, at + 1, at + 1);
+    let mut tag: &[u8] = b"";
+    let mut stop = body.len();
+    let name_is_tag = |s: usize, e: usize| {
+        body.get(s..e)
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"tag"))
+    };
+    let mut i = at + 1;
+    while let Some(&c) = body.get(i) {
+        match c {
+            b' ' | b'\t' | b'\r' | b'\n' => match st {
+                P::Name => {
+                    name_e = i;
+                    st = P::SEqual;
+                }
+                P::ValueToken => {
+                    if name_is_tag(name_s, name_e) {
+                        tag = body.get(val_s..i).unwrap_or_default();
+                    }
+                    st = P::EValue;
+                }
+                P::ValueQuoted if is_crlf(c) => return Err(BadNameAddr),
+                _ => {}
+            },
+            b'\\' => return Err(BadNameAddr),
+            b'"' => match st {
+                P::SValue => {
+                    if i + 1 >= body.len() {
+                        return Err(BadNameAddr);
+                    }
+                    val_s = i + 1;
+                    st = P::ValueQuoted;
+                }
+                P::ValueQuoted => {
+                    if name_is_tag(name_s, name_e) {
+                        tag = body.get(val_s..i).unwrap_or_default();
+                    }
+                    st = P::EValue;
+                }
+                _ => return Err(BadNameAddr),
+            },
+            b';' => match st {
+                P::ValueQuoted => {}
+                P::SName => return Err(BadNameAddr),
+                _ => {
+                    if st == P::Name {
+                        name_e = i;
+                    }
+                    if name_is_tag(name_s, name_e) {
+                        match st {
+                            P::Name | P::SEqual | P::SValue => tag = b"",
+                            P::ValueToken => tag = body.get(val_s..i).unwrap_or_default(),
+                            _ => {}
+                        }
+                    }
+                    st = P::SName;
+                }
+            },
+            b'=' => match st {
+                P::ValueQuoted => {}
+                P::Name | P::SEqual => {
+                    if st == P::Name {
+                        name_e = i;
+                    }
+                    st = P::SValue;
+                }
+                _ => return Err(BadNameAddr),
+            },
+            b',' if st == P::ValueQuoted => {}
+            b',' if allow_comma => match st {
+                P::SName => return Err(BadNameAddr),
+                _ => {
+                    if st == P::Name {
+                        name_e = i;
+                    }
+                    if name_is_tag(name_s, name_e) {
+                        match st {
+                            P::Name | P::SEqual | P::SValue => tag = b"",
+                            P::ValueToken => tag = body.get(val_s..i).unwrap_or_default(),
+                            _ => {}
+                        }
+                    }
+                    st = P::EValue;
+                    stop = i;
+                    break;
+                }
+            },
+            b',' => {
+                // Not a list: a comma may only continue a tag value (some UAs send them).
+                let in_tag_value =
+                    matches!(st, P::SValue | P::ValueToken) && name_is_tag(name_s, name_e);
+                if !in_tag_value {
+                    return Err(BadNameAddr);
+                }
+            }
+            _ => match st {
+                P::Name | P::ValueToken | P::ValueQuoted => {}
+                P::SName => {
+                    name_s = i;
+                    st = P::Name;
+                }
+                P::SValue => {
+                    val_s = i;
+                    st = P::ValueToken;
+                }
+                P::SEqual | P::EValue => return Err(BadNameAddr),
+            },
+        }
+        i += 1;
+    }
+    if stop == body.len() {
+        match st {
+            P::SName | P::ValueQuoted => return Err(BadNameAddr),
+            P::Name | P::SEqual | P::SValue => {
+                if st == P::Name {
+                    name_e = body.len();
+                }
+                if name_is_tag(name_s, name_e) {
+                    tag = b"";
+                }
+            }
+            P::ValueToken => {
+                if name_is_tag(name_s, name_e) {
+                    tag = body.get(val_s..).unwrap_or_default();
+                }
+            }
+            P::EValue => {}
+        }
+    }
+    Ok((tag, stop))
+}
+
+/// The first `name-addr` of a comma-separated list (P-Asserted-Identity / P-Preferred-Identity),
+/// after checking that every entry parses (`parse_pai_ppi_body`, at most 10 entries read).
+pub(crate) fn parse_list_first(body: &[u8]) -> Result<NameAddr<'_>, BadNameAddr> {
+    /// Kamailio `NUM_PAI_BODIES`.
+    const MAX_BODIES: usize = 10;
+    let (first, mut stop) = parse(body, true)?;
+    let mut count = 1;
+    while body.get(stop) == Some(&b',') && count < MAX_BODIES {
+        let mut p = stop + 1;
+        while body.get(p).copied().is_some_and(is_ws) {
+            p += 1;
+        }
+        if p >= body.len() {
+            return Err(BadNameAddr);
+        }
+        // A fold right after the comma must be followed by white space.
+        if body.get(p) == Some(&b'\n')
+            || (body.get(p) == Some(&b'\r') && body.get(p + 1) == Some(&b'\n'))
+        {
+            p += if body.get(p) == Some(&b'\n') { 1 } else { 2 };
+            if !body.get(p).copied().is_some_and(is_ws) {
+                return Err(BadNameAddr);
+            }
+            p += 1;
+        }
+        let rest = body.get(p..).ok_or(BadNameAddr)?;
+        let (_, s) = parse(rest, true)?;
+        stop = p + s;
+        count += 1;
+    }
+    Ok(first)
+}
+
+/// The first URI of a Contact body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstContact<'a> {
+    /// `Contact: *`.
+    Star,
+    /// The first contact's URI (brackets removed) and its offset in the body.
+    Uri(&'a [u8], usize),
+}
+
+fn trim_all(s: &[u8], mut a: usize, mut b: usize) -> (usize, usize) {
+    while a < b && s.get(a).copied().is_some_and(|c| is_ws(c) || is_crlf(c)) {
+        a += 1;
+    }
+    while b > a
+        && s.get(b - 1)
+            .copied()
+            .is_some_and(|c| is_ws(c) || is_crlf(c))
+    {
+        b -= 1;
+    }
+    (a, b)
+}
+
+/// `skip_name`: where the URI of the contact starting at `p` begins.
+fn contact_uri_start(body: &[u8], p: usize) -> Result<usize, BadNameAddr> {
+    let mut last_wsp = None;
+    let mut quoted = false;
+    let mut i = p;
+    while let Some(&c) = body.get(i) {
+        if quoted {
+            if c == b'"' && body.get(i.wrapping_sub(1)) != Some(&b'\\') {
+                quoted = false;
+            }
+        } else if is_ws(c) {
+            last_wsp = Some(i);
+        } else if c == b'<' {
+            return Ok(i);
+        } else if c == b':' || c == b';' {
+            return Ok(last_wsp.unwrap_or(p));
+        } else if c == b'"' {
+            quoted = true;
+        }
+        i += 1;
+    }
+    Err(BadNameAddr)
+}
+
+/// `skip_uri`: where the URI that starts at `p` ends (`,` or `;` outside `<>` and quotes).
+fn contact_uri_end(body: &[u8], p: usize) -> Result<usize, BadNameAddr> {
+    #[derive(PartialEq, Eq, Clone, Copy)]
+    enum S {
+        Plain,
+        Quoted,
+        Bracket,
+        BracketQuoted,
+        QuotedEsc,
+        BracketQuotedEsc,
+    }
+    let mut st = S::Plain;
+    let mut i = p;
+    while let Some(&c) = body.get(i) {
+        st = match (c, st) {
+            (b',' | b';', S::Plain) => return Ok(i),
+            (b'"', S::Plain) => S::Quoted,
+            (b'"', S::Quoted) => S::Plain,
+            (b'"', S::Bracket) => S::BracketQuoted,
+            (b'"', S::BracketQuoted) => S::Bracket,
+            (b'"', S::QuotedEsc) => S::Quoted,
+            (b'"', S::BracketQuotedEsc) => S::BracketQuoted,
+            (b'<', S::Plain) => S::Bracket,
+            (b'<', S::Bracket) => return Err(BadNameAddr),
+            (b'<', S::QuotedEsc) => S::Quoted,
+            (b'<', S::BracketQuotedEsc) => S::BracketQuoted,
+            (b'>', S::Plain) => return Err(BadNameAddr),
+            (b'>', S::Bracket) => S::Plain,
+            (b'>', S::QuotedEsc) => S::Quoted,
+            (b'>', S::BracketQuotedEsc) => S::BracketQuoted,
+            (b'\\', S::Quoted) => S::QuotedEsc,
+            (b'\\', S::BracketQuoted) => S::BracketQuotedEsc,
+            (b'\\', S::QuotedEsc) => S::Quoted,
+            (b'\\', S::BracketQuotedEsc) => S::BracketQuoted,
+            (_, s) => s,
+        };
+        i += 1;
+    }
+    if st == S::Plain {
+        Ok(i)
+    } else {
+        Err(BadNameAddr)
+    }
+}
+
+/// Contact parameters after `;`: skipped up to the next top-level comma. Quoted values may
+/// contain commas; an unterminated quote or an empty parameter list is an error.
+fn skip_contact_params(body: &[u8], mut i: usize) -> Result<usize, BadNameAddr> {
+    let start = i;
+    let mut quoted = false;
+    while let Some(&c) = body.get(i) {
+        if quoted {
+            if c == b'\\' {
+                i += 1;
+            } else if c == b'"' {
+                quoted = false;
+            }
+        } else if c == b'"' {
+            quoted = true;
+        } else if c == b',' {
+            break;
+        }
+        i += 1;
+    }
+    if quoted
+        || body
+            .get(start..i)
+            .is_none_or(|p| p.iter().all(|&c| is_ws(c) || is_crlf(c)))
+    {
+        return Err(BadNameAddr);
+    }
+    Ok(i.min(body.len()))
+}
+
+/// Parses a Contact body (`parse_contact`): `*`, or a list of contacts of which every one must
+/// parse; returns the first.
+pub(crate) fn parse_contact(body: &[u8]) -> Result<FirstContact<'_>, BadNameAddr> {
+    /// Kamailio `KSR_MAX_CONTACTS`.
+    const MAX_CONTACTS: usize = 256;
+    let (mut p, end) = trim_all(body, 0, body.len());
+    if p >= end {
+        return Err(BadNameAddr);
+    }
+    if body.get(p) == Some(&b'*') {
+        return Ok(FirstContact::Star);
+    }
+    let mut first = None;
+    let mut star_seen = false;
+    let mut n = 0;
+    loop {
+        let uri_s = contact_uri_start(body, p)?;
+        let uri_e = contact_uri_end(body, uri_s)?;
+        let (mut a, mut b) = trim_all(body, uri_s, uri_e);
+        if b >= a + 2 && body.get(a) == Some(&b'<') && body.get(b - 1) == Some(&b'>') {
+            a += 1;
+            b -= 1;
+        }
+        let (a, b) = trim_all(body, a, b);
+        let uri = body.get(a..b).unwrap_or_default();
+        match uri.len() {
+            0 => return Err(BadNameAddr),
+            1 if uri == b"*" && !star_seen => star_seen = true,
+            1 | 2 => return Err(BadNameAddr),
+            _ => {}
+        }
+        if first.is_none() {
+            first = Some(FirstContact::Uri(uri, a));
+        }
+        let mut q = uri_e;
+        if q >= body.len() {
+            break;
+        }
+        if body.get(q) == Some(&b';') {
+            q = skip_contact_params(body, q + 1)?;
+            if q >= body.len() {
+                break;
+            }
+        }
+        // A comma: the next contact follows.
+        q += 1;
+        while body.get(q).copied().is_some_and(|c| is_ws(c) || is_crlf(c)) {
+            q += 1;
+        }
+        n += 1;
+        if n > MAX_CONTACTS || q >= body.len() {
+            return Err(BadNameAddr);
+        }
+        p = q;
+    }
+    first.ok_or(BadNameAddr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn na(s: &str) -> (String, String) {
+        let (n, _) = parse(s.as_bytes(), false).unwrap_or_else(|_| panic!("{s} should parse"));
+        (
+            String::from_utf8_lossy(n.uri).into_owned(),
+            String::from_utf8_lossy(n.tag).into_owned(),
+        )
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            na("Bob <sip:bob@biloxi.com>;tag=a6c85cf"),
+            ("sip:bob@biloxi.com".into(), "a6c85cf".into())
+        );
+        assert_eq!(
+            na("<sip:bob@biloxi.com>"),
+            ("sip:bob@biloxi.com".into(), "".into())
+        );
+        assert_eq!(
+            na("sip:bob@biloxi.com;tag=1928301774"),
+            ("sip:bob@biloxi.com".into(), "1928301774".into())
+        );
+        assert_eq!(
+            na("sip:bob@biloxi.com"),
+            ("sip:bob@biloxi.com".into(), "".into())
+        );
+        assert_eq!(
+            na("sip:bob@biloxi.com ;tag=x"),
+            ("sip:bob@biloxi.com".into(), "x".into())
+        );
+        assert_eq!(
+            na("\"Bob \\\"B\\\" <x>\" <sip:bob@b.com>;TAG=9"),
+            ("sip:bob@b.com".into(), "9".into())
+        );
+        assert_eq!(
+            na("Big Bob Smith <sip:bob@b.com;transport=tcp>;x=1;tag=t"),
+            ("sip:bob@b.com;transport=tcp".into(), "t".into())
+        );
+        assert_eq!(
+            na("\"Zoë Ünïcode\" <sip:zoe@example.org>;tag=u"),
+            ("sip:zoe@example.org".into(), "u".into())
+        );
+        assert_eq!(
+            na("< sip:bob@b.com >;tag=x"),
+            ("sip:bob@b.com".into(), "x".into())
+        );
+        assert_eq!(na("<sip:a@b>;tag=x,y"), ("sip:a@b".into(), "x,y".into()));
+        assert_eq!(
+            na("<sip:a@b>;tag=\"q;v\""),
+            ("sip:a@b".into(), "q;v".into())
+        );
+        assert_eq!(na("<sip:a@b>;tag="), ("sip:a@b".into(), "".into()));
+        assert_eq!(
+            na("<sip:a@b>;lr;tag=1;tag=2"),
+            ("sip:a@b".into(), "2".into())
+        );
+        assert_eq!(na("<sip:a@b>\r\n ;tag=f"), ("sip:a@b".into(), "f".into()));
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            "",
+            "Bob Smith",
+            "\"Bob <sip:a@b>",
+            "<sip:a@b",
+            "<sip:a@b> junk",
+            "<sip:a@b>;",
+            "<sip:a@b>;x=1,y",
+            "<sip:a@b>;tag=\"x",
+            "<sip:a@b>;x=\\y",
+            "<>",
+            "<sip:a@b<c>",
+        ] {
+            assert!(parse(bad.as_bytes(), false).is_err(), "{bad:?} should fail");
+        }
+    }
+
+    #[test]
+    fn lists() {
+        let first = parse_list_first(b"\"A\" <sip:a@x>, <tel:+123>").unwrap();
+        assert_eq!(first.uri, b"sip:a@x");
+        let first = parse_list_first(b"tel:+1555, sip:b@y").unwrap();
+        assert_eq!(first.uri, b"tel:+1555");
+        assert!(parse_list_first(b"<sip:a@x>, ").is_err());
+        assert!(parse_list_first(b"<sip:a@x>, Bad Name").is_err());
+    }
+
+    #[test]
+    fn contacts() {
+        let c = |s: &str| match parse_contact(s.as_bytes()) {
+            Ok(FirstContact::Uri(u, _)) => String::from_utf8_lossy(u).into_owned(),
+            Ok(FirstContact::Star) => "*".into(),
+            Err(_) => "ERR".into(),
+        };
+        assert_eq!(
+            c("<sip:alice@192.0.2.4:5060>;expires=3600"),
+            "sip:alice@192.0.2.4:5060"
+        );
+        assert_eq!(
+            c(
+                "\"Mr. Watson\" <sip:watson@worcester.bell-telephone.com>;q=0.7; expires=3600, \"Mr. Watson\" <mailto:watson@bell-telephone.com> ;q=0.1"
+            ),
+            "sip:watson@worcester.bell-telephone.com"
+        );
+        assert_eq!(c("sip:bob@192.0.2.4;expires=60"), "sip:bob@192.0.2.4");
+        assert_eq!(c("sip:a@b, sip:c@d"), "sip:a@b");
+        assert_eq!(c("*"), "*");
+        assert_eq!(c("  *"), "*");
+        assert_eq!(c("<sip:a@b>;+sip.instance=\"<urn:uuid:0001>\""), "sip:a@b");
+        assert_eq!(c(""), "ERR");
+        assert_eq!(c("<sip:a@b"), "ERR");
+        assert_eq!(c("sip:a@b,"), "ERR");
+        assert_eq!(c("<sip:a@b>;"), "ERR");
+        assert_eq!(c("x"), "ERR");
+        assert_eq!(c("<s:>"), "ERR");
+    }
+}

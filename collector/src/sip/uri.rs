@@ -1,0 +1,536 @@
+//! SIP/SIPS/TEL/URN URI splitting with the results of Kamailio's `parse_uri.c:parse_uri`.
+//!
+//! What the columns see (checked against the Kamailio state machine):
+//! * schemes `sip:`, `sips:`, `tel:`, `urn:` (letter case ignored); anything else is an error;
+//! * the user part runs to the first `@` (it may contain `;`, `?` and visual separators), the
+//!   password after the first `:` in it is not part of the user;
+//! * the host keeps the brackets of an IPv6 reference (`[2001:db8::1]`); other hosts are
+//!   `[A-Za-z0-9.-]` starting with a letter or digit;
+//! * the port is 0–65535, at most 5 digits; the port text may be empty (`sip:h:`);
+//! * `tel:`: the number becomes the user, the host is empty;
+//! * `sip:…;user=phone` (core `phone2tel=1`, the default): the user is cut at its first `;`
+//!   (`sip:+1234;npdi@h;user=phone` → user `+1234`).
+
+/// The parts of a URI the `sip_capture` columns use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Uri<'a> {
+    /// User part (`ruri_user`, `from_user`, …); for `tel:` the number.
+    pub user: &'a [u8],
+    /// Host part, brackets kept for IPv6; empty for `tel:`.
+    pub host: &'a [u8],
+    /// Port text (digits only, may be empty).
+    pub port: &'a [u8],
+    /// Port value (0 when absent).
+    pub port_no: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Sip,
+    Tel,
+    Urn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Init,
+    User,
+    Password,
+    PasswordAlpha,
+    Host,
+    HostP,
+    Host6P,
+    Host6End,
+    Port,
+    Param,
+    Headers,
+}
+
+/// Marker error: the URI does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadUri;
+
+type Span = Option<(usize, usize)>;
+
+struct Parser<'a> {
+    buf: &'a [u8],
+    scheme: Scheme,
+    st: St,
+    s: usize,
+    found_user: bool,
+    pass: Option<usize>,
+    error_headers: bool,
+    user: Span,
+    host: Span,
+    port: Span,
+    port_no: u32,
+    param_start: usize,
+    user_param_is_phone: bool,
+}
+
+const MAX_PORT: u32 = 65535;
+
+impl<'a> Parser<'a> {
+    /// `still_at_user`: an `@` after what looked like host/params: all of it was the user.
+    fn still_at_user(&mut self, p: usize) -> Result<(), BadUri> {
+        if self.found_user {
+            return Err(BadUri);
+        }
+        let start = self.host.map_or(self.s, |(s, _)| s);
+        let end = self.pass.unwrap_or(p);
+        self.user = Some((start, end));
+        self.host = None;
+        self.port = None;
+        self.port_no = 0;
+        self.user_param_is_phone = false;
+        self.s = p + 1;
+        self.found_user = true;
+        self.error_headers = false;
+        self.st = St::Host;
+        Ok(())
+    }
+
+    /// Looks at the parameter that just ended at `p` for `user=phone`.
+    fn end_param(&mut self, p: usize) {
+        let param = self.buf.get(self.param_start..p).unwrap_or_default();
+        if let Some(name) = param.get(..5)
+            && name.eq_ignore_ascii_case(b"user=")
+        {
+            self.user_param_is_phone = param.get(5..) == Some(&b"phone"[..]);
+        }
+    }
+
+    fn port_digit(&mut self, c: u8) -> Result<(), BadUri> {
+        self.port_no = self.port_no * 10 + u32::from(c - b'0');
+        if self.port_no > MAX_PORT {
+            Err(BadUri)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn host_end(&mut self, c: u8, p: usize) -> Result<bool, BadUri> {
+        match c {
+            b':' if self.scheme != Scheme::Urn => {
+                self.host = Some((self.s, p));
+                self.st = St::Port;
+                self.s = p + 1;
+            }
+            b':' => {}
+            b';' => {
+                self.host = Some((self.s, p));
+                self.st = St::Param;
+                self.s = p + 1;
+                self.param_start = p + 1;
+            }
+            b'?' => {
+                self.host = Some((self.s, p));
+                self.st = St::Headers;
+                self.s = p + 1;
+            }
+            b'@' if self.scheme != Scheme::Urn => return Err(BadUri),
+            b'@' => {}
+            b'&' => return Err(BadUri),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn step(&mut self, c: u8, p: usize) -> Result<(), BadUri> {
+        match self.st {
+            St::Init => match c {
+                b'[' => {
+                    self.st = St::Host6P;
+                    self.s = p;
+                }
+                b']' | b':' => return Err(BadUri),
+                _ => {
+                    self.st = if self.scheme == Scheme::Urn {
+                        St::Host
+                    } else {
+                        St::User
+                    }
+                }
+            },
+            St::User => match c {
+                b'@' => {
+                    if p == self.s {
+                        return Err(BadUri);
+                    }
+                    self.user = Some((self.s, p));
+                    self.st = St::Host;
+                    self.found_user = true;
+                    self.s = p + 1;
+                }
+                b':' => {
+                    self.user = Some((self.s, p));
+                    self.st = St::Password;
+                    self.s = p + 1;
+                }
+                b';' => {
+                    self.host = Some((self.s, p));
+                    self.st = St::Param;
+                    self.s = p + 1;
+                    self.param_start = p + 1;
+                }
+                b'?' => {
+                    self.host = Some((self.s, p));
+                    self.st = St::Headers;
+                    self.s = p + 1;
+                }
+                b'[' | b']' => return Err(BadUri),
+                _ => {}
+            },
+            St::Password => match c {
+                b'@' => {
+                    self.port_no = 0;
+                    self.st = St::Host;
+                    self.found_user = true;
+                    self.s = p + 1;
+                }
+                b';' | b'?' => {
+                    // It was `host:port` all along.
+                    self.port = Some((self.s, p));
+                    self.host = self.user.take();
+                    self.found_user = true;
+                    self.s = p + 1;
+                    if c == b';' {
+                        self.st = St::Param;
+                        self.param_start = p + 1;
+                    } else {
+                        self.st = St::Headers;
+                    }
+                }
+                b'0'..=b'9' => self.port_digit(c)?,
+                b'[' | b']' | b':' => return Err(BadUri),
+                _ => {
+                    self.port_no = 0;
+                    self.st = St::PasswordAlpha;
+                }
+            },
+            St::PasswordAlpha => match c {
+                b'@' => {
+                    self.st = St::Host;
+                    self.found_user = true;
+                    self.s = p + 1;
+                }
+                b';' | b'?' | b'[' | b']' | b':' => return Err(BadUri),
+                _ => {}
+            },
+            St::Host => {
+                if c == b'[' {
+                    self.st = St::Host6P;
+                } else if c.is_ascii_alphanumeric() {
+                    self.st = St::HostP;
+                } else {
+                    return Err(BadUri);
+                }
+            }
+            St::HostP => {
+                if !self.host_end(c, p)? && !(c.is_ascii_alphanumeric() || c == b'.' || c == b'-') {
+                    return Err(BadUri);
+                }
+            }
+            St::Host6End => {
+                if !self.host_end(c, p)? {
+                    return Err(BadUri);
+                }
+            }
+            St::Host6P => match c {
+                b']' => self.st = St::Host6End,
+                b'[' | b'&' | b'@' | b';' | b'?' => return Err(BadUri),
+                _ => {}
+            },
+            St::Port => match c {
+                b';' | b'?' => {
+                    self.port = Some((self.s, p));
+                    self.s = p + 1;
+                    if c == b';' {
+                        self.st = St::Param;
+                        self.param_start = p + 1;
+                    } else {
+                        self.st = St::Headers;
+                    }
+                }
+                b'0'..=b'9' => self.port_digit(c)?,
+                _ => return Err(BadUri),
+            },
+            St::Param => match c {
+                b'@' => self.still_at_user(p)?,
+                b';' => {
+                    self.end_param(p);
+                    if self.pass.is_some() {
+                        self.found_user = true;
+                        self.pass = None;
+                    }
+                    self.param_start = p + 1;
+                }
+                b'?' => {
+                    self.end_param(p);
+                    self.st = St::Headers;
+                    self.s = p + 1;
+                    if self.pass.is_some() {
+                        self.found_user = true;
+                        self.pass = None;
+                    }
+                }
+                b':' => {
+                    if !self.found_user {
+                        if self.pass.is_some() {
+                            self.found_user = true;
+                            self.pass = None;
+                        } else {
+                            self.pass = Some(p);
+                        }
+                    }
+                }
+                _ => {}
+            },
+            St::Headers => match c {
+                b'@' => self.still_at_user(p)?,
+                b';' => {
+                    if self.found_user || self.pass.is_some() {
+                        return Err(BadUri);
+                    }
+                    self.error_headers = true;
+                }
+                b':' => {
+                    if !self.found_user {
+                        if self.pass.is_some() {
+                            self.found_user = true;
+                            self.pass = None;
+                        } else {
+                            self.pass = Some(p);
+                        }
+                    }
+                }
+                b'?' => {
+                    if self.pass.is_some() {
+                        self.found_user = true;
+                        self.pass = None;
+                    }
+                }
+                _ => {}
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), BadUri> {
+        let end = self.buf.len();
+        match self.st {
+            St::Init | St::Host | St::Host6P => return Err(BadUri),
+            St::User => {
+                if self.found_user {
+                    return Err(BadUri);
+                }
+                self.host = Some((self.s, end));
+            }
+            St::Password => {
+                if self.found_user {
+                    return Err(BadUri);
+                }
+                self.port = Some((self.s, end));
+                self.host = self.user.take();
+            }
+            St::PasswordAlpha => {
+                if self.scheme != Scheme::Urn {
+                    return Err(BadUri);
+                }
+                self.host = Some((self.s, end));
+            }
+            St::HostP | St::Host6End => self.host = Some((self.s, end)),
+            St::Port => self.port = Some((self.s, end)),
+            St::Param => self.end_param(end),
+            St::Headers => {
+                if self.error_headers {
+                    return Err(BadUri);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scheme detection as Kamailio does it: the first four bytes OR 0x20 compared as a word.
+fn scheme_of(buf: &[u8]) -> Option<(Scheme, usize)> {
+    let head: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    match &head.map(|b| b | 0x20) {
+        b"sip:" => Some((Scheme::Sip, 4)),
+        b"sips" => (buf.get(4) == Some(&b':')).then_some((Scheme::Sip, 5)),
+        b"tel:" => Some((Scheme::Tel, 4)),
+        b"urn:" => Some((Scheme::Urn, 4)),
+        _ => None,
+    }
+}
+
+/// Parses a URI (`parse_uri`). Errors exactly where Kamailio would refuse it.
+pub(crate) fn parse(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
+    if buf.len() < 5 {
+        return Err(BadUri);
+    }
+    let (scheme, start) = scheme_of(buf).ok_or(BadUri)?;
+    let mut p = Parser {
+        buf,
+        scheme,
+        st: St::Init,
+        s: start,
+        found_user: false,
+        pass: None,
+        error_headers: false,
+        user: None,
+        host: None,
+        port: None,
+        port_no: 0,
+        param_start: start,
+        user_param_is_phone: false,
+    };
+    for (i, &c) in buf.iter().enumerate().skip(start) {
+        p.step(c, i)?;
+    }
+    p.finish()?;
+
+    let slice = |span: Span| span.and_then(|(s, e)| buf.get(s..e)).unwrap_or_default();
+    let mut user = slice(p.user);
+    let mut host = slice(p.host);
+    let port = slice(p.port);
+    match scheme {
+        Scheme::Sip if p.user_param_is_phone => {
+            if let Some(semi) = user.iter().position(|&b| b == b';') {
+                user = user.get(..semi).unwrap_or_default();
+            }
+        }
+        Scheme::Tel => {
+            user = host;
+            host = b"";
+        }
+        Scheme::Sip | Scheme::Urn => {}
+    }
+    if port.len() > 5 {
+        return Err(BadUri);
+    }
+    // "@" right before the host with no user part.
+    if let Some((hs, _)) = p.host
+        && !host.is_empty()
+        && user.is_empty()
+        && (buf.get(hs.wrapping_sub(1)) == Some(&b'@') || buf.get(hs) == Some(&b'@'))
+    {
+        return Err(BadUri);
+    }
+    let port_no = u16::try_from(p.port_no).unwrap_or(0);
+    Ok(Uri {
+        user,
+        host,
+        port,
+        port_no,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> (String, String, String, u16) {
+        let u = parse(s.as_bytes()).unwrap_or_else(|_| panic!("{s} should parse"));
+        let t = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (t(u.user), t(u.host), t(u.port), u.port_no)
+    }
+
+    fn uh(s: &str) -> (String, String) {
+        let (u, h, _, _) = ok(s);
+        (u, h)
+    }
+
+    #[test]
+    fn sip_forms() {
+        assert_eq!(
+            uh("sip:bob@biloxi.com"),
+            ("bob".into(), "biloxi.com".into())
+        );
+        assert_eq!(
+            uh("SIP:bob@biloxi.com"),
+            ("bob".into(), "biloxi.com".into())
+        );
+        assert_eq!(
+            uh("sips:bob@biloxi.com"),
+            ("bob".into(), "biloxi.com".into())
+        );
+        assert_eq!(uh("sip:biloxi.com"), ("".into(), "biloxi.com".into()));
+        assert_eq!(
+            ok("sip:alice:secret@atlanta.com:5061;transport=tls"),
+            ("alice".into(), "atlanta.com".into(), "5061".into(), 5061)
+        );
+        assert_eq!(
+            ok("sip:atlanta.com:5070"),
+            ("".into(), "atlanta.com".into(), "5070".into(), 5070)
+        );
+        assert_eq!(
+            ok("sip:h.example:5060;lr"),
+            ("".into(), "h.example".into(), "5060".into(), 5060)
+        );
+        assert_eq!(
+            uh("sip:alice@atlanta.com?subject=project"),
+            ("alice".into(), "atlanta.com".into())
+        );
+        assert_eq!(uh("sip:a;b=c@host"), ("a;b=c".into(), "host".into()));
+    }
+
+    #[test]
+    fn ipv6_host_keeps_brackets() {
+        assert_eq!(
+            ok("sip:alice@[2001:db8::10]:5070;transport=udp"),
+            ("alice".into(), "[2001:db8::10]".into(), "5070".into(), 5070)
+        );
+        assert_eq!(uh("sip:[::1]"), ("".into(), "[::1]".into()));
+        assert!(parse(b"sip:alice@[2001:db8::10").is_err());
+        assert!(parse(b"sip:alice@[::1]x").is_err());
+    }
+
+    #[test]
+    fn tel_moves_number_to_user() {
+        assert_eq!(
+            uh("tel:+1-201-555-0123"),
+            ("+1-201-555-0123".into(), "".into())
+        );
+        assert_eq!(
+            uh("tel:7042;phone-context=example.com"),
+            ("7042".into(), "".into())
+        );
+    }
+
+    #[test]
+    fn user_phone_cuts_user_params() {
+        assert_eq!(
+            uh("sip:+1234;npdi;rn=+4567@gw.example;user=phone"),
+            ("+1234".into(), "gw.example".into())
+        );
+        assert_eq!(
+            uh("sip:+1234;npdi@gw.example"),
+            ("+1234;npdi".into(), "gw.example".into())
+        );
+    }
+
+    #[test]
+    fn urn() {
+        assert_eq!(uh("urn:service:sos"), ("".into(), "service:sos".into()));
+    }
+
+    #[test]
+    fn errors() {
+        for bad in [
+            "sip:",
+            "http://example.com",
+            "mailto:a@b",
+            "sip:@host.com",
+            "sip:alice@",
+            "sip:alice@ho_st",
+            "sip:alice@host:99999",
+            "sip:alice@host:50a",
+            "sip:alice@-host",
+            "sip:a@b@c",
+            "sips;bob@host",
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad} should fail");
+        }
+    }
+}

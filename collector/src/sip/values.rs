@@ -1,0 +1,366 @@
+//! Bodies the core parses eagerly (Via, CSeq, Content-Length) and the digest credentials, with
+//! the acceptance rules of Kamailio's `parse_via.c`, `parse_cseq.c`, `parse_content.c` and
+//! `digest/digest_parser.c`. Every function works on a trimmed header body, where CR/LF can only
+//! come from line folding and therefore counts as white space.
+
+fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn skip_lws(s: &[u8], mut i: usize) -> usize {
+    while s.get(i).copied().is_some_and(is_lws) {
+        i += 1;
+    }
+    i
+}
+
+/// Marker error: the body does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bad;
+
+/// `sent-protocol`, RFC 3261 §20.42: `SIP / 2.0 / transport` (Kamailio insists on SIP/2.0).
+fn sent_protocol(s: &[u8], mut i: usize) -> Result<usize, Bad> {
+    let word = |i: usize| {
+        let mut e = i;
+        while s
+            .get(e)
+            .is_some_and(|&c| !is_lws(c) && !matches!(c, b'/' | b';' | b','))
+        {
+            e += 1;
+        }
+        (s.get(i..e).unwrap_or_default(), e)
+    };
+    let (name, e) = word(i);
+    if !name.eq_ignore_ascii_case(b"SIP") {
+        return Err(Bad);
+    }
+    i = skip_lws(s, e);
+    if s.get(i) != Some(&b'/') {
+        return Err(Bad);
+    }
+    let (ver, e) = word(skip_lws(s, i + 1));
+    if ver != b"2.0" {
+        return Err(Bad);
+    }
+    i = skip_lws(s, e);
+    if s.get(i) != Some(&b'/') {
+        return Err(Bad);
+    }
+    let (transport, e) = word(skip_lws(s, i + 1));
+    if transport.is_empty() {
+        return Err(Bad);
+    }
+    Ok(e)
+}
+
+/// `sent-by`: host (name, IPv4, or bracketed IPv6) and an optional port.
+fn sent_by(s: &[u8], mut i: usize) -> Result<usize, Bad> {
+    let start = i;
+    if s.get(i) == Some(&b'[') {
+        let close = s
+            .get(i..)
+            .and_then(|r| r.iter().position(|&c| c == b']'))
+            .ok_or(Bad)?;
+        i += close + 1;
+    } else {
+        while s
+            .get(i)
+            .is_some_and(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        {
+            i += 1;
+        }
+    }
+    if i == start {
+        return Err(Bad);
+    }
+    let j = skip_lws(s, i);
+    if s.get(j) == Some(&b':') {
+        let d = skip_lws(s, j + 1);
+        let mut e = d;
+        while s.get(e).is_some_and(u8::is_ascii_digit) {
+            e += 1;
+        }
+        if e == d || e - d > 5 {
+            return Err(Bad);
+        }
+        return Ok(e);
+    }
+    Ok(i)
+}
+
+/// A quoted string starting at the `"` at `i`; returns the position after the closing quote.
+fn quoted_end(s: &[u8], mut i: usize) -> Result<usize, Bad> {
+    i += 1;
+    while let Some(&c) = s.get(i) {
+        match c {
+            b'\\' => i += 2,
+            b'"' => return Ok(i + 1),
+            _ => i += 1,
+        }
+    }
+    Err(Bad)
+}
+
+fn is_param_char(c: u8) -> bool {
+    !is_lws(c) && !matches!(c, b';' | b',' | b'=' | b'"' | b'(' | b')')
+}
+
+/// Validates a whole Via body (every via-parm) and returns the `branch` of the first one.
+pub(crate) fn via_branch(s: &[u8]) -> Result<&[u8], Bad> {
+    let mut branch: &[u8] = b"";
+    let mut first = true;
+    let mut i = skip_lws(s, 0);
+    loop {
+        i = sent_protocol(s, i)?;
+        let before_host = i;
+        i = skip_lws(s, i);
+        if i == before_host {
+            return Err(Bad);
+        }
+        i = sent_by(s, i)?;
+        i = skip_lws(s, i);
+        while s.get(i) == Some(&b';') {
+            i = skip_lws(s, i + 1);
+            let ns = i;
+            while s.get(i).copied().is_some_and(is_param_char) {
+                i += 1;
+            }
+            if i == ns {
+                return Err(Bad);
+            }
+            let name = s.get(ns..i).unwrap_or_default();
+            i = skip_lws(s, i);
+            let mut value: &[u8] = b"";
+            if s.get(i) == Some(&b'=') {
+                i = skip_lws(s, i + 1);
+                let vs = i;
+                if s.get(i) == Some(&b'"') {
+                    i = quoted_end(s, i)?;
+                    value = s.get(vs + 1..i - 1).unwrap_or_default();
+                } else {
+                    while s.get(i).copied().is_some_and(is_param_char) {
+                        i += 1;
+                    }
+                    if i == vs {
+                        return Err(Bad);
+                    }
+                    value = s.get(vs..i).unwrap_or_default();
+                }
+                i = skip_lws(s, i);
+            }
+            if first && name.eq_ignore_ascii_case(b"branch") {
+                branch = value;
+            }
+        }
+        if s.get(i) == Some(&b'(') {
+            let close = s
+                .get(i..)
+                .and_then(|r| r.iter().position(|&c| c == b')'))
+                .ok_or(Bad)?;
+            i = skip_lws(s, i + close + 1);
+        }
+        match s.get(i) {
+            None => return Ok(branch),
+            Some(b',') => {
+                i = skip_lws(s, i + 1);
+                first = false;
+            }
+            Some(_) => return Err(Bad),
+        }
+    }
+}
+
+/// CSeq (`parse_cseq`): `number SP method` and nothing but LWS after; returns the method.
+/// Kamailio does not check that the number is numeric.
+pub(crate) fn cseq_method(s: &[u8]) -> Result<&[u8], Bad> {
+    let token_end = |mut i: usize| {
+        while s.get(i).is_some_and(|&c| !is_lws(c)) {
+            i += 1;
+        }
+        i
+    };
+    let num_end = token_end(0);
+    let mut m = num_end;
+    while matches!(s.get(m), Some(b' ' | b'\t')) {
+        m += 1;
+    }
+    let m_end = token_end(m);
+    if m_end == m || num_end == 0 {
+        return Err(Bad);
+    }
+    if skip_lws(s, m_end) != s.len() {
+        return Err(Bad);
+    }
+    s.get(m..m_end).ok_or(Bad)
+}
+
+/// Content-Length (`parse_content_length`) and the leading number of Retry-After: digits, then
+/// only SP/HT for Content-Length. Values of `INT_MAX / 10` digits and more are rejected.
+pub(crate) fn check_number(s: &[u8], trailing_allowed: bool) -> Result<(), Bad> {
+    let d = skip_lws(s, 0);
+    let mut e = d;
+    let mut value: u64 = 0;
+    while let Some(&c) = s.get(e).filter(|c| c.is_ascii_digit()) {
+        if value >= u64::from(i32::MAX.unsigned_abs()) / 10 {
+            return Err(Bad);
+        }
+        value = value * 10 + u64::from(c - b'0');
+        e += 1;
+    }
+    if e == d {
+        return Err(Bad);
+    }
+    let rest = s.get(e..).unwrap_or_default();
+    if trailing_allowed || rest.iter().all(|&c| c == b' ' || c == b'\t') {
+        Ok(())
+    } else {
+        Err(Bad)
+    }
+}
+
+/// The user part of the digest `username` (`parse_digest_cred` + `parse_username`), or `None`
+/// when the credentials do not parse or are not Digest. `username="sip:alice@example.com"`
+/// gives `alice`; a username of 2 characters or fewer is kept whole.
+pub(crate) fn digest_user(body: &[u8]) -> Option<&[u8]> {
+    let i = skip_lws(body, 0);
+    let scheme = body.get(i..i + 6)?;
+    if !scheme.eq_ignore_ascii_case(b"digest")
+        || !matches!(body.get(i + 6), Some(b' ' | b'\t' | b'\r' | b'\n' | b','))
+    {
+        return None;
+    }
+    let mut i = skip_lws(body, i + 7);
+    let mut username: Option<&[u8]> = None;
+    loop {
+        // name up to '='
+        let eq = i + body.get(i..)?.iter().position(|&c| c == b'=')?;
+        let mut name_end = eq;
+        while name_end > i && body.get(name_end - 1).copied().is_some_and(is_lws) {
+            name_end -= 1;
+        }
+        let name = body.get(i..name_end)?;
+        let mut v = skip_lws(body, eq + 1);
+        if v >= body.len() {
+            return None;
+        }
+        let value;
+        if body.get(v) == Some(&b'"') {
+            v += 1;
+            let close = v + body.get(v..)?.iter().position(|&c| c == b'"')?;
+            value = body.get(v..close)?;
+            i = close + 1;
+        } else {
+            let mut e = v;
+            while body.get(e).is_some_and(|&c| !is_lws(c) && c != b',') {
+                e += 1;
+            }
+            if e == v {
+                return None;
+            }
+            value = body.get(v..e)?;
+            i = e;
+        }
+        if name.eq_ignore_ascii_case(b"username") {
+            username = Some(value);
+        }
+        match body.get(i..)?.iter().position(|&c| c == b',') {
+            Some(comma) => i = skip_lws(body, i + comma + 1),
+            None => break,
+        }
+    }
+    let whole = username?;
+    if whole.len() <= 2 {
+        return Some(whole);
+    }
+    let mut user = whole;
+    if let Some(at) = user.iter().position(|&c| c == b'@') {
+        user = user.get(..at)?;
+    }
+    if let Some(colon) = user.iter().position(|&c| c == b':') {
+        user = user.get(colon + 1..)?;
+    }
+    Some(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via() {
+        assert_eq!(
+            via_branch(b"SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds"),
+            Ok(&b"z9hG4bK776asdhds"[..])
+        );
+        assert_eq!(
+            via_branch(
+                b"SIP/2.0/TCP 10.0.0.1:5060;rport;branch=z9hG4bKa, SIP/2.0/UDP h2;branch=z9hG4bKb"
+            ),
+            Ok(&b"z9hG4bKa"[..])
+        );
+        assert_eq!(
+            via_branch(b"sip / 2.0 / udp [2001:db8::1]:5060 ; BRANCH = z9 ; received=1.2.3.4"),
+            Ok(&b"z9"[..])
+        );
+        assert_eq!(
+            via_branch(b"SIP/2.0/WSS abc.invalid;branch=x (comment)"),
+            Ok(&b"x"[..])
+        );
+        assert_eq!(via_branch(b"SIP/2.0/UDP h\r\n ;branch=f"), Ok(&b"f"[..]));
+        assert_eq!(via_branch(b"SIP/2.0/UDP h"), Ok(&b""[..]));
+        for bad in [
+            &b""[..],
+            b"SIP/2.0/UDP",
+            b"SIP/3.0/UDP h",
+            b"HTTP/2.0/UDP h",
+            b"SIP/2.0/UDP h:x",
+            b"SIP/2.0/UDP h;",
+            b"SIP/2.0/UDP h junk",
+            b"SIP/2.0/UDP h,",
+            b"SIP/2.0/UDP [::1",
+        ] {
+            assert!(via_branch(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn cseq() {
+        assert_eq!(cseq_method(b"314159 INVITE"), Ok(&b"INVITE"[..]));
+        assert_eq!(cseq_method(b"1  BYE  "), Ok(&b"BYE"[..]));
+        assert!(cseq_method(b"1").is_err());
+        assert!(cseq_method(b"1 INVITE x").is_err());
+        assert!(cseq_method(b"").is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert!(check_number(b"349", false).is_ok());
+        assert!(check_number(b"0  ", false).is_ok());
+        assert!(check_number(b"", false).is_err());
+        assert!(check_number(b"12a", false).is_err());
+        assert!(check_number(b"99999999999", false).is_err());
+        assert!(check_number(b"120 (lunch);duration=60", true).is_ok());
+    }
+
+    #[test]
+    fn digest() {
+        let b = br#"Digest username="alice", realm="atlanta.com", nonce="84a4cc6f3082121f32b42a2187831a9e", uri="sip:bob@biloxi.com", response="7587245234b3434cc3412213e5f113a5432""#;
+        assert_eq!(digest_user(b), Some(&b"alice"[..]));
+        assert_eq!(
+            digest_user(br#"Digest realm="r", username="bob@example.com""#),
+            Some(&b"bob"[..])
+        );
+        assert_eq!(
+            digest_user(br#"Digest username="sip:carol@example.com""#),
+            Some(&b"carol"[..])
+        );
+        assert_eq!(
+            digest_user(br#"digest username=dave,realm=x"#),
+            Some(&b"dave"[..])
+        );
+        assert_eq!(digest_user(br#"Digest username="ab""#), Some(&b"ab"[..]));
+        assert_eq!(digest_user(br#"Digest realm="x""#), None);
+        assert_eq!(digest_user(br#"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="#), None);
+        assert_eq!(digest_user(br#"Digest username="unterminated"#), None);
+    }
+}

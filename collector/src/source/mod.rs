@@ -1,0 +1,5 @@
+//! Inputs: bytes in, async I/O. Each source hands raw packets to [`ingest::Ingest`], which
+//! decodes them, builds records and queues them for export.
+
+pub mod hep_listener;
+pub mod ingest;

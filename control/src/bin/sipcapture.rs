@@ -1,0 +1,98 @@
+//! `sipcapture`: the operator CLI. `sipcapture up` runs everything in one process on SQLite;
+//! `sipcapture status on|off|check` switches and inspects the fleet through control.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sipcapture_control::up::{self, UpFlags};
+use sipcapture_proto::config::Sources;
+
+/// SIP capture (HOMER / Kamailio sipcapture compatible).
+#[derive(Debug, Parser)]
+#[command(name = "sipcapture", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Collector + storer + control in one process: HEP on UDP/TCP 9060 into SQLite.
+    Up {
+        /// TOML config file (sections [collector], [storer], [control]).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// HEP listen address (UDP and TCP).
+        #[arg(long)]
+        hep_listen: Option<SocketAddr>,
+        /// Database URL (default sqlite://sipcapture.db in the working directory).
+        #[arg(long)]
+        db_url: Option<String>,
+        /// Kamailio `capture_node`.
+        #[arg(long)]
+        capture_node: Option<String>,
+        /// gRPC listen address for every service.
+        #[arg(long)]
+        grpc_listen: Option<SocketAddr>,
+        /// Override any config key: Kamailio names (`insert_retries=3`) or `section.key`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Validate the config and exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Kamailio's `sipcapture.status`: on, off or check, for every member via control.
+    Status {
+        /// on, off or check (Kamailio's prefix rule: "ONx" means on).
+        action: String,
+        /// Control address.
+        #[arg(long, default_value = "127.0.0.1:9061")]
+        target: String,
+        /// Only these members (id or address); repeatable.
+        #[arg(long)]
+        member: Vec<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sipcapture_proto::telemetry::init_logging();
+    match Args::parse().command {
+        Command::Up {
+            config,
+            hep_listen,
+            db_url,
+            capture_node,
+            grpc_listen,
+            set,
+            check_config,
+        } => {
+            let flags = UpFlags {
+                hep_listen,
+                db_url,
+                capture_node,
+                grpc_listen,
+            };
+            let config = up::load(Sources::new(config, set), &flags)?;
+            if check_config {
+                println!("config ok");
+                return Ok(());
+            }
+            let shutdown = sipcapture_proto::server::shutdown_on_signal();
+            up::run(config, shutdown, None).await?;
+        }
+        Command::Status {
+            action,
+            target,
+            member,
+        } => {
+            let reply = sipcapture_control::cli::status(&target, &action, member).await?;
+            print!("{}", sipcapture_control::cli::render(&reply));
+            if reply.members.iter().any(|m| !m.reachable) {
+                std::process::exit(2);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `sipcapture status on|off|check`: calls a control service and prints one line per member.
+
+use std::fmt::Write as _;
+
+use sipcapture_proto::v1::control_service_client::ControlServiceClient;
+use sipcapture_proto::v1::{
+    CaptureAction, CaptureState, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply,
+    MemberKind,
+};
+
+/// CLI failures.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Not on/off/check.
+    #[error("Bad parameter (on, off or check): {0:?}")]
+    BadAction(String),
+    /// Cannot reach control.
+    #[error("cannot reach control at {target}: {source}")]
+    Connect {
+        /// The target.
+        target: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The call failed.
+    #[error("control answered {code:?}: {message}")]
+    Call {
+        /// gRPC code.
+        code: tonic::Code,
+        /// Message.
+        message: String,
+    },
+}
+
+/// Normalises a `--target` to a URL (`host:port` → `http://host:port`).
+pub fn target_url(target: &str) -> String {
+    if target.contains("://") {
+        target.to_owned()
+    } else {
+        format!("http://{target}")
+    }
+}
+
+/// Runs one status command against control and returns the reply.
+pub async fn status(
+    target: &str,
+    action: &str,
+    members: Vec<String>,
+) -> Result<ControlStatusReply, CliError> {
+    let action = CaptureAction::parse_kamailio(action)
+        .ok_or_else(|| CliError::BadAction(action.to_owned()))?;
+    let url = target_url(target);
+    let mut client = ControlServiceClient::connect(url.clone())
+        .await
+        .map_err(|source| CliError::Connect {
+            target: url,
+            source,
+        })?;
+    let reply = match action {
+        CaptureAction::Check if members.is_empty() => client.check(ControlCheckRequest {}).await,
+        _ => {
+            client
+                .set_status(ControlSetStatusRequest {
+                    action: action as i32,
+                    inputs: Vec::new(),
+                    members,
+                })
+                .await
+        }
+    };
+    reply
+        .map(tonic::Response::into_inner)
+        .map_err(|s| CliError::Call {
+            code: s.code(),
+            message: s.message().to_owned(),
+        })
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match MemberKind::try_from(kind).unwrap_or(MemberKind::Unspecified) {
+        MemberKind::Collector => "collector",
+        MemberKind::Storer => "storer",
+        MemberKind::AllInOne => "all-in-one",
+        MemberKind::Unspecified => "?",
+    }
+}
+
+fn state_name(state: i32, reachable: bool) -> &'static str {
+    if !reachable {
+        return "UNREACHABLE";
+    }
+    match CaptureState::try_from(state).unwrap_or(CaptureState::Unspecified) {
+        CaptureState::Enabled => "Enabled",
+        CaptureState::Disabled => "Disabled",
+        CaptureState::Unspecified => "?",
+    }
+}
+
+/// Renders a reply as a table: the desired state, then member, kind, address, state, last seen.
+pub fn render(reply: &ControlStatusReply) -> String {
+    let mut rows = vec![[
+        "MEMBER".to_owned(),
+        "KIND".to_owned(),
+        "ADDRESS".to_owned(),
+        "STATE".to_owned(),
+        "LAST SEEN".to_owned(),
+    ]];
+    for m in &reply.members {
+        let seen = if m.last_seen_unix_ms == 0 {
+            "never".to_owned()
+        } else {
+            chrono::DateTime::from_timestamp_millis(m.last_seen_unix_ms)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default()
+        };
+        let state = if m.reachable {
+            state_name(m.state, true).to_owned()
+        } else {
+            format!("UNREACHABLE ({})", m.error)
+        };
+        rows.push([
+            m.member_id.clone(),
+            kind_name(m.kind).to_owned(),
+            m.address.clone(),
+            state,
+            seen,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(out, "desired: {}", reply.reply);
+    for row in rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipcapture_proto::v1::MemberStatus;
+
+    #[test]
+    fn renders_a_table() {
+        let reply = ControlStatusReply {
+            desired: CaptureState::Disabled as i32,
+            reply: "Disabled".into(),
+            members: vec![
+                MemberStatus {
+                    member_id: "collector-a".into(),
+                    kind: MemberKind::Collector as i32,
+                    address: "http://10.0.0.1:9062".into(),
+                    state: CaptureState::Disabled as i32,
+                    reachable: true,
+                    last_seen_unix_ms: 1_700_000_000_000,
+                    ..Default::default()
+                },
+                MemberStatus {
+                    member_id: "http://10.0.0.2:9063".into(),
+                    address: "http://10.0.0.2:9063".into(),
+                    reachable: false,
+                    error: "unreachable".into(),
+                    ..Default::default()
+                },
+            ],
+        };
+        let text = render(&reply);
+        assert!(text.starts_with("desired: Disabled\nMEMBER"));
+        assert!(text.contains("collector-a"));
+        assert!(text.contains("Disabled"));
+        assert!(text.contains("UNREACHABLE (unreachable)"));
+        assert!(text.contains("never"));
+        assert_eq!(target_url("127.0.0.1:9061"), "http://127.0.0.1:9061");
+    }
+}

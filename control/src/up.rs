@@ -1,0 +1,352 @@
+//! `sipcapture up`: collector + storer + control in one process, one gRPC listener serving all
+//! their services, SQLite by default. The collector delivers to the in-process storer over
+//! loopback gRPC, the same path as a distributed deployment.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use figment::value::Value;
+use serde::{Deserialize, Serialize};
+use sipcapture_collector::config::CollectorConfig;
+use sipcapture_collector::pipeline::Pipeline;
+use sipcapture_proto::config::{ConfigError, Sources, key_paths};
+use sipcapture_proto::counters::Counters;
+use sipcapture_proto::status::{CaptureSwitch, StatusServer};
+use sipcapture_proto::v1::MemberKind;
+use sipcapture_proto::v1::control_service_server::ControlServiceServer;
+use sipcapture_proto::v1::status_service_server::StatusServiceServer;
+use sipcapture_storer::Storer;
+use sipcapture_storer::config::StorerConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ControlConfig;
+use crate::grpc::{Control, ControlServer};
+use crate::members::{Member, MemberLink};
+
+/// gRPC service names the all-in-one serves.
+pub const SERVICE_NAMES: &[&str] = &[
+    "sipcapture.v1.StorerService",
+    "sipcapture.v1.StatusService",
+    "sipcapture.v1.ControlService",
+];
+
+/// The all-in-one config: one section per part. Flat keys given with `--set` (Kamailio names such
+/// as `capture_node`, `db_url`, `insert_retries`) go to every section that has them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpConfig {
+    /// The one gRPC listener (storer, status, control, health, reflection).
+    pub grpc_listen: SocketAddr,
+    /// Collector settings (its `storer` list is replaced by the in-process storer).
+    pub collector: CollectorConfig,
+    /// Storer settings.
+    pub storer: StorerConfig,
+    /// Control settings (extra members may be listed; the local member is always included).
+    pub control: ControlConfig,
+}
+
+impl Default for UpConfig {
+    fn default() -> Self {
+        UpConfig {
+            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9061)),
+            collector: CollectorConfig::default(),
+            storer: StorerConfig::default(),
+            control: ControlConfig::default(),
+        }
+    }
+}
+
+/// Dedicated flags of `sipcapture up`.
+#[derive(Debug, Default, Clone)]
+pub struct UpFlags {
+    /// `--hep-listen`.
+    pub hep_listen: Option<SocketAddr>,
+    /// `--db-url`.
+    pub db_url: Option<String>,
+    /// `--capture-node`.
+    pub capture_node: Option<String>,
+    /// `--grpc-listen`.
+    pub grpc_listen: Option<SocketAddr>,
+}
+
+/// Maps a `--set` key to the config paths it sets: dotted keys as given; a flat key to the top
+/// level and to every section that has it.
+pub fn resolve_key(key: &str) -> Vec<String> {
+    if key.contains('.') {
+        return vec![key.to_owned()];
+    }
+    let known = key_paths(&UpConfig::default());
+    let mut paths = Vec::new();
+    if known.iter().any(|k| k == key) {
+        paths.push(key.to_owned());
+    }
+    for section in ["collector", "storer", "control"] {
+        let path = format!("{section}.{key}");
+        if known.contains(&path) {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// Loads and validates the all-in-one config.
+pub fn load(mut sources: Sources, flags: &UpFlags) -> Result<UpConfig, ConfigError> {
+    sources
+        .flag(
+            "collector.hep_listen",
+            flags.hep_listen.map(|a| a.to_string()),
+        )
+        .flag("storer.db_url", flags.db_url.clone())
+        .flag("collector.capture_node", flags.capture_node.clone())
+        .flag("storer.capture_node", flags.capture_node.clone())
+        .flag(
+            "grpc_listen",
+            flags.grpc_listen.map(|a| Value::from(a.to_string())),
+        );
+    let config: UpConfig =
+        sipcapture_proto::config::figment::<UpConfig>(&sources, resolve_key)?.extract()?;
+    config.validate()?;
+    Ok(config)
+}
+
+impl UpConfig {
+    /// Validates every section, naming keys with their section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let prefix = |section: &str, e: ConfigError| match e {
+            ConfigError::Invalid { key, message } => ConfigError::Invalid {
+                key: format!("{section}.{key}"),
+                message,
+            },
+            other => other,
+        };
+        self.collector
+            .validate()
+            .map_err(|e| prefix("collector", e))?;
+        self.storer.validate().map_err(|e| prefix("storer", e))?;
+        self.control.validate().map_err(|e| prefix("control", e))?;
+        Ok(())
+    }
+}
+
+/// Where the in-process collector reaches the listener: loopback for a wildcard address.
+pub fn loopback_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    };
+    format!("http://{}", SocketAddr::new(ip, listen.port()))
+}
+
+/// Start-up failures of the all-in-one.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// Bad config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Storer start-up.
+    #[error(transparent)]
+    Storer(#[from] sipcapture_storer::StorerError),
+    /// HEP listeners.
+    #[error(transparent)]
+    Listen(#[from] sipcapture_collector::source::hep_listener::ListenError),
+    /// gRPC.
+    #[error(transparent)]
+    Serve(#[from] sipcapture_proto::server::ServeError),
+}
+
+/// What a started all-in-one exposes (tests read the bound addresses).
+#[derive(Debug, Clone, Copy)]
+pub struct UpAddrs {
+    /// gRPC.
+    pub grpc: SocketAddr,
+    /// HEP UDP.
+    pub hep_udp: Option<SocketAddr>,
+    /// HEP TCP.
+    pub hep_tcp: Option<SocketAddr>,
+}
+
+/// Runs the all-in-one until `shutdown` is cancelled; `ready` receives the bound addresses.
+pub async fn run(
+    mut config: UpConfig,
+    shutdown: CancellationToken,
+    ready: Option<tokio::sync::oneshot::Sender<UpAddrs>>,
+) -> Result<(), UpError> {
+    config.validate()?;
+    let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    let grpc_addr =
+        listener
+            .local_addr()
+            .map_err(|source| sipcapture_proto::server::ServeError::Bind {
+                addr: config.grpc_listen,
+                source,
+            })?;
+    config.collector.storer = vec![loopback_url(grpc_addr)];
+    config.collector.capture_on = config.collector.capture_on && config.storer.capture_on;
+
+    // One member: collector and storer obey the same switch.
+    let switch = Arc::new(CaptureSwitch::new(config.collector.capture_on));
+    let server_stop = CancellationToken::new();
+    let storer = Storer::build(&config.storer, switch.clone(), server_stop.clone()).await?;
+    let collector_counters = Arc::new(Counters::new("collector"));
+    let status = StatusServer::new(
+        format!("allinone-{}", sipcapture_proto::config::host_name()),
+        MemberKind::AllInOne,
+        switch.clone(),
+        vec![collector_counters.clone(), storer.counters.clone()],
+    );
+    let mut members = vec![Member::new(MemberLink::Local(status.clone()))];
+    members.extend(
+        config
+            .control
+            .member
+            .iter()
+            .cloned()
+            .map(|u| Member::new(MemberLink::Remote(u))),
+    );
+    let control = Arc::new(Control {
+        desired: CaptureSwitch::new(config.collector.capture_on),
+        members,
+        timeout: Duration::from_millis(config.control.member_timeout_ms),
+    });
+
+    let mut routes = tonic::service::RoutesBuilder::default();
+    storer.add_services(&mut routes, false);
+    routes.add_service(StatusServiceServer::new(status));
+    routes.add_service(ControlServiceServer::new(ControlServer::new(control)));
+    let server = tokio::spawn(sipcapture_proto::server::serve(
+        listener,
+        routes,
+        SERVICE_NAMES,
+        config.storer.max_grpc_calls,
+        server_stop.clone(),
+    ));
+
+    let pipeline = Pipeline::start(&config.collector, switch, collector_counters)?;
+    tracing::info!(
+        grpc = %grpc_addr,
+        hep_udp = ?pipeline.bound.udp,
+        hep_tcp = ?pipeline.bound.tcp,
+        db = %sipcapture_storer::redact(&config.storer.db_url),
+        "sipcapture up: capturing"
+    );
+    if let Some(ready) = ready {
+        let _receiver_gone = ready.send(UpAddrs {
+            grpc: grpc_addr,
+            hep_udp: pipeline.bound.udp,
+            hep_tcp: pipeline.bound.tcp,
+        });
+    }
+
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        result = server_done(&server) => {
+            // The server stopped on its own: report why after stopping the inputs.
+            tracing::error!(?result, "grpc server stopped unexpectedly");
+        }
+    }
+    // Order: inputs stop and the exporter delivers what it holds to the (still serving)
+    // storer; then the server and the storer streams close.
+    pipeline.shutdown().await;
+    server_stop.cancel();
+    match server.await {
+        Ok(result) => result?,
+        Err(e) => tracing::error!(error = %e, "grpc server task failed"),
+    }
+    tracing::info!("sipcapture up: stopped");
+    Ok(())
+}
+
+async fn server_done(
+    server: &tokio::task::JoinHandle<Result<(), sipcapture_proto::server::ServeError>>,
+) -> &'static str {
+    while !server.is_finished() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    "finished"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_keys_reach_every_section() {
+        assert_eq!(
+            resolve_key("capture_node"),
+            vec!["collector.capture_node", "storer.capture_node"]
+        );
+        assert_eq!(resolve_key("insert_retries"), vec!["storer.insert_retries"]);
+        assert_eq!(
+            resolve_key("grpc_listen"),
+            vec![
+                "grpc_listen",
+                "collector.grpc_listen",
+                "storer.grpc_listen",
+                "control.grpc_listen"
+            ]
+        );
+        assert!(resolve_key("no_such_key").is_empty());
+        assert_eq!(resolve_key("storer.db_url"), vec!["storer.db_url"]);
+    }
+
+    #[test]
+    fn load_applies_sets_and_flags() {
+        let sources = Sources {
+            file: None,
+            sets: vec![
+                "capture_node=sbc7".into(),
+                "insert_retries=3".into(),
+                "mt_mode=hash".into(),
+            ],
+            flags: vec![],
+            env: false,
+        };
+        let flags = UpFlags {
+            db_url: Some("sqlite://x.db".into()),
+            ..Default::default()
+        };
+        let cfg = load(sources, &flags).unwrap();
+        assert_eq!(cfg.collector.capture_node, "sbc7");
+        assert_eq!(cfg.storer.capture_node, "sbc7");
+        assert_eq!(cfg.storer.insert_retries, 3);
+        assert_eq!(cfg.storer.db_url, "sqlite://x.db");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let sources = Sources {
+            file: None,
+            sets: vec!["insert_retries=501".into()],
+            flags: vec![],
+            env: false,
+        };
+        let err = load(sources, &UpFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("storer.insert_retries"), "{err}");
+        let sources = Sources {
+            file: None,
+            sets: vec!["mt_mode=random".into()],
+            flags: vec![],
+            env: false,
+        };
+        let err = load(sources, &UpFlags::default()).unwrap_err().to_string();
+        assert!(err.contains("mt_mode"), "{err}");
+    }
+
+    #[test]
+    fn loopback_for_wildcards() {
+        assert_eq!(
+            loopback_url("0.0.0.0:9061".parse().unwrap()),
+            "http://127.0.0.1:9061"
+        );
+        assert_eq!(
+            loopback_url("[::]:9061".parse().unwrap()),
+            "http://[::1]:9061"
+        );
+        assert_eq!(
+            loopback_url("10.1.2.3:9061".parse().unwrap()),
+            "http://10.1.2.3:9061"
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! Loading a service's typed config: defaults < TOML file < `SIPCAPTURE_*` env < `--set KEY=VALUE`
+//! < dedicated flags. Every service struct uses `deny_unknown_fields`, so a misspelt key stops
+//! start-up with a message naming it.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The env prefix of every service (`SIPCAPTURE_CAPTURE_NODE=...`; nested keys with `__`).
+pub const ENV_PREFIX: &str = "SIPCAPTURE_";
+
+/// A config that could not be loaded or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file does not exist.
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// A `--set` argument is not `KEY=VALUE`.
+    #[error("--set {0:?}: expected KEY=VALUE")]
+    BadSet(String),
+    /// A `--set` key names no config key.
+    #[error("--set {key}: unknown config key `{key}`")]
+    UnknownSetKey {
+        /// The key as given.
+        key: String,
+    },
+    /// Parsing or type checking failed (figment's message names the key and its source).
+    #[error("invalid config: {0}")]
+    Load(Box<figment::Error>),
+    /// A value is out of range or inconsistent.
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// Shorthand for [`ConfigError::Invalid`].
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Load(Box::new(e))
+    }
+}
+
+/// Where a config comes from, lowest precedence first after the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `--config FILE`.
+    pub file: Option<PathBuf>,
+    /// `--set KEY=VALUE` arguments, as given.
+    pub sets: Vec<String>,
+    /// Dedicated flags (`--hep-listen` ...), as (dotted key, value); highest precedence.
+    pub flags: Vec<(String, Value)>,
+    /// Read `SIPCAPTURE_*` env (off in tests that must not see the developer's env).
+    pub env: bool,
+}
+
+impl Sources {
+    /// Sources with env reading on.
+    pub fn new(file: Option<PathBuf>, sets: Vec<String>) -> Self {
+        Sources {
+            file,
+            sets,
+            flags: Vec::new(),
+            env: true,
+        }
+    }
+
+    /// Adds a dedicated flag value when it was given.
+    pub fn flag(&mut self, key: &str, value: Option<impl Into<Value>>) -> &mut Self {
+        if let Some(value) = value {
+            self.flags.push((key.to_owned(), value.into()));
+        }
+        self
+    }
+}
+
+/// Splits `KEY=VALUE` and parses the value the way env values are parsed (numbers, booleans,
+/// arrays `[a, b]` and strings).
+pub fn parse_set(arg: &str) -> Result<(String, Value), ConfigError> {
+    let Some((key, value)) = arg.split_once('=') else {
+        return Err(ConfigError::BadSet(arg.to_owned()));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ConfigError::BadSet(arg.to_owned()));
+    }
+    let value = value
+        .parse::<Value>()
+        .unwrap_or_else(|never| match never {});
+    Ok((key.to_owned(), value))
+}
+
+/// Every dotted key path of a serialised config (leaves and tables), for `--set` key resolution.
+pub fn key_paths<T: Serialize>(config: &T) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(Value::Dict(_, dict)) = Value::serialize(config) {
+        collect_paths("", &dict, &mut out);
+    }
+    out
+}
+
+fn collect_paths(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
+    for (key, value) in dict {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if let Value::Dict(_, inner) = value {
+            collect_paths(&path, inner, out);
+        }
+        out.push(path);
+    }
+}
+
+/// Builds the figment for `T` from `sources`. `resolve` maps a `--set` key to the dotted paths
+/// it sets (identity for single-service configs; the all-in-one maps Kamailio's flat names to
+/// every section that has them); an empty answer is an unknown key.
+pub fn figment<T: Serialize + Default>(
+    sources: &Sources,
+    resolve: impl Fn(&str) -> Vec<String>,
+) -> Result<Figment, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(file) = &sources.file {
+        if !Path::new(file).exists() {
+            return Err(ConfigError::MissingFile(file.clone()));
+        }
+        fig = fig.merge(Toml::file_exact(file));
+    }
+    if sources.env {
+        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    }
+    for arg in &sources.sets {
+        let (key, value) = parse_set(arg)?;
+        let paths = resolve(&key);
+        if paths.is_empty() {
+            return Err(ConfigError::UnknownSetKey { key });
+        }
+        for path in paths {
+            fig = fig.merge(Serialized::global(&path, value.clone()));
+        }
+    }
+    for (key, value) in &sources.flags {
+        fig = fig.merge(Serialized::global(key, value.clone()));
+    }
+    Ok(fig)
+}
+
+/// Loads a single-service config: `--set` keys are the struct's own dotted keys.
+pub fn load<T: Serialize + DeserializeOwned + Default>(
+    sources: &Sources,
+) -> Result<T, ConfigError> {
+    let known = key_paths(&T::default());
+    let resolve = |key: &str| {
+        if known.iter().any(|k| k == key) || key.contains('.') {
+            vec![key.to_owned()]
+        } else {
+            Vec::new()
+        }
+    };
+    Ok(figment::<T>(sources, resolve)?.extract()?)
+}
+
+/// Serde helpers for Kamailio-style values.
+pub mod de {
+    use serde::{Deserialize, Deserializer};
+
+    /// A Kamailio-style flag: accepts `true`/`false`, `0`/`1` and "yes"/"no"/"on"/"off" strings,
+    /// so `capture_on = 1` from a Kamailio config means what it says.
+    pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Int(i64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(b) => Ok(b),
+            Raw::Int(0) => Ok(false),
+            Raw::Int(1) => Ok(true),
+            Raw::Int(other) => Err(serde::de::Error::custom(format!(
+                "expected 0 or 1, found {other}"
+            ))),
+            Raw::Str(s) => match s.to_ascii_lowercase().as_str() {
+                "1" | "yes" | "on" | "true" => Ok(true),
+                "0" | "no" | "off" | "false" => Ok(false),
+                _ => Err(serde::de::Error::custom(format!(
+                    "expected a flag (0/1, true/false, on/off), found {s:?}"
+                ))),
+            },
+        }
+    }
+}
+
+/// This host's name (for default member ids): `HOSTNAME`, else /etc/hostname, else "localhost".
+pub fn host_name() -> String {
+    if let Ok(name) = std::env::var("HOSTNAME")
+        && !name.trim().is_empty()
+    {
+        return name.trim().to_owned();
+    }
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Demo {
+        capture_node: String,
+        insert_retries: u32,
+        #[serde(deserialize_with = "de::flag")]
+        capture_on: bool,
+        inner: Inner,
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Inner {
+        depth: u32,
+    }
+
+    fn sources(sets: &[&str]) -> Sources {
+        Sources {
+            file: None,
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            flags: Vec::new(),
+            env: false,
+        }
+    }
+
+    #[test]
+    fn set_overrides_typed_values() {
+        let cfg: Demo = load(&sources(&[
+            "capture_node=node7",
+            "insert_retries=5",
+            "capture_on=1",
+            "inner.depth=3",
+        ]))
+        .unwrap();
+        assert_eq!(cfg.capture_node, "node7");
+        assert_eq!(cfg.insert_retries, 5);
+        assert!(cfg.capture_on);
+        assert_eq!(cfg.inner.depth, 3);
+    }
+
+    #[test]
+    fn unknown_set_key_is_named() {
+        let err = load::<Demo>(&sources(&["captur_node=x"])).unwrap_err();
+        assert!(err.to_string().contains("captur_node"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = tempfile_dir();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "capture_node = \"a\"\nbogus_key = 1\n").unwrap();
+        let err = load::<Demo>(&Sources {
+            file: Some(path),
+            ..sources(&[])
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("bogus_key"), "{err}");
+    }
+
+    #[test]
+    fn bad_type_is_named() {
+        let err = load::<Demo>(&sources(&["insert_retries=lots"])).unwrap_err();
+        assert!(err.to_string().contains("insert_retries"), "{err}");
+    }
+
+    #[test]
+    fn flags_win_over_sets() {
+        let mut s = sources(&["capture_node=fromset"]);
+        s.flag("capture_node", Some("fromflag"));
+        let cfg: Demo = load(&s).unwrap();
+        assert_eq!(cfg.capture_node, "fromflag");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = load::<Demo>(&Sources {
+            file: Some("/nonexistent/x.toml".into()),
+            ..sources(&[])
+        })
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("sipcapture-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,6 @@
+CREATE TABLE IF NOT EXISTS `{table}` (
+  `stream_id` VARCHAR(200) NOT NULL PRIMARY KEY,
+  `collector_id` VARCHAR(200) NOT NULL DEFAULT '',
+  `last_sequence` BIGINT NOT NULL DEFAULT 0,
+  `updated_us` BIGINT NOT NULL DEFAULT 0
+)

@@ -1,0 +1,233 @@
+//! Intake: the `Deliver` stream. Each stream is served by its own task: Hello → Welcome (the
+//! last committed sequence), then for each batch: route → rows → commit → ack. A batch is
+//! acknowledged only after its transaction committed; a batch that cannot be committed ends the
+//! stream with UNAVAILABLE, so the collector keeps it and sends it again.
+
+use std::sync::Arc;
+
+use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_proto::status::CaptureSwitch;
+use sipcapture_proto::v1::storer_service_server::StorerService;
+use sipcapture_proto::v1::{
+    BatchAck, DeliverRequest, DeliverResponse, RecordBatch, Welcome, deliver_request,
+    deliver_response,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pipeline::route::Router;
+use crate::pipeline::rows;
+use crate::pipeline::write::{PreparedBatch, TableRows, Writer};
+
+/// Responses buffered per stream before the handler waits for the collector to read them.
+const RESPONSE_QUEUE: usize = 64;
+
+/// Everything a stream handler needs.
+#[derive(Debug)]
+pub struct Intake {
+    /// This storer's id.
+    pub storer_id: String,
+    /// Table choice.
+    pub router: Router,
+    /// Batch commits.
+    pub writer: Writer,
+    /// Capture on/off.
+    pub switch: Arc<CaptureSwitch>,
+    /// Event counters.
+    pub counters: Arc<Counters>,
+    /// Cancelled at shutdown: handlers finish the batch in hand and close their stream.
+    pub shutdown: CancellationToken,
+}
+
+/// What routing one batch produced.
+#[derive(Debug, Default)]
+pub struct Routed {
+    /// Rows per table.
+    pub tables: Vec<TableRows>,
+    /// Records deliberately not stored (capture off).
+    pub discarded: u32,
+}
+
+impl Intake {
+    /// Routes every record of a batch and builds its rows.
+    pub fn route_batch(&self, batch: &RecordBatch) -> Routed {
+        let mut routed = Routed::default();
+        for record in &batch.records {
+            if !self.switch.is_on() {
+                routed.discarded += 1;
+                self.counters.add("discarded.status", 1);
+                continue;
+            }
+            let route = match self.router.route(record) {
+                Ok(route) => route,
+                Err(e) => {
+                    let total = self.counters.drop_one(e.reason(), "dropped.route_error");
+                    if worth_logging(total) {
+                        tracing::error!(error = %e, total, "record dropped: no valid table");
+                    }
+                    continue;
+                }
+            };
+            if route.hash_source_empty {
+                self.counters.add("hash_source_empty", 1);
+            }
+            let row = rows::row(record, route.family);
+            if row.truncated {
+                self.counters.add("rows_truncated", 1);
+            }
+            match routed.tables.iter_mut().find(|t| t.table == route.table) {
+                Some(group) => group.rows.push(row.values),
+                None => routed.tables.push(TableRows {
+                    table: route.table,
+                    family: route.family,
+                    rows: vec![row.values],
+                }),
+            }
+        }
+        routed
+    }
+
+    async fn handle(
+        &self,
+        inbound: &mut Streaming<DeliverRequest>,
+        out: &mpsc::Sender<Result<DeliverResponse, Status>>,
+    ) -> Result<(), Status> {
+        let hello = match inbound.message().await? {
+            Some(DeliverRequest {
+                message: Some(deliver_request::Message::Hello(hello)),
+            }) => hello,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a Hello",
+                ));
+            }
+        };
+        if hello.stream_id.is_empty() || hello.stream_id.len() > 200 {
+            return Err(Status::invalid_argument(
+                "stream_id must have 1 to 200 characters",
+            ));
+        }
+        let mut last = self
+            .writer
+            .last_committed(&hello.stream_id)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        tracing::info!(collector = %hello.collector_id, stream = %hello.stream_id, last, "collector stream opened");
+        send(
+            out,
+            deliver_response::Message::Welcome(Welcome {
+                storer_id: self.storer_id.clone(),
+                last_committed_sequence: last,
+            }),
+        )
+        .await?;
+
+        loop {
+            let message = tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    tracing::info!(stream = %hello.stream_id, "closing collector stream for shutdown");
+                    return Ok(());
+                }
+                message = inbound.message() => message?,
+            };
+            let Some(message) = message else {
+                return Ok(());
+            };
+            let Some(deliver_request::Message::Batch(batch)) = message.message else {
+                return Err(Status::invalid_argument("expected a RecordBatch"));
+            };
+            let ack = self
+                .commit_batch(&hello.stream_id, &hello.collector_id, last, &batch)
+                .await?;
+            last = last.max(batch.sequence);
+            send(out, deliver_response::Message::Ack(ack)).await?;
+        }
+    }
+
+    /// Commits one batch (or recognises a resend) and returns its acknowledgement.
+    pub async fn commit_batch(
+        &self,
+        stream_id: &str,
+        collector_id: &str,
+        last: u64,
+        batch: &RecordBatch,
+    ) -> Result<BatchAck, Status> {
+        if batch.sequence <= last {
+            self.counters.add("batches_duplicate", 1);
+            return Ok(BatchAck {
+                sequence: batch.sequence,
+                stored: 0,
+                discarded: 0,
+                duplicate: true,
+            });
+        }
+        let routed = self.route_batch(batch);
+        let prepared = PreparedBatch {
+            stream_id: stream_id.to_owned(),
+            collector_id: collector_id.to_owned(),
+            sequence: batch.sequence,
+            tables: routed.tables,
+        };
+        let stored = self
+            .writer
+            .commit(&prepared)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.counters.add("batches_committed", 1);
+        self.counters.add("rows_stored", stored);
+        Ok(BatchAck {
+            sequence: batch.sequence,
+            stored: u32::try_from(stored).unwrap_or(u32::MAX),
+            discarded: routed.discarded,
+            duplicate: false,
+        })
+    }
+}
+
+async fn send(
+    out: &mpsc::Sender<Result<DeliverResponse, Status>>,
+    message: deliver_response::Message,
+) -> Result<(), Status> {
+    out.send(Ok(DeliverResponse {
+        message: Some(message),
+    }))
+    .await
+    .map_err(|_| Status::cancelled("collector went away"))
+}
+
+/// `sipcapture.v1.StorerService`.
+#[derive(Debug, Clone)]
+pub struct StorerServer {
+    intake: Arc<Intake>,
+}
+
+impl StorerServer {
+    /// A server over an intake.
+    pub fn new(intake: Arc<Intake>) -> Self {
+        StorerServer { intake }
+    }
+}
+
+#[tonic::async_trait]
+impl StorerService for StorerServer {
+    type DeliverStream = ReceiverStream<Result<DeliverResponse, Status>>;
+
+    async fn deliver(
+        &self,
+        request: Request<Streaming<DeliverRequest>>,
+    ) -> Result<Response<Self::DeliverStream>, Status> {
+        let peer = request.remote_addr();
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+        let intake = self.intake.clone();
+        tokio::spawn(async move {
+            if let Err(status) = intake.handle(&mut inbound, &tx).await {
+                tracing::warn!(?peer, code = ?status.code(), message = status.message(), "collector stream ended with an error");
+                let _ignored = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

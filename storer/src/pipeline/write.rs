@@ -1,0 +1,262 @@
+//! Committing one batch: every row of every table plus the stream's committed sequence in one
+//! transaction, retried with capped exponential backoff while `insert_retries` and
+//! `insert_retry_timeout` allow. What a failed batch means: it is not acknowledged, so the
+//! collector keeps it and sends it again — nothing is lost. A row the database rejects for its
+//! content (not a transient error) is isolated: the rest of the batch is committed and that row
+//! is counted and logged with the database error.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sea_orm::{DatabaseConnection, TransactionTrait, Value};
+use sipcapture_proto::counters::{Counters, worth_logging};
+
+use crate::db::schema::{Schema, TableCache};
+use crate::db::{DbError, insert};
+use crate::pipeline::route::TableFamily;
+
+/// Rows of one table within a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRows {
+    /// Expanded, validated table name.
+    pub table: String,
+    /// Its schema.
+    pub family: TableFamily,
+    /// Rows in the family's column order.
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// A routed batch ready to commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedBatch {
+    /// The collector stream it belongs to.
+    pub stream_id: String,
+    /// The collector.
+    pub collector_id: String,
+    /// Its sequence within the stream.
+    pub sequence: u64,
+    /// Rows grouped per table.
+    pub tables: Vec<TableRows>,
+}
+
+/// Retry policy: Kamailio's knobs plus a backoff (Kamailio busy-spins; we do not).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (`insert_retries`).
+    pub retries: u32,
+    /// Wall-clock cap over the retries (`insert_retry_timeout`).
+    pub timeout: Duration,
+    /// First backoff.
+    pub base_delay: Duration,
+    /// Backoff cap.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `attempt` (1-based): base × 2^(attempt-1), capped, with up
+    /// to 25 % jitter so several storers do not retry in lockstep.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.max_delay);
+        let jitter = exp.mul_f64(rand::random_range(0.0..0.25));
+        exp + jitter
+    }
+}
+
+/// Why a batch was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Every attempt failed.
+    #[error("batch {sequence} not committed after {attempts} attempt(s): {source}")]
+    Exhausted {
+        /// The batch.
+        sequence: u64,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        source: DbError,
+    },
+}
+
+/// Commits batches into one database.
+#[derive(Debug)]
+pub struct Writer {
+    db: DatabaseConnection,
+    tables: TableCache,
+    policy: RetryPolicy,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    /// A writer over an open pool.
+    pub fn new(db: DatabaseConnection, policy: RetryPolicy, counters: Arc<Counters>) -> Self {
+        Writer {
+            db,
+            tables: TableCache::default(),
+            policy,
+            counters,
+        }
+    }
+
+    /// The pool.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Creates the stream state table.
+    pub async fn init(&self) -> Result<(), DbError> {
+        self.tables
+            .ensure(
+                &self.db,
+                Schema::StreamState,
+                crate::db::schema::STREAM_STATE_TABLE,
+            )
+            .await
+    }
+
+    /// The last committed sequence of a stream.
+    pub async fn last_committed(&self, stream_id: &str) -> Result<u64, DbError> {
+        Ok(insert::last_committed(&self.db, stream_id).await?)
+    }
+
+    /// Commits a batch; returns the number of rows written.
+    pub async fn commit(&self, batch: &PreparedBatch) -> Result<u64, WriteError> {
+        let mut attempts = 0u32;
+        let mut first_failure: Option<Instant> = None;
+        loop {
+            attempts += 1;
+            let err = match self.try_commit(batch).await {
+                Ok(written) => return Ok(written),
+                Err(err) => err,
+            };
+            if !err.is_retryable() {
+                // A row the database refuses for its content: store the others.
+                return self.commit_isolating(batch).await.map_err(|source| {
+                    WriteError::Exhausted {
+                        sequence: batch.sequence,
+                        attempts,
+                        source,
+                    }
+                });
+            }
+            let started = *first_failure.get_or_insert_with(Instant::now);
+            let retries_done = attempts - 1;
+            if retries_done >= self.policy.retries || started.elapsed() > self.policy.timeout {
+                self.counters.add("insert_failed", 1);
+                tracing::warn!(sequence = batch.sequence, attempts, error = %err, "insert failed, batch not acknowledged");
+                return Err(WriteError::Exhausted {
+                    sequence: batch.sequence,
+                    attempts,
+                    source: err,
+                });
+            }
+            self.counters.add("insert_retried", 1);
+            let delay = self.policy.delay(attempts);
+            tracing::info!(sequence = batch.sequence, attempt = attempts, ?delay, error = %err, "insert retried");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn ensure_tables(&self, batch: &PreparedBatch) -> Result<(), DbError> {
+        for group in &batch.tables {
+            self.tables
+                .ensure(&self.db, Schema::Family(group.family), &group.table)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn try_commit(&self, batch: &PreparedBatch) -> Result<u64, DbError> {
+        // DDL first and outside the transaction: MySQL commits implicitly on DDL, and SQLite's
+        // single pooled connection is held by an open transaction.
+        self.ensure_tables(batch).await?;
+        let txn = self.db.begin().await?;
+        let mut written = 0;
+        for group in &batch.tables {
+            written += insert::insert_rows(&txn, &group.table, group.family, &group.rows).await?;
+        }
+        insert::save_committed(
+            &txn,
+            &batch.stream_id,
+            &batch.collector_id,
+            batch.sequence,
+            now_us(),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(written)
+    }
+
+    /// Row-by-row inside one transaction, each row in its own savepoint: rejected rows are
+    /// counted and logged, the rest commit together with the stream sequence.
+    async fn commit_isolating(&self, batch: &PreparedBatch) -> Result<u64, DbError> {
+        self.ensure_tables(batch).await?;
+        let txn = self.db.begin().await?;
+        let mut written = 0;
+        for group in &batch.tables {
+            for row in &group.rows {
+                let savepoint = txn.begin().await?;
+                match insert::insert_rows(
+                    &savepoint,
+                    &group.table,
+                    group.family,
+                    std::slice::from_ref(row),
+                )
+                .await
+                {
+                    Ok(n) => {
+                        savepoint.commit().await?;
+                        written += n;
+                    }
+                    Err(e) if crate::db::is_retryable(&e) => return Err(DbError::Query(e)),
+                    Err(e) => {
+                        savepoint.rollback().await?;
+                        let total = self
+                            .counters
+                            .drop_one("row_rejected", "dropped.row_rejected");
+                        if worth_logging(total) {
+                            tracing::error!(table = %group.table, error = %e, total, "row rejected by the database");
+                        }
+                    }
+                }
+            }
+        }
+        insert::save_committed(
+            &txn,
+            &batch.stream_id,
+            &batch.collector_id,
+            batch.sequence,
+            now_us(),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(written)
+    }
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy {
+            retries: 10,
+            timeout: Duration::from_secs(60),
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+        };
+        let d1 = p.delay(1);
+        assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(125));
+        let d3 = p.delay(3);
+        assert!(d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(500));
+        let d10 = p.delay(10);
+        assert!(d10 >= Duration::from_secs(2) && d10 <= Duration::from_millis(2500));
+    }
+}
