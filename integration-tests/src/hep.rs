@@ -1,0 +1,100 @@
+//! Building HEP packets and SIP messages for tests, with the collector's own encoder.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+
+use sipcapture_collector::decode::hep::{HepPacket, HepPayload, encode_v3};
+
+/// A HEP3 SIP packet as Kamailio siptrace sends it (11 chunks).
+pub fn hep3_sip(
+    src: SocketAddr,
+    dst: SocketAddr,
+    ts_sec: u32,
+    ts_usec: u32,
+    capture_id: u32,
+    sip: &[u8],
+) -> Vec<u8> {
+    let family = match src.ip() {
+        IpAddr::V4(_) => 2,
+        IpAddr::V6(_) => 10,
+    };
+    let packet = HepPacket {
+        version: 3,
+        ip_family: Some(family),
+        ip_protocol: Some(17),
+        src_ip: Some(src.ip()),
+        dst_ip: Some(dst.ip()),
+        src_port: Some(src.port()),
+        dst_port: Some(dst.port()),
+        ts_sec: Some(ts_sec),
+        ts_usec: Some(ts_usec),
+        proto_type: Some(1),
+        capture_id: Some(capture_id),
+        keep_alive: None,
+        auth_key: None,
+        payload: Some(HepPayload::Raw(sip)),
+        correlation_id: None,
+        vlan_id: None,
+        node_name: None,
+        core_chunks: 0,
+        chunk_area: &[],
+    };
+    let mut out = Vec::new();
+    encode_v3(&packet, &mut out);
+    out
+}
+
+/// Sends datagrams to `target` from an ephemeral loopback socket.
+pub fn send_udp(target: SocketAddr, packets: &[Vec<u8>]) -> anyhow::Result<()> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    for p in packets {
+        socket.send_to(p, target)?;
+    }
+    Ok(())
+}
+
+/// A SIP request with the usual headers.
+pub fn request(
+    method: &str,
+    call_id: &str,
+    cseq: u32,
+    from_tag: &str,
+    to_tag: Option<&str>,
+) -> Vec<u8> {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    format!(
+        "{method} sip:bob@biloxi.example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds{cseq}\r\n\
+         Max-Forwards: 70\r\n\
+         To: Bob <sip:bob@biloxi.example.com>{to_tag}\r\n\
+         From: Alice <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:alice@192.0.2.101:5062>\r\n\
+         User-Agent: sipcapture-it\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A SIP reply to `method`.
+pub fn reply(
+    code: u16,
+    reason: &str,
+    method: &str,
+    call_id: &str,
+    cseq: u32,
+    from_tag: &str,
+    to_tag: &str,
+) -> Vec<u8> {
+    format!(
+        "SIP/2.0 {code} {reason}\r\n\
+         Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds{cseq}\r\n\
+         To: Bob <sip:bob@biloxi.example.com>;tag={to_tag}\r\n\
+         From: Alice <sip:alice@atlanta.example.com>;tag={from_tag}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:bob@192.0.2.4:5070>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
