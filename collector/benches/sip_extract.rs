@@ -23,7 +23,9 @@ fn bench(c: &mut Criterion) {
 
     let codec = TopohCodec::new(&TopohConfig::kamailio_defaults());
     let masked = codec.mask(b"a84b4c76e66710@pc33.atlanta.example.com");
-    c.bench_function("topoh_unmask", |b| b.iter(|| codec.unmask(black_box(&masked))));
+    c.bench_function("topoh_unmask", |b| {
+        b.iter(|| codec.unmask(black_box(&masked)))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -3,6 +3,7 @@
 //! the same thing (`capture_node`, `hep_capture_on`, `callid_aleg_header`, ...).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sipcapture_proto::config::{ConfigError, de};
@@ -18,8 +19,14 @@ pub struct CollectorConfig {
     pub collector_id: String,
     /// gRPC listen address (StatusService, health, reflection).
     pub grpc_listen: SocketAddr,
-    /// Control service URL to register with (optional).
+    /// Control service URL to register with (optional): the collector keeps a Watch stream open
+    /// and applies the fleet's capture status.
     pub control: Option<String>,
+    /// URL control uses to reach this collector's StatusService (default: the address control
+    /// sees the collector connect from, with the `grpc_listen` port).
+    pub advertise_url: Option<String>,
+    /// Bearer token required on StatusService.SetStatus (the control's `auth_token`).
+    pub auth_token: Option<String>,
     /// Storer endpoints (`http://host:port`); batches go to the first reachable one, in order.
     pub storer: Vec<String>,
     /// HEP listen address, used for UDP and TCP.
@@ -50,6 +57,14 @@ pub struct CollectorConfig {
     pub tcp_idle_timeout: u64,
     /// Cap on an inflated compressed payload (chunk 0x0010), bytes.
     pub max_inflated_payload: usize,
+    /// HEP3-over-TLS listen address (TCP framing inside TLS); off when unset. Needs
+    /// `hep_tls_cert` and `hep_tls_key`. Shares `tcp_max_frame`, `tcp_max_connections` and
+    /// `tcp_idle_timeout` (which also bounds the TLS handshake) with the TCP listener.
+    pub hep_tls_listen: Option<SocketAddr>,
+    /// PEM file with the TLS certificate chain (server certificate first).
+    pub hep_tls_cert: Option<PathBuf>,
+    /// PEM file with the TLS private key (PKCS#8, PKCS#1 or SEC1).
+    pub hep_tls_key: Option<PathBuf>,
     /// When set, HEP3 packets whose auth key (chunk 0x000e) differs are dropped and counted.
     pub hep_auth_key: Option<String>,
     /// Kamailio `capture_node`: the `node` column (`capture_node:captid` when HEP carried a time).
@@ -93,6 +108,8 @@ impl Default for CollectorConfig {
             collector_id: format!("collector-{}", sipcapture_proto::config::host_name()),
             grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9062)),
             control: None,
+            advertise_url: None,
+            auth_token: None,
             storer: vec!["http://127.0.0.1:9063".to_owned()],
             hep_listen: SocketAddr::from(([0, 0, 0, 0], 9060)),
             hep_udp: true,
@@ -105,6 +122,9 @@ impl Default for CollectorConfig {
             tcp_max_connections: 1024,
             tcp_idle_timeout: 300,
             max_inflated_payload: 1024 * 1024,
+            hep_tls_listen: None,
+            hep_tls_cert: None,
+            hep_tls_key: None,
             hep_auth_key: None,
             capture_node: "homer01".to_owned(),
             callid_aleg_header: "X-CID".to_owned(),
@@ -160,6 +180,16 @@ impl CollectorConfig {
                 "tcp_max_frame",
                 "must be within 6..=65535",
             ));
+        }
+        if self.hep_tls_listen.is_some() {
+            for (key, value) in [
+                ("hep_tls_cert", &self.hep_tls_cert),
+                ("hep_tls_key", &self.hep_tls_key),
+            ] {
+                if value.is_none() {
+                    return Err(ConfigError::invalid(key, "hep_tls_listen needs it"));
+                }
+            }
         }
         if self.capture_node.is_empty() {
             return Err(ConfigError::invalid("capture_node", "must not be empty"));

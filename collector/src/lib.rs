@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
-use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
+use sipcapture_proto::v1::{MemberKind, WatchRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CollectorConfig;
@@ -52,13 +52,29 @@ pub async fn run(
     let switch = Arc::new(CaptureSwitch::new(config.capture_on));
     let counters = Arc::new(Counters::new("collector"));
     let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    let registration = WatchRequest {
+        member_id: config.collector_id.clone(),
+        kind: MemberKind::Collector as i32,
+        status_url: config.advertise_url.clone().unwrap_or_default(),
+        status_port: u32::from(config.grpc_listen.port()),
+    };
+    // Converge to the fleet's status before the inputs open.
+    sipcapture_proto::watch::start(
+        config.control.clone(),
+        registration,
+        switch.clone(),
+        shutdown.clone(),
+        std::time::Duration::from_secs(3),
+    )
+    .await;
     let pipeline = Pipeline::start(&config, switch.clone(), counters.clone())?;
     let status = StatusServer::new(
         config.collector_id.clone(),
         MemberKind::Collector,
         switch,
         vec![counters],
-    );
+    )
+    .with_token(config.auth_token.clone());
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(StatusServiceServer::new(status));
     tracing::info!(addr = %config.grpc_listen, "collector grpc listening");

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::CollectorConfig;
 use crate::export::{self, ExportConfig};
 use crate::record::RecordBuilder;
-use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError};
+use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
 use crate::source::ingest::Ingest;
 
 /// How long a shutting-down collector keeps trying to deliver what it holds.
@@ -64,10 +64,22 @@ impl Pipeline {
             tcp_max_frame: config.tcp_max_frame,
             tcp_max_connections: config.tcp_max_connections,
             tcp_idle_timeout: Duration::from_secs(config.tcp_idle_timeout),
+            tls: match (
+                &config.hep_tls_listen,
+                &config.hep_tls_cert,
+                &config.hep_tls_key,
+            ) {
+                (Some(addr), Some(cert), Some(key)) => Some(TlsListenConfig {
+                    addr: *addr,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
+            },
         };
         let bound = hep_listener::start(&listen, ingest, &inputs, &stop_inputs)?;
         inputs.close();
-        tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, "hep listeners ready");
+        tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "hep listeners ready");
         let export_cfg = ExportConfig {
             storers: config.storer.clone(),
             collector_id: config.collector_id.clone(),

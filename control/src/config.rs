@@ -1,6 +1,7 @@
 //! Control's typed config, validated at start-up.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sipcapture_proto::config::ConfigError;
@@ -15,6 +16,15 @@ pub struct ControlConfig {
     pub grpc_listen: SocketAddr,
     /// Member URLs (collectors and storers serving StatusService), e.g. `http://10.0.0.5:9062`.
     pub member: Vec<String>,
+    /// DNS names (`host:port`, e.g. a Kubernetes headless Service) re-resolved every
+    /// `member_dns_refresh` seconds; every address becomes a member.
+    pub member_dns: Vec<String>,
+    /// Seconds between re-resolutions of `member_dns`.
+    pub member_dns_refresh: u64,
+    /// File keeping the desired status across restarts (JSON). Empty: kept in memory only.
+    pub state_file: Option<PathBuf>,
+    /// Bearer token required on SetStatus (also sent to members). Unset: no token needed.
+    pub auth_token: Option<String>,
     /// Per-member call deadline for SetStatus / Check fan-out, milliseconds.
     pub member_timeout_ms: u64,
     /// Desired capture state at start-up.
@@ -30,6 +40,10 @@ impl Default for ControlConfig {
             control_id: format!("control-{}", sipcapture_proto::config::host_name()),
             grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9061)),
             member: Vec::new(),
+            member_dns: Vec::new(),
+            member_dns_refresh: 30,
+            state_file: Some(PathBuf::from("sipcapture-control-state.json")),
+            auth_token: None,
             member_timeout_ms: 2000,
             capture_on: true,
             max_grpc_calls: 1024,
@@ -47,6 +61,23 @@ impl ControlConfig {
                     format!("{url:?} is not an http:// or https:// URL"),
                 ));
             }
+        }
+        for name in &self.member_dns {
+            let port_ok = name
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(ConfigError::invalid(
+                    "member_dns",
+                    format!("{name:?} is not host:port"),
+                ));
+            }
+        }
+        if self.member_dns_refresh == 0 {
+            return Err(ConfigError::invalid(
+                "member_dns_refresh",
+                "must be at least 1",
+            ));
         }
         if self.member_timeout_ms == 0 {
             return Err(ConfigError::invalid(

@@ -1,32 +1,39 @@
-//! `sipcapture.v1.ControlService`: holds the desired status and fans it out.
+//! `sipcapture.v1.ControlService`: holds the desired status, fans it out to every member and
+//! keeps a Watch stream per registered member.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::status::CaptureSwitch;
+use sipcapture_proto::auth::check_bearer;
 use sipcapture_proto::v1::control_service_server::ControlService;
 use sipcapture_proto::v1::{
-    CaptureAction, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply, InputKind,
-    SetStatusRequest,
+    CaptureAction, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply, DesiredStatus,
+    InputKind, MemberKind, SetStatusRequest, WatchRequest,
 };
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::members::{Member, fan_out};
+use crate::members::{MemberLink, Origin, Registry, fan_out};
+use crate::state::DesiredState;
 
 /// The control service state.
 #[derive(Debug)]
 pub struct Control {
-    /// The desired state (same semantics as a member's switch).
-    pub desired: CaptureSwitch,
+    /// The desired status.
+    pub desired: DesiredState,
     /// Known members.
-    pub members: Vec<Member>,
+    pub registry: Arc<Registry>,
     /// Per-member deadline.
     pub timeout: Duration,
+    /// Bearer token for SetStatus (ours and the members').
+    pub token: Option<String>,
 }
 
 impl Control {
     fn reply(&self, members: Vec<sipcapture_proto::v1::MemberStatus>) -> ControlStatusReply {
-        let desired = self.desired.state();
+        let desired = self.desired.fleet_state();
         ControlStatusReply {
             desired: desired as i32,
             reply: desired.reply_text().to_owned(),
@@ -34,7 +41,8 @@ impl Control {
         }
     }
 
-    /// Applies a SetStatus request.
+    /// Applies a SetStatus request: records the desired status, then calls every selected
+    /// member concurrently and reports each one's answer.
     pub async fn set_status(
         &self,
         req: ControlSetStatusRequest,
@@ -57,21 +65,26 @@ impl Control {
                 "Not enough parameters (on, off or check)",
             ));
         };
-        if req.members.is_empty() {
-            self.desired.set(on, &inputs);
-        }
+        self.desired.set(on, &inputs, &req.members);
         tracing::info!(on, ?inputs, members = ?req.members, "capture status requested");
         let request = SetStatusRequest {
             action: req.action,
             inputs: req.inputs.clone(),
         };
-        let members = fan_out(&self.members, &req.members, Some(request), self.timeout).await;
+        let members = fan_out(
+            &self.registry.all(),
+            &req.members,
+            Some(request),
+            self.timeout,
+            self.token.as_deref(),
+        )
+        .await;
         Ok(self.reply(members))
     }
 
     /// Checks every selected member.
     pub async fn check(&self, selectors: &[String]) -> ControlStatusReply {
-        let members = fan_out(&self.members, selectors, None, self.timeout).await;
+        let members = fan_out(&self.registry.all(), selectors, None, self.timeout, None).await;
         self.reply(members)
     }
 }
@@ -89,12 +102,30 @@ impl ControlServer {
     }
 }
 
+/// Where control reaches a registering member.
+fn status_url(req: &WatchRequest, peer: Option<SocketAddr>) -> Result<String, Status> {
+    if !req.status_url.is_empty() {
+        return Ok(req.status_url.clone());
+    }
+    let port = u16::try_from(req.status_port)
+        .map_err(|_| Status::invalid_argument("status_port out of range"))?;
+    let peer =
+        peer.ok_or_else(|| Status::invalid_argument("status_url needed: peer address unknown"))?;
+    if port == 0 {
+        return Err(Status::invalid_argument(
+            "status_url or status_port is needed",
+        ));
+    }
+    Ok(format!("http://{}", SocketAddr::new(peer.ip(), port)))
+}
+
 #[tonic::async_trait]
 impl ControlService for ControlServer {
     async fn set_status(
         &self,
         request: Request<ControlSetStatusRequest>,
     ) -> Result<Response<ControlStatusReply>, Status> {
+        check_bearer(request.metadata(), self.control.token.as_deref())?;
         self.control
             .set_status(request.into_inner())
             .await
@@ -106,5 +137,64 @@ impl ControlService for ControlServer {
         _request: Request<ControlCheckRequest>,
     ) -> Result<Response<ControlStatusReply>, Status> {
         Ok(Response::new(self.control.check(&[]).await))
+    }
+
+    type WatchStream = ReceiverStream<Result<DesiredStatus, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let peer = request.remote_addr();
+        let req = request.into_inner();
+        let url = status_url(&req, peer)?;
+        let kind = MemberKind::try_from(req.kind).unwrap_or(MemberKind::Unspecified);
+        let member = self
+            .control
+            .registry
+            .add(MemberLink::Remote(url.clone()), Origin::Registered);
+        member.note_identity(&req.member_id, kind);
+        tracing::info!(member = %req.member_id, ?kind, %url, "member registered");
+
+        let (tx, rx) = mpsc::channel(4);
+        let control = self.control.clone();
+        tokio::spawn(async move {
+            let mut changes = control.desired.subscribe();
+            loop {
+                let desired = control.desired.desired_for(&req.member_id, &url);
+                if tx.send(Ok(desired)).await.is_err() {
+                    break;
+                }
+                // Wake on a change, or when the member goes away.
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { break },
+                    () = tx.closed() => break,
+                }
+            }
+            tracing::info!(member = %req.member_id, %url, "member watch ended");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_url_rules() {
+        let peer: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+        let mut req = WatchRequest {
+            status_port: 9062,
+            ..Default::default()
+        };
+        assert_eq!(
+            status_url(&req, Some(peer)).unwrap(),
+            "http://10.1.2.3:9062"
+        );
+        req.status_url = "http://c1:9062".into();
+        assert_eq!(status_url(&req, Some(peer)).unwrap(), "http://c1:9062");
+        let bad = WatchRequest::default();
+        assert!(status_url(&bad, Some(peer)).is_err());
     }
 }

@@ -1,43 +1,59 @@
 //! Control: the desired capture status of the whole fleet, fanned out to every member, plus the
 //! operator CLI and the all-in-one `sipcapture up`.
 //!
-//! Data flow: [`grpc`] (ControlService: SetStatus / Check) → [`members`] (fan-out to each
-//! member's StatusService with a deadline, per-member results). [`config`] is the typed config;
+//! Data flow: [`grpc`] (ControlService: SetStatus / Check / Watch) → [`state`] (the desired
+//! status, persisted, announced to watching members) → [`members`] (registry of configured,
+//! registered and DNS-found members; fan-out to each member's StatusService with a deadline,
+//! per-member results). [`config`] is the typed config;
 //! [`cli`] prints replies as a table; [`up`] runs collector + storer + control in one process.
 
 pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod members;
+pub mod state;
 pub mod up;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::status::CaptureSwitch;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControlConfig;
 use crate::grpc::{Control, ControlServer};
-use crate::members::{Member, MemberLink};
+use crate::members::{MemberLink, Origin, Registry};
+use crate::state::DesiredState;
 
 /// gRPC service names control serves.
 pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.ControlService"];
 
+/// Builds control's state from its config (members, desired status, DNS refresh task).
+pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Control> {
+    let registry = Arc::new(Registry::default());
+    for url in &config.member {
+        registry.add(MemberLink::Remote(url.clone()), Origin::Static);
+    }
+    if !config.member_dns.is_empty() {
+        tokio::spawn(members::refresh_dns(
+            registry.clone(),
+            config.member_dns.clone(),
+            Duration::from_secs(config.member_dns_refresh),
+            shutdown.clone(),
+        ));
+    }
+    Arc::new(Control {
+        desired: DesiredState::load(config.state_file.clone(), config.capture_on),
+        registry,
+        timeout: Duration::from_millis(config.member_timeout_ms),
+        token: config.auth_token.clone().filter(|t| !t.is_empty()),
+    })
+}
+
 /// Runs control until `shutdown` is cancelled.
 pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), anyhow::Error> {
     config.validate()?;
-    let control = Arc::new(Control {
-        desired: CaptureSwitch::new(config.capture_on),
-        members: config
-            .member
-            .iter()
-            .cloned()
-            .map(|u| Member::new(MemberLink::Remote(u)))
-            .collect(),
-        timeout: Duration::from_millis(config.member_timeout_ms),
-    });
+    let control = build(&config, &shutdown);
     let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(ControlServiceServer::new(ControlServer::new(control)));

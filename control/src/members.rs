@@ -1,11 +1,13 @@
-//! Members as control sees them: remote ones reached over gRPC (StatusService) and the local one
-//! of `sipcapture up`. Fan-out calls every member concurrently with a per-call deadline and
-//! reports, per member, what it acknowledged or why it did not answer.
+//! Members as control sees them: remote ones reached over gRPC (StatusService) — configured,
+//! registered through Watch, or found in DNS — and the local one of `sipcapture up`. Fan-out
+//! calls every member concurrently with a per-call deadline and reports, per member, what it
+//! acknowledged or why it did not answer; nobody is hidden.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
+use sipcapture_proto::auth::with_bearer;
 use sipcapture_proto::status::StatusServer;
 use sipcapture_proto::v1::status_service_client::StatusServiceClient;
 use sipcapture_proto::v1::{
@@ -22,22 +24,51 @@ pub enum MemberLink {
     Local(StatusServer),
 }
 
-/// A member and when it last answered.
+/// How control learnt of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Listed in the config.
+    Static,
+    /// Registered through Watch.
+    Registered,
+    /// Found in DNS.
+    Dns,
+    /// In-process.
+    Local,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    last_seen_ms: i64,
+    member_id: String,
+    kind: i32,
+}
+
+/// A member and what control last heard from it.
 #[derive(Debug)]
 pub struct Member {
     /// How to reach it.
     pub link: MemberLink,
-    last_seen_ms: Mutex<i64>,
-    last_id: Mutex<(String, MemberKind)>,
+    /// How it was found.
+    pub origin: Origin,
+    seen: Mutex<Seen>,
 }
 
 impl Member {
     /// A member that has not answered yet.
-    pub fn new(link: MemberLink) -> Self {
+    pub fn new(link: MemberLink, origin: Origin) -> Self {
+        let seen = match &link {
+            MemberLink::Local(server) => Seen {
+                last_seen_ms: 0,
+                member_id: server.member_id().to_owned(),
+                kind: server.kind() as i32,
+            },
+            MemberLink::Remote(_) => Seen::default(),
+        };
         Member {
             link,
-            last_seen_ms: Mutex::new(0),
-            last_id: Mutex::new((String::new(), MemberKind::Unspecified)),
+            origin,
+            seen: Mutex::new(seen),
         }
     }
 
@@ -49,17 +80,33 @@ impl Member {
         }
     }
 
-    fn matches(&self, selector: &str) -> bool {
-        if self.address() == selector {
-            return true;
+    /// The id it last reported (empty before it answered).
+    pub fn member_id(&self) -> String {
+        self.seen
+            .lock()
+            .map(|s| s.member_id.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records what a registration told about the member.
+    pub fn note_identity(&self, member_id: &str, kind: MemberKind) {
+        if let Ok(mut s) = self.seen.lock() {
+            s.member_id = member_id.to_owned();
+            s.kind = kind as i32;
+            s.last_seen_ms = chrono::Utc::now().timestamp_millis();
         }
-        self.last_id.lock().is_ok_and(|id| id.0 == selector)
+    }
+
+    /// Whether a selector (member id or address) names this member.
+    pub fn matches(&self, selector: &str) -> bool {
+        self.address() == selector || self.member_id() == selector
     }
 
     async fn call(
         &self,
         request: Option<SetStatusRequest>,
         timeout: Duration,
+        token: Option<&str>,
     ) -> Result<StatusReply, String> {
         match &self.link {
             MemberLink::Local(server) => match request {
@@ -67,9 +114,8 @@ impl Member {
                 None => Ok(server.reply()),
             },
             MemberLink::Remote(url) => {
-                let url = url.clone();
-                let call = async move {
-                    let channel = Endpoint::from_shared(url)
+                let call = async {
+                    let channel = Endpoint::from_shared(url.clone())
                         .map_err(|e| e.to_string())?
                         .connect_timeout(timeout)
                         .connect()
@@ -77,7 +123,11 @@ impl Member {
                         .map_err(|e| format!("unreachable: {e}"))?;
                     let mut client = StatusServiceClient::new(channel);
                     let reply = match request {
-                        Some(req) => client.set_status(req).await,
+                        Some(req) => {
+                            client
+                                .set_status(with_bearer(tonic::Request::new(req), token))
+                                .await
+                        }
                         None => client.check(CheckRequest {}).await,
                     };
                     reply
@@ -91,17 +141,23 @@ impl Member {
         }
     }
 
-    async fn status(&self, request: Option<SetStatusRequest>, timeout: Duration) -> MemberStatus {
+    /// Calls the member (SetStatus with a request, else Check) and reports the outcome.
+    pub async fn status(
+        &self,
+        request: Option<SetStatusRequest>,
+        timeout: Duration,
+        token: Option<&str>,
+    ) -> MemberStatus {
         let address = self.address();
-        match self.call(request, timeout).await {
+        match self.call(request, timeout, token).await {
             Ok(reply) => {
                 let now = chrono::Utc::now().timestamp_millis();
-                if let Ok(mut seen) = self.last_seen_ms.lock() {
-                    *seen = now;
-                }
-                let kind = MemberKind::try_from(reply.kind).unwrap_or(MemberKind::Unspecified);
-                if let Ok(mut id) = self.last_id.lock() {
-                    *id = (reply.member_id.clone(), kind);
+                if let Ok(mut s) = self.seen.lock() {
+                    *s = Seen {
+                        last_seen_ms: now,
+                        member_id: reply.member_id.clone(),
+                        kind: reply.kind,
+                    };
                 }
                 MemberStatus {
                     member_id: reply.member_id,
@@ -115,15 +171,19 @@ impl Member {
                 }
             }
             Err(error) => {
-                let (id, kind) = self.last_id.lock().map(|g| g.clone()).unwrap_or_default();
+                let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
                 MemberStatus {
-                    member_id: if id.is_empty() { address.clone() } else { id },
-                    kind: kind as i32,
+                    member_id: if seen.member_id.is_empty() {
+                        address.clone()
+                    } else {
+                        seen.member_id
+                    },
+                    kind: seen.kind,
                     address,
                     state: CaptureState::Unspecified as i32,
                     reachable: false,
                     error,
-                    last_seen_unix_ms: self.last_seen_ms.lock().map(|g| *g).unwrap_or(0),
+                    last_seen_unix_ms: seen.last_seen_ms,
                     inputs: Vec::new(),
                 }
             }
@@ -131,17 +191,88 @@ impl Member {
     }
 }
 
+/// Every member control knows.
+#[derive(Debug, Default)]
+pub struct Registry {
+    members: RwLock<Vec<Arc<Member>>>,
+}
+
+impl Registry {
+    /// Adds a member unless one with the same address exists; returns the member.
+    pub fn add(&self, link: MemberLink, origin: Origin) -> Arc<Member> {
+        let candidate = Member::new(link, origin);
+        let address = candidate.address();
+        let Ok(mut members) = self.members.write() else {
+            return Arc::new(candidate);
+        };
+        if let Some(existing) = members.iter().find(|m| m.address() == address) {
+            return existing.clone();
+        }
+        let member = Arc::new(candidate);
+        members.push(member.clone());
+        member
+    }
+
+    /// Replaces the DNS-found members with `urls` (others are kept).
+    pub fn set_dns(&self, urls: &[String]) {
+        let Ok(mut members) = self.members.write() else {
+            return;
+        };
+        members.retain(|m| m.origin != Origin::Dns || urls.contains(&m.address()));
+        for url in urls {
+            if !members.iter().any(|m| m.address() == *url) {
+                members.push(Arc::new(Member::new(
+                    MemberLink::Remote(url.clone()),
+                    Origin::Dns,
+                )));
+            }
+        }
+    }
+
+    /// A snapshot of the members.
+    pub fn all(&self) -> Vec<Arc<Member>> {
+        self.members.read().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
 /// Calls every member selected by `selectors` (all when empty) concurrently: SetStatus when
 /// `request` is given, else Check.
 pub async fn fan_out(
-    members: &[Member],
+    members: &[Arc<Member>],
     selectors: &[String],
     request: Option<SetStatusRequest>,
     timeout: Duration,
+    token: Option<&str>,
 ) -> Vec<MemberStatus> {
     let calls = members
         .iter()
         .filter(|m| selectors.is_empty() || selectors.iter().any(|s| m.matches(s)))
-        .map(|m| m.status(request.clone(), timeout));
+        .map(|m| m.status(request.clone(), timeout, token));
     join_all(calls).await
+}
+
+/// Re-resolves `names` (`host:port`) every `every` and replaces the DNS members with the
+/// addresses found, until `shutdown`.
+pub async fn refresh_dns(
+    registry: Arc<Registry>,
+    names: Vec<String>,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let mut urls = Vec::new();
+        for name in &names {
+            match tokio::net::lookup_host(name.as_str()).await {
+                Ok(addrs) => urls.extend(addrs.map(|a| format!("http://{a}"))),
+                Err(e) => tracing::warn!(name, error = %e, "cannot resolve member name"),
+            }
+        }
+        urls.sort();
+        urls.dedup();
+        registry.set_dns(&urls);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }

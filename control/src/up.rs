@@ -21,8 +21,8 @@ use sipcapture_storer::config::StorerConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControlConfig;
-use crate::grpc::{Control, ControlServer};
-use crate::members::{Member, MemberLink};
+use crate::grpc::ControlServer;
+use crate::members::{MemberLink, Origin};
 
 /// gRPC service names the all-in-one serves.
 pub const SERVICE_NAMES: &[&str] = &[
@@ -196,20 +196,14 @@ pub async fn run(
         switch.clone(),
         vec![collector_counters.clone(), storer.counters.clone()],
     );
-    let mut members = vec![Member::new(MemberLink::Local(status.clone()))];
-    members.extend(
-        config
-            .control
-            .member
-            .iter()
-            .cloned()
-            .map(|u| Member::new(MemberLink::Remote(u))),
-    );
-    let control = Arc::new(Control {
-        desired: CaptureSwitch::new(config.collector.capture_on),
-        members,
-        timeout: Duration::from_millis(config.control.member_timeout_ms),
-    });
+    config.control.capture_on = config.collector.capture_on;
+    let control = crate::build(&config.control, &server_stop);
+    control
+        .registry
+        .add(MemberLink::Local(status.clone()), Origin::Local);
+    // A saved desired status (control state file) wins over the config at start-up.
+    switch.apply_desired(&control.desired.desired_for(status.member_id(), "local"));
+    let status = status.with_token(config.control.auth_token.clone());
 
     let mut routes = tonic::service::RoutesBuilder::default();
     storer.add_services(&mut routes, false);

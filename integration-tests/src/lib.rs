@@ -6,6 +6,7 @@
 //! always builds their binaries before running any test.
 
 pub mod hep;
+pub mod pcap;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -318,4 +319,125 @@ pub async fn member_counters(
         .await?
         .into_inner()
         .counters)
+}
+
+/// A running service binary.
+#[derive(Debug)]
+pub struct Service {
+    /// The process.
+    pub process: Process,
+    /// Its gRPC address.
+    pub grpc: SocketAddr,
+    /// Its HEP address (collectors).
+    pub hep: Option<SocketAddr>,
+}
+
+impl Service {
+    /// `http://` URL of its gRPC address.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+}
+
+impl Sandbox {
+    /// Starts `sipcapture-storer` writing to `db_url`, waits until healthy.
+    pub async fn storer(
+        &self,
+        name: &str,
+        db_url: &str,
+        extra: &[String],
+    ) -> anyhow::Result<Service> {
+        let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut args = vec![
+            "--grpc-listen".to_owned(),
+            grpc.to_string(),
+            "--db-url".to_owned(),
+            db_url.to_owned(),
+            "--set".to_owned(),
+            format!("storer_id={name}"),
+        ];
+        args.extend(extra.iter().cloned());
+        let mut process = self.spawn(name, "sipcapture-storer", &args)?;
+        wait_healthy(&mut process, grpc, Duration::from_secs(30)).await?;
+        Ok(Service {
+            process,
+            grpc,
+            hep: None,
+        })
+    }
+
+    /// Starts `sipcapture-collector` delivering to `storers`, waits until healthy.
+    pub async fn collector(
+        &self,
+        name: &str,
+        storers: &[String],
+        extra: &[String],
+    ) -> anyhow::Result<Service> {
+        let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let hep = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut args = vec![
+            "--grpc-listen".to_owned(),
+            grpc.to_string(),
+            "--hep-listen".to_owned(),
+            hep.to_string(),
+            "--set".to_owned(),
+            format!("collector_id={name}"),
+            "--set".to_owned(),
+            "udp_sockets=1".to_owned(),
+        ];
+        for s in storers {
+            args.push("--storer".to_owned());
+            args.push(s.clone());
+        }
+        args.extend(extra.iter().cloned());
+        let mut process = self.spawn(name, "sipcapture-collector", &args)?;
+        wait_healthy(&mut process, grpc, Duration::from_secs(30)).await?;
+        Ok(Service {
+            process,
+            grpc,
+            hep: Some(hep),
+        })
+    }
+
+    /// Starts `sipcapture-control` with a state file in the sandbox, waits until healthy.
+    pub async fn control(&self, extra: &[String]) -> anyhow::Result<Service> {
+        let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut args = vec![
+            "--grpc-listen".to_owned(),
+            grpc.to_string(),
+            "--set".to_owned(),
+            format!(
+                "state_file={}",
+                self.path().join("control-state.json").display()
+            ),
+            "--set".to_owned(),
+            "member_timeout_ms=1000".to_owned(),
+        ];
+        args.extend(extra.iter().cloned());
+        let mut process = self.spawn("control", "sipcapture-control", &args)?;
+        wait_healthy(&mut process, grpc, Duration::from_secs(30)).await?;
+        Ok(Service {
+            process,
+            grpc,
+            hep: None,
+        })
+    }
+}
+
+/// Waits until `cond` returns true, polling every 50 ms.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -15,12 +15,14 @@ pub mod v1 {
     tonic::include_proto!("sipcapture.v1");
 }
 
+pub mod auth;
 pub mod config;
 pub mod counters;
 mod helpers;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod watch;
 
 pub use helpers::{ip_from_bytes, ip_to_bytes};
 

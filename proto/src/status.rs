@@ -9,8 +9,8 @@ use tonic::{Request, Response, Status};
 use crate::counters::Counters;
 use crate::v1::status_service_server::StatusService;
 use crate::v1::{
-    CaptureAction, CaptureState, CheckRequest, InputKind, InputState, MemberKind, SetStatusRequest,
-    StatusReply,
+    CaptureAction, CaptureState, CheckRequest, DesiredStatus, InputKind, InputState, MemberKind,
+    SetStatusRequest, StatusReply,
 };
 
 /// Input kinds a collector can switch one by one.
@@ -92,6 +92,40 @@ impl CaptureSwitch {
             .collect()
     }
 
+    /// The switch's flags as a desired status (what control sends to members).
+    pub fn desired(&self) -> DesiredStatus {
+        DesiredStatus {
+            state: CaptureState::from_enabled(self.is_on()) as i32,
+            inputs: self.input_states(),
+        }
+    }
+
+    /// Applies a desired status from control: the member flag and every listed input.
+    pub fn apply_desired(&self, desired: &DesiredStatus) {
+        let on = desired.state == CaptureState::Enabled as i32;
+        self.global.store(on, Ordering::Relaxed);
+        if desired.inputs.is_empty() {
+            for flag in &self.inputs {
+                flag.store(on, Ordering::Relaxed);
+            }
+        }
+        for input in &desired.inputs {
+            let kind = InputKind::try_from(input.input).unwrap_or(InputKind::Unspecified);
+            if let Some(flag) = input_index(kind).and_then(|i| self.inputs.get(i)) {
+                flag.store(
+                    input.state == CaptureState::Enabled as i32,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Sets the flags from a saved desired status without announcing a change.
+    pub fn restore(&self, desired: &DesiredStatus) {
+        self.apply_desired(desired);
+    }
+
     /// A receiver that sees every change.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
@@ -105,6 +139,7 @@ pub struct StatusServer {
     kind: MemberKind,
     switch: Arc<CaptureSwitch>,
     counters: Vec<Arc<Counters>>,
+    token: Option<String>,
 }
 
 impl StatusServer {
@@ -120,7 +155,29 @@ impl StatusServer {
             kind,
             switch,
             counters,
+            token: None,
         }
+    }
+
+    /// Requires `authorization: Bearer <token>` on SetStatus when `token` is set.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// The member id.
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    /// The member kind.
+    pub fn kind(&self) -> MemberKind {
+        self.kind
+    }
+
+    /// The switch.
+    pub fn switch(&self) -> &Arc<CaptureSwitch> {
+        &self.switch
     }
 
     /// Applies a request and returns the reply (also used in-process by `sipcapture up`).
@@ -177,6 +234,7 @@ impl StatusService for StatusServer {
         &self,
         request: Request<SetStatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
+        crate::auth::check_bearer(request.metadata(), self.token.as_deref())?;
         self.apply(request.get_ref()).map(Response::new)
     }
 

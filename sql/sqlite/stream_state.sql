@@ -1,5 +1,5 @@
 CREATE TABLE IF NOT EXISTS "{table}" (
-  "stream_id" VARCHAR(200) NOT NULL PRIMARY KEY,
+  "stream_id" VARCHAR(255) NOT NULL PRIMARY KEY,
   "collector_id" VARCHAR(200) NOT NULL DEFAULT '',
   "last_sequence" BIGINT NOT NULL DEFAULT 0,
   "updated_us" BIGINT NOT NULL DEFAULT 0

@@ -2,12 +2,17 @@
 //! start-up with errors that name the key. Kamailio's modparam names are used where they mean the
 //! same thing.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use sipcapture_proto::config::{ConfigError, de};
 
-use crate::pipeline::mode::{HashSource, MtMode};
+use crate::pipeline::mode::{DEFAULT_MODE, HashSource, ModeSpec, MtMode};
+use crate::pipeline::route::TablePattern;
 
 /// Kamailio's `insert_retries` range.
 pub const MAX_INSERT_RETRIES: u32 = 500;
@@ -22,8 +27,14 @@ pub struct StorerConfig {
     pub storer_id: String,
     /// gRPC listen address (StorerService, StatusService, health, reflection).
     pub grpc_listen: SocketAddr,
-    /// Control service URL to register with (optional).
+    /// Control service URL to register with (optional): the storer keeps a Watch stream open and
+    /// applies the fleet's capture status.
     pub control: Option<String>,
+    /// URL control uses to reach this storer's StatusService (default: the address control sees
+    /// the storer connect from, with the `grpc_listen` port).
+    pub advertise_url: Option<String>,
+    /// Bearer token required on StatusService.SetStatus (the control's `auth_token`).
+    pub auth_token: Option<String>,
     /// Database URL of the default capture mode (Kamailio `db_url`): `sqlite://FILE`,
     /// `postgres://user@host/db`, `mysql://user@host/db`.
     pub db_url: String,
@@ -62,6 +73,276 @@ pub struct StorerConfig {
     pub logs_table: String,
     /// Maximum concurrent gRPC calls (streams included).
     pub max_grpc_calls: usize,
+    /// Named capture modes (Kamailio `capture_mode`): either TOML tables
+    /// (`[capture_mode.cap1]` with `db_url`, `table_name`, `mt_mode`, `hash_source`,
+    /// `db_max_connections`) or a list of Kamailio one-line definitions
+    /// (`"cap1=>db_url=...;table_name=a|b;mt_mode=hash;hash_source=call_id"`). A record's
+    /// `routing.capture_mode` or a routing rule picks one; `default` is the top-level keys.
+    pub capture_mode: CaptureModes,
+    /// Routing rules, tried in order; the first that matches decides (`[[route]]` with a `match`
+    /// table and `table`, `capture_mode` or `drop`). Records no rule matches get the default:
+    /// the HOMER 5 split (`homer5_split`) or the default mode's `table_name`.
+    pub route: Vec<RouteRuleConfig>,
+    /// Drop dated tables older than this many days (0: never). Checked at start-up and every
+    /// `retention_interval` seconds on every capture mode's database.
+    pub retention_days: u32,
+    /// Dated table patterns retention applies to, in addition to every dated pattern of the
+    /// capture modes' `table_name` lists and routing rules. Each must hold a full date
+    /// (`%Y%m%d`, `%F`, ...).
+    pub retention_tables: Vec<String>,
+    /// Seconds between retention sweeps.
+    pub retention_interval: u64,
+}
+
+/// Named capture modes, in either accepted shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum CaptureModes {
+    /// `[capture_mode.NAME]` tables.
+    Table(BTreeMap<String, ModeConfig>),
+    /// Kamailio's one-line syntax, one string per mode.
+    Kamailio(Vec<String>),
+}
+
+impl Default for CaptureModes {
+    fn default() -> Self {
+        CaptureModes::Table(BTreeMap::new())
+    }
+}
+
+impl<'de> Deserialize<'de> for CaptureModes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ModesVisitor;
+        impl<'de> Visitor<'de> for ModesVisitor {
+            type Value = CaptureModes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a table of modes ([capture_mode.NAME]) or a list of Kamailio \
+                     \"name=>db_url=...;table_name=...\" strings",
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<CaptureModes, A::Error> {
+                BTreeMap::deserialize(MapAccessDeserializer::new(map)).map(CaptureModes::Table)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<CaptureModes, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(CaptureModes::Kamailio)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CaptureModes, E> {
+                Ok(CaptureModes::Kamailio(vec![v.to_owned()]))
+            }
+        }
+        d.deserialize_any(ModesVisitor)
+    }
+}
+
+/// One named capture mode as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeConfig {
+    /// The mode's database (`sqlite://`, `postgres://`, `mysql://`).
+    pub db_url: String,
+    /// Its table list (`a|b|c`, strftime allowed).
+    pub table_name: String,
+    /// `rand`, `round_robin` or `hash` (case-sensitive, as Kamailio).
+    #[serde(default = "default_mt_mode")]
+    pub mt_mode: String,
+    /// `call_id`, `from_user` or `to_user` (case-insensitive, as Kamailio).
+    #[serde(default = "default_hash_source")]
+    pub hash_source: String,
+    /// Pool size of this mode (default: the top-level `db_max_connections`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_max_connections: Option<u32>,
+}
+
+fn default_mt_mode() -> String {
+    "rand".to_owned()
+}
+
+fn default_hash_source() -> String {
+    "call_id".to_owned()
+}
+
+/// One routing rule as configured (`[[route]]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRuleConfig {
+    /// Conditions; all given ones must hold (a list holds when any entry matches). An empty
+    /// `match` matches every record.
+    #[serde(rename = "match", default)]
+    pub matches: MatchConfig,
+    /// Table pattern to store in (strftime allowed); Kamailio's `sip_capture(table)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Capture mode to store with; Kamailio's `sip_capture("", mode)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_mode: Option<String>,
+    /// Do not store matching records (acknowledged and counted as discarded).
+    #[serde(default)]
+    pub drop: bool,
+}
+
+/// The conditions of a routing rule. Each takes one value or a list.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchConfig {
+    /// The `method` column: a request's method, a reply's status code text.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub method: Vec<String>,
+    /// The CSeq method (requests and replies).
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub cseq_method: Vec<String>,
+    /// Reply status codes: `486`, `"400-499"` or `"4xx"` (never matches a request).
+    #[serde(deserialize_with = "codes", skip_serializing_if = "Vec::is_empty")]
+    pub reply_code: Vec<String>,
+    /// HEP payload type (1 SIP, 5 RTCP, 100 logs, ...).
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub payload_type: Vec<u32>,
+    /// Source address or CIDR block (`10.0.0.0/8`, `2001:db8::/32`).
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub src_ip: Vec<String>,
+    /// Destination address or CIDR block.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dst_ip: Vec<String>,
+    /// Source port.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub src_port: Vec<u32>,
+    /// Destination port.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dst_port: Vec<u32>,
+    /// The `node` column value (exact).
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub node: Vec<String>,
+    /// Header values (`{ name = "user_agent", prefix = "friendly-scanner" }`); all must hold.
+    #[serde(
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub header: Vec<HeaderMatchConfig>,
+}
+
+/// A condition on one extracted header value.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchConfig {
+    /// The field: a `sip_capture` column taken from the SIP message (`from_user`, `to_user`,
+    /// `ruri_user`, `user_agent`, `callid`, `from_domain`, `custom_field1`, ...).
+    pub name: String,
+    /// The value equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// The value starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The value matches this regular expression (`regex` crate syntax, unanchored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(v) => vec![v],
+    })
+}
+
+fn codes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Code {
+        Int(u32),
+        Text(String),
+    }
+    let list: Vec<Code> = one_or_many(d)?;
+    Ok(list
+        .into_iter()
+        .map(|c| match c {
+            Code::Int(n) => n.to_string(),
+            Code::Text(s) => s,
+        })
+        .collect())
+}
+
+/// Parses Kamailio's one-line mode definition `name=>key=value;key=value[;]` (behaviour doc §3).
+/// Unlike Kamailio, a trailing `;` is accepted and unknown keys are refused (named in the error).
+pub fn parse_mode_line(line: &str, key: &str) -> Result<(String, ModeConfig), ConfigError> {
+    let Some((name, params)) = line.split_once("=>") else {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{line:?} is not `name=>db_url=...;table_name=...`"),
+        ));
+    };
+    let name = name.trim().to_owned();
+    let mut mode = ModeConfig {
+        db_url: String::new(),
+        table_name: String::new(),
+        mt_mode: default_mt_mode(),
+        hash_source: default_hash_source(),
+        db_max_connections: None,
+    };
+    for param in params.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = param.split_once('=') else {
+            return Err(ConfigError::invalid(
+                format!("capture_mode.{name}"),
+                format!("parameter {param:?} is not key=value"),
+            ));
+        };
+        let v = v.trim().trim_matches('"').to_owned();
+        match k.trim() {
+            "db_url" => mode.db_url = v,
+            "table_name" => mode.table_name = v,
+            "mt_mode" => mode.mt_mode = v,
+            "hash_source" => mode.hash_source = v,
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("capture_mode.{name}.{other}"),
+                    "unknown parameter (db_url, table_name, mt_mode, hash_source)",
+                ));
+            }
+        }
+    }
+    for (field, value) in [("db_url", &mode.db_url), ("table_name", &mode.table_name)] {
+        if value.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("capture_mode.{name}.{field}"),
+                "is required",
+            ));
+        }
+    }
+    Ok((name, mode))
 }
 
 impl Default for StorerConfig {
@@ -70,6 +351,8 @@ impl Default for StorerConfig {
             storer_id: format!("storer-{}", sipcapture_proto::config::host_name()),
             grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9063)),
             control: None,
+            advertise_url: None,
+            auth_token: None,
             db_url: "sqlite://sipcapture.db".to_owned(),
             table_name: "sip_capture".to_owned(),
             mt_mode: MtMode::Rand,
@@ -85,6 +368,15 @@ impl Default for StorerConfig {
             report_table: "report_capture".to_owned(),
             logs_table: "logs_capture".to_owned(),
             max_grpc_calls: 1024,
+            capture_mode: CaptureModes::default(),
+            route: Vec::new(),
+            retention_days: 0,
+            retention_tables: vec![
+                "sip_capture_call_%Y%m%d".to_owned(),
+                "sip_capture_registration_%Y%m%d".to_owned(),
+                "sip_capture_rest_%Y%m%d".to_owned(),
+            ],
+            retention_interval: 3600,
         }
     }
 }
@@ -134,6 +426,94 @@ impl StorerConfig {
             crate::pipeline::route::TablePattern::parse(table)
                 .map_err(|e| ConfigError::invalid(key, e.to_string()))?;
         }
+        let modes = self.modes()?;
+        crate::pipeline::rules::Rules::compile(&self.route, &modes)?;
+        for (i, pattern) in self.retention_tables.iter().enumerate() {
+            crate::retention::DatedPattern::parse(pattern)
+                .map_err(|e| ConfigError::invalid(format!("retention_tables[{i}]"), e))?;
+        }
+        if self.retention_interval == 0 {
+            return Err(ConfigError::invalid(
+                "retention_interval",
+                "must be at least 1 second",
+            ));
+        }
         Ok(())
+    }
+
+    /// Every capture mode, validated: `default` (the top-level keys) first, then the named ones
+    /// sorted by name. Errors name the key (`capture_mode.NAME.mt_mode`).
+    pub fn modes(&self) -> Result<Vec<ModeSpec>, ConfigError> {
+        let mut modes = vec![ModeSpec {
+            name: DEFAULT_MODE.to_owned(),
+            db_url: self.db_url.clone(),
+            table_name: self.table_name.clone(),
+            mt_mode: self.mt_mode,
+            hash_source: self.hash_source,
+            db_max_connections: self.db_max_connections,
+        }];
+        let named: Vec<(String, ModeConfig)> = match &self.capture_mode {
+            CaptureModes::Table(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            CaptureModes::Kamailio(lines) => lines
+                .iter()
+                .enumerate()
+                .map(|(i, line)| parse_mode_line(line, &format!("capture_mode[{i}]")))
+                .collect::<Result<_, _>>()?,
+        };
+        for (name, mode) in named {
+            let key = |field: &str| format!("capture_mode.{name}.{field}");
+            let name_ok = !name.is_empty()
+                && name.len() <= 40
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !name_ok {
+                return Err(ConfigError::invalid(
+                    format!("capture_mode.{name}"),
+                    "a mode name has 1 to 40 characters of [A-Za-z0-9_-]",
+                ));
+            }
+            if name == DEFAULT_MODE || modes.iter().any(|m| m.name == name) {
+                return Err(ConfigError::invalid(
+                    format!("capture_mode.{name}"),
+                    "defined twice (`default` is the mode of the top-level keys)",
+                ));
+            }
+            crate::db::backend_of(&mode.db_url)
+                .map_err(|e| ConfigError::invalid(key("db_url"), e.to_string()))?;
+            TablePattern::parse_list(&mode.table_name)
+                .map_err(|e| ConfigError::invalid(key("table_name"), e.to_string()))?;
+            let mt_mode = MtMode::parse(&mode.mt_mode).ok_or_else(|| {
+                ConfigError::invalid(
+                    key("mt_mode"),
+                    format!("{:?} is not rand, round_robin or hash", mode.mt_mode),
+                )
+            })?;
+            let hash_source = HashSource::parse(&mode.hash_source).ok_or_else(|| {
+                ConfigError::invalid(
+                    key("hash_source"),
+                    format!(
+                        "{:?} is not call_id, from_user or to_user",
+                        mode.hash_source
+                    ),
+                )
+            })?;
+            let db_max_connections = mode.db_max_connections.unwrap_or(self.db_max_connections);
+            if db_max_connections == 0 {
+                return Err(ConfigError::invalid(
+                    key("db_max_connections"),
+                    "must be at least 1",
+                ));
+            }
+            modes.push(ModeSpec {
+                name,
+                db_url: mode.db_url,
+                table_name: mode.table_name,
+                mt_mode,
+                hash_source,
+                db_max_connections,
+            });
+        }
+        Ok(modes)
     }
 }

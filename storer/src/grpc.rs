@@ -2,6 +2,14 @@
 //! last committed sequence), then for each batch: route → rows → commit → ack. A batch is
 //! acknowledged only after its transaction committed; a batch that cannot be committed ends the
 //! stream with UNAVAILABLE, so the collector keeps it and sends it again.
+//!
+//! A batch whose records go to several capture modes (several databases) is split into one part
+//! per mode, rows grouped per (mode, table). The non-default parts commit first (concurrently),
+//! each in its own transaction together with a per-mode stream-state row
+//! (`<stream_id>@<mode>`); the default mode's part commits last, with the stream's own state row —
+//! the one the Welcome reports. The batch is acknowledged only when every part committed. If one
+//! database fails, the batch is not acknowledged and comes back; the parts already committed
+//! find their sequence in their own database and are skipped, so nothing is stored twice.
 
 use std::sync::Arc;
 
@@ -17,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::pipeline::route::Router;
+use crate::pipeline::route::{Decision, Router};
 use crate::pipeline::rows;
 use crate::pipeline::write::{PreparedBatch, TableRows, Writer};
 
@@ -31,8 +39,8 @@ pub struct Intake {
     pub storer_id: String,
     /// Table choice.
     pub router: Router,
-    /// Batch commits.
-    pub writer: Writer,
+    /// One writer per capture mode, in the router's mode order (0: the default mode).
+    pub writers: Vec<Arc<Writer>>,
     /// Capture on/off.
     pub switch: Arc<CaptureSwitch>,
     /// Event counters.
@@ -41,13 +49,27 @@ pub struct Intake {
     pub shutdown: CancellationToken,
 }
 
+/// Rows of one batch for one capture mode.
+#[derive(Debug, Default)]
+pub struct ModePart {
+    /// Capture mode index (0: default).
+    pub mode: usize,
+    /// Rows per table.
+    pub tables: Vec<TableRows>,
+}
+
 /// What routing one batch produced.
 #[derive(Debug, Default)]
 pub struct Routed {
-    /// Rows per table.
-    pub tables: Vec<TableRows>,
-    /// Records deliberately not stored (capture off).
+    /// Rows per (mode, table).
+    pub parts: Vec<ModePart>,
+    /// Records deliberately not stored (capture off, routing rule `drop`).
     pub discarded: u32,
+}
+
+/// The stream-state key of a non-default mode's part of a stream.
+pub fn mode_stream_key(stream_id: &str, mode: &str) -> String {
+    format!("{stream_id}@{mode}")
 }
 
 impl Intake {
@@ -61,9 +83,14 @@ impl Intake {
                 continue;
             }
             let route = match self.router.route(record) {
-                Ok(route) => route,
+                Ok(Decision::Store(route)) => route,
+                Ok(Decision::Drop) => {
+                    routed.discarded += 1;
+                    self.counters.add("discarded.rule", 1);
+                    continue;
+                }
                 Err(e) => {
-                    let total = self.counters.drop_one(e.reason(), "dropped.route_error");
+                    let total = self.counters.drop_one(e.reason(), e.counter());
                     if worth_logging(total) {
                         tracing::error!(error = %e, total, "record dropped: no valid table");
                     }
@@ -77,9 +104,20 @@ impl Intake {
             if row.truncated {
                 self.counters.add("rows_truncated", 1);
             }
-            match routed.tables.iter_mut().find(|t| t.table == route.table) {
+            let part = match routed.parts.iter().position(|p| p.mode == route.mode) {
+                Some(i) => routed.parts.get_mut(i),
+                None => {
+                    routed.parts.push(ModePart {
+                        mode: route.mode,
+                        tables: Vec::new(),
+                    });
+                    routed.parts.last_mut()
+                }
+            };
+            let Some(part) = part else { continue };
+            match part.tables.iter_mut().find(|t| t.table == route.table) {
                 Some(group) => group.rows.push(row.values),
-                None => routed.tables.push(TableRows {
+                None => part.tables.push(TableRows {
                     table: route.table,
                     family: route.family,
                     rows: vec![row.values],
@@ -109,8 +147,11 @@ impl Intake {
                 "stream_id must have 1 to 200 characters",
             ));
         }
-        let mut last = self
-            .writer
+        let default_writer = self
+            .writers
+            .first()
+            .ok_or_else(|| Status::internal("no default capture mode"))?;
+        let mut last = default_writer
             .last_committed(&hello.stream_id)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -164,14 +205,43 @@ impl Intake {
             });
         }
         let routed = self.route_batch(batch);
+        let mut default_tables = Vec::new();
+        let mut others = Vec::new();
+        for part in routed.parts {
+            if part.mode == 0 {
+                default_tables = part.tables;
+                continue;
+            }
+            let writer = self
+                .writers
+                .get(part.mode)
+                .ok_or_else(|| Status::internal("capture mode without a writer"))?;
+            let prepared = PreparedBatch {
+                stream_id: mode_stream_key(stream_id, writer.mode()),
+                collector_id: collector_id.to_owned(),
+                sequence: batch.sequence,
+                tables: part.tables,
+                skip_if_committed: true,
+            };
+            others.push(async move { writer.commit(&prepared).await });
+        }
+        let mut stored = 0;
+        for result in futures::future::join_all(others).await {
+            stored += result.map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        // Last, and always (even without rows): the default mode's rows and the stream state.
+        let default_writer = self
+            .writers
+            .first()
+            .ok_or_else(|| Status::internal("no default capture mode"))?;
         let prepared = PreparedBatch {
             stream_id: stream_id.to_owned(),
             collector_id: collector_id.to_owned(),
             sequence: batch.sequence,
-            tables: routed.tables,
+            tables: default_tables,
+            skip_if_committed: false,
         };
-        let stored = self
-            .writer
+        stored += default_writer
             .commit(&prepared)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;

@@ -2,15 +2,18 @@
 //! `sipcapture` semantics.
 //!
 //! Data flow: [`grpc`] (intake: the Deliver stream, acks after commit) →
-//! [`pipeline::route`] (table choice: HOMER 5 split, capture modes, mt_mode, strftime) →
-//! [`pipeline::rows`] (Kamailio's column values) → [`pipeline::write`] (one transaction per
-//! batch, retries) → [`db`] (SeaORM pool, schemas from `sql/`, multi-row inserts).
-//! [`config`] is the one typed config; [`run`] wires it all and serves gRPC.
+//! [`pipeline::rules`] (routing rules) → [`pipeline::route`] (table choice: HOMER 5 split,
+//! capture modes, mt_mode, strftime) → [`pipeline::rows`] (Kamailio's column values) →
+//! [`pipeline::write`] (one transaction per batch and capture mode, retries) → [`db`] (SeaORM
+//! pool per capture mode, schemas from `sql/`, multi-row inserts). [`retention`] drops old dated
+//! tables in the background. [`config`] is the one typed config; [`run`] wires it all and serves
+//! gRPC.
 
 pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod pipeline;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StorerConfig;
 use crate::grpc::{Intake, StorerServer};
-use crate::pipeline::route::{Router, RouterConfig};
+use crate::pipeline::route::{Router, RouterBuildError, RouterConfig};
 use crate::pipeline::write::{RetryPolicy, Writer};
+use crate::retention::DatedPattern;
 
 /// gRPC service names the storer serves (for health).
 pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.StorerService", "sipcapture.v1.StatusService"];
@@ -66,30 +70,60 @@ impl Storer {
         shutdown: CancellationToken,
     ) -> Result<Self, StorerError> {
         config.validate()?;
+        let modes = config.modes()?;
         let router = Router::new(&RouterConfig {
-            table_name: &config.table_name,
-            mt_mode: config.mt_mode,
-            hash_source: config.hash_source,
+            modes: &modes,
+            rules: &config.route,
             homer5_split: config.homer5_split,
             rtcp_table: &config.rtcp_table,
             report_table: &config.report_table,
             logs_table: &config.logs_table,
         })
-        .map_err(|e| sipcapture_proto::config::ConfigError::invalid("table_name", e.to_string()))?;
+        .map_err(|e| match e {
+            RouterBuildError::Rules(e) => e,
+            RouterBuildError::Pattern { key, source } => {
+                sipcapture_proto::config::ConfigError::invalid(key, source.to_string())
+            }
+        })?;
         let counters = Arc::new(Counters::new("storer"));
-        let db = db::connect(&config.db_url, config.db_max_connections).await?;
         let policy = RetryPolicy {
             retries: config.insert_retries,
             timeout: Duration::from_secs(config.insert_retry_timeout),
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
         };
-        let writer = Writer::new(db, policy, counters.clone());
-        writer.init().await?;
+        let mut writers = Vec::with_capacity(modes.len());
+        for mode in &modes {
+            let db = db::connect(&mode.db_url, mode.db_max_connections).await?;
+            let writer = Writer::new(&mode.name, db, policy, counters.clone());
+            writer.init().await?;
+            tracing::info!(mode = %mode.name, db = %redact(&mode.db_url), tables = %mode.table_name, "capture mode ready");
+            writers.push(Arc::new(writer));
+        }
+        if config.retention_days > 0 {
+            let mut patterns: Vec<DatedPattern> = Vec::new();
+            let configured = config.retention_tables.iter().map(String::as_str);
+            let routed = router.dated_patterns().into_iter().map(|p| p.as_str());
+            for raw in configured.chain(routed) {
+                // Patterns without a full date (monthly tables) are left alone.
+                if let Ok(p) = DatedPattern::parse(raw)
+                    && !patterns.contains(&p)
+                {
+                    patterns.push(p);
+                }
+            }
+            tokio::spawn(retention::run(
+                writers.clone(),
+                patterns,
+                config.retention_days,
+                Duration::from_secs(config.retention_interval),
+                shutdown.clone(),
+            ));
+        }
         let intake = Arc::new(Intake {
             storer_id: config.storer_id.clone(),
             router,
-            writer,
+            writers,
             switch: switch.clone(),
             counters: counters.clone(),
             shutdown,
@@ -127,11 +161,28 @@ impl Storer {
 /// Runs a storer until `shutdown` is cancelled.
 pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<(), StorerError> {
     let switch = Arc::new(CaptureSwitch::new(config.capture_on));
-    let storer = Storer::build(&config, switch, shutdown.clone()).await?;
+    let storer = Storer::build(&config, switch.clone(), shutdown.clone()).await?;
     let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    let registration = sipcapture_proto::v1::WatchRequest {
+        member_id: config.storer_id.clone(),
+        kind: MemberKind::Storer as i32,
+        status_url: config.advertise_url.clone().unwrap_or_default(),
+        status_port: u32::from(config.grpc_listen.port()),
+    };
+    sipcapture_proto::watch::start(
+        config.control.clone(),
+        registration,
+        switch,
+        shutdown.clone(),
+        Duration::from_secs(3),
+    )
+    .await;
     tracing::info!(addr = %config.grpc_listen, db = %redact(&config.db_url), "storer listening");
     let mut routes = tonic::service::RoutesBuilder::default();
-    storer.add_services(&mut routes, true);
+    storer.add_services(&mut routes, false);
+    routes.add_service(StatusServiceServer::new(
+        storer.status_server().with_token(config.auth_token.clone()),
+    ));
     sipcapture_proto::server::serve(
         listener,
         routes,

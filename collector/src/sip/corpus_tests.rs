@@ -226,22 +226,22 @@ fn pid_priority() {
     assert_eq!(s(c.ruri_user), "+15550001111");
 
     let rpid_only = req("Remote-Party-ID: \"R\" <sip:rpid@example.com>;party=calling\r\n");
-    assert_eq!(s(ok(&rpid_only).pid_user), "rpid");
+    assert_eq!(s(ok(rpid_only).pid_user), "rpid");
     // A PAI that does not parse falls through to PPI.
     let bad_pai =
         req("P-Asserted-Identity: Bad Display\r\nP-Preferred-Identity: <sip:ppi@x.com>\r\n");
-    assert_eq!(s(ok(&bad_pai).pid_user), "ppi");
+    assert_eq!(s(ok(bad_pai).pid_user), "ppi");
     // A second PAI header that does not parse also disqualifies PAI.
     let bad_second = req(
         "P-Asserted-Identity: <sip:pai@x.com>\r\nP-Asserted-Identity: <sip:a@b\r\n\
          Remote-Party-ID: <sip:rp@x.com>\r\n",
     );
-    assert_eq!(s(ok(&bad_second).pid_user), "rp");
+    assert_eq!(s(ok(bad_second).pid_user), "rp");
     // The chosen URI does not parse: empty, no fall-through.
     let bad_uri =
         req("P-Asserted-Identity: <http://x.com>\r\nP-Preferred-Identity: <sip:ppi@x.com>\r\n");
-    assert_eq!(s(ok(&bad_uri).pid_user), "");
-    assert_eq!(s(ok(&req("")).pid_user), "");
+    assert_eq!(s(ok(bad_uri).pid_user), "");
+    assert_eq!(s(ok(req("")).pid_user), "");
 }
 
 #[test]
@@ -279,15 +279,15 @@ fn named_headers_rtp_xoip_reason_diversion_custom() {
 
 #[test]
 fn rtp_stat_priority_list() {
-    let c = ok(&req(
+    let c = ok(req(
         "RTP-RxStat: rx\r\nX-NG-RTP-STATS: ng\r\nX-RTP-Stat-T38: t38\r\n",
     ));
     assert_eq!(s(c.rtp_stat), "t38");
-    let c = ok(&req("RTP-RxStat: rx\r\nX-Siemens-RTP-stats: siemens\r\n"));
+    let c = ok(req("RTP-RxStat: rx\r\nX-Siemens-RTP-stats: siemens\r\n"));
     assert_eq!(s(c.rtp_stat), "siemens");
-    let c = ok(&req("X-RTP-Stat: plain\r\nX-RTP-Stat-Add: add\r\n"));
+    let c = ok(req("X-RTP-Stat: plain\r\nX-RTP-Stat-Add: add\r\n"));
     assert_eq!(s(c.rtp_stat), "add");
-    let c = ok(&req("x-rtp-stat: lower\r\nX-rtp-STAT: mixed\r\n"));
+    let c = ok(req("x-rtp-stat: lower\r\nX-rtp-STAT: mixed\r\n"));
     assert_eq!(
         s(c.rtp_stat),
         "mixed",
@@ -297,18 +297,18 @@ fn rtp_stat_priority_list() {
 
 #[test]
 fn xoip_variants() {
-    let c = ok(&req("X-OIP: 203.0.113.9\r\nFoo: a:b\r\n"));
+    let c = ok(req("X-OIP: 203.0.113.9\r\nFoo: a:b\r\n"));
     assert_eq!(
         (s(c.originator_ip), c.originator_port),
         ("203.0.113.9", 0),
         "no colon crossing into Foo"
     );
-    let c = ok(&req("X-OIP: 203.0.113.9: 7000xyz\r\n"));
+    let c = ok(req("X-OIP: 203.0.113.9: 7000xyz\r\n"));
     assert_eq!(
         (s(c.originator_ip), c.originator_port),
         ("203.0.113.9", 7000)
     );
-    let c = ok(&req("X-OIP: h:99999\r\n"));
+    let c = ok(req("X-OIP: h:99999\r\n"));
     assert_eq!(c.originator_port, 0);
 }
 
@@ -320,14 +320,14 @@ fn contact_star_and_forms() {
         ("*", "", 0)
     );
 
-    let c = ok(&req(
+    let c = ok(req(
         "Contact: sip:carol@198.51.100.1:5070;expires=30, <sip:x@y>\r\n",
     ));
     assert_eq!(
         (s(c.contact_user), s(c.contact_ip), c.contact_port),
         ("carol", "198.51.100.1", 5070)
     );
-    let c = ok(&req(
+    let c = ok(req(
         "m: \"A, B\" <sip:ab@host>\r\nContact: <sip:second@h>\r\n",
     ));
     assert_eq!(s(c.contact_user), "ab", "first Contact header only");
@@ -354,18 +354,18 @@ fn callid_aleg_list_order_and_matching() {
     };
     let m = req("X-Leg-ID: leg\r\nX-CID: cid\r\n");
     assert_eq!(
-        s(extract(&m, &cfg).unwrap().callid_aleg),
+        s(extract(m, &cfg).unwrap().callid_aleg),
         "cid",
         "list order, not message order"
     );
     let m = req("X-LEG-id: leg\r\n");
-    assert_eq!(s(extract(&m, &cfg).unwrap().callid_aleg), "leg");
+    assert_eq!(s(extract(m, &cfg).unwrap().callid_aleg), "leg");
     let cfg = ExtractConfig {
         callid_aleg_headers: vec![],
         ..strict()
     };
     assert_eq!(
-        s(extract(&req("X-CID: c\r\n"), &cfg).unwrap().callid_aleg),
+        s(extract(req("X-CID: c\r\n"), &cfg).unwrap().callid_aleg),
         ""
     );
 }
@@ -387,7 +387,7 @@ fn custom_fields_configurable_and_empty_name() {
         ..strict()
     };
     let m = req("X-Tenant: acme\r\n");
-    let c = extract(&m, &cfg).unwrap();
+    let c = extract(m, &cfg).unwrap();
     assert_eq!(s(c.custom_field1), "acme");
     assert_eq!(s(c.custom_field2), "");
     assert_eq!(
@@ -398,7 +398,7 @@ fn custom_fields_configurable_and_empty_name() {
 
 #[test]
 fn bodies_keep_trailing_spaces_but_not_crlf() {
-    let c = ok(&req("User-Agent:    spaced ua   \r\n"));
+    let c = ok(req("User-Agent:    spaced ua   \r\n"));
     assert_eq!(
         s(c.user_agent),
         "spaced ua   ",
@@ -561,10 +561,10 @@ fn bad_contact() {
 
     let bad_uri = req("Contact: <sip:alice@bad_host>\r\n");
     assert!(matches!(
-        extract(&bad_uri, &strict()),
+        extract(bad_uri, &strict()),
         Err(SipError::BadContactUri { .. })
     ));
-    assert_eq!(s(extract(&bad_uri, &lax()).unwrap().contact_ip), "");
+    assert_eq!(s(extract(bad_uri, &lax()).unwrap().contact_ip), "");
 }
 
 #[test]
@@ -620,7 +620,7 @@ fn start_line_and_required_header_errors() {
         ("", ""),
         "Kamailio would crash here; we leave it empty"
     );
-    let bad_via = req("").iter().copied().collect::<Vec<u8>>();
+    let bad_via = req("").to_vec();
     let bad_via = String::from_utf8(bad_via)
         .unwrap()
         .replace("SIP/2.0/UDP h.example.com", "SIP/2.0/UDP");
@@ -630,7 +630,7 @@ fn start_line_and_required_header_errors() {
     ));
     let dup_from = req("From: <sip:x@y>\r\n");
     assert!(matches!(
-        extract(&dup_from, &strict()),
+        extract(dup_from, &strict()),
         Err(SipError::DuplicateHeader { name: "From", .. })
     ));
     let bad_len = String::from_utf8(req("").to_vec())

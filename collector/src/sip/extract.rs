@@ -37,8 +37,15 @@ const SLOTS: usize = SLOT_ALEG + MAX_ALEG;
 struct Named<'a, 'c> {
     names: [&'c [u8]; SLOTS],
     found: [Option<&'a [u8]>; SLOTS],
-    /// Quick filter on the first byte of the wanted names.
-    first_bytes: [bool; 256],
+    /// Quick filter on the first byte of the wanted names (a 256-bit set).
+    first_bytes: [u64; 4],
+    /// Quick filter on the lengths of the wanted names (bit `len`, lengths ≥ 64 share bit 63).
+    lengths: u64,
+}
+
+/// The bit for a name length in [`Named::lengths`].
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl<'a, 'c> Named<'a, 'c> {
@@ -63,22 +70,31 @@ impl<'a, 'c> Named<'a, 'c> {
         {
             *slot = name.as_bytes();
         }
-        let mut first_bytes = [false; 256];
+        let mut first_bytes = [0u64; 4];
         for name in names {
-            if let Some(&b) = name.first() {
-                first_bytes[usize::from(b)] = true;
+            if let Some(&b) = name.first()
+                && let Some(word) = first_bytes.get_mut(usize::from(b >> 6))
+            {
+                *word |= 1 << (b & 63);
             }
         }
+        let lengths = names.iter().fold(0u64, |acc, n| acc | length_bit(n.len()));
         Self {
             names,
             found: [None; SLOTS],
             first_bytes,
+            lengths,
         }
     }
 
     fn observe(&mut self, h: &Header<'a>) {
         let Some(&b) = h.name.first() else { return };
-        if !self.first_bytes[usize::from(b)] {
+        let word = self
+            .first_bytes
+            .get(usize::from(b >> 6))
+            .copied()
+            .unwrap_or_default();
+        if word & (1 << (b & 63)) == 0 || self.lengths & length_bit(h.name.len()) == 0 {
             return;
         }
         for (name, found) in self.names.iter().zip(self.found.iter_mut()) {

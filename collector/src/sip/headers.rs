@@ -124,8 +124,19 @@ pub(crate) enum Next<'a> {
 }
 
 /// Characters Kamailio accepts in a header name (`_ksr_hname_chars_list`).
+static NAME_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~');
+        i += 1;
+    }
+    t
+};
+
 fn is_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~')
+    NAME_CHAR[usize::from(b)]
 }
 
 fn is_sp(b: u8) -> bool {
@@ -157,10 +168,36 @@ pub(crate) fn trim_r(s: &[u8]) -> &[u8] {
     s.get(..end).unwrap_or_default()
 }
 
+/// Position of the first `needle` in `hay`, eight bytes at a time (SWAR, no `unsafe`): the header
+/// scan is the hot loop of the extraction.
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // Classic "has zero byte": the lowest flagged byte is always a real match.
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|p| base + p)
+}
+
 /// Position after the LF that ends the (possibly folded) line starting at `p`.
 fn line_end(msg: &[u8], mut p: usize) -> Option<usize> {
     loop {
-        let lf = p + msg.get(p..)?.iter().position(|&b| b == b'\n')?;
+        let lf = p + find_byte(msg.get(p..)?, b'\n')?;
         p = lf + 1;
         if !msg.get(p).copied().is_some_and(is_sp) {
             return Some(p);
@@ -281,6 +318,21 @@ mod tests {
         assert_eq!(next(b"@x: y\r\n", 0), Err(HeaderFault::BadName));
         assert_eq!(next(b"X:   ", 0), Err(HeaderFault::Empty));
         assert_eq!(next(b"X: cut", 0), Err(HeaderFault::NoEol));
+    }
+
+    #[test]
+    fn find_byte_matches_position() {
+        let hay = b"abcdefgh\nijklmnop\nq\n";
+        for start in 0..hay.len() {
+            let h = &hay[start..];
+            assert_eq!(find_byte(h, b'\n'), h.iter().position(|&b| b == b'\n'));
+        }
+        assert_eq!(find_byte(b"\x81\x80\x0a", b'\n'), Some(2));
+        assert_eq!(
+            find_byte(b"\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0a", b'\n'),
+            Some(8)
+        );
+        assert_eq!(find_byte(b"", b'\n'), None);
     }
 
     #[test]

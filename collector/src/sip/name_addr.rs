@@ -26,6 +26,18 @@ pub(crate) struct NameAddr<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadNameAddr;
 
+/// Bytes with a meaning somewhere in a name-addr.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let specials = b" \t\r\n\\<>\";,=";
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum A {
     Start,
@@ -66,11 +78,21 @@ pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usi
     let mut st = A::Start;
     let mut uri_start = 0;
     let mut uri_end = 0;
-    let mut foo = 0;
+    let mut token_end = 0;
     let mut i = 0;
     let mut params_at = None;
     let mut stop = body.len();
     while let Some(&c) = body.get(i) {
+        // Fast path: ordinary bytes inside a URI or display name change nothing.
+        if !SPECIAL.get(usize::from(c)).copied().unwrap_or(true)
+            && matches!(
+                st,
+                A::UriEnclosed | A::UriOrToken | A::DisplayToken | A::DisplayQuoted
+            )
+        {
+            i += 1;
+            continue;
+        }
         if is_crlf(c) {
             // Only folding can put CR/LF inside a trimmed body; it is white space in the
             // states where Kamailio accepts it, an error elsewhere.
@@ -88,11 +110,11 @@ pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usi
                     st = A::EUriEnclosed;
                 }
                 A::UriOrToken => {
-                    foo = i;
+                    token_end = i;
                     st = A::MaybeUriEnd;
                 }
                 A::DisplayToken => {
-                    foo = i;
+                    token_end = i;
                     st = A::DisplayTokenSp;
                 }
                 _ => {}
@@ -133,7 +155,7 @@ pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usi
                     if st == A::UriOrToken {
                         uri_end = i;
                     } else if st == A::MaybeUriEnd {
-                        uri_end = foo;
+                        uri_end = token_end;
                     }
                     st = A::End;
                     params_at = Some(i);
@@ -147,7 +169,7 @@ pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usi
                     if st == A::UriOrToken {
                         uri_end = i;
                     } else if st == A::MaybeUriEnd {
-                        uri_end = foo;
+                        uri_end = token_end;
                     }
                     st = A::End;
                     stop = i;
@@ -173,7 +195,7 @@ pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usi
     }
     match st {
         A::UriOrToken => uri_end = body.len().min(i),
-        A::MaybeUriEnd => uri_end = foo,
+        A::MaybeUriEnd => uri_end = token_end,
         A::End => {}
         _ => return Err(BadNameAddr),
     }
@@ -206,6 +228,12 @@ fn parse_params(body: &[u8], at: usize, allow_comma: bool) -> Result<(&[u8], usi
     };
     let mut i = at + 1;
     while let Some(&c) = body.get(i) {
+        if !SPECIAL.get(usize::from(c)).copied().unwrap_or(true)
+            && matches!(st, P::Name | P::ValueToken | P::ValueQuoted)
+        {
+            i += 1;
+            continue;
+        }
         match c {
             b' ' | b'\t' | b'\r' | b'\n' => match st {
                 P::Name => {

@@ -87,8 +87,8 @@ pub(crate) fn parse(msg: &[u8]) -> Result<(StartLine<'_>, usize), SipError> {
         return Err(SipError::TooShort { len });
     }
     let bad = SipError::BadStartLine { offset: start };
-    let is_reply = msg.get(start..start + 7).is_some_and(|v| is_sip_version(v))
-        && msg.get(start + 7) == Some(&b' ');
+    let is_reply =
+        msg.get(start..start + 7).is_some_and(is_sip_version) && msg.get(start + 7) == Some(&b' ');
 
     let second = if is_reply {
         start + 8

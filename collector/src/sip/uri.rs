@@ -100,6 +100,16 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// `colon_case`: a `:` before any user was found may start a password.
+    fn colon_before_user(&mut self, p: usize) {
+        if self.pass.is_some() {
+            self.found_user = true;
+            self.pass = None;
+        } else {
+            self.pass = Some(p);
+        }
+    }
+
     fn port_digit(&mut self, c: u8) -> Result<(), BadUri> {
         self.port_no = self.port_no * 10 + u32::from(c - b'0');
         if self.port_no > MAX_PORT {
@@ -227,7 +237,8 @@ impl<'a> Parser<'a> {
                 }
             }
             St::HostP => {
-                if !self.host_end(c, p)? && !(c.is_ascii_alphanumeric() || c == b'.' || c == b'-') {
+                let host_char = c.is_ascii_alphanumeric() || c == b'.' || c == b'-';
+                if !(self.host_end(c, p)? || host_char) {
                     return Err(BadUri);
                 }
             }
@@ -274,16 +285,7 @@ impl<'a> Parser<'a> {
                         self.pass = None;
                     }
                 }
-                b':' => {
-                    if !self.found_user {
-                        if self.pass.is_some() {
-                            self.found_user = true;
-                            self.pass = None;
-                        } else {
-                            self.pass = Some(p);
-                        }
-                    }
-                }
+                b':' if !self.found_user => self.colon_before_user(p),
                 _ => {}
             },
             St::Headers => match c {
@@ -294,21 +296,10 @@ impl<'a> Parser<'a> {
                     }
                     self.error_headers = true;
                 }
-                b':' => {
-                    if !self.found_user {
-                        if self.pass.is_some() {
-                            self.found_user = true;
-                            self.pass = None;
-                        } else {
-                            self.pass = Some(p);
-                        }
-                    }
-                }
-                b'?' => {
-                    if self.pass.is_some() {
-                        self.found_user = true;
-                        self.pass = None;
-                    }
+                b':' if !self.found_user => self.colon_before_user(p),
+                b'?' if self.pass.is_some() => {
+                    self.found_user = true;
+                    self.pass = None;
                 }
                 _ => {}
             },
@@ -352,6 +343,31 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Byte classes for the fast path of [`parse`].
+const USER_SPECIAL: u8 = 1;
+const NOT_HOST_CHAR: u8 = 2;
+const PARAM_SPECIAL: u8 = 4;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut class = 0;
+        if matches!(c, b'@' | b':' | b';' | b'?' | b'[' | b']') {
+            class |= USER_SPECIAL;
+        }
+        if !(c.is_ascii_alphanumeric() || c == b'.' || c == b'-') {
+            class |= NOT_HOST_CHAR;
+        }
+        if matches!(c, b'@' | b':' | b';' | b'?') {
+            class |= PARAM_SPECIAL;
+        }
+        t[i] = class;
+        i += 1;
+    }
+    t
+};
+
 /// Scheme detection as Kamailio does it: the first four bytes OR 0x20 compared as a word.
 fn scheme_of(buf: &[u8]) -> Option<(Scheme, usize)> {
     let head: [u8; 4] = buf.get(..4)?.try_into().ok()?;
@@ -385,8 +401,26 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
         param_start: start,
         user_param_is_phone: false,
     };
-    for (i, &c) in buf.iter().enumerate().skip(start) {
+    let mut i = start;
+    loop {
+        // Fast path: skip the run of bytes that change nothing in the current state.
+        let stop = match p.st {
+            St::User => USER_SPECIAL,
+            St::HostP => NOT_HOST_CHAR,
+            St::Param | St::Headers => PARAM_SPECIAL,
+            _ => 0,
+        };
+        if stop != 0 {
+            while let Some(&c) = buf.get(i) {
+                if CLASS[usize::from(c)] & stop != 0 {
+                    break;
+                }
+                i += 1;
+            }
+        }
+        let Some(&c) = buf.get(i) else { break };
         p.step(c, i)?;
+        i += 1;
     }
     p.finish()?;
 

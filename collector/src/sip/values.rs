@@ -3,12 +3,47 @@
 //! `digest/digest_parser.c`. Every function works on a trimmed header body, where CR/LF can only
 //! come from line folding and therefore counts as white space.
 
+/// Byte classes for the Via scanner.
+const LWS: u8 = 1;
+const PARAM: u8 = 2;
+const HOST: u8 = 4;
+const WORD: u8 = 8;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let lws = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+        let mut class = 0;
+        if lws {
+            class |= LWS;
+        }
+        if !lws && !matches!(c, b';' | b',' | b'=' | b'"' | b'(' | b')') {
+            class |= PARAM;
+        }
+        if c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_') {
+            class |= HOST;
+        }
+        if !lws && !matches!(c, b'/' | b';' | b',') {
+            class |= WORD;
+        }
+        t[i] = class;
+        i += 1;
+    }
+    t
+};
+
+fn is(s: &[u8], i: usize, class: u8) -> bool {
+    s.get(i)
+        .is_some_and(|&c| CLASS[usize::from(c)] & class != 0)
+}
+
 fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    CLASS[usize::from(b)] & LWS != 0
 }
 
 fn skip_lws(s: &[u8], mut i: usize) -> usize {
-    while s.get(i).copied().is_some_and(is_lws) {
+    while is(s, i, LWS) {
         i += 1;
     }
     i
@@ -101,10 +136,6 @@ fn quoted_end(s: &[u8], mut i: usize) -> Result<usize, Bad> {
     Err(Bad)
 }
 
-fn is_param_char(c: u8) -> bool {
-    !is_lws(c) && !matches!(c, b';' | b',' | b'=' | b'"' | b'(' | b')')
-}
-
 /// Validates a whole Via body (every via-parm) and returns the `branch` of the first one.
 pub(crate) fn via_branch(s: &[u8]) -> Result<&[u8], Bad> {
     let mut branch: &[u8] = b"";
@@ -122,7 +153,7 @@ pub(crate) fn via_branch(s: &[u8]) -> Result<&[u8], Bad> {
         while s.get(i) == Some(&b';') {
             i = skip_lws(s, i + 1);
             let ns = i;
-            while s.get(i).copied().is_some_and(is_param_char) {
+            while is(s, i, PARAM) {
                 i += 1;
             }
             if i == ns {
@@ -138,7 +169,7 @@ pub(crate) fn via_branch(s: &[u8]) -> Result<&[u8], Bad> {
                     i = quoted_end(s, i)?;
                     value = s.get(vs + 1..i - 1).unwrap_or_default();
                 } else {
-                    while s.get(i).copied().is_some_and(is_param_char) {
+                    while is(s, i, PARAM) {
                         i += 1;
                     }
                     if i == vs {

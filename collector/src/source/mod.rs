@@ -3,3 +3,4 @@
 
 pub mod hep_listener;
 pub mod ingest;
+pub mod tls;

@@ -5,4 +5,5 @@
 pub mod mode;
 pub mod route;
 pub mod rows;
+pub mod rules;
 pub mod write;

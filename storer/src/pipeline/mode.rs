@@ -41,6 +41,51 @@ pub enum HashSource {
     ToUser,
 }
 
+impl MtMode {
+    /// Parses Kamailio's `mt_mode` value (case-sensitive, as Kamailio compares it).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "rand" => Some(MtMode::Rand),
+            "round_robin" => Some(MtMode::RoundRobin),
+            "hash" => Some(MtMode::Hash),
+            _ => None,
+        }
+    }
+}
+
+impl HashSource {
+    /// Parses Kamailio's `hash_source` value (case-insensitive, as Kamailio's `strcasecmp`).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "call_id" => Some(HashSource::CallId),
+            "from_user" => Some(HashSource::FromUser),
+            "to_user" => Some(HashSource::ToUser),
+            _ => None,
+        }
+    }
+}
+
+/// A validated capture mode: where its rows go and how it picks among its tables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModeSpec {
+    /// `default` for the mode built from the top-level keys, else the configured name.
+    pub name: String,
+    /// Its database.
+    pub db_url: String,
+    /// Its table list (`a|b|c`, strftime allowed), validated.
+    pub table_name: String,
+    /// Table choice.
+    pub mt_mode: MtMode,
+    /// Hash input for `mt_mode = hash`.
+    pub hash_source: HashSource,
+    /// Pool size.
+    pub db_max_connections: u32,
+}
+
+/// The name of the mode built from the top-level `db_url` / `table_name` / `mt_mode` /
+/// `hash_source` keys (Kamailio synthesises it the same way).
+pub const DEFAULT_MODE: &str = "default";
+
 /// The result of choosing among n tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableChoice {
@@ -111,7 +156,7 @@ impl Chooser {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -129,6 +174,89 @@ mod tests {
             ),
             Some(0)
         );
+    }
+
+    /// One line of `testdata/crc_golden.csv` (computed with Python's zlib.crc32).
+    pub(crate) struct Golden {
+        pub source: HashSource,
+        pub value: String,
+        pub crc: u32,
+        /// Expected index for 2, 3 and 5 tables.
+        pub index: [(usize, usize); 3],
+    }
+
+    pub(crate) fn golden() -> Vec<Golden> {
+        include_str!("../../testdata/crc_golden.csv")
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                assert_eq!(f.len(), 6, "{line}");
+                Golden {
+                    source: HashSource::parse(f[0]).unwrap(),
+                    value: f[1].to_owned(),
+                    crc: f[2].parse().unwrap(),
+                    index: [
+                        (2, f[3].parse().unwrap()),
+                        (3, f[4].parse().unwrap()),
+                        (5, f[5].parse().unwrap()),
+                    ],
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chooser_matches_the_zlib_golden_list() {
+        let rows = golden();
+        for source in [HashSource::CallId, HashSource::FromUser, HashSource::ToUser] {
+            let n = rows.iter().filter(|g| g.source == source).count();
+            assert!(n >= 50, "{source:?}: only {n} golden values");
+        }
+        assert!(
+            rows.iter()
+                .filter(|g| g.source == HashSource::CallId)
+                .count()
+                >= 100
+        );
+        let c = Chooser::default();
+        for g in &rows {
+            let input = match g.source {
+                HashSource::CallId => g.value.split_ascii_whitespace().next().unwrap(),
+                _ => g.value.as_str(),
+            };
+            assert_eq!(crc32fast::hash(input.as_bytes()), g.crc, "{:?}", g.value);
+            for (tables, index) in g.index {
+                assert_eq!(
+                    hash_index(g.source, &g.value, tables),
+                    Some(index),
+                    "{:?}",
+                    g.value
+                );
+                assert_eq!(
+                    c.choose(MtMode::Hash, g.source, &g.value, tables),
+                    TableChoice {
+                        index,
+                        hash_source_empty: false
+                    },
+                    "{:?} % {tables}",
+                    g.value
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kamailio_value_names() {
+        assert_eq!(MtMode::parse("round_robin"), Some(MtMode::RoundRobin));
+        assert_eq!(
+            MtMode::parse("HASH"),
+            None,
+            "mt_mode is case-sensitive in Kamailio"
+        );
+        assert_eq!(HashSource::parse("From_User"), Some(HashSource::FromUser));
+        assert_eq!(HashSource::parse("to_user"), Some(HashSource::ToUser));
+        assert_eq!(HashSource::parse("callid"), None);
     }
 
     #[test]

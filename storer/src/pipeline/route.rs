@@ -8,7 +8,9 @@ use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
 use sipcapture_proto::v1::{CaptureRecord, RecordKind};
 
-use crate::pipeline::mode::{Chooser, HashSource, MtMode};
+use crate::config::RouteRuleConfig;
+use crate::pipeline::mode::{Chooser, HashSource, ModeSpec, MtMode};
+use crate::pipeline::rules::{Action, Rules};
 
 /// Longest table name we create (PostgreSQL's identifier limit is 63 bytes, MySQL's 64).
 pub const MAX_TABLE_NAME: usize = 63;
@@ -26,15 +28,27 @@ pub enum RouteError {
     /// build SQL identifiers from anything else.
     #[error("table name {0:?} is not a safe identifier ([A-Za-z0-9_], at most 63 characters)")]
     UnsafeName(String),
+    /// The record names a capture mode this storer does not have.
+    #[error("no capture mode named {0:?}")]
+    UnknownMode(String),
 }
 
 impl RouteError {
+    /// The counter a record dropped for this reason is counted under.
+    pub fn counter(&self) -> &'static str {
+        match self {
+            RouteError::UnknownMode(_) => "dropped.unknown_capture_mode",
+            _ => "dropped.route_error",
+        }
+    }
+
     /// Low-cardinality reason label.
     pub fn reason(&self) -> &'static str {
         match self {
             RouteError::Empty => "empty_table",
             RouteError::BadStrftime(_) => "bad_table_pattern",
             RouteError::UnsafeName(_) => "unsafe_table_name",
+            RouteError::UnknownMode(_) => "unknown_capture_mode",
         }
     }
 }
@@ -96,6 +110,11 @@ impl TablePattern {
         &self.raw
     }
 
+    /// Whether the pattern holds strftime sequences.
+    pub fn is_dated(&self) -> bool {
+        self.dated
+    }
+
     /// Expands the pattern with `time` (UTC, the packet's capture time) and checks the result.
     pub fn render(&self, time: DateTime<Utc>) -> Result<String, RouteError> {
         if !self.dated {
@@ -134,6 +153,8 @@ pub enum TableFamily {
 /// Where one record goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// The capture mode (index into the mode list; 0 is the default mode).
+    pub mode: usize,
     /// The expanded table name.
     pub table: String,
     /// Its schema.
@@ -142,17 +163,34 @@ pub struct Route {
     pub hash_source_empty: bool,
 }
 
+/// What happens to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Store it there.
+    Store(Route),
+    /// A routing rule says `drop`: acknowledged, counted as discarded.
+    Drop,
+}
+
 /// Methods the HOMER 5 config sends to `sip_capture_call_%Y%m%d` (requests by method, replies by
 /// CSeq method).
 const CALL_METHODS: &[&str] = &["INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "PRACK", "REFER"];
 
-/// Table-choice rules of a storer.
+/// One capture mode's table list and choice state.
 #[derive(Debug)]
-pub struct Router {
+struct ModeTables {
+    name: String,
     tables: Vec<TablePattern>,
     mt_mode: MtMode,
     hash_source: HashSource,
     chooser: Chooser,
+}
+
+/// Table-choice rules of a storer.
+#[derive(Debug)]
+pub struct Router {
+    modes: Vec<ModeTables>,
+    rules: Rules,
     homer5_split: bool,
     call: TablePattern,
     registration: TablePattern,
@@ -165,12 +203,10 @@ pub struct Router {
 /// What a [`Router`] is built from.
 #[derive(Debug, Clone)]
 pub struct RouterConfig<'a> {
-    /// Default mode table list (`a|b|c`).
-    pub table_name: &'a str,
-    /// Default mode mt_mode.
-    pub mt_mode: MtMode,
-    /// Default mode hash source.
-    pub hash_source: HashSource,
+    /// Every capture mode, the default one first (see `StorerConfig::modes`).
+    pub modes: &'a [ModeSpec],
+    /// Routing rules as configured.
+    pub rules: &'a [RouteRuleConfig],
     /// HOMER 5 call / registration / rest split on.
     pub homer5_split: bool,
     /// RTCP table.
@@ -181,77 +217,165 @@ pub struct RouterConfig<'a> {
     pub logs_table: &'a str,
 }
 
+/// Why a router could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterBuildError {
+    /// A table pattern is invalid.
+    #[error("{key}: {source}")]
+    Pattern {
+        /// The config key.
+        key: String,
+        /// The problem.
+        source: RouteError,
+    },
+    /// A routing rule is invalid.
+    #[error(transparent)]
+    Rules(#[from] sipcapture_proto::config::ConfigError),
+}
+
 impl Router {
-    /// Builds a router; patterns are validated.
-    pub fn new(cfg: &RouterConfig<'_>) -> Result<Self, RouteError> {
+    /// Builds a router; patterns and rules are validated.
+    pub fn new(cfg: &RouterConfig<'_>) -> Result<Self, RouterBuildError> {
+        let pattern = |key: &str, raw: &str| {
+            TablePattern::parse(raw).map_err(|source| RouterBuildError::Pattern {
+                key: key.to_owned(),
+                source,
+            })
+        };
+        let mut modes = Vec::with_capacity(cfg.modes.len());
+        for spec in cfg.modes {
+            let tables = TablePattern::parse_list(&spec.table_name).map_err(|source| {
+                RouterBuildError::Pattern {
+                    key: format!("capture_mode.{}.table_name", spec.name),
+                    source,
+                }
+            })?;
+            modes.push(ModeTables {
+                name: spec.name.clone(),
+                tables,
+                mt_mode: spec.mt_mode,
+                hash_source: spec.hash_source,
+                chooser: Chooser::default(),
+            });
+        }
+        if modes.is_empty() {
+            return Err(RouterBuildError::Pattern {
+                key: "table_name".to_owned(),
+                source: RouteError::Empty,
+            });
+        }
         Ok(Router {
-            tables: TablePattern::parse_list(cfg.table_name)?,
-            mt_mode: cfg.mt_mode,
-            hash_source: cfg.hash_source,
-            chooser: Chooser::default(),
+            modes,
+            rules: Rules::compile(cfg.rules, cfg.modes)?,
             homer5_split: cfg.homer5_split,
-            call: TablePattern::parse("sip_capture_call_%Y%m%d")?,
-            registration: TablePattern::parse("sip_capture_registration_%Y%m%d")?,
-            rest: TablePattern::parse("sip_capture_rest_%Y%m%d")?,
-            rtcp: TablePattern::parse(cfg.rtcp_table)?,
-            report: TablePattern::parse(cfg.report_table)?,
-            logs: TablePattern::parse(cfg.logs_table)?,
+            call: pattern("route", "sip_capture_call_%Y%m%d")?,
+            registration: pattern("route", "sip_capture_registration_%Y%m%d")?,
+            rest: pattern("route", "sip_capture_rest_%Y%m%d")?,
+            rtcp: pattern("rtcp_table", cfg.rtcp_table)?,
+            report: pattern("report_table", cfg.report_table)?,
+            logs: pattern("logs_table", cfg.logs_table)?,
         })
     }
 
-    /// Chooses the table of one record.
-    pub fn route(&self, record: &CaptureRecord) -> Result<Route, RouteError> {
+    /// Every dated table pattern this router can produce (for retention).
+    pub fn dated_patterns(&self) -> Vec<&TablePattern> {
+        let mut out: Vec<&TablePattern> = self
+            .modes
+            .iter()
+            .flat_map(|m| m.tables.iter())
+            .chain(self.rules.tables())
+            .chain([
+                &self.call,
+                &self.registration,
+                &self.rest,
+                &self.rtcp,
+                &self.report,
+                &self.logs,
+            ])
+            .filter(|p| p.is_dated())
+            .collect();
+        out.dedup_by(|a, b| a == b);
+        out
+    }
+
+    /// Decides what happens to one record: the collector's routing hint (Kamailio's
+    /// `sip_capture(table, mode)`) wins, then the first matching routing rule, then the defaults
+    /// (report tables by payload type; the HOMER 5 split or the default mode's table list).
+    pub fn route(&self, record: &CaptureRecord) -> Result<Decision, RouteError> {
+        let hint = record
+            .routing
+            .as_ref()
+            .filter(|r| !r.table.is_empty() || !r.capture_mode.is_empty());
+        let (table, mode) = if let Some(hint) = hint {
+            let mode = if hint.capture_mode.is_empty() {
+                0
+            } else {
+                self.modes
+                    .iter()
+                    .position(|m| m.name == hint.capture_mode)
+                    .ok_or_else(|| RouteError::UnknownMode(hint.capture_mode.clone()))?
+            };
+            let table = if hint.table.is_empty() {
+                None
+            } else {
+                Some(TablePattern::parse(&hint.table)?)
+            };
+            (table.map(std::borrow::Cow::Owned), mode)
+        } else {
+            match self.rules.decide(record) {
+                Some(Action::Drop) => return Ok(Decision::Drop),
+                Some(Action::Store { table, mode }) => (
+                    table.as_ref().map(std::borrow::Cow::Borrowed),
+                    mode.unwrap_or(0),
+                ),
+                None => (None, 0),
+            }
+        };
         let time = capture_time(record);
-        if record.kind() == RecordKind::Report {
+        let family = if record.kind() == RecordKind::Report {
+            TableFamily::Report
+        } else {
+            TableFamily::Sip
+        };
+        let store = |pattern: &TablePattern, hash_source_empty: bool| {
+            Ok(Decision::Store(Route {
+                mode,
+                table: pattern.render(time)?,
+                family,
+                hash_source_empty,
+            }))
+        };
+        // An explicit table (Kamailio's sip_capture(table)) wins; mt_mode is then ignored.
+        if let Some(table) = table {
+            return store(&table, false);
+        }
+        if family == TableFamily::Report {
             let payload_type = record.hep.as_ref().map_or(0, |h| h.payload_type);
             let pattern = match payload_type {
                 5 => &self.rtcp,
                 100 => &self.logs,
                 _ => &self.report,
             };
-            return Ok(Route {
-                table: pattern.render(time)?,
-                family: TableFamily::Report,
-                hash_source_empty: false,
-            });
+            return store(pattern, false);
         }
-        // An explicit table (Kamailio's sip_capture(table)) wins; mt_mode is then ignored.
-        if let Some(routing) = &record.routing
-            && !routing.table.is_empty()
-        {
-            let pattern = TablePattern::parse(&routing.table)?;
-            return Ok(Route {
-                table: pattern.render(time)?,
-                family: TableFamily::Sip,
-                hash_source_empty: false,
-            });
+        if mode == 0 && self.homer5_split {
+            return store(self.homer5_table(record), false);
         }
-        if self.homer5_split {
-            let pattern = self.homer5_table(record);
-            return Ok(Route {
-                table: pattern.render(time)?,
-                family: TableFamily::Sip,
-                hash_source_empty: false,
-            });
-        }
-        let sip = record.sip.clone().unwrap_or_default();
-        let hash_value = match self.hash_source {
+        let spec = self.modes.get(mode).ok_or(RouteError::Empty)?;
+        let sip = record.sip.as_ref();
+        let hash_value = sip.map_or("", |sip| match spec.hash_source {
             HashSource::CallId => sip.callid.as_str(),
             HashSource::FromUser => sip.from_user.as_str(),
             HashSource::ToUser => sip.to_user.as_str(),
-        };
-        let choice = self.chooser.choose(
-            self.mt_mode,
-            self.hash_source,
+        });
+        let choice = spec.chooser.choose(
+            spec.mt_mode,
+            spec.hash_source,
             hash_value,
-            self.tables.len(),
+            spec.tables.len(),
         );
-        let pattern = self.tables.get(choice.index).ok_or(RouteError::Empty)?;
-        Ok(Route {
-            table: pattern.render(time)?,
-            family: TableFamily::Sip,
-            hash_source_empty: choice.hash_source_empty,
-        })
+        let pattern = spec.tables.get(choice.index).ok_or(RouteError::Empty)?;
+        store(pattern, choice.hash_source_empty)
     }
 
     fn homer5_table(&self, record: &CaptureRecord) -> &TablePattern {
@@ -285,17 +409,38 @@ mod tests {
     use super::*;
     use sipcapture_proto::v1::{HepMeta, Routing, SipFields};
 
-    fn router(split: bool, tables: &str, mt: MtMode, hs: HashSource) -> Router {
-        Router::new(&RouterConfig {
-            table_name: tables,
+    fn spec(name: &str, tables: &str, mt: MtMode, hs: HashSource) -> ModeSpec {
+        ModeSpec {
+            name: name.into(),
+            db_url: "sqlite::memory:".into(),
+            table_name: tables.into(),
             mt_mode: mt,
             hash_source: hs,
+            db_max_connections: 1,
+        }
+    }
+
+    fn router_with(split: bool, modes: &[ModeSpec], rules: &[RouteRuleConfig]) -> Router {
+        Router::new(&RouterConfig {
+            modes,
+            rules,
             homer5_split: split,
             rtcp_table: "rtcp_capture",
             report_table: "report_capture",
             logs_table: "logs_capture",
         })
         .unwrap()
+    }
+
+    fn router(split: bool, tables: &str, mt: MtMode, hs: HashSource) -> Router {
+        router_with(split, &[spec("default", tables, mt, hs)], &[])
+    }
+
+    fn stored(d: Result<Decision, RouteError>) -> Route {
+        match d {
+            Ok(Decision::Store(route)) => route,
+            other => panic!("not stored: {other:?}"),
+        }
     }
 
     fn sip(method: &str, msg_type: u32, cseq_method: &str) -> CaptureRecord {
@@ -321,23 +466,23 @@ mod tests {
             .format("%Y%m%d")
             .to_string();
         assert_eq!(
-            r.route(&sip("INVITE", 1, "INVITE")).unwrap().table,
+            stored(r.route(&sip("INVITE", 1, "INVITE"))).table,
             format!("sip_capture_call_{day}")
         );
         assert_eq!(
-            r.route(&sip("200", 2, "BYE")).unwrap().table,
+            stored(r.route(&sip("200", 2, "BYE"))).table,
             format!("sip_capture_call_{day}")
         );
         assert_eq!(
-            r.route(&sip("REGISTER", 1, "REGISTER")).unwrap().table,
+            stored(r.route(&sip("REGISTER", 1, "REGISTER"))).table,
             format!("sip_capture_registration_{day}")
         );
         assert_eq!(
-            r.route(&sip("401", 2, "REGISTER")).unwrap().table,
+            stored(r.route(&sip("401", 2, "REGISTER"))).table,
             format!("sip_capture_registration_{day}")
         );
         assert_eq!(
-            r.route(&sip("OPTIONS", 1, "OPTIONS")).unwrap().table,
+            stored(r.route(&sip("OPTIONS", 1, "OPTIONS"))).table,
             format!("sip_capture_rest_{day}")
         );
     }
@@ -360,7 +505,7 @@ mod tests {
                 }),
                 ..Default::default()
             };
-            let route = r.route(&rec).unwrap();
+            let route = stored(r.route(&rec));
             assert_eq!(route.table, table);
             assert_eq!(route.family, TableFamily::Report);
         }
@@ -370,7 +515,7 @@ mod tests {
     fn hash_mode_is_deterministic() {
         let r = router(false, "t_a|t_b|t_c", MtMode::Hash, HashSource::CallId);
         // crc32 % 3 == 0 for this Call-ID (behaviour doc §3).
-        assert_eq!(r.route(&sip("INVITE", 1, "INVITE")).unwrap().table, "t_a");
+        assert_eq!(stored(r.route(&sip("INVITE", 1, "INVITE"))).table, "t_a");
     }
 
     #[test]
@@ -381,7 +526,7 @@ mod tests {
             table: "custom_%Y".into(),
             capture_mode: String::new(),
         });
-        assert!(r.route(&rec).unwrap().table.starts_with("custom_20"));
+        assert!(stored(r.route(&rec)).table.starts_with("custom_20"));
         rec.routing = Some(Routing {
             table: "x; DROP TABLE y".into(),
             capture_mode: String::new(),
@@ -402,5 +547,151 @@ mod tests {
         ));
         assert!(matches!(TablePattern::parse(""), Err(RouteError::Empty)));
         assert_eq!(TablePattern::parse_list(" a | b||c ").unwrap().len(), 3);
+    }
+
+    fn record_with(source: HashSource, value: &str) -> CaptureRecord {
+        let mut rec = sip("OPTIONS", 1, "OPTIONS");
+        let fields = rec.sip.as_mut().unwrap();
+        fields.callid = "other-call-id".into();
+        fields.from_user = "other-from".into();
+        fields.to_user = "other-to".into();
+        match source {
+            HashSource::CallId => fields.callid = value.into(),
+            HashSource::FromUser => fields.from_user = value.into(),
+            HashSource::ToUser => fields.to_user = value.into(),
+        }
+        rec
+    }
+
+    /// Every mode placement (default mode, a named mode chosen by the record's hint, a named
+    /// mode chosen by a routing rule) × mt_mode × hash_source × table count: hash follows the
+    /// zlib golden list, round_robin cycles, rand stays in range and reaches every table.
+    #[test]
+    fn every_mode_mt_mode_and_hash_source_combination() {
+        let golden = crate::pipeline::mode::tests::golden();
+        let rule = RouteRuleConfig {
+            matches: crate::config::MatchConfig {
+                node: vec!["by-rule".into()],
+                ..Default::default()
+            },
+            capture_mode: Some("cap1".into()),
+            ..Default::default()
+        };
+        for mt in [MtMode::Rand, MtMode::RoundRobin, MtMode::Hash] {
+            for hs in [HashSource::CallId, HashSource::FromUser, HashSource::ToUser] {
+                for n in [1usize, 2, 3, 5] {
+                    let tables: Vec<String> = (0..n).map(|i| format!("t{i}_%Y%m%d")).collect();
+                    let list = tables.join("|");
+                    for placement in ["default", "hint", "rule"] {
+                        let modes = match placement {
+                            "default" => vec![spec("default", &list, mt, hs)],
+                            _ => vec![
+                                spec("default", "d_only", MtMode::Rand, HashSource::CallId),
+                                spec("cap1", &list, mt, hs),
+                            ],
+                        };
+                        let r = router_with(false, &modes, std::slice::from_ref(&rule));
+                        let want_mode = usize::from(placement != "default");
+                        let mut seen = vec![false; n];
+                        for (i, g) in golden.iter().filter(|g| g.source == hs).enumerate() {
+                            let mut rec = record_with(hs, &g.value);
+                            match placement {
+                                "hint" => {
+                                    rec.routing = Some(Routing {
+                                        table: String::new(),
+                                        capture_mode: "cap1".into(),
+                                    })
+                                }
+                                "rule" => rec.node = "by-rule".into(),
+                                _ => {}
+                            }
+                            let route = stored(r.route(&rec));
+                            let what = format!("{mt:?}/{hs:?}/{n}/{placement}/{:?}", g.value);
+                            assert_eq!(route.mode, want_mode, "{what}");
+                            assert!(!route.hash_source_empty, "{what}");
+                            let index = tables
+                                .iter()
+                                .position(|t| route.table == t.replace("%Y%m%d", "20261126"))
+                                .unwrap_or_else(|| panic!("{what}: {}", route.table));
+                            seen[index] = true;
+                            let expected = match (mt, n) {
+                                (_, 1) => Some(0),
+                                (MtMode::Hash, n) => {
+                                    g.index.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
+                                }
+                                (MtMode::RoundRobin, n) => Some(i % n),
+                                (MtMode::Rand, _) => None,
+                            };
+                            if let Some(expected) = expected {
+                                assert_eq!(index, expected, "{what}");
+                            }
+                        }
+                        assert!(
+                            seen.iter().all(|s| *s),
+                            "{mt:?}/{hs:?}/{n}/{placement}: {seen:?}"
+                        );
+                        // An empty hash source: first table, flagged (Kamailio drops the row).
+                        if mt == MtMode::Hash && n > 1 {
+                            let mut rec = record_with(hs, "");
+                            if placement == "rule" {
+                                rec.node = "by-rule".into();
+                            } else if placement == "hint" {
+                                rec.routing = Some(Routing {
+                                    table: String::new(),
+                                    capture_mode: "cap1".into(),
+                                });
+                            }
+                            let route = stored(r.route(&rec));
+                            assert!(route.hash_source_empty);
+                            assert_eq!(route.table, "t0_20261126");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_mode_is_an_error_not_a_panic() {
+        let r = router(true, "sip_capture", MtMode::Rand, HashSource::CallId);
+        let mut rec = sip("INVITE", 1, "INVITE");
+        rec.routing = Some(Routing {
+            table: String::new(),
+            capture_mode: "nope".into(),
+        });
+        let err = r.route(&rec).unwrap_err();
+        assert_eq!(err.counter(), "dropped.unknown_capture_mode");
+    }
+
+    #[test]
+    fn rules_drop_and_default_split_stays_for_the_rest() {
+        let rules = vec![RouteRuleConfig {
+            matches: crate::config::MatchConfig {
+                method: vec!["OPTIONS".into()],
+                ..Default::default()
+            },
+            drop: true,
+            ..Default::default()
+        }];
+        let r = router_with(
+            true,
+            &[spec(
+                "default",
+                "sip_capture",
+                MtMode::Rand,
+                HashSource::CallId,
+            )],
+            &rules,
+        );
+        assert_eq!(
+            r.route(&sip("OPTIONS", 1, "OPTIONS")).unwrap(),
+            Decision::Drop
+        );
+        assert_eq!(
+            stored(r.route(&sip("INVITE", 1, "INVITE"))).table,
+            "sip_capture_call_20261126"
+        );
+        let dated: Vec<&str> = r.dated_patterns().iter().map(|p| p.as_str()).collect();
+        assert!(dated.contains(&"sip_capture_call_%Y%m%d"), "{dated:?}");
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseConnection, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
 use sipcapture_proto::counters::{Counters, worth_logging};
 
 use crate::db::schema::{Schema, TableCache};
@@ -37,6 +37,11 @@ pub struct PreparedBatch {
     pub sequence: u64,
     /// Rows grouped per table.
     pub tables: Vec<TableRows>,
+    /// Look the stream's committed sequence up inside the transaction and write nothing when
+    /// this batch is already there. Set for the parts of a batch that go to a non-default
+    /// capture mode's database: such a part may have committed while another database failed,
+    /// and the resent batch must not store it twice.
+    pub skip_if_committed: bool,
 }
 
 /// Retry policy: Kamailio's knobs plus a backoff (Kamailio busy-spins; we do not).
@@ -80,9 +85,10 @@ pub enum WriteError {
     },
 }
 
-/// Commits batches into one database.
+/// Commits batches into one database (one capture mode).
 #[derive(Debug)]
 pub struct Writer {
+    mode: String,
     db: DatabaseConnection,
     tables: TableCache,
     policy: RetryPolicy,
@@ -90,9 +96,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// A writer over an open pool.
-    pub fn new(db: DatabaseConnection, policy: RetryPolicy, counters: Arc<Counters>) -> Self {
+    /// A writer over an open pool, for the capture mode named `mode`.
+    pub fn new(
+        mode: &str,
+        db: DatabaseConnection,
+        policy: RetryPolicy,
+        counters: Arc<Counters>,
+    ) -> Self {
         Writer {
+            mode: mode.to_owned(),
             db,
             tables: TableCache::default(),
             policy,
@@ -103,6 +115,29 @@ impl Writer {
     /// The pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The capture mode's name.
+    pub fn mode(&self) -> &str {
+        &self.mode
+    }
+
+    /// Drops a table (retention) and forgets it, so a late record recreates it.
+    pub async fn drop_table(&self, table: &str) -> Result<(), DbError> {
+        self.tables.forget(table).await;
+        let backend = self.db.get_database_backend();
+        let quoted = match backend {
+            sea_orm::DatabaseBackend::MySql => format!("`{table}`"),
+            _ => format!("\"{table}\""),
+        };
+        self.db
+            .execute_raw(sea_orm::Statement::from_string(
+                backend,
+                format!("DROP TABLE IF EXISTS {quoted}"),
+            ))
+            .await?;
+        self.tables.forget(table).await;
+        Ok(())
     }
 
     /// Creates the stream state table.
@@ -145,7 +180,7 @@ impl Writer {
             let retries_done = attempts - 1;
             if retries_done >= self.policy.retries || started.elapsed() > self.policy.timeout {
                 self.counters.add("insert_failed", 1);
-                tracing::warn!(sequence = batch.sequence, attempts, error = %err, "insert failed, batch not acknowledged");
+                tracing::warn!(mode = %self.mode, sequence = batch.sequence, attempts, error = %err, "insert failed, batch not acknowledged");
                 return Err(WriteError::Exhausted {
                     sequence: batch.sequence,
                     attempts,
@@ -154,7 +189,7 @@ impl Writer {
             }
             self.counters.add("insert_retried", 1);
             let delay = self.policy.delay(attempts);
-            tracing::info!(sequence = batch.sequence, attempt = attempts, ?delay, error = %err, "insert retried");
+            tracing::info!(mode = %self.mode, sequence = batch.sequence, attempt = attempts, ?delay, error = %err, "insert retried");
             tokio::time::sleep(delay).await;
         }
     }
@@ -173,6 +208,13 @@ impl Writer {
         // single pooled connection is held by an open transaction.
         self.ensure_tables(batch).await?;
         let txn = self.db.begin().await?;
+        if batch.skip_if_committed
+            && insert::last_committed(&txn, &batch.stream_id).await? >= batch.sequence
+        {
+            txn.rollback().await?;
+            self.counters.add("batch_parts_already_committed", 1);
+            return Ok(0);
+        }
         let mut written = 0;
         for group in &batch.tables {
             written += insert::insert_rows(&txn, &group.table, group.family, &group.rows).await?;
@@ -194,6 +236,13 @@ impl Writer {
     async fn commit_isolating(&self, batch: &PreparedBatch) -> Result<u64, DbError> {
         self.ensure_tables(batch).await?;
         let txn = self.db.begin().await?;
+        if batch.skip_if_committed
+            && insert::last_committed(&txn, &batch.stream_id).await? >= batch.sequence
+        {
+            txn.rollback().await?;
+            self.counters.add("batch_parts_already_committed", 1);
+            return Ok(0);
+        }
         let mut written = 0;
         for group in &batch.tables {
             for row in &group.rows {
@@ -217,7 +266,7 @@ impl Writer {
                             .counters
                             .drop_one("row_rejected", "dropped.row_rejected");
                         if worth_logging(total) {
-                            tracing::error!(table = %group.table, error = %e, total, "row rejected by the database");
+                            tracing::error!(mode = %self.mode, table = %group.table, error = %e, total, "row rejected by the database");
                         }
                     }
                 }
