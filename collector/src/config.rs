@@ -96,8 +96,16 @@ pub struct CollectorConfig {
     /// Records buffered between the inputs and the exporter; when full, inputs wait
     /// (backpressure) and the kernel socket buffers absorb bursts.
     pub queue_capacity: usize,
-    /// Batches sent but not yet acknowledged; the exporter reads no more input beyond this.
+    /// Batches sent but not yet acknowledged (the in-memory window). Beyond it batches go to the
+    /// spool, or, without a spool, the exporter stops reading input.
     pub max_unacked_batches: usize,
+    /// Directory of the on-disk spool (batches beyond the window while storers are slow or
+    /// down, and unacknowledged ones at shutdown). Empty: no spool.
+    pub spool_dir: std::path::PathBuf,
+    /// Spool size cap, bytes; beyond it records are dropped and counted (`dropped.spool_full`).
+    pub spool_max_bytes: u64,
+    /// Spool segment file size, bytes.
+    pub spool_segment_bytes: u64,
     /// Maximum concurrent gRPC calls (streams included).
     pub max_grpc_calls: usize,
 }
@@ -140,6 +148,9 @@ impl Default for CollectorConfig {
             batch_max_delay_ms: 100,
             queue_capacity: 65_536,
             max_unacked_batches: 32,
+            spool_dir: std::path::PathBuf::from("sipcapture-spool"),
+            spool_max_bytes: 1024 * 1024 * 1024,
+            spool_segment_bytes: 16 * 1024 * 1024,
             max_grpc_calls: 1024,
         }
     }

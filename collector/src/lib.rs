@@ -35,9 +35,9 @@ pub enum CollectorError {
     /// Bad config.
     #[error(transparent)]
     Config(#[from] sipcapture_proto::config::ConfigError),
-    /// A HEP listener could not start.
+    /// A HEP listener or the spool could not start.
     #[error(transparent)]
-    Listen(#[from] source::hep_listener::ListenError),
+    Pipeline(#[from] pipeline::PipelineError),
     /// gRPC failure.
     #[error(transparent)]
     Serve(#[from] sipcapture_proto::server::ServeError),

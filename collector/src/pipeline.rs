@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::CollectorConfig;
+use crate::export::spool::{Spool, SpoolError};
 use crate::export::{self, ExportConfig};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
@@ -19,6 +20,17 @@ use crate::source::ingest::Ingest;
 
 /// How long a shutting-down collector keeps trying to deliver what it holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A listener could not bind.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// The spool directory is unusable.
+    #[error("spool_dir: {0}")]
+    Spool(#[from] SpoolError),
+}
 
 /// A running collector pipeline (inputs and exporter; gRPC is served by the caller).
 #[derive(Debug)]
@@ -38,7 +50,7 @@ impl Pipeline {
         config: &CollectorConfig,
         switch: Arc<CaptureSwitch>,
         counters: Arc<Counters>,
-    ) -> Result<Self, ListenError> {
+    ) -> Result<Self, PipelineError> {
         let (queue, records) = mpsc::channel(config.queue_capacity);
         let ingest = Arc::new(Ingest {
             builder: RecordBuilder {
@@ -80,17 +92,42 @@ impl Pipeline {
         let bound = hep_listener::start(&listen, ingest, &inputs, &stop_inputs)?;
         inputs.close();
         tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "hep listeners ready");
+        let new_stream_id = || format!("{}-{:016x}", config.collector_id, rand::random::<u64>());
+        let spool = if config.spool_dir.as_os_str().is_empty() {
+            None
+        } else {
+            let (spool, recovered) = Spool::open(
+                &config.spool_dir,
+                config.spool_max_bytes,
+                config.spool_segment_bytes,
+                new_stream_id,
+            )?;
+            if recovered.batches > 0 || recovered.corrupt > 0 {
+                tracing::info!(
+                    batches = recovered.batches,
+                    records = recovered.records,
+                    corrupt = recovered.corrupt,
+                    dir = %config.spool_dir.display(),
+                    "spool recovered; replaying"
+                );
+                counters.add("spool_corrupt_frames", recovered.corrupt);
+            }
+            Some(spool)
+        };
+        let stream_id = spool
+            .as_ref()
+            .map_or_else(new_stream_id, |s| s.stream_id().to_owned());
         let export_cfg = ExportConfig {
             storers: config.storer.clone(),
             collector_id: config.collector_id.clone(),
-            stream_id: format!("{}-{:016x}", config.collector_id, rand::random::<u64>()),
+            stream_id,
             batch_max_records: config.batch_max_records,
             batch_max_bytes: config.batch_max_bytes,
             batch_max_delay: Duration::from_millis(config.batch_max_delay_ms),
             max_unacked: config.max_unacked_batches,
             drain_timeout: DRAIN_TIMEOUT,
         };
-        let exporter = tokio::spawn(export::run(export_cfg, records, counters.clone()));
+        let exporter = tokio::spawn(export::run(export_cfg, spool, records, counters.clone()));
         Ok(Pipeline {
             bound,
             counters,

@@ -148,9 +148,9 @@ pub enum UpError {
     /// Storer start-up.
     #[error(transparent)]
     Storer(#[from] sipcapture_storer::StorerError),
-    /// HEP listeners.
+    /// HEP listeners or the spool.
     #[error(transparent)]
-    Listen(#[from] sipcapture_collector::source::hep_listener::ListenError),
+    Pipeline(#[from] sipcapture_collector::pipeline::PipelineError),
     /// gRPC.
     #[error(transparent)]
     Serve(#[from] sipcapture_proto::server::ServeError),

@@ -1,5 +1,7 @@
 //! `sipcapture` and `sipcapture-control` config handling and the status CLI's errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 fn run(bin: &str, args: &[&str]) -> (bool, String) {

@@ -98,3 +98,32 @@ pub fn reply(
     )
     .into_bytes()
 }
+
+/// Sends `count` HEP3 packets (OPTIONS with Call-ID `{prefix}-{n}`) over one TCP connection at
+/// about `rate` packets per second; returns when all are written and the collector has read them.
+pub async fn send_tcp_paced(
+    target: SocketAddr,
+    prefix: &str,
+    count: u32,
+    rate: u32,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(target).await?;
+    let started = std::time::Instant::now();
+    let src: SocketAddr = "10.1.0.1:5060".parse()?;
+    let dst: SocketAddr = "10.1.0.2:5060".parse()?;
+    for n in 0..count {
+        let sip = request("OPTIONS", &format!("{prefix}-{n}"), 1, "t", None);
+        let packet = hep3_sip(src, dst, 1_800_000_000, n % 1_000_000, 9, &sip);
+        stream.write_all(&packet).await?;
+        if n % 50 == 49 {
+            // Pace: packet n is due at n / rate seconds.
+            let due = std::time::Duration::from_secs_f64(f64::from(n + 1) / f64::from(rate.max(1)));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    stream.flush().await?;
+    Ok(())
+}

@@ -7,6 +7,7 @@
 
 pub mod hep;
 pub mod pcap;
+pub mod storer;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -79,6 +80,11 @@ impl Process {
     pub fn kill(&mut self) {
         let _ignored = self.child.kill();
         let _ignored = self.child.wait();
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether it is still running.
@@ -348,6 +354,17 @@ impl Sandbox {
         extra: &[String],
     ) -> anyhow::Result<Service> {
         let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        self.storer_at(name, grpc, db_url, extra).await
+    }
+
+    /// Starts `sipcapture-storer` on a given gRPC address (to restart one in place).
+    pub async fn storer_at(
+        &self,
+        name: &str,
+        grpc: SocketAddr,
+        db_url: &str,
+        extra: &[String],
+    ) -> anyhow::Result<Service> {
         let mut args = vec![
             "--grpc-listen".to_owned(),
             grpc.to_string(),

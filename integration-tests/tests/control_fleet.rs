@@ -4,6 +4,8 @@
 //! member shows as unreachable; the desired status survives a control restart; a wrong token is
 //! refused with UNAUTHENTICATED.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;

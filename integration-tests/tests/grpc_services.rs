@@ -1,6 +1,8 @@
 //! grpcurl (the real client operators use) against `sipcapture up`: reflection v1alpha (grpcurl
 //! 1.8) lists health, reflection and the sipcapture services; status and control calls answer.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::Duration;
 

@@ -12,6 +12,9 @@
 //! ```
 //! (one line per HEP packet; several packets in one TCP segment split on `;`).
 
+// A test crate: its helpers fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

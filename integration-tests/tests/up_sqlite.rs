@@ -1,6 +1,8 @@
 //! `sipcapture up` end to end on SQLite: HEP3 over UDP → rows in the HOMER 5 dated tables with
 //! Kamailio's column values; garbage never crashes anything and is counted.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -83,11 +83,10 @@ struct Generated {
 }
 
 fn sip_invite(call_id: &str, src: SocketAddr, padding: usize) -> Vec<u8> {
-    let sdp = format!(
-        "v=0\r\no=loadgen 2890844526 2890844526 IN IP4 192.0.2.101\r\ns=-\r\n\
-         c=IN IP4 192.0.2.101\r\nt=0 0\r\nm=audio 49172 RTP/AVP 0 8 101\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-    );
+    let sdp = "v=0\r\no=loadgen 2890844526 2890844526 IN IP4 192.0.2.101\r\ns=-\r\n\
+               c=IN IP4 192.0.2.101\r\nt=0 0\r\nm=audio 49172 RTP/AVP 0 8 101\r\n\
+               a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+               a=rtpmap:101 telephone-event/8000\r\n";
     let pad = "x".repeat(padding);
     format!(
         "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\

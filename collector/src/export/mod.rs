@@ -4,6 +4,7 @@
 //! the Welcome and resends the rest, in order. At most `max_unacked` batches are outstanding;
 //! beyond that no more input is read, so pressure flows back to the inputs' bounded queue.
 
+pub mod spool;
 mod stream;
 
 use std::collections::VecDeque;
@@ -15,6 +16,7 @@ use sipcapture_proto::v1::{CaptureRecord, RecordBatch, deliver_response};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use spool::{Spool, SpoolError};
 use stream::Conn;
 
 /// Exporter settings.
@@ -38,6 +40,14 @@ pub struct ExportConfig {
     pub drain_timeout: Duration,
 }
 
+/// A sealed batch waiting for its acknowledgement.
+#[derive(Debug)]
+struct Pending {
+    batch: RecordBatch,
+    /// Read back from the spool (so its bytes are on disk already).
+    spooled: bool,
+}
+
 /// The batch being filled.
 #[derive(Debug, Default)]
 struct Building {
@@ -51,7 +61,8 @@ struct Exporter {
     cfg: ExportConfig,
     counters: Arc<Counters>,
     building: Building,
-    pending: VecDeque<RecordBatch>,
+    pending: VecDeque<Pending>,
+    spool: Option<Spool>,
     next_sequence: u64,
     conn: Option<Conn>,
     /// Highest sequence sent on the current connection.
@@ -86,10 +97,92 @@ impl Exporter {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.counters.add("batches_sealed", 1);
-        self.pending.push_back(RecordBatch {
+        let batch = RecordBatch {
             sequence,
             records: building.records,
-        });
+        };
+        let Some(spool) = self.spool.as_mut() else {
+            self.pending.push_back(Pending {
+                batch,
+                spooled: false,
+            });
+            return;
+        };
+        if let Err(e) = spool.reserve(sequence) {
+            tracing::error!(error = %e, "cannot reserve sequence numbers in the spool");
+        }
+        // Order: once anything waits in the spool, new batches queue behind it.
+        if !spool.has_unread() && self.pending.len() < self.cfg.max_unacked {
+            self.pending.push_back(Pending {
+                batch,
+                spooled: false,
+            });
+            return;
+        }
+        let records = batch.records.len() as u64;
+        match spool.push(&batch) {
+            Ok(()) => self.counters.add("records_spooled", records),
+            Err(e) => {
+                let reason = match e {
+                    SpoolError::Full { .. } => "dropped.spool_full",
+                    SpoolError::Io { .. } => "dropped.spool_error",
+                };
+                self.counters.add(reason, records);
+                let total = self.counters.get(reason);
+                if sipcapture_proto::counters::worth_logging(total) {
+                    tracing::error!(error = %e, records, total, "records dropped: the spool cannot take them");
+                }
+            }
+        }
+    }
+
+    /// Moves spooled batches into the in-memory window as it frees up.
+    fn refill(&mut self) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        while self.pending.len() < self.cfg.max_unacked && spool.has_unread() {
+            match spool.pop() {
+                Ok(Some(batch)) => self.pending.push_back(Pending {
+                    batch,
+                    spooled: true,
+                }),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the spool");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// At shutdown with batches still unacknowledged: keep them in the spool for the next run.
+    fn save_for_restart(&mut self) -> u64 {
+        let memory_only: Vec<RecordBatch> = self
+            .pending
+            .iter()
+            .filter(|p| !p.spooled)
+            .map(|p| p.batch.clone())
+            .collect();
+        let records: u64 = self
+            .pending
+            .iter()
+            .map(|p| p.batch.records.len() as u64)
+            .sum();
+        let Some(spool) = self.spool.as_mut() else {
+            return records;
+        };
+        if let Err(e) = spool.save_unacked(&memory_only) {
+            tracing::error!(error = %e, "cannot save unacknowledged batches to the spool");
+            return records;
+        }
+        spool.sync();
+        tracing::info!(
+            records,
+            spool_bytes = spool.bytes(),
+            "unacknowledged batches kept in the spool for the next start"
+        );
+        0
     }
 
     fn flush_deadline(&self) -> Option<Instant> {
@@ -101,7 +194,7 @@ impl Exporter {
         let Some(conn) = &self.conn else {
             return;
         };
-        for batch in &self.pending {
+        for Pending { batch, .. } in &self.pending {
             if batch.sequence <= self.sent_upto {
                 continue;
             }
@@ -121,13 +214,16 @@ impl Exporter {
     /// Drops the pending batches up to `sequence` (acknowledged or already committed).
     fn acknowledge(&mut self, sequence: u64) {
         while let Some(front) = self.pending.front() {
-            if front.sequence > sequence {
+            if front.batch.sequence > sequence {
                 break;
             }
-            let records = front.records.len() as u64;
+            let records = front.batch.records.len() as u64;
             self.pending.pop_front();
             self.counters.add("records_acked", records);
             self.counters.add("batches_acked", 1);
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            spool.release(sequence);
         }
     }
 
@@ -163,15 +259,18 @@ impl Exporter {
 /// drain time-out passes after the input closed).
 pub async fn run(
     cfg: ExportConfig,
+    spool: Option<Spool>,
     mut input: mpsc::Receiver<CaptureRecord>,
     counters: Arc<Counters>,
 ) {
+    let next_sequence = spool.as_ref().map_or(1, Spool::first_free_sequence);
     let mut ex = Exporter {
         cfg,
         counters,
         building: Building::default(),
         pending: VecDeque::new(),
-        next_sequence: 1,
+        spool,
+        next_sequence,
         conn: None,
         sent_upto: 0,
         ever_sent: 0,
@@ -185,9 +284,17 @@ pub async fn run(
         if ex.conn.is_none() && Instant::now() >= ex.reconnect_at {
             ex.connect().await;
         }
+        ex.refill();
         ex.send_pending();
-        if !input_open && ex.building.records.is_empty() && ex.pending.is_empty() {
+        let spool_waiting = ex.spool.as_ref().is_some_and(Spool::has_unread);
+        if !input_open && ex.building.records.is_empty() && ex.pending.is_empty() && !spool_waiting
+        {
             tracing::info!("exporter drained");
+            return;
+        }
+        if !input_open && ex.conn.is_none() && ex.spool.is_some() {
+            // Shutting down with no storer reachable: keep everything for the next start.
+            ex.save_for_restart();
             return;
         }
         let far = Instant::now() + Duration::from_secs(3600);
@@ -198,7 +305,9 @@ pub async fn run(
             far
         };
         let drain_at = drain_deadline.unwrap_or(far);
-        let accept = input_open && ex.pending.len() < ex.cfg.max_unacked;
+        // With a spool the exporter always reads input (what does not fit the window goes to
+        // disk); without one, a full window stops reading and pressure reaches the inputs.
+        let accept = input_open && (ex.spool.is_some() || ex.pending.len() < ex.cfg.max_unacked);
         tokio::select! {
             record = input.recv(), if accept => match record {
                 Some(record) => ex.add(record),
@@ -222,9 +331,11 @@ pub async fn run(
             },
             () = tokio::time::sleep_until(reconnect_at), if ex.conn.is_none() => {}
             () = tokio::time::sleep_until(drain_at), if drain_deadline.is_some() => {
-                let records: usize = ex.pending.iter().map(|b| b.records.len()).sum::<usize>() + ex.building.records.len();
-                ex.counters.add("records_lost_at_shutdown", records as u64);
-                tracing::error!(records, batches = ex.pending.len(), "shutdown: storers did not acknowledge everything in time; records lost");
+                let lost = ex.save_for_restart();
+                if lost > 0 {
+                    ex.counters.add("records_lost_at_shutdown", lost);
+                    tracing::error!(records = lost, "shutdown: storers did not acknowledge everything in time and there is no spool; records lost");
+                }
                 return;
             }
         }

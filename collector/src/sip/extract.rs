@@ -5,9 +5,15 @@
 //! (`parse_headers(HDR_CALLID_F|HDR_EOH_F)` with the core's eager Via/CSeq/From/To/
 //! Content-Length parsing and strict duplicate checks), the core's required headers
 //! (`receive_msg`: Via, Call-ID, CSeq, From, To), the Request-URI, the From URI, the To URI, and
-//! the first Contact. With `capture_bad_msgs` only the Request-URI still drops the message: a
-//! bad header ends the header block there (later headers are unseen, as in Kamailio), and bad
-//! From/To/Contact values leave their columns empty.
+//! the first Contact.
+//!
+//! With `capture_bad_msgs` only the start line and the Request-URI still drop the message: a bad
+//! header ends the header block there (later headers are unseen, as in Kamailio's partial
+//! `msg->headers`), bad From/To/Contact values leave their columns empty, and a missing Call-ID
+//! is searched as text (`force_capture_callid`). In Kamailio those partially parsed messages
+//! reach `sip_capture()` through `event_route[core:receive-parse-error]`, where the core's
+//! required-header check has not run; we model that route, so the lax mode does not require
+//! Via/From/To/Call-ID/CSeq.
 
 use super::headers::{self, HdrKind, Header, HeaderFault, Next};
 use super::name_addr::{self, FirstContact};

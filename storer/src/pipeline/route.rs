@@ -590,7 +590,12 @@ mod tests {
                                 spec("cap1", &list, mt, hs),
                             ],
                         };
-                        let r = router_with(false, &modes, std::slice::from_ref(&rule));
+                        let rules = if placement == "default" {
+                            Vec::new()
+                        } else {
+                            vec![rule.clone()]
+                        };
+                        let r = router_with(false, &modes, &rules);
                         let want_mode = usize::from(placement != "default");
                         let mut seen = vec![false; n];
                         for (i, g) in golden.iter().filter(|g| g.source == hs).enumerate() {
@@ -611,7 +616,7 @@ mod tests {
                             assert!(!route.hash_source_empty, "{what}");
                             let index = tables
                                 .iter()
-                                .position(|t| route.table == t.replace("%Y%m%d", "20261126"))
+                                .position(|t| route.table == t.replace("%Y%m%d", "20261123"))
                                 .unwrap_or_else(|| panic!("{what}: {}", route.table));
                             seen[index] = true;
                             let expected = match (mt, n) {
@@ -643,7 +648,7 @@ mod tests {
                             }
                             let route = stored(r.route(&rec));
                             assert!(route.hash_source_empty);
-                            assert_eq!(route.table, "t0_20261126");
+                            assert_eq!(route.table, "t0_20261123");
                         }
                     }
                 }
@@ -689,7 +694,7 @@ mod tests {
         );
         assert_eq!(
             stored(r.route(&sip("INVITE", 1, "INVITE"))).table,
-            "sip_capture_call_20261126"
+            "sip_capture_call_20261123"
         );
         let dated: Vec<&str> = r.dated_patterns().iter().map(|p| p.as_str()).collect();
         assert!(dated.contains(&"sip_capture_call_%Y%m%d"), "{dated:?}");

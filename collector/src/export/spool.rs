@@ -1,0 +1,517 @@
+//! The on-disk spool: batches that do not fit the in-memory window (storers slow or down) are
+//! appended to segment files and replayed in order. Each frame is
+//! `[length u32 LE][CRC-32 u32 LE][RecordBatch, protobuf]`; a segment is named after its first
+//! sequence, so recovery after a restart replays in sequence order. A torn tail (crash during a
+//! write) or a corrupt frame is counted and skipped, never fatal. Writes go to the kernel at
+//! once (they survive a process crash; `fsync` happens on segment rotation and at shutdown).
+//!
+//! The spool also keeps the delivery stream's identity (`stream` file): its id and a reserved
+//! sequence range, so a restarted collector resumes the same stream with higher sequence numbers
+//! and the storer's dedupe recognises batches committed before the restart.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use sipcapture_proto::v1::RecordBatch;
+
+/// Sequence numbers reserved per write of the `stream` file.
+const SEQUENCE_BLOCK: u64 = 10_000;
+const FRAME_HEADER: usize = 8;
+/// A frame larger than this is treated as corruption.
+const MAX_FRAME: usize = 256 * 1024 * 1024;
+
+/// Spool failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The spool holds `max_bytes` already.
+    #[error("spool full ({bytes} bytes of {max_bytes})")]
+    Full {
+        /// Bytes held.
+        bytes: u64,
+        /// The cap.
+        max_bytes: u64,
+    },
+    /// File system error.
+    #[error("spool I/O error in {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    last_seq: u64,
+    bytes: u64,
+    /// Frames not yet handed out.
+    unread: u64,
+    /// Offset of the next unread frame.
+    read_offset: u64,
+}
+
+/// What recovery found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Batches waiting in the spool.
+    pub batches: u64,
+    /// Records in them.
+    pub records: u64,
+    /// Frames skipped as torn or corrupt.
+    pub corrupt: u64,
+}
+
+/// The spool of one collector.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    segments: VecDeque<Segment>,
+    writer: Option<File>,
+    total_bytes: u64,
+    stream_id: String,
+    reserved_upto: u64,
+    corrupt: u64,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir`, recovering segments left by an earlier run.
+    /// `new_stream_id` is used when the directory holds no stream identity yet.
+    pub fn open(
+        dir: &Path,
+        max_bytes: u64,
+        segment_bytes: u64,
+        new_stream_id: impl FnOnce() -> String,
+    ) -> Result<(Self, Recovered), SpoolError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let stream_file = dir.join("stream");
+        let (stream_id, reserved_upto) = match fs::read_to_string(&stream_file) {
+            Ok(text) => {
+                let mut lines = text.lines();
+                let id = lines.next().unwrap_or("").trim().to_owned();
+                let reserved = lines
+                    .next()
+                    .and_then(|l| l.trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                if id.is_empty() {
+                    (new_stream_id(), 0)
+                } else {
+                    (id, reserved)
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (new_stream_id(), 0),
+            Err(e) => {
+                return Err(SpoolError::Io {
+                    path: stream_file,
+                    source: e,
+                });
+            }
+        };
+        let mut spool = Spool {
+            dir: dir.to_owned(),
+            max_bytes,
+            segment_bytes: segment_bytes.max(1024),
+            segments: VecDeque::new(),
+            writer: None,
+            total_bytes: 0,
+            stream_id,
+            reserved_upto,
+            corrupt: 0,
+        };
+        spool.write_stream_file(spool.reserved_upto)?;
+        let recovered = spool.recover()?;
+        Ok((spool, recovered))
+    }
+
+    /// The delivery stream id kept with the spool.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    /// The first sequence number a new run may use: above everything an earlier run reserved.
+    pub fn first_free_sequence(&self) -> u64 {
+        let spooled_max = self.segments.back().map_or(0, |s| s.last_seq);
+        self.reserved_upto.max(spooled_max) + 1
+    }
+
+    /// Makes sure sequences up to `sequence` are reserved on disk before they are used.
+    pub fn reserve(&mut self, sequence: u64) -> Result<(), SpoolError> {
+        if sequence <= self.reserved_upto {
+            return Ok(());
+        }
+        let reserved = sequence + SEQUENCE_BLOCK;
+        self.write_stream_file(reserved)?;
+        self.reserved_upto = reserved;
+        Ok(())
+    }
+
+    /// Writes the stream identity atomically (temporary file renamed over the old one).
+    fn write_stream_file(&self, reserved: u64) -> Result<(), SpoolError> {
+        let path = self.dir.join("stream");
+        let tmp = self.dir.join("stream.tmp");
+        fs::write(&tmp, format!("{}\n{reserved}\n", self.stream_id)).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(())
+    }
+
+    fn recover(&mut self) -> Result<Recovered, SpoolError> {
+        let mut names: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .map_err(io_err(&self.dir))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        names.sort();
+        let mut found = Recovered::default();
+        for path in names {
+            let data = fs::read(&path).map_err(io_err(&path))?;
+            let mut offset = 0usize;
+            let mut last_seq = 0;
+            let mut frames = 0u64;
+            while offset < data.len() {
+                match decode_frame(data.get(offset..).unwrap_or_default()) {
+                    Some((batch, len)) => {
+                        last_seq = batch.sequence;
+                        frames += 1;
+                        found.records += batch.records.len() as u64;
+                        offset += len;
+                    }
+                    None => {
+                        // A torn tail or corruption: keep what came before it.
+                        found.corrupt += 1;
+                        break;
+                    }
+                }
+            }
+            if frames == 0 {
+                let _ignored = fs::remove_file(&path);
+                continue;
+            }
+            let valid = offset as u64;
+            if valid < data.len() as u64 {
+                // Cut the damaged tail so later appends are not hidden behind it.
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                file.set_len(valid).map_err(io_err(&path))?;
+            }
+            found.batches += frames;
+            self.total_bytes += valid;
+            self.segments.push_back(Segment {
+                path,
+                last_seq,
+                bytes: valid,
+                unread: frames,
+                read_offset: 0,
+            });
+        }
+        self.corrupt += found.corrupt;
+        Ok(found)
+    }
+
+    /// Whether batches wait to be read.
+    pub fn has_unread(&self) -> bool {
+        self.segments.iter().any(|s| s.unread > 0)
+    }
+
+    /// Bytes held on disk.
+    pub fn bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// Frames skipped as corrupt so far.
+    pub fn corrupt_frames(&self) -> u64 {
+        self.corrupt
+    }
+
+    /// Appends a batch (its sequence must be above every spooled one).
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), SpoolError> {
+        let body = batch.encode_to_vec();
+        let frame_len = (FRAME_HEADER + body.len()) as u64;
+        if self.total_bytes + frame_len > self.max_bytes {
+            return Err(SpoolError::Full {
+                bytes: self.total_bytes,
+                max_bytes: self.max_bytes,
+            });
+        }
+        let rotate = match self.segments.back() {
+            None => true,
+            Some(s) => self.writer.is_none() || s.bytes + frame_len > self.segment_bytes,
+        };
+        if rotate {
+            if let Some(old) = self.writer.take() {
+                let _ignored = old.sync_data();
+            }
+            let path = self.dir.join(format!("{:020}.seg", batch.sequence));
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            self.writer = Some(file);
+            self.segments.push_back(Segment {
+                path,
+                last_seq: batch.sequence,
+                bytes: 0,
+                unread: 0,
+                read_offset: 0,
+            });
+        }
+        let Some(segment) = self.segments.back_mut() else {
+            return Ok(());
+        };
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let mut frame = Vec::with_capacity(FRAME_HEADER + body.len());
+        frame.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        frame.extend_from_slice(&body);
+        writer.write_all(&frame).map_err(io_err(&segment.path))?;
+        segment.bytes += frame_len;
+        segment.unread += 1;
+        segment.last_seq = batch.sequence;
+        self.total_bytes += frame_len;
+        Ok(())
+    }
+
+    /// Reads the oldest unread batch.
+    pub fn pop(&mut self) -> Result<Option<RecordBatch>, SpoolError> {
+        let Some(segment) = self.segments.iter_mut().find(|s| s.unread > 0) else {
+            return Ok(None);
+        };
+        let mut file = File::open(&segment.path).map_err(io_err(&segment.path))?;
+        file.seek(SeekFrom::Start(segment.read_offset))
+            .map_err(io_err(&segment.path))?;
+        let mut header = [0u8; FRAME_HEADER];
+        let read = file.read_exact(&mut header).and_then(|()| {
+            let (len, _) = frame_header(&header);
+            let mut body = vec![0u8; len.min(MAX_FRAME)];
+            file.read_exact(&mut body).map(|()| body)
+        });
+        let decoded = read.ok().and_then(|body| {
+            let mut frame = header.to_vec();
+            frame.extend_from_slice(&body);
+            decode_frame(&frame)
+        });
+        match decoded {
+            Some((batch, len)) => {
+                segment.read_offset += len as u64;
+                segment.unread -= 1;
+                Ok(Some(batch))
+            }
+            None => {
+                // Unreadable from here on: skip the rest of this segment.
+                self.corrupt += 1;
+                tracing::error!(path = %segment.path.display(), skipped = segment.unread, "corrupt spool frame; skipping the rest of the segment");
+                segment.unread = 0;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Deletes every fully read segment whose batches are all acknowledged (≤ `acked`).
+    pub fn release(&mut self, acked: u64) {
+        while let Some(front) = self.segments.front() {
+            let is_writer = self.segments.len() == 1 && self.writer.is_some();
+            if front.unread > 0 || front.last_seq > acked {
+                break;
+            }
+            if is_writer {
+                self.writer = None;
+            }
+            if let Err(e) = fs::remove_file(&front.path) {
+                tracing::warn!(path = %front.path.display(), error = %e, "cannot delete a spool segment");
+            }
+            self.total_bytes = self.total_bytes.saturating_sub(front.bytes);
+            self.segments.pop_front();
+        }
+    }
+
+    /// Writes batches that were only in memory (shutdown while storers are unreachable) as a
+    /// segment of their own, named after their first sequence, so they replay first.
+    pub fn save_unacked(&mut self, batches: &[RecordBatch]) -> Result<(), SpoolError> {
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        let path = self.dir.join(format!("{:020}.seg", first.sequence));
+        let mut data = Vec::new();
+        for batch in batches {
+            let body = batch.encode_to_vec();
+            data.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
+            data.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            data.extend_from_slice(&body);
+        }
+        let mut file = File::create(&path).map_err(io_err(&path))?;
+        file.write_all(&data).map_err(io_err(&path))?;
+        file.sync_data().map_err(io_err(&path))?;
+        Ok(())
+    }
+
+    /// Flushes the open segment to disk.
+    pub fn sync(&mut self) {
+        if let Some(w) = &self.writer {
+            let _ignored = w.sync_data();
+        }
+    }
+}
+
+fn frame_header(header: &[u8; FRAME_HEADER]) -> (usize, u32) {
+    let [a, b, c, d, e, f, g, h] = *header;
+    (
+        usize::try_from(u32::from_le_bytes([a, b, c, d])).unwrap_or(usize::MAX),
+        u32::from_le_bytes([e, f, g, h]),
+    )
+}
+
+/// Decodes one frame at the start of `data`: the batch and the frame's length.
+fn decode_frame(data: &[u8]) -> Option<(RecordBatch, usize)> {
+    let header: [u8; FRAME_HEADER] = data.get(..FRAME_HEADER)?.try_into().ok()?;
+    let (len, crc) = frame_header(&header);
+    if len > MAX_FRAME {
+        return None;
+    }
+    let body = data.get(FRAME_HEADER..FRAME_HEADER.checked_add(len)?)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    let batch = RecordBatch::decode(body).ok()?;
+    Some((batch, FRAME_HEADER + len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipcapture_proto::v1::CaptureRecord;
+
+    fn batch(seq: u64, n: usize) -> RecordBatch {
+        RecordBatch {
+            sequence: seq,
+            records: (0..n)
+                .map(|i| CaptureRecord {
+                    payload: vec![b'x'; 100 + i],
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn open(dir: &Path, max: u64) -> (Spool, Recovered) {
+        Spool::open(dir, max, 4096, || "stream-a".to_owned()).unwrap()
+    }
+
+    #[test]
+    fn fifo_release_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, rec) = open(dir.path(), 1 << 20);
+        assert_eq!(rec, Recovered::default());
+        for seq in 1..=50 {
+            spool.push(&batch(seq, 3)).unwrap();
+        }
+        assert!(spool.bytes() > 0);
+        for seq in 1..=20 {
+            assert_eq!(spool.pop().unwrap().unwrap().sequence, seq);
+        }
+        spool.release(20);
+        drop(spool);
+        // Restart: everything not released is replayed, in order, same stream.
+        let (mut spool, rec) =
+            Spool::open(dir.path(), 1 << 20, 4096, || "other".to_owned()).unwrap();
+        assert_eq!(spool.stream_id(), "stream-a");
+        assert_eq!(rec.corrupt, 0);
+        let first = spool.pop().unwrap().unwrap().sequence;
+        assert!(
+            first <= 21,
+            "replay starts at or before the first unacknowledged batch: {first}"
+        );
+        let mut last = first;
+        while let Some(b) = spool.pop().unwrap() {
+            assert_eq!(b.sequence, last + 1);
+            last = b.sequence;
+        }
+        assert_eq!(last, 50);
+        assert!(spool.first_free_sequence() > 50);
+        spool.release(50);
+        assert_eq!(spool.bytes(), 0);
+        assert!(!spool.has_unread());
+    }
+
+    #[test]
+    fn full_spool_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = open(dir.path(), 2000);
+        let mut pushed = 0;
+        let err = loop {
+            match spool.push(&batch(pushed + 1, 2)) {
+                Ok(()) => pushed += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, SpoolError::Full { .. }));
+        assert!(pushed > 0);
+    }
+
+    #[test]
+    fn torn_tail_is_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = open(dir.path(), 1 << 20);
+        for seq in 1..=3 {
+            spool.push(&batch(seq, 1)).unwrap();
+        }
+        drop(spool);
+        let seg = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "seg"))
+            .unwrap();
+        let mut data = fs::read(&seg).unwrap();
+        data.truncate(data.len() - 5);
+        fs::write(&seg, data).unwrap();
+        let (mut spool, rec) = open(dir.path(), 1 << 20);
+        assert_eq!(rec.batches, 2);
+        assert_eq!(rec.corrupt, 1);
+        assert_eq!(spool.pop().unwrap().unwrap().sequence, 1);
+        assert_eq!(spool.pop().unwrap().unwrap().sequence, 2);
+        assert!(spool.pop().unwrap().is_none());
+    }
+
+    #[test]
+    fn reservations_survive_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = open(dir.path(), 1 << 20);
+        spool.reserve(5).unwrap();
+        drop(spool);
+        let (spool, _) = open(dir.path(), 1 << 20);
+        assert!(spool.first_free_sequence() > 5);
+    }
+
+    #[test]
+    fn unacked_memory_batches_replay_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = open(dir.path(), 1 << 20);
+        spool.push(&batch(10, 1)).unwrap();
+        spool.save_unacked(&[batch(7, 1), batch(8, 1)]).unwrap();
+        drop(spool);
+        let (mut spool, rec) = open(dir.path(), 1 << 20);
+        assert_eq!(rec.batches, 3);
+        let order: Vec<u64> = std::iter::from_fn(|| spool.pop().unwrap())
+            .map(|b| b.sequence)
+            .collect();
+        assert_eq!(order, vec![7, 8, 10]);
+    }
+}

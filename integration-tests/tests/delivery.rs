@@ -1,0 +1,234 @@
+//! Delivery that loses nothing (issue 6), with real processes and exact counts: a storer killed
+//! with SIGKILL mid-run, storers stopped for 60 s (the spool holds the backlog), and a collector
+//! restarted while its spool holds data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Statement};
+use sipcapture_integration_tests::hep::send_tcp_paced;
+use sipcapture_integration_tests::{
+    Sandbox, count_rows, free_port, member_counters, open_db, wait_for_rows, wait_until,
+};
+
+const TABLE: &str = "sip_capture_rest_20270115";
+
+async fn distinct_callids(db: &sea_orm::DatabaseConnection) -> u64 {
+    let sql = format!("SELECT COUNT(DISTINCT callid) AS n FROM {TABLE}");
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap();
+    u64::try_from(row.try_get::<i64>("", "n").unwrap()).unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn storer_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storer_killed_mid_run_loses_and_duplicates_nothing() {
+    const N: u32 = 50_000;
+    let sandbox = Sandbox::new().unwrap();
+    let db_url = format!("sqlite://{}", sandbox.path().join("shared.db").display());
+    let (a1, a2) = (storer_addr(), storer_addr());
+    let mut s1 = sandbox
+        .storer_at("storer1", a1, &db_url, &[])
+        .await
+        .unwrap();
+    let _s2 = sandbox
+        .storer_at("storer2", a2, &db_url, &[])
+        .await
+        .unwrap();
+    let collector = sandbox
+        .collector(
+            "collector",
+            &[format!("http://{a1}"), format!("http://{a2}")],
+            &[],
+        )
+        .await
+        .unwrap();
+    let hep = collector.hep.unwrap();
+    let sender = tokio::spawn(async move { send_tcp_paced(hep, "kill", N, 5_000).await });
+
+    let db = open_db(&db_url).await.unwrap();
+    wait_until(
+        "10k rows before the kill",
+        Duration::from_secs(60),
+        || async { Ok(count_rows(&db, TABLE).await? >= 10_000) },
+    )
+    .await
+    .unwrap();
+    s1.process.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _s1 = sandbox
+        .storer_at("storer1-restarted", a1, &db_url, &[])
+        .await
+        .unwrap();
+    sender.await.unwrap().unwrap();
+
+    wait_for_rows(&db, TABLE, u64::from(N), Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(
+        distinct_callids(&db).await,
+        u64::from(N),
+        "every packet exactly once"
+    );
+    let counters = member_counters(collector.grpc).await.unwrap();
+    eprintln!("collector counters after the storer kill: {counters:?}");
+    assert_eq!(
+        counters.get("records_acked"),
+        Some(&u64::from(N)),
+        "{counters:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storers_down_for_60s_spool_holds_the_backlog() {
+    const N: u32 = 30_000;
+    let sandbox = Sandbox::new().unwrap();
+    let db_url = format!("sqlite://{}", sandbox.path().join("cut.db").display());
+    let (a1, a2) = (storer_addr(), storer_addr());
+    let mut s1 = sandbox
+        .storer_at("storer1", a1, &db_url, &[])
+        .await
+        .unwrap();
+    let mut s2 = sandbox
+        .storer_at("storer2", a2, &db_url, &[])
+        .await
+        .unwrap();
+    // A small window and queue so the backlog must go to the spool.
+    let extra = [
+        "--set",
+        "max_unacked_batches=4",
+        "--set",
+        "queue_capacity=2000",
+    ]
+    .map(str::to_owned);
+    let collector = sandbox
+        .collector(
+            "collector",
+            &[format!("http://{a1}"), format!("http://{a2}")],
+            &extra,
+        )
+        .await
+        .unwrap();
+    assert!(s1.process.terminate(Duration::from_secs(20)).unwrap());
+    assert!(s2.process.terminate(Duration::from_secs(20)).unwrap());
+
+    // 60 s of traffic with no storer.
+    let hep = collector.hep.unwrap();
+    let pid = collector.process.id();
+    let sender = tokio::spawn(async move { send_tcp_paced(hep, "cut", N, N / 60).await });
+    let mut peak_rss = 0;
+    while !sender.is_finished() {
+        peak_rss = peak_rss.max(rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    sender.await.unwrap().unwrap();
+    let spool_dir = sandbox.path().join("sipcapture-spool");
+    let spooled: u64 = std::fs::read_dir(&spool_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    eprintln!(
+        "after 60 s without storers: spool {spooled} bytes, collector peak RSS {peak_rss} KiB"
+    );
+    assert!(
+        spooled > 10_000_000,
+        "the backlog is on disk: {spooled} bytes"
+    );
+    assert!(
+        peak_rss < 200 * 1024,
+        "collector memory stays bounded: {peak_rss} KiB"
+    );
+
+    let _s1 = sandbox
+        .storer_at("storer1-back", a1, &db_url, &[])
+        .await
+        .unwrap();
+    let _s2 = sandbox
+        .storer_at("storer2-back", a2, &db_url, &[])
+        .await
+        .unwrap();
+    let db = open_db(&db_url).await.unwrap();
+    wait_for_rows(&db, TABLE, u64::from(N), Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(distinct_callids(&db).await, u64::from(N));
+    let counters = member_counters(collector.grpc).await.unwrap();
+    eprintln!("collector counters after the cut: {counters:?}");
+    assert!(
+        counters.get("records_spooled").copied().unwrap_or(0) > 0,
+        "{counters:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_restart_delivers_its_spool() {
+    const N: u32 = 5_000;
+    let sandbox = Sandbox::new().unwrap();
+    let db_url = format!("sqlite://{}", sandbox.path().join("restart.db").display());
+    let addr = storer_addr();
+    let storer_url = format!("http://{addr}");
+    // No storer yet: everything stays with the collector.
+    let mut collector = sandbox
+        .collector("collector", std::slice::from_ref(&storer_url), &[])
+        .await
+        .unwrap();
+    send_tcp_paced(collector.hep.unwrap(), "restart", N, 10_000)
+        .await
+        .unwrap();
+    wait_until("all records queued", Duration::from_secs(30), || async {
+        Ok(member_counters(collector.grpc)
+            .await?
+            .get("records_queued")
+            .copied()
+            .unwrap_or(0)
+            == u64::from(N))
+    })
+    .await
+    .unwrap();
+    assert!(
+        collector
+            .process
+            .terminate(Duration::from_secs(30))
+            .unwrap(),
+        "clean exit"
+    );
+    assert!(
+        collector.process.log_text().contains("kept in the spool"),
+        "{}",
+        collector.process.log_text()
+    );
+
+    let _storer = sandbox
+        .storer_at("storer", addr, &db_url, &[])
+        .await
+        .unwrap();
+    let _collector = sandbox
+        .collector("collector-restarted", &[storer_url], &[])
+        .await
+        .unwrap();
+    let db = open_db(&db_url).await.unwrap();
+    wait_for_rows(&db, TABLE, u64::from(N), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(distinct_callids(&db).await, u64::from(N));
+}

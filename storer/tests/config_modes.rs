@@ -1,0 +1,123 @@
+//! Capture modes and routing rules in config: both accepted shapes of `capture_mode` (TOML tables
+//! and Kamailio's one-line syntax, trailing `;` included), and start-up errors that name the key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn check(toml_text: &str, sets: &[&str]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("storer.toml");
+    std::fs::write(&path, toml_text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipcapture-storer"));
+    cmd.arg("--check-config")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG");
+    for s in sets {
+        cmd.arg("--set").arg(s);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn toml_tables_and_rules_are_accepted() {
+    let (ok, text) = check(
+        r#"
+db_url = "sqlite://main.db"
+retention_days = 7
+
+[capture_mode.cap1]
+db_url = "postgres://postgres@127.0.0.1/test"
+table_name = "sip_capture_a_%Y%m%d|sip_capture_b_%Y%m%d"
+mt_mode = "hash"
+hash_source = "From_User"
+
+[capture_mode.cap2]
+db_url = "mysql://root@127.0.0.1/test"
+table_name = "sip_capture_c"
+
+[[route]]
+match = { method = ["OPTIONS", "NOTIFY"], src_ip = "10.0.0.0/8" }
+drop = true
+
+[[route]]
+match = { reply_code = "4xx", header = { name = "user_agent", regex = "^(Asterisk|FPBX)" } }
+table = "failed_%Y%m%d"
+capture_mode = "cap2"
+
+[[route]]
+match = { payload_type = 100 }
+capture_mode = "cap1"
+"#,
+        &[],
+    );
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn kamailio_one_line_modes_with_trailing_semicolon() {
+    let (ok, text) = check(
+        r#"
+capture_mode = [
+  "cap1=>db_url=postgres://postgres@127.0.0.1/test;table_name=sip_capture_a|sip_capture_b;mt_mode=hash;hash_source=call_id;",
+  "cap2=>db_url=sqlite://other.db;table_name=sip_capture_x;mt_mode=round_robin",
+]
+[[route]]
+capture_mode = "cap2"
+"#,
+        &[],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = check(
+        "",
+        &["capture_mode=cap1=>db_url=sqlite://x.db;table_name=t_a|t_b;mt_mode=rand;"],
+    );
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn bad_modes_and_rules_name_their_key() {
+    for (text, key) in [
+        (
+            "[capture_mode.cap1]\ndb_url = \"sqlite://x.db\"\ntable_name = \"t\"\nmt_mode = \"random\"\n",
+            "capture_mode.cap1.mt_mode",
+        ),
+        (
+            "[capture_mode.cap1]\ndb_url = \"sqlite://x.db\"\ntable_name = \"t\"\nhash_source = \"callid\"\n",
+            "capture_mode.cap1.hash_source",
+        ),
+        (
+            "[capture_mode.cap1]\ndb_url = \"oracle://x\"\ntable_name = \"t\"\n",
+            "capture_mode.cap1.db_url",
+        ),
+        (
+            "[capture_mode.cap1]\ndb_url = \"sqlite://x.db\"\ntable_name = \"bad-name\"\n",
+            "capture_mode.cap1.table_name",
+        ),
+        (
+            "capture_mode = [\"cap1=>db_url=sqlite://x.db;table_name=t;mt_mod=hash\"]\n",
+            "capture_mode.cap1.mt_mod",
+        ),
+        (
+            "capture_mode = [\"cap1=>table_name=t;mt_mode=hash\"]\n",
+            "capture_mode.cap1.db_url",
+        ),
+        ("[[route]]\ncapture_mode = \"nope\"\n", "route[0].capture_mode"),
+        (
+            "[[route]]\nmatch = { reply_code = \"9xx\" }\ndrop = true\n",
+            "route[0].match.reply_code",
+        ),
+        ("retention_tables = [\"monthly_%Y%m\"]\n", "retention_tables[0]"),
+    ] {
+        let (ok, out) = check(text, &[]);
+        assert!(!ok, "accepted: {text}");
+        assert!(out.contains(key), "{text}: {out}");
+    }
+}
