@@ -2,10 +2,11 @@
 
 use std::fmt::Write as _;
 
+use sipcapture_proto::auth::with_bearer;
 use sipcapture_proto::v1::control_service_client::ControlServiceClient;
 use sipcapture_proto::v1::{
     CaptureAction, CaptureState, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply,
-    MemberKind,
+    InputKind, MemberKind,
 };
 
 /// CLI failures.
@@ -14,6 +15,9 @@ pub enum CliError {
     /// Not on/off/check.
     #[error("Bad parameter (on, off or check): {0:?}")]
     BadAction(String),
+    /// Not an input kind.
+    #[error("unknown input {0:?} (hep_udp, hep_tcp, hep_tls, ipip, mirror, pcap)")]
+    BadInput(String),
     /// Cannot reach control.
     #[error("cannot reach control at {target}: {source}")]
     Connect {
@@ -41,15 +45,44 @@ pub fn target_url(target: &str) -> String {
     }
 }
 
+/// What one `sipcapture status` call asks for.
+#[derive(Debug, Clone, Default)]
+pub struct StatusCommand {
+    /// on, off or check (Kamailio's prefix rule).
+    pub action: String,
+    /// Control address (`host:port` or URL).
+    pub target: String,
+    /// Only these members (ids or addresses).
+    pub members: Vec<String>,
+    /// Only these inputs (`hep_udp`, `hep_tcp`, `hep_tls`, `ipip`, `mirror`, `pcap`).
+    pub inputs: Vec<String>,
+    /// Bearer token for control.
+    pub token: Option<String>,
+}
+
+/// Parses an input kind name: `hep_udp` or `INPUT_KIND_HEP_UDP`, any case.
+pub fn parse_input(name: &str) -> Result<InputKind, CliError> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("INPUT_KIND_") {
+        upper
+    } else {
+        format!("INPUT_KIND_{upper}")
+    };
+    InputKind::from_str_name(&full)
+        .filter(|k| *k != InputKind::Unspecified)
+        .ok_or_else(|| CliError::BadInput(name.to_owned()))
+}
+
 /// Runs one status command against control and returns the reply.
-pub async fn status(
-    target: &str,
-    action: &str,
-    members: Vec<String>,
-) -> Result<ControlStatusReply, CliError> {
-    let action = CaptureAction::parse_kamailio(action)
-        .ok_or_else(|| CliError::BadAction(action.to_owned()))?;
-    let url = target_url(target);
+pub async fn status(cmd: &StatusCommand) -> Result<ControlStatusReply, CliError> {
+    let action = CaptureAction::parse_kamailio(&cmd.action)
+        .ok_or_else(|| CliError::BadAction(cmd.action.clone()))?;
+    let inputs = cmd
+        .inputs
+        .iter()
+        .map(|i| parse_input(i).map(|k| k as i32))
+        .collect::<Result<Vec<_>, _>>()?;
+    let url = target_url(&cmd.target);
     let mut client = ControlServiceClient::connect(url.clone())
         .await
         .map_err(|source| CliError::Connect {
@@ -57,14 +90,20 @@ pub async fn status(
             source,
         })?;
     let reply = match action {
-        CaptureAction::Check if members.is_empty() => client.check(ControlCheckRequest {}).await,
+        CaptureAction::Check if cmd.members.is_empty() => {
+            client.check(ControlCheckRequest {}).await
+        }
         _ => {
+            let request = ControlSetStatusRequest {
+                action: action as i32,
+                inputs,
+                members: cmd.members.clone(),
+            };
             client
-                .set_status(ControlSetStatusRequest {
-                    action: action as i32,
-                    inputs: Vec::new(),
-                    members,
-                })
+                .set_status(with_bearer(
+                    tonic::Request::new(request),
+                    cmd.token.as_deref(),
+                ))
                 .await
         }
     };
@@ -182,5 +221,8 @@ mod tests {
         assert!(text.contains("UNREACHABLE (unreachable)"));
         assert!(text.contains("never"));
         assert_eq!(target_url("127.0.0.1:9061"), "http://127.0.0.1:9061");
+        assert_eq!(parse_input("hep_udp").unwrap(), InputKind::HepUdp);
+        assert_eq!(parse_input("MIRROR").unwrap(), InputKind::Mirror);
+        assert!(parse_input("carrier_pigeon").is_err());
     }
 }

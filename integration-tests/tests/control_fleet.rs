@@ -36,6 +36,27 @@ async fn member_state(addr: SocketAddr) -> anyhow::Result<CaptureState> {
     Ok(CaptureState::try_from(reply.state)?)
 }
 
+fn grpcurl(args: &[&str]) -> Option<String> {
+    let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
+    match Command::new(grpcurl).args(args).output() {
+        Ok(o) => {
+            assert!(
+                o.status.success(),
+                "grpcurl {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            Some(String::from_utf8_lossy(&o.stdout).into_owned())
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "grpcurl is required in CI: {e}"
+            );
+            None
+        }
+    }
+}
+
 fn grpcurl_set(control: SocketAddr, action: &str, token: &str) -> String {
     let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
     let out = Command::new(grpcurl)
@@ -238,6 +259,49 @@ async fn control_switches_a_fleet_of_processes() {
     assert_eq!(dead[0].member_id, "storer2");
     assert!(!dead[0].error.is_empty());
     assert!(dead[0].last_seen_unix_ms > 0);
+
+    // grpcurl list and describe work against every kind of service (reflection v1alpha).
+    for (target, service) in [
+        (control.grpc, "sipcapture.v1.ControlService"),
+        (collectors[0].grpc, "sipcapture.v1.StatusService"),
+        (s1.grpc, "sipcapture.v1.StorerService"),
+    ] {
+        if let Some(list) = grpcurl(&["-plaintext", &target.to_string(), "list"]) {
+            assert!(list.contains(service), "{target}: {list}");
+            assert!(list.contains("grpc.health.v1.Health"), "{target}: {list}");
+            let describe =
+                grpcurl(&["-plaintext", &target.to_string(), "describe", service]).unwrap();
+            assert!(describe.contains("rpc "), "{describe}");
+        }
+    }
+
+    // Per member: switch only collector1 back on, with the CLI and the token.
+    let cli = Command::new(sipcapture_integration_tests::bin_path("sipcapture").unwrap())
+        .args([
+            "status",
+            "on",
+            "--target",
+            &control.grpc.to_string(),
+            "--member",
+            "collector1",
+            "--token",
+            TOKEN,
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        table.contains("collector1") && table.contains("Enabled"),
+        "{table}"
+    );
+    assert_eq!(
+        member_state(collectors[0].grpc).await.unwrap(),
+        CaptureState::Enabled
+    );
+    assert_eq!(
+        member_state(collectors[1].grpc).await.unwrap(),
+        CaptureState::Disabled
+    );
 
     // The CLI prints the same as a table.
     let cli = Command::new(sipcapture_integration_tests::bin_path("sipcapture").unwrap())

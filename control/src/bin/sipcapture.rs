@@ -52,6 +52,12 @@ enum Command {
         /// Only these members (id or address); repeatable.
         #[arg(long)]
         member: Vec<String>,
+        /// Only these inputs (hep_udp, hep_tcp, hep_tls, ipip, mirror, pcap); repeatable.
+        #[arg(long)]
+        input: Vec<String>,
+        /// Bearer token for control (when control has `auth_token`).
+        #[arg(long)]
+        token: Option<String>,
     },
 }
 
@@ -86,8 +92,17 @@ async fn main() -> anyhow::Result<()> {
             action,
             target,
             member,
+            input,
+            token,
         } => {
-            let reply = sipcapture_control::cli::status(&target, &action, member).await?;
+            let cmd = sipcapture_control::cli::StatusCommand {
+                action,
+                target,
+                members: member,
+                inputs: input,
+                token,
+            };
+            let reply = sipcapture_control::cli::status(&cmd).await?;
             print!("{}", sipcapture_control::cli::render(&reply));
             if reply.members.iter().any(|m| !m.reachable) {
                 std::process::exit(2);
