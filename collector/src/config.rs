@@ -27,8 +27,19 @@ pub struct CollectorConfig {
     pub advertise_url: Option<String>,
     /// Bearer token required on StatusService.SetStatus (the control's `auth_token`).
     pub auth_token: Option<String>,
-    /// Storer endpoints (`http://host:port`); batches go to the first reachable one, in order.
+    /// Storer endpoints (`http://host:port`).
     pub storer: Vec<String>,
+    /// Storer DNS names (`host:port`, e.g. a Kubernetes headless Service), re-resolved every
+    /// `storer_dns_refresh` seconds; every address found is an endpoint too.
+    pub storer_dns: Vec<String>,
+    /// Seconds between re-resolutions of `storer_dns`.
+    pub storer_dns_refresh: u64,
+    /// How records are spread over storers: `balanced` (tower p2c over healthy storers) or
+    /// `call_id` (all records of a Call-ID on the same storer, consistent hashing).
+    pub storer_placement: crate::export::storers::Placement,
+    /// Delivery lanes (parallel streams, each with its own sequence and spool). 0: one per
+    /// static storer endpoint, or 4 with `storer_dns`.
+    pub storer_lanes: usize,
     /// HEP listen address, used for UDP and TCP.
     pub hep_listen: SocketAddr,
     /// Receive HEP over UDP.
@@ -119,6 +130,10 @@ impl Default for CollectorConfig {
             advertise_url: None,
             auth_token: None,
             storer: vec!["http://127.0.0.1:9063".to_owned()],
+            storer_dns: Vec::new(),
+            storer_dns_refresh: 30,
+            storer_placement: crate::export::storers::Placement::Balanced,
+            storer_lanes: 0,
             hep_listen: SocketAddr::from(([0, 0, 0, 0], 9060)),
             hep_udp: true,
             hep_tcp: true,
@@ -159,10 +174,27 @@ impl Default for CollectorConfig {
 impl CollectorConfig {
     /// Checks ranges; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.storer.is_empty() {
+        if self.storer.is_empty() && self.storer_dns.is_empty() {
             return Err(ConfigError::invalid(
                 "storer",
-                "at least one storer endpoint is needed",
+                "at least one storer endpoint (storer or storer_dns) is needed",
+            ));
+        }
+        for name in &self.storer_dns {
+            let ok = name
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "storer_dns",
+                    format!("{name:?} is not host:port"),
+                ));
+            }
+        }
+        if self.storer_dns_refresh == 0 {
+            return Err(ConfigError::invalid(
+                "storer_dns_refresh",
+                "must be at least 1",
             ));
         }
         for url in &self.storer {
@@ -228,6 +260,18 @@ impl CollectorConfig {
                 mask_key: self.mask_key.clone(),
                 callid_prefix: self.callid_prefix.clone(),
             }),
+        }
+    }
+
+    /// Number of delivery lanes.
+    pub fn lane_count(&self) -> usize {
+        if self.storer_lanes > 0 {
+            return self.storer_lanes;
+        }
+        if self.storer_dns.is_empty() {
+            self.storer.len().max(1)
+        } else {
+            4
         }
     }
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::status::CaptureSwitch;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::CollectorConfig;
+use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
+use crate::export::storers::{Storers, refresh_dns};
 use crate::export::{self, ExportConfig};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
@@ -41,7 +42,7 @@ pub struct Pipeline {
     pub counters: Arc<Counters>,
     inputs: TaskTracker,
     stop_inputs: CancellationToken,
-    exporter: JoinHandle<()>,
+    exporters: Vec<JoinHandle<()>>,
 }
 
 impl Pipeline {
@@ -51,7 +52,12 @@ impl Pipeline {
         switch: Arc<CaptureSwitch>,
         counters: Arc<Counters>,
     ) -> Result<Self, PipelineError> {
-        let (queue, records) = mpsc::channel(config.queue_capacity);
+        let lanes = config.lane_count();
+        let (queue, lane_inputs) = LaneQueues::new(
+            lanes,
+            config.queue_capacity.div_ceil(lanes),
+            config.storer_placement,
+        );
         let ingest = Arc::new(Ingest {
             builder: RecordBuilder {
                 capture_node: config.capture_node.clone(),
@@ -92,48 +98,69 @@ impl Pipeline {
         let bound = hep_listener::start(&listen, ingest, &inputs, &stop_inputs)?;
         inputs.close();
         tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "hep listeners ready");
-        let new_stream_id = || format!("{}-{:016x}", config.collector_id, rand::random::<u64>());
-        let spool = if config.spool_dir.as_os_str().is_empty() {
-            None
-        } else {
-            let (spool, recovered) = Spool::open(
-                &config.spool_dir,
-                config.spool_max_bytes,
-                config.spool_segment_bytes,
-                new_stream_id,
-            )?;
-            if recovered.batches > 0 || recovered.corrupt > 0 {
-                tracing::info!(
-                    batches = recovered.batches,
-                    records = recovered.records,
-                    corrupt = recovered.corrupt,
-                    dir = %config.spool_dir.display(),
-                    "spool recovered; replaying"
-                );
-                counters.add("spool_corrupt_frames", recovered.corrupt);
-            }
-            Some(spool)
-        };
-        let stream_id = spool
-            .as_ref()
-            .map_or_else(new_stream_id, |s| s.stream_id().to_owned());
-        let export_cfg = ExportConfig {
-            storers: config.storer.clone(),
-            collector_id: config.collector_id.clone(),
-            stream_id,
-            batch_max_records: config.batch_max_records,
-            batch_max_bytes: config.batch_max_bytes,
-            batch_max_delay: Duration::from_millis(config.batch_max_delay_ms),
-            max_unacked: config.max_unacked_batches,
-            drain_timeout: DRAIN_TIMEOUT,
-        };
-        let exporter = tokio::spawn(export::run(export_cfg, spool, records, counters.clone()));
+        let storers = Arc::new(Storers::new(config.storer_placement, &config.storer));
+        if !config.storer_dns.is_empty() {
+            tokio::spawn(refresh_dns(
+                storers.clone(),
+                config.storer.clone(),
+                config.storer_dns.clone(),
+                Duration::from_secs(config.storer_dns_refresh),
+                stop_inputs.child_token(),
+            ));
+        }
+        let mut exporters = Vec::with_capacity(lanes);
+        for (lane, records) in lane_inputs.into_iter().enumerate() {
+            let base_id = || format!("{}-{:016x}", config.collector_id, rand::random::<u64>());
+            let spool = if config.spool_dir.as_os_str().is_empty() {
+                None
+            } else {
+                let dir = config.spool_dir.join(format!("lane-{lane}"));
+                let (spool, recovered) = Spool::open(
+                    &dir,
+                    config.spool_max_bytes / lanes as u64,
+                    config.spool_segment_bytes,
+                    base_id,
+                )?;
+                if recovered.batches > 0 || recovered.corrupt > 0 {
+                    tracing::info!(
+                        lane,
+                        batches = recovered.batches,
+                        records = recovered.records,
+                        corrupt = recovered.corrupt,
+                        dir = %dir.display(),
+                        "spool recovered; replaying"
+                    );
+                    counters.add("spool_corrupt_frames", recovered.corrupt);
+                }
+                Some(spool)
+            };
+            let stream_id = spool
+                .as_ref()
+                .map_or_else(base_id, |s| s.stream_id().to_owned());
+            let export_cfg = ExportConfig {
+                lane: lane as u64,
+                collector_id: config.collector_id.clone(),
+                stream_id,
+                batch_max_records: config.batch_max_records,
+                batch_max_bytes: config.batch_max_bytes,
+                batch_max_delay: Duration::from_millis(config.batch_max_delay_ms),
+                max_unacked: config.max_unacked_batches,
+                drain_timeout: DRAIN_TIMEOUT,
+            };
+            exporters.push(tokio::spawn(export::run(
+                export_cfg,
+                storers.clone(),
+                spool,
+                records,
+                counters.clone(),
+            )));
+        }
         Ok(Pipeline {
             bound,
             counters,
             inputs,
             stop_inputs,
-            exporter,
+            exporters,
         })
     }
 
@@ -141,8 +168,10 @@ impl Pipeline {
     pub async fn shutdown(self) {
         self.stop_inputs.cancel();
         self.inputs.wait().await;
-        if let Err(e) = self.exporter.await {
-            tracing::error!(error = %e, "exporter task failed");
+        for exporter in self.exporters {
+            if let Err(e) = exporter.await {
+                tracing::error!(error = %e, "exporter task failed");
+            }
         }
     }
 }

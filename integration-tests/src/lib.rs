@@ -6,6 +6,7 @@
 //! always builds their binaries before running any test.
 
 pub mod hep;
+pub mod kamailio;
 pub mod pcap;
 pub mod storer;
 

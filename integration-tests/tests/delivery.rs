@@ -144,6 +144,11 @@ async fn storers_down_for_60s_spool_holds_the_backlog() {
     let spooled: u64 = std::fs::read_dir(&spool_dir)
         .unwrap()
         .filter_map(Result::ok)
+        .flat_map(|lane| {
+            std::fs::read_dir(lane.path())
+                .unwrap()
+                .filter_map(Result::ok)
+        })
         .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
         .map(|e| e.metadata().unwrap().len())
         .sum();

@@ -4,7 +4,9 @@
 //! the Welcome and resends the rest, in order. At most `max_unacked` batches are outstanding;
 //! beyond that no more input is read, so pressure flows back to the inputs' bounded queue.
 
+pub mod lanes;
 pub mod spool;
+pub mod storers;
 mod stream;
 
 use std::collections::VecDeque;
@@ -17,13 +19,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use spool::{Spool, SpoolError};
+use storers::{Storers, Target};
 use stream::Conn;
 
 /// Exporter settings.
 #[derive(Debug, Clone)]
 pub struct ExportConfig {
-    /// Storer endpoints, tried in order.
-    pub storers: Vec<String>,
+    /// This lane's number (its key for hash placement).
+    pub lane: u64,
     /// The collector's id.
     pub collector_id: String,
     /// This delivery stream's id (sequence numbers are unique within it).
@@ -69,7 +72,9 @@ struct Exporter {
     sent_upto: u64,
     /// Highest sequence ever sent (to count resends).
     ever_sent: u64,
-    endpoint: usize,
+    storers: Arc<Storers>,
+    /// The storer the current connection goes to (hash placement).
+    target: Option<Target>,
     backoff: Duration,
     reconnect_at: Instant,
 }
@@ -229,28 +234,52 @@ impl Exporter {
 
     fn lose_connection(&mut self, why: &dyn std::fmt::Display) {
         if self.conn.take().is_some() {
-            tracing::warn!(error = %why, pending = self.pending.len(), "storer stream lost; will resend unacknowledged batches");
+            tracing::warn!(lane = self.cfg.lane, error = %why, pending = self.pending.len(), "storer stream lost; will resend unacknowledged batches");
             self.counters.add("stream_errors", 1);
         }
-        self.endpoint = (self.endpoint + 1) % self.cfg.storers.len().max(1);
+        if let Some(Target::Url(url)) = self.target.take() {
+            self.storers.mark_down(&url);
+        }
         self.reconnect_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
-    async fn connect(&mut self) {
-        let Some(url) = self.cfg.storers.get(self.endpoint).cloned() else {
+    /// Hash placement: when the endpoint set changed and this lane now belongs to another
+    /// storer, move (unacknowledged batches follow; the storers' shared stream state drops what
+    /// was committed already).
+    fn follow_placement(&mut self) {
+        let (Some(Target::Url(current)), Some(Target::Url(wanted))) =
+            (&self.target, self.storers.target_for(self.cfg.lane))
+        else {
             return;
         };
-        match Conn::open(&url, &self.cfg, self.cfg.max_unacked + 2).await {
+        if *current != wanted && self.conn.is_some() {
+            tracing::info!(lane = self.cfg.lane, from = %current, to = %wanted, "storer set changed; lane moves");
+            self.conn = None;
+            self.target = None;
+            self.reconnect_at = Instant::now();
+        }
+    }
+
+    async fn connect(&mut self) {
+        let Some(target) = self.storers.target_for(self.cfg.lane) else {
+            self.lose_connection(&"no storer endpoints");
+            return;
+        };
+        match Conn::open(&target, &self.cfg, self.cfg.max_unacked + 2).await {
             Ok((conn, welcome)) => {
-                tracing::info!(storer = %welcome.storer_id, %url, last_committed = welcome.last_committed_sequence, "connected to storer");
+                tracing::info!(lane = self.cfg.lane, storer = %welcome.storer_id, via = target.label(), last_committed = welcome.last_committed_sequence, "connected to storer");
                 self.conn = Some(conn);
+                self.target = Some(target);
                 self.backoff = MIN_BACKOFF;
                 self.sent_upto = welcome.last_committed_sequence;
                 self.acknowledge(welcome.last_committed_sequence);
                 self.counters.add("stream_connects", 1);
             }
-            Err(e) => self.lose_connection(&format_args!("{url}: {e}")),
+            Err(e) => {
+                self.target = Some(target.clone());
+                self.lose_connection(&format_args!("{}: {e}", target.label()));
+            }
         }
     }
 }
@@ -259,6 +288,7 @@ impl Exporter {
 /// drain time-out passes after the input closed).
 pub async fn run(
     cfg: ExportConfig,
+    storers: Arc<Storers>,
     spool: Option<Spool>,
     mut input: mpsc::Receiver<CaptureRecord>,
     counters: Arc<Counters>,
@@ -274,10 +304,12 @@ pub async fn run(
         conn: None,
         sent_upto: 0,
         ever_sent: 0,
-        endpoint: 0,
+        storers: storers.clone(),
+        target: None,
         backoff: MIN_BACKOFF,
         reconnect_at: Instant::now(),
     };
+    let mut endpoint_changes = storers.subscribe();
     let mut input_open = true;
     let mut drain_deadline: Option<Instant> = None;
     loop {
@@ -330,6 +362,11 @@ pub async fn run(
                 Err(status) => ex.lose_connection(&status),
             },
             () = tokio::time::sleep_until(reconnect_at), if ex.conn.is_none() => {}
+            changed = endpoint_changes.changed() => {
+                if changed.is_ok() {
+                    ex.follow_placement();
+                }
+            }
             () = tokio::time::sleep_until(drain_at), if drain_deadline.is_some() => {
                 let lost = ex.save_for_restart();
                 if lost > 0 {

@@ -12,6 +12,7 @@ use tonic::Streaming;
 use tonic::transport::Endpoint;
 
 use super::ExportConfig;
+use super::storers::Target;
 
 /// Time allowed for connecting and for the Welcome.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -40,17 +41,22 @@ pub struct Conn {
 impl Conn {
     /// Connects, says Hello and waits for the Welcome.
     pub async fn open(
-        url: &str,
+        target: &Target,
         cfg: &ExportConfig,
         window: usize,
     ) -> Result<(Conn, Welcome), StreamError> {
-        let channel = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .connect()
-            .await?;
+        let channel = match target {
+            Target::Balanced(channel) => channel.clone(),
+            Target::Url(url) => {
+                Endpoint::from_shared(url.clone())?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(20))
+                    .keep_alive_timeout(Duration::from_secs(10))
+                    .connect()
+                    .await?
+            }
+        };
         let mut client = StorerServiceClient::new(channel)
             .max_encoding_message_size(64 * 1024 * 1024)
             .max_decoding_message_size(64 * 1024 * 1024);

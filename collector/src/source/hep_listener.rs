@@ -400,7 +400,12 @@ mod tests {
                 tls: None,
             };
             adjust(&mut cfg);
-            let (queue, records) = mpsc::channel(1024);
+            let (queue, mut lanes) = crate::export::lanes::LaneQueues::new(
+                1,
+                1024,
+                crate::export::storers::Placement::Balanced,
+            );
+            let records = lanes.remove(0);
             let counters = Arc::new(Counters::new("collector"));
             let ingest = Arc::new(Ingest {
                 builder: RecordBuilder {
@@ -750,7 +755,11 @@ mod tests {
                 key: dir.path().join("none.key"),
             }),
         };
-        let (queue, _records) = mpsc::channel(1);
+        let (queue, _records) = crate::export::lanes::LaneQueues::new(
+            1,
+            1,
+            crate::export::storers::Placement::Balanced,
+        );
         let ingest = Arc::new(Ingest {
             builder: RecordBuilder {
                 capture_node: "test".to_owned(),

@@ -6,10 +6,10 @@ use std::time::SystemTime;
 
 use sipcapture_proto::counters::{Counters, worth_logging};
 use sipcapture_proto::status::CaptureSwitch;
-use sipcapture_proto::v1::{CaptureRecord, InputKind};
-use tokio::sync::mpsc;
+use sipcapture_proto::v1::InputKind;
 
 use crate::decode::hep;
+use crate::export::lanes::LaneQueues;
 use crate::record::{Reception, RecordBuilder};
 
 /// Decodes and queues packets.
@@ -25,8 +25,8 @@ pub struct Ingest {
     pub auth_key: Option<Vec<u8>>,
     /// Counters.
     pub counters: Arc<Counters>,
-    /// The exporter's queue.
-    pub queue: mpsc::Sender<CaptureRecord>,
+    /// The exporter's lane queues.
+    pub queue: LaneQueues,
 }
 
 /// What happened to one packet.

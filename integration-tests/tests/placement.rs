@@ -1,0 +1,144 @@
+//! Several storers: with `storer_placement = "call_id"` every record of one Call-ID lands on the
+//! same storer (consistent hashing of lanes), and with the default balanced placement the load is
+//! spread over the storers. Each storer writes its own database here, so the placement is
+//! visible in the rows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Statement};
+use sipcapture_integration_tests::hep::{hep3_sip, request};
+use sipcapture_integration_tests::{Sandbox, count_rows, open_db, wait_until};
+use tokio::io::AsyncWriteExt;
+
+const TABLE: &str = "sip_capture_rest_20270115";
+
+async fn send(target: std::net::SocketAddr, calls: u32, per_call: u32) {
+    let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
+    for m in 0..per_call {
+        for c in 0..calls {
+            let sip = request("OPTIONS", &format!("call-{c}@placement"), m + 1, "t", None);
+            let packet = hep3_sip(
+                "10.2.0.1:5060".parse().unwrap(),
+                "10.2.0.2:5060".parse().unwrap(),
+                1_800_000_000,
+                m * calls + c,
+                3,
+                &sip,
+            );
+            stream.write_all(&packet).await.unwrap();
+        }
+    }
+    stream.flush().await.unwrap();
+}
+
+async fn callids(db: &sea_orm::DatabaseConnection) -> HashMap<String, i64> {
+    let sql = format!("SELECT callid, COUNT(*) AS n FROM {TABLE} GROUP BY callid");
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap_or_default();
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "callid").unwrap(),
+                r.try_get::<i64>("", "n").unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn two_storers_and_a_collector(
+    sandbox: &Sandbox,
+    extra: &[&str],
+) -> (
+    Vec<sea_orm::DatabaseConnection>,
+    sipcapture_integration_tests::Service,
+    Vec<sipcapture_integration_tests::Service>,
+) {
+    let mut storers = Vec::new();
+    let mut urls = Vec::new();
+    let mut dbs = Vec::new();
+    for i in 1..=2 {
+        let db_url = format!(
+            "sqlite://{}",
+            sandbox.path().join(format!("s{i}.db")).display()
+        );
+        let s = sandbox
+            .storer(&format!("storer{i}"), &db_url, &[])
+            .await
+            .unwrap();
+        urls.push(s.url());
+        storers.push(s);
+        dbs.push(open_db(&db_url).await.unwrap());
+    }
+    let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    let collector = sandbox.collector("collector", &urls, &extra).await.unwrap();
+    (dbs, collector, storers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_id_placement_keeps_each_call_on_one_storer() {
+    let sandbox = Sandbox::new().unwrap();
+    let (dbs, collector, _storers) = two_storers_and_a_collector(
+        &sandbox,
+        &[
+            "--set",
+            "storer_placement=call_id",
+            "--set",
+            "storer_lanes=16",
+        ],
+    )
+    .await;
+    send(collector.hep.unwrap(), 200, 5).await;
+    wait_until(
+        "1000 rows in the two databases",
+        Duration::from_secs(60),
+        || async {
+            Ok(count_rows(&dbs[0], TABLE).await? + count_rows(&dbs[1], TABLE).await? == 1000)
+        },
+    )
+    .await
+    .unwrap();
+    let a = callids(&dbs[0]).await;
+    let b = callids(&dbs[1]).await;
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both storers get calls: {} / {}",
+        a.len(),
+        b.len()
+    );
+    assert_eq!(a.len() + b.len(), 200, "no call is split across storers");
+    assert!(
+        a.values().chain(b.values()).all(|n| *n == 5),
+        "every message of a call on one storer"
+    );
+    eprintln!(
+        "call_id placement: {} calls on storer1, {} on storer2",
+        a.len(),
+        b.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balanced_placement_uses_every_storer() {
+    let sandbox = Sandbox::new().unwrap();
+    let (dbs, collector, _storers) =
+        two_storers_and_a_collector(&sandbox, &["--set", "storer_lanes=8"]).await;
+    send(collector.hep.unwrap(), 1000, 1).await;
+    wait_until(
+        "1000 rows in the two databases",
+        Duration::from_secs(60),
+        || async {
+            Ok(count_rows(&dbs[0], TABLE).await? + count_rows(&dbs[1], TABLE).await? == 1000)
+        },
+    )
+    .await
+    .unwrap();
+    let a = count_rows(&dbs[0], TABLE).await.unwrap();
+    let b = count_rows(&dbs[1], TABLE).await.unwrap();
+    eprintln!("balanced placement: {a} rows on storer1, {b} on storer2");
+    assert!(a > 0 && b > 0, "both storers used: {a} / {b}");
+}
