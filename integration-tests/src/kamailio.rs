@@ -11,7 +11,7 @@
 //! `sip_capture_registration_%Y%m%d`, anything else → `sip_capture_rest_%Y%m%d` (Kamailio runs
 //! the name through strftime with the packet's UTC time).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -276,8 +276,8 @@ impl Kamailio {
             child,
             log,
         };
-        // Ready when its UDP socket is bound (datagrams then queue in the socket buffer until
-        // the worker reads them) and the worker has logged its start.
+        // Ready when its UDP socket is bound: datagrams then queue in the socket buffer until the
+        // worker reads them. Probed in /proc/net/udp, not by binding (that could steal the port).
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if !process.is_running() {
@@ -286,7 +286,7 @@ impl Kamailio {
                     process.log_text()
                 );
             }
-            if UdpSocket::bind(hep).is_err() {
+            if udp_bound(hep) {
                 break;
             }
             if Instant::now() >= deadline {
@@ -323,6 +323,25 @@ impl Drop for Kamailio {
         // SIGTERM first so the main process takes its workers down with it.
         let _ignored = self.stop();
     }
+}
+
+/// Whether some socket is bound to the IPv4 UDP address `addr` (Linux `/proc/net/udp`).
+fn udp_bound(addr: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = addr else {
+        return false;
+    };
+    // local_address is the IPv4 address as a little-endian hex u32, then the port in hex.
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|table| {
+        table
+            .lines()
+            .skip(1)
+            .any(|line| line.split_whitespace().nth(1) == Some(want.as_str()))
+    })
 }
 
 /// A SQL expression that normalises one capture column to comparable text on SQLite: `date` as
@@ -390,7 +409,7 @@ pub async fn normalised_rows(
 
 fn unhex(s: &str) -> anyhow::Result<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         bail!("odd hex length");
     }
     b.chunks(2)

@@ -7,7 +7,8 @@
 //! Rows are matched by `micro_ts` (unique per packet). Representation differences are normalised
 //! on both sides, not hidden: `date` to `YYYY-MM-DD HH:MM:SS` (Kamailio's db_sqlite stores a
 //! Julian day number; Kamailio runs with TZ=UTC because its `date` is local time), and Kamailio's
-//! NULL (its db_sqlite binds empty strings as NULL) counts as `''`. A NULL on our side stays
+//! NULL (db_sqlite binds a value with no pointer as NULL: `auth` always, a URI user that is
+//! absent, ...) counts as `''`. A NULL on our side stays
 //! `NULL` and is a mismatch.
 //!
 //! Skips when Kamailio is not installed, unless `CI` is set (then it fails).
@@ -36,30 +37,66 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Differences `docs/COMPATIBILITY.md` documents: (message, column, why). Values are printed,
 /// not pinned: the difference is by design.
 const DELIBERATE: &[(&str, &str, &str)] = &[
-    // X-OIP without a port: Kamailio's strchr(':') runs past the header body into the next
-    // header ("Content-Length: 0"), writes a NUL into the message there and keeps the whole
-    // rest of the buffer up to that colon as originator_ip (§8.6). We split the body at ':'.
-    (
-        "39_xoip_no_port",
-        "originator_ip",
-        "X-OIP: strchr past the body (COMPATIBILITY.md, HEP decoding / X-OIP)",
-    ),
+    // X-OIP (COMPATIBILITY.md, "HEP decoding" / X-OIP and "SIP columns"): Kamailio's
+    // strchr(':') runs past the header body and writes a NUL into the message buffer over the
+    // first ':' it finds, which shows in `msg`; with a port, `originator_ip` keeps the whole body
+    // `ip\0port`. We split the body at the first ':' and store the message as received.
     (
         "39_xoip_no_port",
         "msg",
-        "X-OIP: Kamailio writes a NUL into the message buffer",
+        "X-OIP: Kamailio writes a NUL over the next ':' (here in Content-Length)",
     ),
-    // X-OIP with a port: Kamailio writes a NUL over the ':' in the message buffer and keeps
-    // `ip\0port` (the full body length) as originator_ip.
+    (
+        "40_xoip_with_port",
+        "msg",
+        "X-OIP: Kamailio writes a NUL over the ':' of the X-OIP body",
+    ),
     (
         "40_xoip_with_port",
         "originator_ip",
         "X-OIP: Kamailio keeps the full body with an embedded NUL",
     ),
+    // Several contacts in the first Contact header (COMPATIBILITY.md, "SIP columns"): Kamailio
+    // 5.6's parse_contacts() prepends each contact to its list, so contact_user/ip/port come
+    // from the LAST contact of the first Contact header; current Kamailio (contact_append) and
+    // we take the first one, as the behaviour specification (§2.1) says.
     (
-        "40_xoip_with_port",
-        "msg",
-        "X-OIP: Kamailio writes a NUL into the message buffer",
+        "13_register_plain_user_multi_contact",
+        "contact_user",
+        "first Contact header with 2 contacts: Kamailio 5.6 takes the last",
+    ),
+    (
+        "13_register_plain_user_multi_contact",
+        "contact_ip",
+        "first Contact header with 2 contacts: Kamailio 5.6 takes the last",
+    ),
+    (
+        "13_register_plain_user_multi_contact",
+        "contact_port",
+        "first Contact header with 2 contacts: Kamailio 5.6 takes the last",
+    ),
+    (
+        "15_reply_200_register_contacts",
+        "contact_user",
+        "Contact header with 3 contacts: Kamailio 5.6 takes the last",
+    ),
+    (
+        "15_reply_200_register_contacts",
+        "contact_ip",
+        "Contact header with 3 contacts: Kamailio 5.6 takes the last",
+    ),
+    (
+        "15_reply_200_register_contacts",
+        "contact_port",
+        "Contact header with 3 contacts: Kamailio 5.6 takes the last",
+    ),
+    // Over-long values (COMPATIBILITY.md, "Storage"): we cut to the column width (callid is
+    // varchar(120)) and store the row; Kamailio's SQLite columns have no width at all, and on
+    // MySQL it would lose the row.
+    (
+        "69_overlong_callid",
+        "callid",
+        "over-long value cut to the column width",
     ),
 ];
 
@@ -290,6 +327,26 @@ async fn sip_columns_match_kamailio_sipcapture() {
     kam.stop().unwrap();
     assert!(up.process.terminate(Duration::from_secs(20)).unwrap());
 
+    // KAMAILIO_DIFF_DUMP=1: print Kamailio's non-empty columns per message (not `msg`).
+    if std::env::var_os("KAMAILIO_DIFF_DUMP").is_some() {
+        for p in &packets {
+            if let Some((t, row)) = theirs.get(&micro_ts(p.usec)) {
+                let cols: Vec<String> = SIP_CAPTURE_COLUMNS
+                    .iter()
+                    .zip(row)
+                    .filter(|(c, (v, _))| **c != "msg" && !v.is_empty())
+                    .map(|(c, (v, _))| format!("{c}={v:?}"))
+                    .collect();
+                let nulls: Vec<&str> = SIP_CAPTURE_COLUMNS
+                    .iter()
+                    .zip(row)
+                    .filter(|(_, (_, null))| *null)
+                    .map(|(c, _)| *c)
+                    .collect();
+                eprintln!("{} [{t}] NULL={nulls:?} {}", p.name, cols.join(" "));
+            }
+        }
+    }
     let mut mismatches = BTreeSet::new();
     let mut compared = 0;
     let mut neither = Vec::new();

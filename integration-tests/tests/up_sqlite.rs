@@ -228,7 +228,7 @@ async fn garbage_is_counted_and_never_crashes() {
         let mut tcp = std::net::TcpStream::connect(up.hep).unwrap();
         tcp.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
     }
-    send_udp(up.hep, &[valid.clone()]).unwrap();
+    send_udp(up.hep, std::slice::from_ref(&valid)).unwrap();
 
     let db = open_db(&up.db_url).await.unwrap();
     wait_for_rows(&db, "sip_capture_rest_20270115", 1, WAIT)

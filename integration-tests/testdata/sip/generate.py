@@ -214,7 +214,8 @@ To: <sip:carol@biloxi.example.com>;tag=37GkEhwl6
 From: <sip:carol@biloxi.example.com>;tag=reg2tag
 Call-ID: reg-multi-contact@192.0.2.4
 CSeq: 2 REGISTER
-Contact: <sip:carol@192.0.2.5:5070;transport=tcp>;expires=600,<sip:carol-m@198.51.100.7:5090>;expires=600
+Contact: <sip:carol@192.0.2.5:5070;transport=tcp>;expires=600,<sip:carol-m@198.51.100.7:5090>;expires=600,
+ <sip:carol-w@203.0.113.20:5092>;expires=600
 Date: Wed, 04 Mar 2026 12:00:00 GMT
 Content-Length: 0
 
