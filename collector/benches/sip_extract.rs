@@ -2,8 +2,17 @@
 //! 200 OK. Target: ≥ 2 M messages/s on one core.
 //!
 //! `cargo bench -p sipcapture-collector --bench sip_extract -- --quick`
+//!
+//! Instruction counts (repeatable on a loaded machine): with `SIP_EXTRACT_LOOPS=N` set the binary
+//! skips criterion and extracts the INVITE `N` times, so two runs under callgrind give the cost
+//! of one extraction as `(Ir(N=100000) - Ir(N=0)) / 100000`:
+//!
+//! ```text
+//! SIP_EXTRACT_LOOPS=100000 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/deps/sip_extract-<hash> --bench
+//! ```
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use sipcapture_collector::sip::{ExtractConfig, TopohCodec, TopohConfig, extract};
 use std::hint::black_box;
 
@@ -28,5 +37,26 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// The fixed-count loop for callgrind (see the module docs).
+fn instruction_count_loop(loops: u64) {
+    let cfg = ExtractConfig::kamailio_defaults();
+    let mut total = 0usize;
+    for _ in 0..loops {
+        total += extract(black_box(INVITE), black_box(&cfg)).map_or(0, |c| c.callid.len());
+    }
+    println!("extracted the INVITE {loops} times ({total} Call-ID bytes)");
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(loops) = std::env::var("SIP_EXTRACT_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        instruction_count_loop(loops);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -276,3 +276,40 @@ pub async fn refresh_dns(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dns_names_become_members_and_static_ones_stay() {
+        let registry = Arc::new(Registry::default());
+        registry.add(
+            MemberLink::Remote("http://10.9.9.9:9062".into()),
+            Origin::Static,
+        );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(refresh_dns(
+            registry.clone(),
+            vec!["localhost:9063".into()],
+            Duration::from_secs(3600),
+            shutdown.clone(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let addrs: Vec<String> = registry.all().iter().map(|m| m.address()).collect();
+            if addrs.iter().any(|a| a == "http://127.0.0.1:9063") {
+                assert!(addrs.contains(&"http://10.9.9.9:9062".to_owned()));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{addrs:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A later resolution without the address drops it; static members stay.
+        registry.set_dns(&[]);
+        let addrs: Vec<String> = registry.all().iter().map(|m| m.address()).collect();
+        assert_eq!(addrs, vec!["http://10.9.9.9:9062".to_owned()]);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use sipcapture_integration_tests::storer::{
-    Delivery, Engine, TestDb, count, micros, report_record, sip_record, start_storer,
-    table_names, text_rows,
+    Delivery, Engine, TestDb, count, micros, report_record, sip_record, start_storer, table_names,
+    text_rows,
 };
 use sipcapture_integration_tests::{Sandbox, member_counters, wait_for_rows};
 use sipcapture_proto::v1::Routing;
@@ -51,7 +51,10 @@ async fn tables_columns_modes_rules_and_resend(engine: Engine) {
     let Some(main_db) = TestDb::create(engine, &sandbox, "main").await.unwrap() else {
         return;
     };
-    let mode_db = TestDb::create(engine, &sandbox, "cap1").await.unwrap().unwrap();
+    let mode_db = TestDb::create(engine, &sandbox, "cap1")
+        .await
+        .unwrap()
+        .unwrap();
     let extra = format!(
         r#"
 insert_retries = 3
@@ -103,11 +106,29 @@ table = "failed_calls_%Y%m%d"
         invite,
         sip_record(t1, "200", "INVITE", "c1@atlanta.example.com", "alice"),
         sip_record(t2, "BYE", "BYE", "c1@atlanta.example.com", "alice"),
-        sip_record(t2, "REGISTER", "REGISTER", "r1@atlanta.example.com", "alice"),
+        sip_record(
+            t2,
+            "REGISTER",
+            "REGISTER",
+            "r1@atlanta.example.com",
+            "alice",
+        ),
         options_long,
         sip_record(t2, "486", "INVITE", "c2@atlanta.example.com", "alice"),
-        sip_record(t2, "INVITE", "INVITE", "m1@atlanta.example.com", "mode1-carol"),
-        sip_record(t2, "INVITE", "INVITE", "m2@atlanta.example.com", "mode1-dave"),
+        sip_record(
+            t2,
+            "INVITE",
+            "INVITE",
+            "m1@atlanta.example.com",
+            "mode1-carol",
+        ),
+        sip_record(
+            t2,
+            "INVITE",
+            "INVITE",
+            "m2@atlanta.example.com",
+            "mode1-dave",
+        ),
         scanner,
         report_record(t2, 5, 3, "c1@atlanta.example.com"),
         report_record(t2, 32, 2, "c1@atlanta.example.com"),
@@ -163,9 +184,15 @@ table = "failed_calls_%Y%m%d"
         "micro_ts",
         "user_agent",
     ];
-    let rows = text_rows(&db, "sip_capture_call_20260304", &cols, "1=1", "micro_ts, id")
-        .await
-        .unwrap();
+    let rows = text_rows(
+        &db,
+        "sip_capture_call_20260304",
+        &cols,
+        "1=1",
+        "micro_ts, id",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         rows[0],
         [
@@ -221,13 +248,24 @@ table = "failed_calls_%Y%m%d"
     .await
     .unwrap();
     assert_eq!(long[0][0], "u".repeat(256));
-    assert_eq!(long[0][1], long_callid.chars().take(120).collect::<String>());
+    assert_eq!(
+        long[0][1],
+        long_callid.chars().take(120).collect::<String>()
+    );
 
     // Report tables: Kamailio's 12 columns.
     let rtcp = text_rows(
         &db,
         "rtcp_capture",
-        &["correlation_id", "type", "source_port", "destination_port", "proto", "family", "node"],
+        &[
+            "correlation_id",
+            "type",
+            "source_port",
+            "destination_port",
+            "proto",
+            "family",
+            "node",
+        ],
         "1=1",
         "id",
     )
@@ -235,7 +273,15 @@ table = "failed_calls_%Y%m%d"
     .unwrap();
     assert_eq!(
         rtcp[0],
-        ["c1@atlanta.example.com", "3", "5004", "5006", "1", "2", "it-node:2001"]
+        [
+            "c1@atlanta.example.com",
+            "3",
+            "5004",
+            "5006",
+            "1",
+            "2",
+            "it-node:2001"
+        ]
     );
     let logs = text_rows(&db, "logs_capture", &["type"], "1=1", "id")
         .await
@@ -258,7 +304,9 @@ table = "failed_calls_%Y%m%d"
     let mut in_mode = 0;
     for t in &mode_tables {
         assert!(t.ends_with("_20260305"), "{t}");
-        in_mode += count(&mdb, &format!("SELECT COUNT(*) AS n FROM {t}")).await.unwrap();
+        in_mode += count(&mdb, &format!("SELECT COUNT(*) AS n FROM {t}"))
+            .await
+            .unwrap();
     }
     assert_eq!(in_mode, 2);
     let mode_state = count(
@@ -267,7 +315,10 @@ table = "failed_calls_%Y%m%d"
     )
     .await
     .unwrap();
-    assert_eq!(mode_state, 1, "the mode's part records its own stream state");
+    assert_eq!(
+        mode_state, 1,
+        "the mode's part records its own stream state"
+    );
 
     // Resend on the same stream, then after a reconnect: recognised, nothing stored twice.
     let again = delivery.send(1, batch1.clone()).await.unwrap();
@@ -288,7 +339,10 @@ table = "failed_calls_%Y%m%d"
     let ack = delivery
         .send(
             2,
-            vec![sip_record(t2, "CANCEL", "CANCEL", "c1@atlanta.example.com", "alice"), unknown],
+            vec![
+                sip_record(t2, "CANCEL", "CANCEL", "c1@atlanta.example.com", "alice"),
+                unknown,
+            ],
         )
         .await
         .unwrap();
@@ -305,14 +359,23 @@ table = "failed_calls_%Y%m%d"
     }
     let mut in_mode_after = 0;
     for t in &mode_tables {
-        in_mode_after += count(&mdb, &format!("SELECT COUNT(*) AS n FROM {t}")).await.unwrap();
+        in_mode_after += count(&mdb, &format!("SELECT COUNT(*) AS n FROM {t}"))
+            .await
+            .unwrap();
     }
     assert_eq!(in_mode_after, 2);
 
     let counters = member_counters(storer.grpc).await.unwrap();
     assert_eq!(counters.get("discarded.rule"), Some(&1), "{counters:?}");
-    assert_eq!(counters.get("dropped.unknown_capture_mode"), Some(&1), "{counters:?}");
-    assert!(counters.get("rows_truncated").copied().unwrap_or(0) >= 1, "{counters:?}");
+    assert_eq!(
+        counters.get("dropped.unknown_capture_mode"),
+        Some(&1),
+        "{counters:?}"
+    );
+    assert!(
+        counters.get("rows_truncated").copied().unwrap_or(0) >= 1,
+        "{counters:?}"
+    );
     assert_eq!(counters.get("batches_duplicate"), Some(&2), "{counters:?}");
 
     assert!(storer.process.terminate(Duration::from_secs(20)).unwrap());
@@ -342,7 +405,13 @@ async fn two_storers_create_the_same_dated_table(engine: Engine) {
         for seq in 1..=5u64 {
             let records = (0..40)
                 .map(|i| {
-                    sip_record(t + seq * 1000 + i, "INVITE", "INVITE", &format!("{stream}-{seq}-{i}@x"), "alice")
+                    sip_record(
+                        t + seq * 1000 + i,
+                        "INVITE",
+                        "INVITE",
+                        &format!("{stream}-{seq}-{i}@x"),
+                        "alice",
+                    )
                 })
                 .collect();
             let ack = d.send(seq, records).await.unwrap();
@@ -380,7 +449,8 @@ async fn retention_drops_old_dated_tables(engine: Engine) {
     let now = chrono::Utc::now();
     let day = |days_ago: i64| now - chrono::Duration::days(days_ago);
     let us = |t: chrono::DateTime<chrono::Utc>| u64::try_from(t.timestamp_micros()).unwrap();
-    let name = |prefix: &str, t: chrono::DateTime<chrono::Utc>| format!("{prefix}{}", t.format("%Y%m%d"));
+    let name =
+        |prefix: &str, t: chrono::DateTime<chrono::Utc>| format!("{prefix}{}", t.format("%Y%m%d"));
     let mut d = Delivery::open(storer.grpc, "it-collector", "ret-stream")
         .await
         .unwrap();
@@ -399,7 +469,10 @@ async fn retention_drops_old_dated_tables(engine: Engine) {
         .unwrap();
     assert_eq!(ack.stored, 5);
     let db = test_db.connect().await.unwrap();
-    let old = [name("sip_capture_call_", day(10)), name("sip_capture_rest_", day(3))];
+    let old = [
+        name("sip_capture_call_", day(10)),
+        name("sip_capture_rest_", day(3)),
+    ];
     let kept = [
         name("sip_capture_call_", day(1)),
         name("sip_capture_registration_", day(0)),
@@ -415,7 +488,10 @@ async fn retention_drops_old_dated_tables(engine: Engine) {
             }
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "old tables still there: {tables:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old tables still there: {tables:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(storer);

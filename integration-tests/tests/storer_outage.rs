@@ -16,16 +16,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sipcapture_integration_tests::Sandbox;
 use sipcapture_integration_tests::member_counters;
 use sipcapture_integration_tests::storer::{
     Delivery, Engine, TestDb, count, micros, sip_record, start_storer, with_database,
 };
-use sipcapture_integration_tests::Sandbox;
 use sipcapture_proto::v1::CaptureRecord;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, watch};
 
 const RECORDS_PER_BATCH: u64 = 20;
+
+/// Batches not yet acknowledged, oldest first (the collector's in-memory window).
+type Unacked = VecDeque<(u64, Vec<CaptureRecord>)>;
 const OUTAGE: Duration = Duration::from_secs(20);
 
 /// A TCP proxy that can be switched off (existing connections closed, new ones closed at once).
@@ -79,7 +82,13 @@ fn batch(seq: u64, t0: u64) -> Vec<CaptureRecord> {
         .map(|i| {
             // Odd records go to the second capture mode (rule on from_user).
             let user = if i % 2 == 1 { "m-bob" } else { "alice" };
-            sip_record(t0 + seq * 1000 + i, "INVITE", "INVITE", &format!("b{seq}-{i}@x"), user)
+            sip_record(
+                t0 + seq * 1000 + i,
+                "INVITE",
+                "INVITE",
+                &format!("b{seq}-{i}@x"),
+                user,
+            )
         })
         .collect()
 }
@@ -99,7 +108,10 @@ async fn outage(engine: Engine) {
     let Some(main_db) = TestDb::create(engine, &sandbox, "outage").await.unwrap() else {
         return;
     };
-    let mode_db = TestDb::create(engine, &sandbox, "outage_m").await.unwrap().unwrap();
+    let mode_db = TestDb::create(engine, &sandbox, "outage_m")
+        .await
+        .unwrap()
+        .unwrap();
     let server = sipcapture_integration_tests::storer::server_url(engine).unwrap();
     let proxy = start_proxy(host_port(&server)).await;
     let db_name = main_db.url.rsplit('/').next().unwrap().to_owned();
@@ -125,7 +137,7 @@ capture_mode = "direct"
         .unwrap();
 
     let t0 = micros(2026, 7, 1, 8, 0, 0);
-    let unacked: Arc<Mutex<VecDeque<(u64, Vec<CaptureRecord>)>>> = Arc::default();
+    let unacked: Arc<Mutex<Unacked>> = Arc::default();
     let (done_tx, done_rx) = watch::channel(false);
 
     // The source: a batch every 100 ms for 30 s; the outage runs from 5 s to 25 s.
@@ -195,7 +207,10 @@ capture_mode = "direct"
         }
     }
     let (batches, _proxy) = producer.await.unwrap();
-    assert!(unacked.lock().await.is_empty(), "batches left unacknowledged");
+    assert!(
+        unacked.lock().await.is_empty(),
+        "batches left unacknowledged"
+    );
     assert!(stream_errors > 0, "the outage never showed");
 
     let per_mode = batches * RECORDS_PER_BATCH / 2;
@@ -213,11 +228,22 @@ capture_mode = "direct"
     let mode_rows = count(&mdb, "SELECT COUNT(*) AS n FROM direct_20260701")
         .await
         .unwrap();
-    let mode_distinct = count(&mdb, "SELECT COUNT(DISTINCT callid) AS n FROM direct_20260701")
-        .await
-        .unwrap();
-    assert_eq!((main_rows, main_distinct), (per_mode, per_mode), "default mode");
-    assert_eq!((mode_rows, mode_distinct), (per_mode, per_mode), "direct mode");
+    let mode_distinct = count(
+        &mdb,
+        "SELECT COUNT(DISTINCT callid) AS n FROM direct_20260701",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (main_rows, main_distinct),
+        (per_mode, per_mode),
+        "default mode"
+    );
+    assert_eq!(
+        (mode_rows, mode_distinct),
+        (per_mode, per_mode),
+        "direct mode"
+    );
 
     let counters = member_counters(storer.grpc).await.unwrap();
     assert!(

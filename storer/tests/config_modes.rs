@@ -109,12 +109,18 @@ fn bad_modes_and_rules_name_their_key() {
             "capture_mode = [\"cap1=>table_name=t;mt_mode=hash\"]\n",
             "capture_mode.cap1.db_url",
         ),
-        ("[[route]]\ncapture_mode = \"nope\"\n", "route[0].capture_mode"),
+        (
+            "[[route]]\ncapture_mode = \"nope\"\n",
+            "route[0].capture_mode",
+        ),
         (
             "[[route]]\nmatch = { reply_code = \"9xx\" }\ndrop = true\n",
             "route[0].match.reply_code",
         ),
-        ("retention_tables = [\"monthly_%Y%m\"]\n", "retention_tables[0]"),
+        (
+            "retention_tables = [\"monthly_%Y%m\"]\n",
+            "retention_tables[0]",
+        ),
     ] {
         let (ok, out) = check(text, &[]);
         assert!(!ok, "accepted: {text}");

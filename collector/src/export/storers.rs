@@ -238,6 +238,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dns_names_add_endpoints() {
+        let storers = std::sync::Arc::new(Storers::new(
+            Placement::CallId,
+            &["http://10.9.9.9:9063".to_owned()],
+        ));
+        let mut changes = storers.subscribe();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(refresh_dns(
+            storers.clone(),
+            vec!["http://10.9.9.9:9063".to_owned()],
+            vec!["localhost:9064".to_owned()],
+            Duration::from_secs(3600),
+            shutdown.clone(),
+        ));
+        tokio::time::timeout(Duration::from_secs(5), changes.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        let urls = changes.borrow().clone();
+        assert!(
+            urls.contains(&"http://127.0.0.1:9064".to_owned()),
+            "{urls:?}"
+        );
+        assert!(
+            urls.contains(&"http://10.9.9.9:9063".to_owned()),
+            "{urls:?}"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn hash_placement_skips_a_down_storer() {
         let list = urls(3);
         let storers = Storers::new(Placement::CallId, &list);

@@ -30,23 +30,62 @@ const RTP_STAT_HEADERS: [&[u8]; 7] = [
     b"X-NG-RTP-STATS",
     b"RTP-RxStat",
 ];
+
+/// The fixed names `sip_capture` looks up with `get_hdr_by_name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fixed {
+    /// `Reason`.
+    Reason,
+    /// `X-OIP`.
+    XOip,
+    /// One of [`RTP_STAT_HEADERS`], by priority (0 = highest).
+    RtpStat(usize),
+}
+
+impl Fixed {
+    /// Which fixed name `name` is, with `get_hdr_by_name` matching ([`headers::name_matches`]):
+    /// a `match` on length and the (exact) first byte leaves at most three candidates.
+    fn of(name: &[u8]) -> Option<Self> {
+        let rtp = |candidates: &[usize]| {
+            candidates
+                .iter()
+                .copied()
+                .find(|&i| RTP_STAT_HEADERS.get(i).is_some_and(|w| headers::name_matches(name, w)))
+                .map(Self::RtpStat)
+        };
+        match (name.len(), name.first()?) {
+            (6, b'R') => headers::name_matches(name, b"Reason").then_some(Self::Reason),
+            (5, b'X') => headers::name_matches(name, b"X-OIP").then_some(Self::XOip),
+            (10, b'X' | b'P' | b'R') => rtp(&[2, 3, 6]),
+            (14, b'X') => rtp(&[0, 1, 5]),
+            (19, b'X') => rtp(&[4]),
+            _ => None,
+        }
+    }
+}
+
 /// Kamailio `MAX_HEADERS` for `callid_aleg_header`.
 const MAX_ALEG: usize = 16;
-const SLOT_REASON: usize = 0;
-const SLOT_XOIP: usize = 1;
-const SLOT_RTP: usize = 2;
-const SLOT_CUSTOM: usize = SLOT_RTP + RTP_STAT_HEADERS.len();
-const SLOT_ALEG: usize = SLOT_CUSTOM + 3;
-const SLOTS: usize = SLOT_ALEG + MAX_ALEG;
 
 /// Headers looked up with `get_hdr_by_name` semantics; the first occurrence of each is kept.
+///
+/// The fixed names are classified by a `match`; the configured names (`callid_aleg_header`,
+/// `custom_field1..3_header`) go through a length and first-byte filter built once per message
+/// from the configuration (a few instructions per name, no allocation), so most headers are
+/// rejected without a string comparison.
 struct Named<'a, 'c> {
-    names: [&'c [u8]; SLOTS],
-    found: [Option<&'a [u8]>; SLOTS],
-    /// Quick filter on the first byte of the wanted names (a 256-bit set).
+    cfg: &'c ExtractConfig,
+    /// Quick filter on the first byte of the configured names (a 256-bit set).
     first_bytes: [u64; 4],
-    /// Quick filter on the lengths of the wanted names (bit `len`, lengths ≥ 64 share bit 63).
+    /// Quick filter on the lengths of the configured names (bit `len`, lengths ≥ 64 share bit 63).
     lengths: u64,
+    reason: Option<&'a [u8]>,
+    xoip: Option<&'a [u8]>,
+    /// The best `rtp_stat` source so far: (priority, body).
+    rtp_stat: Option<(usize, &'a [u8])>,
+    custom: [Option<&'a [u8]>; 3],
+    /// The best `callid_aleg` source so far: (position in the configured list, body).
+    aleg: Option<(usize, &'a [u8])>,
 }
 
 /// The bit for a name length in [`Named::lengths`].
@@ -54,46 +93,56 @@ fn length_bit(len: usize) -> u64 {
     1 << len.min(63)
 }
 
+/// Keeps `(rank, body)` in `best` when no better-ranked (lower) or equal-ranked (earlier) header
+/// was seen: the list order decides, and within one name the first occurrence.
+fn keep_best<'a>(best: &mut Option<(usize, &'a [u8])>, rank: usize, body: &'a [u8]) {
+    if best.is_none_or(|(r, _)| rank < r) {
+        *best = Some((rank, body));
+    }
+}
+
 impl<'a, 'c> Named<'a, 'c> {
     fn new(cfg: &'c ExtractConfig) -> Self {
-        let mut names: [&'c [u8]; SLOTS] = [b""; SLOTS];
-        names[SLOT_REASON] = b"Reason";
-        names[SLOT_XOIP] = b"X-OIP";
-        for (slot, name) in names.iter_mut().skip(SLOT_RTP).zip(RTP_STAT_HEADERS) {
-            *slot = name;
-        }
-        for (slot, name) in names
-            .iter_mut()
-            .skip(SLOT_CUSTOM)
-            .zip(&cfg.custom_field_headers)
-        {
-            *slot = name.as_bytes();
-        }
-        for (slot, name) in names
-            .iter_mut()
-            .skip(SLOT_ALEG)
-            .zip(&cfg.callid_aleg_headers)
-        {
-            *slot = name.as_bytes();
-        }
+        let configured = cfg
+            .custom_field_headers
+            .iter()
+            .chain(cfg.callid_aleg_headers.iter().take(MAX_ALEG));
         let mut first_bytes = [0u64; 4];
-        for name in names {
-            if let Some(&b) = name.first()
+        let mut lengths = 0;
+        for name in configured {
+            if let Some(&b) = name.as_bytes().first()
                 && let Some(word) = first_bytes.get_mut(usize::from(b >> 6))
             {
                 *word |= 1 << (b & 63);
+                lengths |= length_bit(name.len());
             }
         }
-        let lengths = names.iter().fold(0u64, |acc, n| acc | length_bit(n.len()));
         Self {
-            names,
-            found: [None; SLOTS],
+            cfg,
             first_bytes,
             lengths,
+            reason: None,
+            xoip: None,
+            rtp_stat: None,
+            custom: [None; 3],
+            aleg: None,
         }
     }
 
     fn observe(&mut self, h: &Header<'a>) {
+        // The fixed names are none of the headers the core knows.
+        if h.kind == HdrKind::Other {
+            match Fixed::of(h.name) {
+                Some(Fixed::Reason) => {
+                    self.reason.get_or_insert(h.body);
+                }
+                Some(Fixed::XOip) => {
+                    self.xoip.get_or_insert(h.body);
+                }
+                Some(Fixed::RtpStat(rank)) => keep_best(&mut self.rtp_stat, rank, h.body),
+                None => {}
+            }
+        }
         let Some(&b) = h.name.first() else { return };
         let word = self
             .first_bytes
@@ -103,23 +152,18 @@ impl<'a, 'c> Named<'a, 'c> {
         if word & (1 << (b & 63)) == 0 || self.lengths & length_bit(h.name.len()) == 0 {
             return;
         }
-        for (name, found) in self.names.iter().zip(self.found.iter_mut()) {
-            if found.is_none() && headers::name_matches(h.name, name) {
+        for (name, found) in self.cfg.custom_field_headers.iter().zip(&mut self.custom) {
+            if found.is_none() && headers::name_matches(h.name, name.as_bytes()) {
                 *found = Some(h.body);
             }
         }
-    }
-
-    fn get(&self, slot: usize) -> &'a [u8] {
-        self.found.get(slot).copied().flatten().unwrap_or_default()
-    }
-
-    /// The first configured name (in list order) that is present.
-    fn first_of(&self, slots: std::ops::Range<usize>) -> &'a [u8] {
-        self.found
-            .get(slots)
-            .and_then(|f| f.iter().flatten().next().copied())
-            .unwrap_or_default()
+        let aleg = self.cfg.callid_aleg_headers.iter().take(MAX_ALEG);
+        if let Some(rank) = aleg
+            .into_iter()
+            .position(|name| headers::name_matches(h.name, name.as_bytes()))
+        {
+            keep_best(&mut self.aleg, rank, h.body);
+        }
     }
 }
 
@@ -479,7 +523,7 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
         }
     }
 
-    cols.callid_aleg = named.first_of(SLOT_ALEG..SLOTS);
+    cols.callid_aleg = named.aleg.map(|(_, body)| body).unwrap_or_default();
     if let Some((body, branch)) = seen.via {
         cols.via_1 = body;
         cols.via_1_branch = branch;
@@ -488,14 +532,14 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
         cols.cseq = body;
         cols.cseq_method = method;
     }
-    cols.reason = named.get(SLOT_REASON);
+    cols.reason = named.reason.unwrap_or_default();
     cols.diversion = seen.diversion.unwrap_or_default();
     cols.content_type = seen.content_type.unwrap_or_default();
     cols.user_agent = seen.user_agent.unwrap_or_default();
 
     // X-OIP: "ip[:port]". Kamailio's strchr runs past the body (§8.6); we split at the first ':'
     // inside the body.
-    let xoip = named.get(SLOT_XOIP);
+    let xoip = named.xoip.unwrap_or_default();
     match xoip.iter().position(|&c| c == b':') {
         Some(colon) => {
             cols.originator_ip = xoip.get(..colon).unwrap_or_default();
@@ -504,9 +548,10 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
         None => cols.originator_ip = xoip,
     }
 
-    cols.rtp_stat = named.first_of(SLOT_RTP..SLOT_CUSTOM);
-    cols.custom_field1 = named.get(SLOT_CUSTOM);
-    cols.custom_field2 = named.get(SLOT_CUSTOM + 1);
-    cols.custom_field3 = named.get(SLOT_CUSTOM + 2);
+    cols.rtp_stat = named.rtp_stat.map(|(_, body)| body).unwrap_or_default();
+    let [custom1, custom2, custom3] = named.custom.map(Option::unwrap_or_default);
+    cols.custom_field1 = custom1;
+    cols.custom_field2 = custom2;
+    cols.custom_field3 = custom3;
     Ok(cols)
 }

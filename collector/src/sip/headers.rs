@@ -52,13 +52,14 @@ pub(crate) enum HdrKind {
 }
 
 impl HdrKind {
-    /// Classifies a header name like Kamailio's `_ksr_hdr_map` (case-insensitive, exact length).
+    /// Classifies a header name like Kamailio's `_ksr_hdr_map` (case-insensitive, exact length):
+    /// a `match` on length and first letter picks the one candidate, which is then compared.
     pub(crate) fn of(name: &[u8]) -> Self {
         let Some(&first) = name.first() else {
             return Self::Other;
         };
-        let is = |full: &[u8]| name.eq_ignore_ascii_case(full);
-        match (name.len(), first.to_ascii_lowercase()) {
+        let is = |lower: &[u8]| eq_lower(name, lower);
+        match (name.len(), first | CASE_BIT) {
             (1, b'v') => Self::Via,
             (1, b'f') => Self::From,
             (1, b't') => Self::To,
@@ -66,26 +67,56 @@ impl HdrKind {
             (1, b'm') => Self::Contact,
             (1, b'c') => Self::ContentType,
             (1, b'l') => Self::ContentLength,
-            (2, b't') if is(b"To") => Self::To,
-            (3, b'v') if is(b"Via") => Self::Via,
-            (4, b'c') if is(b"CSeq") => Self::CSeq,
-            (4, b'f') if is(b"From") => Self::From,
-            (7, b'c') if is(b"Call-ID") => Self::CallId,
-            (7, b'c') if is(b"Contact") => Self::Contact,
-            (9, b'd') if is(b"Diversion") => Self::Diversion,
-            (10, b'u') if is(b"User-Agent") => Self::UserAgent,
-            (11, b'r') if is(b"Retry-After") => Self::RetryAfter,
-            (12, b'c') if is(b"Content-Type") => Self::ContentType,
-            (12, b'm') if is(b"Max-Forwards") => Self::MaxForwards,
-            (13, b'a') if is(b"Authorization") => Self::Authorization,
-            (14, b'c') if is(b"Content-Length") => Self::ContentLength,
-            (15, b'r') if is(b"Remote-Party-ID") => Self::Rpid,
-            (19, b'p') if is(b"Proxy-Authorization") => Self::ProxyAuth,
-            (19, b'p') if is(b"P-Asserted-Identity") => Self::Pai,
-            (20, b'p') if is(b"P-Preferred-Identity") => Self::Ppi,
+            (2, b't') if is(b"to") => Self::To,
+            (3, b'v') if is(b"via") => Self::Via,
+            (4, b'c') if is(b"cseq") => Self::CSeq,
+            (4, b'f') if is(b"from") => Self::From,
+            (7, b'c') if is(b"call-id") => Self::CallId,
+            (7, b'c') if is(b"contact") => Self::Contact,
+            (9, b'd') if is(b"diversion") => Self::Diversion,
+            (10, b'u') if is(b"user-agent") => Self::UserAgent,
+            (11, b'r') if is(b"retry-after") => Self::RetryAfter,
+            (12, b'c') if is(b"content-type") => Self::ContentType,
+            (12, b'm') if is(b"max-forwards") => Self::MaxForwards,
+            (13, b'a') if is(b"authorization") => Self::Authorization,
+            (14, b'c') if is(b"content-length") => Self::ContentLength,
+            (15, b'r') if is(b"remote-party-id") => Self::Rpid,
+            (19, b'p') if is(b"proxy-authorization") => Self::ProxyAuth,
+            (19, b'p') if is(b"p-asserted-identity") => Self::Pai,
+            (20, b'p') if is(b"p-preferred-identity") => Self::Ppi,
             _ => Self::Other,
         }
     }
+}
+
+/// The bit that separates ASCII upper- and lower-case letters.
+const CASE_BIT: u8 = 0x20;
+
+/// True when the header `name` equals `lower` (a lower-case name made of letters, digits and `-`)
+/// ignoring ASCII case, compared eight bytes at a time by setting the case bit.
+///
+/// Setting the case bit is exact for header names: among the characters Kamailio accepts in a
+/// name (`[0-9A-Za-z-._+~]`) only an upper-case letter turns into a letter, digit or `-` that it
+/// was not already; the bytes that also would (`\r` → `-`, `0x10..=0x19` → digits) are never
+/// name characters.
+pub(crate) fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    const CASE_WORD: u64 = 0x2020_2020_2020_2020;
+    if name.len() != lower.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
+    let mut names = name.chunks_exact(8);
+    let mut lowers = lower.chunks_exact(8);
+    for (n, l) in (&mut names).zip(&mut lowers) {
+        if word(n) | CASE_WORD != word(l) {
+            return false;
+        }
+    }
+    names
+        .remainder()
+        .iter()
+        .zip(lowers.remainder())
+        .all(|(&n, &l)| n | CASE_BIT == l)
 }
 
 /// One header line.
@@ -160,92 +191,70 @@ pub(crate) fn skip_lws(msg: &[u8], mut p: usize) -> usize {
 }
 
 /// `trim_r`: cuts trailing CR, LF and NUL (not spaces).
-pub(crate) fn trim_r(s: &[u8]) -> &[u8] {
-    let mut end = s.len();
-    while end > 0 && matches!(s.get(end - 1), Some(b'\r' | b'\n' | 0)) {
-        end -= 1;
+pub(crate) fn trim_r(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\r' | b'\n' | 0] = s {
+        s = rest;
     }
-    s.get(..end).unwrap_or_default()
+    s
 }
 
-/// Position of the first `needle` in `hay`, eight bytes at a time (SWAR, no `unsafe`): the header
-/// scan is the hot loop of the extraction.
+/// Position of the first `needle` in `hay` (`memchr`, SIMD): finding line ends is the hot loop
+/// of the extraction.
 pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(needle);
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // Classic "has zero byte": the lowest flagged byte is always a real match.
-        let found = x.wrapping_sub(LO) & !x & HI;
-        if found != 0 {
-            return Some(base + (found.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|p| base + p)
+    memchr::memchr(needle, hay)
 }
 
-/// Position after the LF that ends the (possibly folded) line starting at `p`.
-fn line_end(msg: &[u8], mut p: usize) -> Option<usize> {
+/// Position after the LF that ends the (possibly folded) line whose body starts at `p`.
+fn line_end(line: &[u8], mut p: usize) -> Option<usize> {
     loop {
-        let lf = p + find_byte(msg.get(p..)?, b'\n')?;
-        p = lf + 1;
-        if !msg.get(p).copied().is_some_and(is_sp) {
+        p += find_byte(line.get(p..)?, b'\n')? + 1;
+        if !line.get(p).copied().is_some_and(is_sp) {
             return Some(p);
         }
     }
 }
 
-/// Parses a header name at `p`; returns its end and the position after the colon.
-pub(crate) fn parse_name(msg: &[u8], p: usize) -> Option<(usize, usize)> {
-    if !msg.get(p).copied().is_some_and(is_name_char) {
+/// Parses the header name at the start of `line`; returns its length and the position after the
+/// colon (`parse_sip_header_name`: name characters, then only SP/HT before the colon).
+pub(crate) fn parse_name(line: &[u8]) -> Option<(usize, usize)> {
+    let name_len = line
+        .iter()
+        .position(|&b| !is_name_char(b))
+        .unwrap_or(line.len());
+    if name_len == 0 {
         return None;
     }
-    let mut q = p + 1;
-    while msg.get(q).copied().is_some_and(is_name_char) {
-        q += 1;
-    }
-    let name_end = q;
-    loop {
-        match msg.get(q)? {
-            b':' => return Some((name_end, q + 1)),
-            &b if is_sp(b) => q += 1,
-            _ => return None,
-        }
+    let after_name = line.get(name_len..)?;
+    let spaces = after_name.iter().take_while(|&&b| is_sp(b)).count();
+    match after_name.get(spaces)? {
+        b':' => Some((name_len, name_len + spaces + 1)),
+        _ => None,
     }
 }
 
 /// Reads the header line at `p`.
 pub(crate) fn next(msg: &[u8], p: usize) -> Result<Next<'_>, HeaderFault> {
-    match msg.get(p) {
+    let line = msg.get(p..).unwrap_or_default();
+    match line.first() {
         None | Some(b'\r' | b'\n') => return Ok(Next::End),
         Some(_) => {}
     }
-    let (name_end, after_colon) = parse_name(msg, p).ok_or(HeaderFault::BadName)?;
-    let body_start = skip_lws(msg, after_colon);
-    if body_start >= msg.len() {
+    let (name_len, after_colon) = parse_name(line).ok_or(HeaderFault::BadName)?;
+    let body_start = skip_lws(line, after_colon);
+    if body_start >= line.len() {
         return Err(HeaderFault::Empty);
     }
-    let end = line_end(msg, body_start).ok_or(HeaderFault::NoEol)?;
-    let name = msg.get(p..name_end).unwrap_or_default();
-    let body = trim_r(msg.get(body_start..end).unwrap_or_default());
+    let end = line_end(line, body_start).ok_or(HeaderFault::NoEol)?;
+    let name = line.get(..name_len).unwrap_or_default();
+    let body = trim_r(line.get(body_start..end).unwrap_or_default());
     let header = Header {
         name,
         kind: HdrKind::of(name),
         body,
         offset: p,
-        body_offset: body_start,
+        body_offset: p + body_start,
     };
-    Ok(Next::Header(header, end))
+    Ok(Next::Header(header, p + end))
 }
 
 /// Kamailio `get_hdr_by_name` matching: same length, the first character compared exactly, the
