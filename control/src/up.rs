@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use figment::value::Value;
 use serde::{Deserialize, Serialize};
@@ -209,7 +208,7 @@ pub async fn run(
     storer.add_services(&mut routes, false);
     routes.add_service(StatusServiceServer::new(status));
     routes.add_service(ControlServiceServer::new(ControlServer::new(control)));
-    let server = tokio::spawn(sipcapture_proto::server::serve(
+    let mut server = tokio::spawn(sipcapture_proto::server::serve(
         listener,
         routes,
         SERVICE_NAMES,
@@ -233,32 +232,29 @@ pub async fn run(
         });
     }
 
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        result = server_done(&server) => {
-            // The server stopped on its own: report why after stopping the inputs.
-            tracing::error!(?result, "grpc server stopped unexpectedly");
-        }
-    }
+    // Wait for the shutdown signal, or for the server to stop on its own (then report why
+    // after stopping the inputs).
+    let early = tokio::select! {
+        () = shutdown.cancelled() => None,
+        joined = &mut server => Some(joined),
+    };
     // Order: inputs stop and the exporter delivers what it holds to the (still serving)
     // storer; then the server and the storer streams close.
     pipeline.shutdown().await;
     server_stop.cancel();
-    match server.await {
+    let joined = match early {
+        Some(joined) => {
+            tracing::error!("grpc server stopped unexpectedly");
+            joined
+        }
+        None => server.await,
+    };
+    match joined {
         Ok(result) => result?,
         Err(e) => tracing::error!(error = %e, "grpc server task failed"),
     }
     tracing::info!("sipcapture up: stopped");
     Ok(())
-}
-
-async fn server_done(
-    server: &tokio::task::JoinHandle<Result<(), sipcapture_proto::server::ServeError>>,
-) -> &'static str {
-    while !server.is_finished() {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    "finished"
 }
 
 #[cfg(test)]

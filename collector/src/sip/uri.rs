@@ -411,12 +411,11 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
             _ => 0,
         };
         if stop != 0 {
-            while let Some(&c) = buf.get(i) {
-                if CLASS[usize::from(c)] & stop != 0 {
-                    break;
-                }
-                i += 1;
-            }
+            let rest = buf.get(i..).unwrap_or_default();
+            i += rest
+                .iter()
+                .position(|&c| CLASS[usize::from(c)] & stop != 0)
+                .unwrap_or(rest.len());
         }
         let Some(&c) = buf.get(i) else { break };
         p.step(c, i)?;

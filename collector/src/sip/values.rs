@@ -33,20 +33,22 @@ static CLASS: [u8; 256] = {
     t
 };
 
-fn is(s: &[u8], i: usize, class: u8) -> bool {
-    s.get(i)
-        .is_some_and(|&c| CLASS[usize::from(c)] & class != 0)
-}
-
 fn is_lws(b: u8) -> bool {
     CLASS[usize::from(b)] & LWS != 0
 }
 
-fn skip_lws(s: &[u8], mut i: usize) -> usize {
-    while is(s, i, LWS) {
-        i += 1;
-    }
-    i
+/// The end of the run of `class` bytes that starts at `i` (one pass over the slice, no
+/// per-byte bounds checks: the scans here are the hot loops of the Via check).
+fn run_end(s: &[u8], i: usize, class: u8) -> usize {
+    let rest = s.get(i..).unwrap_or_default();
+    i + rest
+        .iter()
+        .position(|&c| CLASS[usize::from(c)] & class == 0)
+        .unwrap_or(rest.len())
+}
+
+fn skip_lws(s: &[u8], i: usize) -> usize {
+    run_end(s, i, LWS)
 }
 
 /// Marker error: the body does not parse.
@@ -56,13 +58,7 @@ pub(crate) struct Bad;
 /// `sent-protocol`, RFC 3261 §20.42: `SIP / 2.0 / transport` (Kamailio insists on SIP/2.0).
 fn sent_protocol(s: &[u8], mut i: usize) -> Result<usize, Bad> {
     let word = |i: usize| {
-        let mut e = i;
-        while s
-            .get(e)
-            .is_some_and(|&c| !is_lws(c) && !matches!(c, b'/' | b';' | b','))
-        {
-            e += 1;
-        }
+        let e = run_end(s, i, WORD);
         (s.get(i..e).unwrap_or_default(), e)
     };
     let (name, e) = word(i);
@@ -98,12 +94,7 @@ fn sent_by(s: &[u8], mut i: usize) -> Result<usize, Bad> {
             .ok_or(Bad)?;
         i += close + 1;
     } else {
-        while s
-            .get(i)
-            .is_some_and(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
-        {
-            i += 1;
-        }
+        i = run_end(s, i, HOST);
     }
     if i == start {
         return Err(Bad);
@@ -111,10 +102,8 @@ fn sent_by(s: &[u8], mut i: usize) -> Result<usize, Bad> {
     let j = skip_lws(s, i);
     if s.get(j) == Some(&b':') {
         let d = skip_lws(s, j + 1);
-        let mut e = d;
-        while s.get(e).is_some_and(u8::is_ascii_digit) {
-            e += 1;
-        }
+        let digits = s.get(d..).unwrap_or_default();
+        let e = d + digits.iter().take_while(|c| c.is_ascii_digit()).count();
         if e == d || e - d > 5 {
             return Err(Bad);
         }
@@ -153,9 +142,7 @@ pub(crate) fn via_branch(s: &[u8]) -> Result<&[u8], Bad> {
         while s.get(i) == Some(&b';') {
             i = skip_lws(s, i + 1);
             let ns = i;
-            while is(s, i, PARAM) {
-                i += 1;
-            }
+            i = run_end(s, i, PARAM);
             if i == ns {
                 return Err(Bad);
             }
@@ -169,9 +156,7 @@ pub(crate) fn via_branch(s: &[u8]) -> Result<&[u8], Bad> {
                     i = quoted_end(s, i)?;
                     value = s.get(vs + 1..i - 1).unwrap_or_default();
                 } else {
-                    while is(s, i, PARAM) {
-                        i += 1;
-                    }
+                    i = run_end(s, i, PARAM);
                     if i == vs {
                         return Err(Bad);
                     }
