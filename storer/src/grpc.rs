@@ -239,7 +239,10 @@ impl Intake {
             collector_id: collector_id.to_owned(),
             sequence: batch.sequence,
             tables: default_tables,
-            skip_if_committed: false,
+            // Re-checked inside the transaction: another storer may have committed this batch
+            // since this stream's Welcome (a collector that failed over while the old stream
+            // was still being served).
+            skip_if_committed: true,
         };
         stored += default_writer
             .commit(&prepared)
