@@ -38,6 +38,28 @@ static SPECIAL: [bool; 256] = {
     t
 };
 
+/// Bytes that can end a URI in a Contact body (`skip_uri`'s state changes).
+static CONTACT_URI_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let specials = b",;\"<>\\";
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// The first position at or after `i` whose byte is flagged in `stop` (or `s.len()`): skips a
+/// run of bytes that change nothing in one pass over the slice.
+fn next_flagged(s: &[u8], i: usize, stop: &[bool; 256]) -> usize {
+    let rest = s.get(i..).unwrap_or_default();
+    i + rest
+        .iter()
+        .position(|&c| stop[usize::from(c)])
+        .unwrap_or(rest.len())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum A {
     Start,
@@ -84,7 +106,7 @@ pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usi
     let mut stop = body.len();
     while let Some(&c) = body.get(i) {
         // Fast path: ordinary bytes inside a URI or display name change nothing.
-        if !SPECIAL.get(usize::from(c)).copied().unwrap_or(true)
+        if !SPECIAL[usize::from(c)]
             && matches!(
                 st,
                 A::UriEnclosed | A::UriOrToken | A::DisplayToken | A::DisplayQuoted
@@ -228,9 +250,7 @@ fn parse_params(body: &[u8], at: usize, allow_comma: bool) -> Result<(&[u8], usi
     };
     let mut i = at + 1;
     while let Some(&c) = body.get(i) {
-        if !SPECIAL.get(usize::from(c)).copied().unwrap_or(true)
-            && matches!(st, P::Name | P::ValueToken | P::ValueQuoted)
-        {
+        if !SPECIAL[usize::from(c)] && matches!(st, P::Name | P::ValueToken | P::ValueQuoted) {
             i += 1;
             continue;
         }
@@ -450,7 +470,10 @@ fn contact_uri_end(body: &[u8], p: usize) -> Result<usize, BadNameAddr> {
     }
     let mut st = S::Plain;
     let mut i = p;
-    while let Some(&c) = body.get(i) {
+    loop {
+        // Other bytes keep the state.
+        i = next_flagged(body, i, &CONTACT_URI_SPECIAL);
+        let Some(&c) = body.get(i) else { break };
         st = match (c, st) {
             (b',' | b';', S::Plain) => return Ok(i),
             (b'"', S::Plain) => S::Quoted,
