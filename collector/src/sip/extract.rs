@@ -50,7 +50,11 @@ impl Fixed {
             candidates
                 .iter()
                 .copied()
-                .find(|&i| RTP_STAT_HEADERS.get(i).is_some_and(|w| headers::name_matches(name, w)))
+                .find(|&i| {
+                    RTP_STAT_HEADERS
+                        .get(i)
+                        .is_some_and(|w| headers::name_matches(name, w))
+                })
                 .map(Self::RtpStat)
         };
         match (name.len(), name.first()?) {
