@@ -402,6 +402,14 @@ impl Sandbox {
             format!("collector_id={name}"),
             "--set".to_owned(),
             "udp_sockets=1".to_owned(),
+            // Each collector owns its spool (a restarted one reuses it: same name, same spool).
+            "--set".to_owned(),
+            format!(
+                "spool_dir={}",
+                self.path()
+                    .join(format!("spool-{}", name.trim_end_matches("-restarted")))
+                    .display()
+            ),
         ];
         for s in storers {
             args.push("--storer".to_owned());

@@ -222,11 +222,20 @@ async fn control_switches_a_fleet_of_processes() {
     for (i, c) in collectors.iter().enumerate() {
         send_udp(c.hep.unwrap(), &[sip_packet(10 + i as u32)]).unwrap();
     }
-    wait_until("3 rows", WAIT, || async {
+    if let Err(e) = wait_until("3 rows", WAIT, || async {
         Ok(total_rows(&dbs).await? == 3)
     })
     .await
-    .unwrap();
+    {
+        // Show what every member did before failing.
+        for p in [&s1.process, &s2.process] {
+            eprintln!("==== {}\n{}", p.name, p.log_text());
+        }
+        for c in &collectors {
+            eprintln!("==== {}\n{}", c.process.name, c.process.log_text());
+        }
+        panic!("{e}");
+    }
 
     // A collector started while off comes up off.
     set_status(control.grpc, CaptureAction::Off, Some(TOKEN))

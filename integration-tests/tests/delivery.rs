@@ -140,7 +140,7 @@ async fn storers_down_for_60s_spool_holds_the_backlog() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     sender.await.unwrap().unwrap();
-    let spool_dir = sandbox.path().join("sipcapture-spool");
+    let spool_dir = sandbox.path().join("spool-collector");
     let spooled: u64 = std::fs::read_dir(&spool_dir)
         .unwrap()
         .filter_map(Result::ok)

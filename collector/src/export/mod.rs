@@ -130,7 +130,7 @@ impl Exporter {
             Err(e) => {
                 let reason = match e {
                     SpoolError::Full { .. } => "dropped.spool_full",
-                    SpoolError::Io { .. } => "dropped.spool_error",
+                    SpoolError::Io { .. } | SpoolError::Locked(_) => "dropped.spool_error",
                 };
                 self.counters.add(reason, records);
                 let total = self.counters.get(reason);

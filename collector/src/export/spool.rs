@@ -34,6 +34,11 @@ pub enum SpoolError {
         /// The cap.
         max_bytes: u64,
     },
+    /// Another process holds this spool directory.
+    #[error(
+        "spool directory {0} is in use by another collector (give each collector its own spool_dir)"
+    )]
+    Locked(PathBuf),
     /// File system error.
     #[error("spool I/O error in {path}: {source}")]
     Io {
@@ -76,6 +81,8 @@ pub struct Recovered {
 /// The spool of one collector.
 #[derive(Debug)]
 pub struct Spool {
+    /// Held (locked) for the spool's lifetime.
+    _lock: File,
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
@@ -97,6 +104,25 @@ impl Spool {
         new_stream_id: impl FnOnce() -> String,
     ) -> Result<(Self, Recovered), SpoolError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // One collector per spool: two sharing it would share the stream identity, and the
+        // storers would take one's batches for resends of the other's.
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked(dir.to_owned())),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(SpoolError::Io {
+                    path: lock_path,
+                    source: e,
+                });
+            }
+        }
         let stream_file = dir.join("stream");
         let (stream_id, reserved_upto) = match fs::read_to_string(&stream_file) {
             Ok(text) => {
@@ -121,6 +147,7 @@ impl Spool {
             }
         };
         let mut spool = Spool {
+            _lock: lock,
             dir: dir.to_owned(),
             max_bytes,
             segment_bytes: segment_bytes.max(1024),
@@ -488,6 +515,16 @@ mod tests {
         assert_eq!(spool.pop().unwrap().unwrap().sequence, 1);
         assert_eq!(spool.pop().unwrap().unwrap().sequence, 2);
         assert!(spool.pop().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_spool_directory_has_one_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = open(dir.path(), 1 << 20);
+        let err = Spool::open(dir.path(), 1 << 20, 4096, || "x".to_owned()).unwrap_err();
+        assert!(matches!(err, SpoolError::Locked(_)), "{err}");
+        drop(first);
+        assert!(Spool::open(dir.path(), 1 << 20, 4096, || "x".to_owned()).is_ok());
     }
 
     #[test]
