@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sipcapture_proto::config::{ConfigError, de};
 
 use crate::sip::{ExtractConfig, TopohConfig};
+use crate::source::mirror::{MirrorConfig, PortFilter, RawListen};
 
 /// Collector configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,6 +120,20 @@ pub struct CollectorConfig {
     pub spool_segment_bytes: u64,
     /// Maximum concurrent gRPC calls (streams included).
     pub max_grpc_calls: usize,
+    /// Kamailio `raw_moni_capture_on`: capture SIP over UDP from a mirror (SPAN) port with a
+    /// packet socket on `raw_interface` (IPv4, IPv6, VLAN/QinQ). Needs root or CAP_NET_RAW.
+    #[serde(deserialize_with = "de::flag")]
+    pub raw_moni_capture_on: bool,
+    /// Kamailio `raw_interface`: the interface raw capture reads (e.g. `eth1`). Avoid `lo`: a
+    /// packet socket sees every loopback datagram twice.
+    pub raw_interface: String,
+    /// Kamailio `raw_socket_listen`: `ip`, `ip:port` or `ip:portA-portB`. Datagrams whose source
+    /// OR destination port is in the (inclusive) range are captured; no port: every port. The
+    /// IP must parse but mirror mode ignores it.
+    pub raw_socket_listen: String,
+    /// Kamailio `promiscuous_on`: put `raw_interface` in promiscuous mode while capturing.
+    #[serde(deserialize_with = "de::flag")]
+    pub promiscuous_on: bool,
 }
 
 impl Default for CollectorConfig {
@@ -167,6 +182,10 @@ impl Default for CollectorConfig {
             spool_max_bytes: 1024 * 1024 * 1024,
             spool_segment_bytes: 16 * 1024 * 1024,
             max_grpc_calls: 1024,
+            raw_moni_capture_on: false,
+            raw_interface: String::new(),
+            raw_socket_listen: String::new(),
+            promiscuous_on: false,
         }
     }
 }
@@ -243,7 +262,38 @@ impl CollectorConfig {
                 "topoh_unmask needs a mask_key",
             ));
         }
+        self.validate_raw()?;
         Ok(())
+    }
+
+    /// Checks the raw-capture keys (Kamailio names).
+    fn validate_raw(&self) -> Result<(), ConfigError> {
+        if !self.raw_socket_listen.is_empty() {
+            RawListen::parse(&self.raw_socket_listen)
+                .map_err(|message| ConfigError::invalid("raw_socket_listen", message))?;
+        }
+        if self.raw_moni_capture_on && self.raw_interface.is_empty() {
+            return Err(ConfigError::invalid(
+                "raw_interface",
+                "raw_moni_capture_on needs the interface to capture on",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The mirror-capture settings when `raw_moni_capture_on` is set (after [`Self::validate`]).
+    pub fn mirror_config(&self) -> Option<MirrorConfig> {
+        if !self.raw_moni_capture_on {
+            return None;
+        }
+        let ports = RawListen::parse(&self.raw_socket_listen)
+            .map(|l| l.ports)
+            .unwrap_or(PortFilter::ANY);
+        Some(MirrorConfig {
+            interface: self.raw_interface.clone(),
+            ports,
+            promiscuous: self.promiscuous_on,
+        })
     }
 
     /// The SIP extraction settings.
@@ -281,5 +331,43 @@ impl CollectorConfig {
             return self.udp_sockets;
         }
         std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod raw_capture_tests {
+    use super::*;
+
+    fn invalid_key(config: &CollectorConfig) -> String {
+        match config.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn raw_keys_are_validated_by_name() {
+        let mut c = CollectorConfig::default();
+        assert!(c.validate().is_ok());
+        assert!(c.mirror_config().is_none());
+
+        c.raw_moni_capture_on = true;
+        assert_eq!(invalid_key(&c), "raw_interface");
+
+        c.raw_interface = "eth1".to_owned();
+        c.raw_socket_listen = "bad-ip:5060".to_owned();
+        assert_eq!(invalid_key(&c), "raw_socket_listen");
+
+        c.raw_socket_listen = "10.0.0.0:5060-5090".to_owned();
+        c.promiscuous_on = true;
+        c.validate().unwrap();
+        let m = c.mirror_config().unwrap();
+        assert_eq!(m.interface, "eth1");
+        assert_eq!(m.ports.range, Some(5060..=5090));
+        assert!(m.promiscuous);
+
+        c.raw_socket_listen = String::new();
+        assert_eq!(c.mirror_config().unwrap().ports, PortFilter::ANY);
     }
 }

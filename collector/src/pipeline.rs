@@ -18,6 +18,7 @@ use crate::export::{self, ExportConfig};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
 use crate::source::ingest::Ingest;
+use crate::source::mirror::{self, MirrorError};
 
 /// How long a shutting-down collector keeps trying to deliver what it holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -31,6 +32,9 @@ pub enum PipelineError {
     /// The spool directory is unusable.
     #[error("spool_dir: {0}")]
     Spool(#[from] SpoolError),
+    /// Mirror-port capture (`raw_moni_capture_on`) could not start.
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
 }
 
 /// A running collector pipeline (inputs and exporter; gRPC is served by the caller).
@@ -73,6 +77,13 @@ impl Pipeline {
         });
         let inputs = TaskTracker::new();
         let stop_inputs = CancellationToken::new();
+        // Stops the inputs already started if a later one fails to start.
+        let stop_on_error = stop_inputs.clone().drop_guard();
+        // Mirror capture opens its packet socket first: a missing CAP_NET_RAW fails start-up
+        // before anything listens.
+        if let Some(mirror_config) = config.mirror_config() {
+            mirror::start(&mirror_config, ingest.clone(), &inputs, &stop_inputs)?;
+        }
         let listen = ListenConfig {
             addr: config.hep_listen,
             udp: config.hep_udp,
@@ -155,6 +166,7 @@ impl Pipeline {
                 counters.clone(),
             )));
         }
+        stop_on_error.disarm();
         Ok(Pipeline {
             bound,
             counters,

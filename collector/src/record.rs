@@ -1,8 +1,8 @@
-//! The ONLY place a [`CaptureRecord`] is built: from a decoded HEP packet (and, later, from raw
-//! captures), applying Kamailio's rules for time, node, transport, correlation id and the
+//! The ONLY place a [`CaptureRecord`] is built: from a decoded HEP packet ([`RecordBuilder::from_hep`])
+//! or a captured UDP datagram ([`RecordBuilder::from_raw`]), applying Kamailio's rules for time, node, transport, correlation id and the
 //! acceptance of incomplete packets.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sipcapture_proto::ip_to_bytes;
@@ -18,6 +18,8 @@ use crate::sip::{self, ExtractConfig, SipColumns};
 const MAX_NODE_LEN: usize = 99;
 /// Kamailio's minimum of counted core chunks (`totelem`) for a HEP3 packet.
 const KAMAILIO_MIN_CORE_CHUNKS: u8 = 9;
+/// Kamailio's `MIN_UDP_PACKET`: shorter raw-captured payloads are skipped (behaviour doc §5).
+const KAMAILIO_MIN_UDP_PACKET: usize = 32;
 
 /// Why a packet produced no record (each is a counted drop reason).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +33,10 @@ pub enum RecordError {
     /// The SIP message is one Kamailio would not store.
     #[error("SIP: {0}")]
     Sip(sip::SipError),
+    /// A raw-captured payload that is not SIP (RTP, STUN, keep-alives, another protocol on a
+    /// SIP port): not a record.
+    #[error("raw payload is not SIP")]
+    NotSip,
 }
 
 impl RecordError {
@@ -40,6 +46,7 @@ impl RecordError {
             RecordError::NoPayload => "no_payload",
             RecordError::Payload(e) => e.reason(),
             RecordError::Sip(e) => e.reason(),
+            RecordError::NotSip => "not_sip",
         }
     }
 }
@@ -210,6 +217,64 @@ impl RecordBuilder {
         Ok(record)
     }
 
+    /// Builds the record of one SIP message captured raw (mirror port, IPIP, pcap file), as
+    /// Kamailio's raw modes do (behaviour doc §5): the IP protocol gives the transport, the node
+    /// is the plain `capture_node`, the family follows the addresses, and the capture time is
+    /// the packet's timestamp when the source has one (pcap), else the receipt time (Kamailio
+    /// always uses "now"). Payloads Kamailio's raw path would not hand to the SIP parser (under
+    /// 32 bytes, or not starting with an alphanumeric byte: HEP, STUN, RTP, keep-alives) and
+    /// payloads without a SIP start line are [`RecordError::NotSip`].
+    pub fn from_raw(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ip_protocol: u8,
+        payload: &[u8],
+        rx: Reception,
+        packet_time: Option<SystemTime>,
+    ) -> Result<CaptureRecord, RecordError> {
+        let looks_like_text = payload.first().is_some_and(u8::is_ascii_alphanumeric);
+        if payload.len() < KAMAILIO_MIN_UDP_PACKET || !looks_like_text {
+            return Err(RecordError::NotSip);
+        }
+        let columns = sip::extract(payload, &self.sip).map_err(|e| match e {
+            sip::SipError::TooShort { .. }
+            | sip::SipError::BadStartLine { .. }
+            | sip::SipError::NotSip { .. } => RecordError::NotSip,
+            other => RecordError::Sip(other),
+        })?;
+        let (fields, unmasked) = self.sip_fields(&columns, None);
+        Ok(CaptureRecord {
+            capture_time_us: micros(packet_time.unwrap_or(rx.at)),
+            time_from_packet: packet_time.is_some(),
+            family: family_of(Some(src.ip()), None),
+            ip_protocol: u32::from(ip_protocol),
+            transport: kamailio_proto(ip_protocol),
+            src_ip: ip_to_bytes(src.ip()),
+            src_port: u32::from(src.port()),
+            dst_ip: ip_to_bytes(dst.ip()),
+            dst_port: u32::from(dst.port()),
+            // Plain `capture_node`, even with a packet time: raw captures carry no capture id.
+            node: node_column(&self.capture_node, false, 0),
+            kind: RecordKind::Sip as i32,
+            hep: None,
+            payload: payload.to_vec(),
+            sip: Some(fields),
+            report: None,
+            flags: Some(RecordFlags {
+                bad_message: columns.bad,
+                unmasked_callid: unmasked,
+                ..Default::default()
+            }),
+            routing: None,
+            origin: Some(Origin {
+                collector_id: self.collector_id.clone(),
+                input: rx.input as i32,
+                peer: rx.peer.map(|p| p.to_string()).unwrap_or_default(),
+            }),
+        })
+    }
+
     /// Owned column values; `correlation_id` is the HEP correlation id when present, else the
     /// (unmasked) Call-ID. Returns whether the Call-ID was unmasked.
     fn sip_fields(&self, c: &SipColumns<'_>, hep_correlation: Option<&[u8]>) -> (SipFields, bool) {
@@ -322,5 +387,99 @@ mod tests {
         assert_eq!(report_type(99), 4);
         assert_eq!(report_type(100), 5);
         assert_eq!(report_type(34), 34);
+    }
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n\
+        From: <sip:alice@example.com>;tag=1\r\n\
+        To: <sip:bob@example.com>\r\n\
+        Call-ID: raw-1@10.0.0.1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn builder() -> RecordBuilder {
+        RecordBuilder {
+            capture_node: "homer01".to_owned(),
+            collector_id: "c1".to_owned(),
+            sip: ExtractConfig::kamailio_defaults(),
+            max_inflated_payload: 1024,
+        }
+    }
+
+    fn mirror_rx(at: SystemTime) -> Reception {
+        Reception {
+            input: InputKind::Mirror,
+            peer: None,
+            at,
+        }
+    }
+
+    #[test]
+    fn raw_record_follows_kamailio_raw_mode() {
+        let now = UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        let src: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let dst: SocketAddr = "[fd77::2]:5090".parse().unwrap();
+        let r = builder()
+            .from_raw(src, dst, 17, OPTIONS, mirror_rx(now), None)
+            .unwrap();
+        assert_eq!(r.capture_time_us, 1_700_000_000_123_456);
+        assert!(!r.time_from_packet);
+        assert_eq!((r.family, r.ip_protocol, r.transport), (2, 17, 1));
+        assert_eq!((r.src_ip, r.src_port), (vec![10, 0, 0, 1], 5060));
+        assert_eq!(r.dst_ip.len(), 16);
+        assert_eq!(r.dst_port, 5090);
+        assert_eq!(r.node, "homer01");
+        assert_eq!(r.kind, RecordKind::Sip as i32);
+        assert!(r.hep.is_none());
+        assert_eq!(r.payload, OPTIONS);
+        let sip = r.sip.unwrap();
+        assert_eq!(
+            (sip.method.as_str(), sip.callid.as_str()),
+            ("OPTIONS", "raw-1@10.0.0.1")
+        );
+        assert_eq!(sip.correlation_id, "raw-1@10.0.0.1");
+        assert_eq!(r.origin.unwrap().input, InputKind::Mirror as i32);
+
+        // A packet timestamp (pcap) wins over the receipt time, and the node stays plain.
+        let v6: SocketAddr = "[fd77::1]:5060".parse().unwrap();
+        let packet_time = UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        let r = builder()
+            .from_raw(v6, dst, 17, OPTIONS, mirror_rx(now), Some(packet_time))
+            .unwrap();
+        assert_eq!(r.capture_time_us, 1_600_000_000_000_000);
+        assert!(r.time_from_packet);
+        assert_eq!((r.family, r.node.as_str()), (10, "homer01"));
+    }
+
+    #[test]
+    fn raw_non_sip_payloads_are_not_records() {
+        let src: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let rx = mirror_rx(SystemTime::now());
+        let b = builder();
+        let mut rtp = vec![0x80, 0x00];
+        rtp.extend_from_slice(&[0u8; 170]);
+        let cases: [&[u8]; 5] = [
+            b"",
+            b"OPTIONS sip:a SIP/2.0\r\n", // under 32 bytes
+            &rtp,                         // first byte not alphanumeric
+            b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n", // not SIP/2.0
+            b"hello hello hello hello hello hello hello\r\n", // no start line
+        ];
+        for payload in cases {
+            let err = b.from_raw(src, src, 17, payload, rx, None).unwrap_err();
+            assert_eq!(
+                err,
+                RecordError::NotSip,
+                "{:?}",
+                String::from_utf8_lossy(payload)
+            );
+            assert_eq!(err.reason(), "not_sip");
+        }
+        // SIP that Kamailio would refuse keeps its precise reason.
+        let no_callid = String::from_utf8_lossy(OPTIONS).replace("Call-ID: raw-1@10.0.0.1\r\n", "");
+        let err = b
+            .from_raw(src, src, 17, no_callid.as_bytes(), rx, None)
+            .unwrap_err();
+        assert_eq!(err.reason(), "missing_header");
     }
 }

@@ -10,7 +10,7 @@ use sipcapture_proto::v1::InputKind;
 
 use crate::decode::hep;
 use crate::export::lanes::LaneQueues;
-use crate::record::{Reception, RecordBuilder};
+use crate::record::{Reception, RecordBuilder, RecordError};
 
 /// Decodes and queues packets.
 #[derive(Debug)]
@@ -99,6 +99,68 @@ impl Ingest {
     }
 }
 
+impl Ingest {
+    /// Counts ordinary raw traffic that is not ours (another ethertype or transport, a port
+    /// outside `raw_socket_listen`, a fragment, a non-SIP payload) under `dropped.<reason>`,
+    /// without logging: on a mirror port it is most of the traffic.
+    pub fn skip_packet(&self, reason: &'static str) -> Outcome {
+        self.counters.drop_one(reason, drop_counter(reason));
+        Outcome::Dropped(reason)
+    }
+
+    /// Counts a broken raw frame or SIP message and logs the first and every power-of-two
+    /// occurrence of its reason.
+    pub fn drop_raw_packet(
+        &self,
+        reason: &'static str,
+        input: InputKind,
+        detail: &dyn std::fmt::Display,
+    ) -> Outcome {
+        let total = self.counters.drop_one(reason, drop_counter(reason));
+        if worth_logging(total) {
+            tracing::warn!(reason, ?input, %detail, total, "dropped raw packet");
+        }
+        Outcome::Dropped(reason)
+    }
+
+    /// Handles one raw-captured transport payload (mirror port, and later IPIP and pcap files):
+    /// status gate → record ([`RecordBuilder::from_raw`]) → queue, like [`Ingest::hep`].
+    /// Non-SIP payloads are counted as `dropped.not_sip`.
+    pub async fn raw(
+        &self,
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+        ip_protocol: u8,
+        payload: &[u8],
+        input: InputKind,
+        packet_time: Option<SystemTime>,
+    ) -> Outcome {
+        self.counters.add("raw_received", 1);
+        if !self.switch.input_on(input) {
+            self.counters.add("discarded.status", 1);
+            return Outcome::Discarded;
+        }
+        let rx = Reception {
+            input,
+            peer: None,
+            at: SystemTime::now(),
+        };
+        let record = match self
+            .builder
+            .from_raw(src, dst, ip_protocol, payload, rx, packet_time)
+        {
+            Ok(r) => r,
+            Err(RecordError::NotSip) => return self.skip_packet("not_sip"),
+            Err(e) => return self.drop_raw_packet(e.reason(), input, &e),
+        };
+        if self.queue.send(record).await.is_err() {
+            return Outcome::Closed;
+        }
+        self.counters.add("records_queued", 1);
+        Outcome::Queued
+    }
+}
+
 /// The counter name of a drop reason (`dropped.<reason>`), interned for the known reasons.
 pub fn drop_counter(reason: &'static str) -> &'static str {
     match reason {
@@ -126,4 +188,71 @@ fn leak_name(reason: &'static str) -> &'static str {
     let name: &'static str = Box::leak(format!("dropped.{reason}").into_boxed_str());
     names.push((reason, name));
     name
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod raw_tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::export::storers::Placement;
+    use crate::sip::ExtractConfig;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n\
+        From: <sip:alice@example.com>;tag=1\r\n\
+        To: <sip:bob@example.com>\r\n\
+        Call-ID: ingest-raw-1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn ingest() -> (
+        Ingest,
+        tokio::sync::mpsc::Receiver<sipcapture_proto::v1::CaptureRecord>,
+    ) {
+        let (queue, mut lanes) = LaneQueues::new(1, 8, Placement::Balanced);
+        let ingest = Ingest {
+            builder: RecordBuilder {
+                capture_node: "homer01".to_owned(),
+                collector_id: "c1".to_owned(),
+                sip: ExtractConfig::kamailio_defaults(),
+                max_inflated_payload: 1024,
+            },
+            switch: Arc::new(CaptureSwitch::new(true)),
+            hep_capture_on: true,
+            auth_key: None,
+            counters: Arc::new(Counters::new("collector")),
+            queue,
+        };
+        (ingest, lanes.remove(0))
+    }
+
+    #[tokio::test]
+    async fn raw_queues_sip_counts_the_rest_and_obeys_the_mirror_switch() {
+        let (ingest, mut records) = ingest();
+        let src: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let dst: SocketAddr = "10.0.0.2:5090".parse().unwrap();
+        let mirror = InputKind::Mirror;
+
+        let queued = ingest.raw(src, dst, 17, OPTIONS, mirror, None).await;
+        assert_eq!(queued, Outcome::Queued);
+        let record = records.try_recv().unwrap();
+        assert_eq!(record.sip.unwrap().callid, "ingest-raw-1");
+        assert_eq!(record.origin.unwrap().input, InputKind::Mirror as i32);
+
+        let rtp = [0x80u8; 60];
+        let dropped = ingest.raw(src, dst, 17, &rtp, mirror, None).await;
+        assert_eq!(dropped, Outcome::Dropped("not_sip"));
+        assert_eq!(ingest.counters.get("dropped.not_sip"), 1);
+
+        // Switching the mirror input off discards; other inputs are unaffected.
+        ingest.switch.set(false, &[InputKind::Mirror]);
+        let off = ingest.raw(src, dst, 17, OPTIONS, mirror, None).await;
+        assert_eq!(off, Outcome::Discarded);
+        assert_eq!(ingest.counters.get("discarded.status"), 1);
+        assert!(records.try_recv().is_err());
+        assert_eq!(ingest.counters.get("raw_received"), 3);
+        assert_eq!(ingest.counters.get("records_queued"), 1);
+    }
 }

@@ -3,4 +3,5 @@
 
 pub mod hep_listener;
 pub mod ingest;
+pub mod mirror;
 pub mod tls;
