@@ -1,12 +1,12 @@
 //! The collector: receives HEP and mirrored SIP, decodes it, extracts the SIP columns and streams
 //! `CaptureRecord`s to storers.
 //!
-//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet) →
-//! [`decode`] (pure decoders: HEP v1/v2/v3; Ethernet/VLAN/SLL, IPv4/IPv6, UDP) → [`sip`] (SIP start line and headers into the `sip_capture` column
-//! values) → [`record`] (the only place a record is built) → [`export`] (lanes of numbered
-//! batches to storers, kept until acknowledged, spooled to disk beyond the in-memory window).
-//! [`pipeline`] wires it; [`config`] is the one typed config; [`run`] serves the status service
-//! next to it.
+//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet)
+//! → [`decode`] (pure decoders: HEP v1/v2/v3; Ethernet/VLAN/SLL, IPv4/IPv6, UDP) → [`sip`] (SIP
+//! start line and headers into the `sip_capture` column values) → [`record`] (the only place a
+//! record is built) → [`export`] (lanes of numbered batches to storers, kept until acknowledged,
+//! spooled to disk beyond the in-memory window). [`pipeline`] wires it; [`config`] is the one
+//! typed config; [`run`] serves the status service next to it.
 
 pub mod config;
 pub mod decode;

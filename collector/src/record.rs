@@ -1,6 +1,7 @@
-//! The ONLY place a [`CaptureRecord`] is built: from a decoded HEP packet ([`RecordBuilder::from_hep`])
-//! or a captured UDP datagram ([`RecordBuilder::from_raw`]), applying Kamailio's rules for time, node, transport, correlation id and the
-//! acceptance of incomplete packets.
+//! The ONLY place a [`CaptureRecord`] is built: from a decoded HEP packet
+//! ([`RecordBuilder::from_hep`]) or a captured UDP datagram ([`RecordBuilder::from_raw`]),
+//! applying Kamailio's rules for time, node, transport, correlation id and the acceptance of
+//! incomplete packets.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
