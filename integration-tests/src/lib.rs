@@ -291,26 +291,7 @@ pub async fn rows_as_text(
     table: &str,
     columns: &[&str],
 ) -> anyhow::Result<Vec<Vec<String>>> {
-    let backend = db.get_database_backend();
-    let select = columns
-        .iter()
-        .map(|c| format!("CAST({c} AS TEXT) AS {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!("SELECT {select} FROM {table} ORDER BY id");
-    let rows = db
-        .query_all_raw(Statement::from_string(backend, sql))
-        .await?;
-    let mut out = Vec::new();
-    for row in rows {
-        let mut values = Vec::new();
-        for c in columns {
-            let v: Option<String> = row.try_get("", c)?;
-            values.push(v.unwrap_or_else(|| "NULL".to_owned()));
-        }
-        out.push(values);
-    }
-    Ok(out)
+    storer::text_rows(db, table, columns, "1=1", "id").await
 }
 
 /// The status counters of a member (its StatusService Check reply).
