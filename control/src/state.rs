@@ -66,7 +66,7 @@ impl DesiredState {
                 ) as i32,
             })
             .collect();
-        self.fleet.restore(&DesiredStatus {
+        self.fleet.apply_desired(&DesiredStatus {
             state: CaptureState::from_enabled(saved.on) as i32,
             inputs,
         });

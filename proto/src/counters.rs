@@ -11,6 +11,8 @@ use opentelemetry::metrics::Counter;
 /// A set of counters of one service.
 pub struct Counters {
     values: Mutex<hashbrown::HashMap<&'static str, u64>>,
+    /// Drops by reason; reported as `dropped.<reason>`.
+    drops: Mutex<hashbrown::HashMap<&'static str, u64>>,
     otel: Counter<u64>,
     otel_drops: Counter<u64>,
 }
@@ -30,6 +32,7 @@ impl Counters {
         let meter = opentelemetry::global::meter("sipcapture");
         Counters {
             values: Mutex::new(hashbrown::HashMap::new()),
+            drops: Mutex::new(hashbrown::HashMap::new()),
             otel: meter
                 .u64_counter(format!("sipcapture.{service}.events"))
                 .with_description("events by name")
@@ -52,9 +55,25 @@ impl Counters {
         self.otel.add(n, &[KeyValue::new("event", name)]);
     }
 
-    /// Counts one drop with a reason under `dropped.<reason>`; returns the new total of that
-    /// reason (callers log the first and every power of two, so a flood cannot flood the log).
-    pub fn drop_one(&self, reason: &'static str, counter: &'static str) -> u64 {
+    /// Counts one drop under `dropped.<reason>`; returns the new total of that reason (callers
+    /// log the first and every power of two, so a flood cannot flood the log).
+    pub fn count_drop(&self, reason: &'static str) -> u64 {
+        let total = match self.drops.lock() {
+            Ok(mut drops) => {
+                let v = drops.entry(reason).or_insert(0);
+                *v += 1;
+                *v
+            }
+            Err(_) => 0,
+        };
+        self.otel_drops.add(1, &[KeyValue::new("reason", reason)]);
+        total
+    }
+
+    /// Counts one drop whose local counter groups several reasons (e.g. every routing error
+    /// under `dropped.route_error`), keeping the exact reason as the exported label; returns
+    /// the new total of `counter`.
+    pub fn drop_grouped(&self, reason: &'static str, counter: &'static str) -> u64 {
         let total = match self.values.lock() {
             Ok(mut values) => {
                 let v = values.entry(counter).or_insert(0);
@@ -67,21 +86,34 @@ impl Counters {
         total
     }
 
-    /// Current value of a counter.
+    /// Current value of a counter (`dropped.<reason>` included).
     pub fn get(&self, name: &str) -> u64 {
-        self.values
+        let named = self
+            .values
             .lock()
             .ok()
             .and_then(|v| v.get(name).copied())
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let dropped = name
+            .strip_prefix("dropped.")
+            .and_then(|reason| self.drops.lock().ok().and_then(|d| d.get(reason).copied()))
+            .unwrap_or(0);
+        named + dropped
     }
 
     /// All counters, sorted by name.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.values
+        let mut all: BTreeMap<String, u64> = self
+            .values
             .lock()
             .map(|v| v.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(drops) = self.drops.lock() {
+            for (reason, n) in drops.iter() {
+                *all.entry(format!("dropped.{reason}")).or_insert(0) += n;
+            }
+        }
+        all
     }
 }
 
@@ -99,8 +131,11 @@ mod tests {
         let c = Counters::new("test");
         c.add("received", 3);
         c.add("received", 2);
-        assert_eq!(c.drop_one("bad_magic", "dropped.bad_magic"), 1);
-        assert_eq!(c.drop_one("bad_magic", "dropped.bad_magic"), 2);
+        assert_eq!(c.count_drop("bad_magic"), 1);
+        assert_eq!(c.count_drop("bad_magic"), 2);
+        assert_eq!(c.drop_grouped("bad_table", "dropped.route_error"), 1);
+        assert_eq!(c.get("dropped.bad_magic"), 2);
+        assert_eq!(c.get("dropped.route_error"), 1);
         assert_eq!(c.get("received"), 5);
         let snap = c.snapshot();
         assert_eq!(snap.get("dropped.bad_magic"), Some(&2));

@@ -121,11 +121,6 @@ impl CaptureSwitch {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Sets the flags from a saved desired status without announcing a change.
-    pub fn restore(&self, desired: &DesiredStatus) {
-        self.apply_desired(desired);
-    }
-
     /// A receiver that sees every change.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()

@@ -90,7 +90,7 @@ impl Intake {
                     continue;
                 }
                 Err(e) => {
-                    let total = self.counters.drop_one(e.reason(), e.counter());
+                    let total = self.counters.drop_grouped(e.reason(), e.counter());
                     if worth_logging(total) {
                         tracing::error!(error = %e, total, "record dropped: no valid table");
                     }

@@ -50,11 +50,25 @@ impl Ingest {
         input: InputKind,
         detail: &dyn std::fmt::Display,
     ) -> Outcome {
-        let total = self.counters.drop_one(reason, drop_counter(reason));
+        let total = self.counters.count_drop(reason);
         if worth_logging(total) {
-            tracing::warn!(reason, ?input, %detail, total, "dropped hep packet");
+            match input {
+                InputKind::HepUdp | InputKind::HepTcp | InputKind::HepTls => {
+                    tracing::warn!(reason, ?input, %detail, total, "dropped hep packet");
+                }
+                _ => tracing::warn!(reason, ?input, %detail, total, "dropped raw packet"),
+            }
         }
         Outcome::Dropped(reason)
+    }
+
+    /// Hands a record to the exporter's lane queues (waiting while full) and counts it.
+    async fn enqueue(&self, record: sipcapture_proto::v1::CaptureRecord) -> Outcome {
+        if self.queue.send(record).await.is_err() {
+            return Outcome::Closed;
+        }
+        self.counters.add("records_queued", 1);
+        Outcome::Queued
     }
 
     /// Handles one HEP packet (a UDP datagram or one TCP frame).
@@ -91,11 +105,7 @@ impl Ingest {
         if record.flags.as_ref().is_some_and(|f| f.incomplete_hep) {
             self.counters.add("hep_incomplete", 1);
         }
-        if self.queue.send(record).await.is_err() {
-            return Outcome::Closed;
-        }
-        self.counters.add("records_queued", 1);
-        Outcome::Queued
+        self.enqueue(record).await
     }
 }
 
@@ -104,22 +114,7 @@ impl Ingest {
     /// outside `raw_socket_listen`, a fragment, a non-SIP payload) under `dropped.<reason>`,
     /// without logging: on a mirror port it is most of the traffic.
     pub fn skip_packet(&self, reason: &'static str) -> Outcome {
-        self.counters.drop_one(reason, drop_counter(reason));
-        Outcome::Dropped(reason)
-    }
-
-    /// Counts a broken raw frame or SIP message and logs the first and every power-of-two
-    /// occurrence of its reason.
-    pub fn drop_raw_packet(
-        &self,
-        reason: &'static str,
-        input: InputKind,
-        detail: &dyn std::fmt::Display,
-    ) -> Outcome {
-        let total = self.counters.drop_one(reason, drop_counter(reason));
-        if worth_logging(total) {
-            tracing::warn!(reason, ?input, %detail, total, "dropped raw packet");
-        }
+        self.counters.count_drop(reason);
         Outcome::Dropped(reason)
     }
 
@@ -151,43 +146,10 @@ impl Ingest {
         {
             Ok(r) => r,
             Err(RecordError::NotSip) => return self.skip_packet("not_sip"),
-            Err(e) => return self.drop_raw_packet(e.reason(), input, &e),
+            Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
-        if self.queue.send(record).await.is_err() {
-            return Outcome::Closed;
-        }
-        self.counters.add("records_queued", 1);
-        Outcome::Queued
+        self.enqueue(record).await
     }
-}
-
-/// The counter name of a drop reason (`dropped.<reason>`), interned for the known reasons.
-pub fn drop_counter(reason: &'static str) -> &'static str {
-    match reason {
-        "truncated" => "dropped.truncated",
-        "bad_magic" => "dropped.bad_magic",
-        "auth_failed" => "dropped.auth_failed",
-        "no_payload" => "dropped.no_payload",
-        "too_large" => "dropped.too_large",
-        "tcp_bad_frame" => "dropped.tcp_bad_frame",
-        _ => leak_name(reason),
-    }
-}
-
-/// Builds `dropped.<reason>` once per distinct reason (reasons are a small fixed set of
-/// `&'static str` from the decoders, so this allocates a bounded number of times).
-fn leak_name(reason: &'static str) -> &'static str {
-    use std::sync::Mutex;
-    static NAMES: Mutex<Vec<(&'static str, &'static str)>> = Mutex::new(Vec::new());
-    let Ok(mut names) = NAMES.lock() else {
-        return "dropped.other";
-    };
-    if let Some((_, name)) = names.iter().find(|(r, _)| *r == reason) {
-        return name;
-    }
-    let name: &'static str = Box::leak(format!("dropped.{reason}").into_boxed_str());
-    names.push((reason, name));
-    name
 }
 
 #[cfg(test)]

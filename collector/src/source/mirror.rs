@@ -237,7 +237,7 @@ fn read_loop(
                 continue;
             }
             Err(e) => {
-                let total = ingest.counters.drop_one("read_error", "dropped.read_error");
+                let total = ingest.counters.count_drop("read_error");
                 if sipcapture_proto::counters::worth_logging(total) {
                     tracing::warn!(error = %e, total, "mirror capture read failed");
                 }
@@ -253,7 +253,7 @@ fn read_loop(
                 continue;
             }
             Err(e) => {
-                ingest.drop_raw_packet(e.reason(), InputKind::Mirror, &e);
+                ingest.drop_packet(e.reason(), InputKind::Mirror, &e);
                 continue;
             }
         };

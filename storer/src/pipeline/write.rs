@@ -262,9 +262,7 @@ impl Writer {
                     Err(e) if crate::db::is_retryable(&e) => return Err(DbError::Query(e)),
                     Err(e) => {
                         savepoint.rollback().await?;
-                        let total = self
-                            .counters
-                            .drop_one("row_rejected", "dropped.row_rejected");
+                        let total = self.counters.count_drop("row_rejected");
                         if worth_logging(total) {
                             tracing::error!(mode = %self.mode, table = %group.table, error = %e, total, "row rejected by the database");
                         }
