@@ -7,7 +7,7 @@
 use chrono::NaiveDateTime;
 use sea_orm::Value;
 use sipcapture_proto::ip_from_bytes;
-use sipcapture_proto::v1::CaptureRecord;
+use sipcapture_proto::v1::{CaptureRecord, SipFields};
 
 use crate::pipeline::route::{TableFamily, capture_time};
 
@@ -196,7 +196,8 @@ fn micro_ts(record: &CaptureRecord) -> Value {
 
 /// Builds the 44 values of a `sip_capture` row.
 pub fn sip_row(record: &CaptureRecord) -> Row {
-    let sip = record.sip.clone().unwrap_or_default();
+    let no_sip = SipFields::default();
+    let sip = record.sip.as_ref().unwrap_or(&no_sip);
     let mut b = Builder::new(&SIP_COLUMNS);
     b.push(date_value(record));
     b.push(micro_ts(record));
@@ -247,12 +248,15 @@ pub fn sip_row(record: &CaptureRecord) -> Row {
 
 /// Builds the 12 values of a report row.
 pub fn report_row(record: &CaptureRecord) -> Row {
-    let hep = record.hep.clone().unwrap_or_default();
+    let correlation_id = record
+        .hep
+        .as_ref()
+        .map_or(&[][..], |h| &h.correlation_id[..]);
     let report_type = record.report.as_ref().map_or(0, |r| r.report_type);
     let mut b = Builder::new(&REPORT_COLUMNS);
     b.push(date_value(record));
     b.push(micro_ts(record));
-    b.text(&String::from_utf8_lossy(&hep.correlation_id));
+    b.text(&String::from_utf8_lossy(correlation_id));
     b.text(&format_ip(&record.src_ip));
     b.int(record.src_port);
     b.text(&format_ip(&record.dst_ip));
