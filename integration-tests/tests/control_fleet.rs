@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sipcapture_integration_tests::hep::{hep3_sip, request, send_udp};
 use sipcapture_integration_tests::{
-    Sandbox, Service, count_rows, member_counters, open_db, wait_until,
+    Sandbox, Service, count_rows, grpcurl, member_counters, open_db, wait_until,
 };
 use sipcapture_proto::auth::with_bearer;
 use sipcapture_proto::v1::control_service_client::ControlServiceClient;
@@ -36,51 +36,17 @@ async fn member_state(addr: SocketAddr) -> anyhow::Result<CaptureState> {
     Ok(CaptureState::try_from(reply.state)?)
 }
 
-fn grpcurl(args: &[&str]) -> Option<String> {
-    let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
-    match Command::new(grpcurl).args(args).output() {
-        Ok(o) => {
-            assert!(
-                o.status.success(),
-                "grpcurl {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            Some(String::from_utf8_lossy(&o.stdout).into_owned())
-        }
-        Err(e) => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "grpcurl is required in CI: {e}"
-            );
-            None
-        }
-    }
-}
-
 fn grpcurl_set(control: SocketAddr, action: &str, token: &str) -> String {
-    let grpcurl = std::env::var("GRPCURL").unwrap_or_else(|_| "grpcurl".to_owned());
-    let out = Command::new(grpcurl)
-        .args([
-            "-plaintext",
-            "-H",
-            &format!("authorization: Bearer {token}"),
-            "-d",
-            &format!(r#"{{"action":"{action}"}}"#),
-            &control.to_string(),
-            "sipcapture.v1.ControlService/SetStatus",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => panic!("grpcurl failed: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "grpcurl is required in CI: {e}"
-            );
-            String::new()
-        }
-    }
+    grpcurl(&[
+        "-plaintext",
+        "-H",
+        &format!("authorization: Bearer {token}"),
+        "-d",
+        &format!(r#"{{"action":"{action}"}}"#),
+        &control.to_string(),
+        "sipcapture.v1.ControlService/SetStatus",
+    ])
+    .unwrap_or_default()
 }
 
 async fn set_status(
