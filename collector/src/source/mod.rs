@@ -4,5 +4,7 @@
 pub mod bpf;
 pub mod hep_listener;
 pub mod ingest;
+pub mod ipip;
 pub mod mirror;
+pub mod raw;
 pub mod tls;
