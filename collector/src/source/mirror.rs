@@ -1,11 +1,12 @@
 //! Mirror-port capture (Kamailio `raw_moni_capture_on`, behaviour doc §5): a packet socket on
 //! `raw_interface` (pnet's Linux `AF_PACKET` channel, all ethertypes), read in one blocking
-//! thread. Each frame is decoded (Ethernet → VLAN tags → IPv4/IPv6 → UDP), filtered by the
-//! `raw_socket_listen` port range (source OR destination port, inclusive) and handed to
-//! [`Ingest::raw`].
+//! thread. Each frame goes through the thread's [`Dissector`] (Ethernet → VLAN tags → PPPoE →
+//! IPv4/IPv6 with defragmentation → tunnels → UDP, TCP reassembly, SCTP, WebSocket), filtered by
+//! the `raw_socket_listen` port range (source OR destination port, inclusive), and every item
+//! goes to [`Ingest::dissected`].
 //!
-//! Differences from Kamailio, on purpose: IPv6 and VLAN/QinQ-tagged frames are decoded (Kamailio
-//! only sees untagged IPv4); fragments are counted as `dropped.fragment` (no reassembly yet);
+//! Differences from Kamailio, on purpose: IPv6, VLAN/QinQ-tagged frames, fragments, tunnels,
+//! TCP, SCTP and WebSocket are decoded (Kamailio only sees untagged, unfragmented IPv4/UDP);
 //! a `raw_socket_listen` without a port captures every port (Kamailio refuses to start).
 //!
 //! Things to know when capturing:
@@ -22,14 +23,15 @@ use std::io;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use pnet::datalink::{self, Channel, DataLinkReceiver};
 use sipcapture_proto::v1::InputKind;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::decode::frame::{self, IPPROTO_UDP, LinkType};
+use crate::decode::dissect::{DissectLimits, Dissected, Dissector};
+use crate::decode::frame::LinkType;
 use crate::source::ingest::Ingest;
 
 /// How long one read waits before the thread checks the stop token again.
@@ -218,6 +220,11 @@ fn open(config: &MirrorConfig) -> Result<Box<dyn DataLinkReceiver>, MirrorError>
     }
 }
 
+/// How often the reading thread times out fragments and idle TCP flows.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// Reads frames until `stop`, dissecting each with this thread's own [`Dissector`] (fragment
+/// and TCP state are per thread: with `PACKET_FANOUT` the kernel keeps a flow on one socket).
 fn read_loop(
     mut rx: Box<dyn DataLinkReceiver>,
     ports: &PortFilter,
@@ -225,7 +232,20 @@ fn read_loop(
     runtime: &tokio::runtime::Handle,
     stop: &CancellationToken,
 ) {
+    let mut dissector = Dissector::new(DissectLimits::default());
+    let mut last_expire = SystemTime::now();
+    let port_filter = |src: u16, dst: u16| ports.matches(src, dst);
+    // Backpressure: a full queue blocks this thread, and the kernel socket buffer absorbs the
+    // burst (then drops, which the kernel counts).
+    let mut handle = |item: Dissected<'_>| {
+        runtime.block_on(ingest.dissected(item, InputKind::Mirror, false));
+    };
     while !stop.is_cancelled() {
+        let now = SystemTime::now();
+        if now.duration_since(last_expire).unwrap_or_default() >= EXPIRE_EVERY {
+            dissector.expire(now, &mut handle);
+            last_expire = now;
+        }
         let frame = match rx.next() {
             Ok(frame) => frame,
             Err(e)
@@ -246,31 +266,7 @@ fn read_loop(
             }
         };
         ingest.counters.add("mirror_frames", 1);
-        let datagram = match frame::udp_in_frame(frame, LinkType::Ethernet) {
-            Ok(d) => d,
-            Err(e) if e.is_skip() => {
-                ingest.skip_packet(e.reason());
-                continue;
-            }
-            Err(e) => {
-                ingest.drop_packet(e.reason(), InputKind::Mirror, &e);
-                continue;
-            }
-        };
-        if !ports.matches(datagram.src.port(), datagram.dst.port()) {
-            ingest.skip_packet("port_filtered");
-            continue;
-        }
-        // Backpressure: a full queue blocks this thread, and the kernel socket buffer absorbs
-        // the burst (then drops, which the kernel counts).
-        runtime.block_on(ingest.raw(
-            datagram.src,
-            datagram.dst,
-            IPPROTO_UDP,
-            datagram.payload,
-            InputKind::Mirror,
-            None,
-        ));
+        dissector.frame(LinkType::Ethernet, now, frame, &port_filter, &mut handle);
     }
 }
 
