@@ -20,6 +20,10 @@ pub enum LinkType {
     LinuxSll,
     /// Linux cooked v2 (`LINKTYPE_LINUX_SLL2` = 276).
     LinuxSll2,
+    /// Raw IP: the frame starts at an IPv4 or IPv6 header, told apart by the version nibble
+    /// (`LINKTYPE_RAW` = 101, DLT 12 and 14 of some BSDs, `LINKTYPE_IPV4` = 228,
+    /// `LINKTYPE_IPV6` = 229). The IPIP raw socket delivers this (outer IPv4 header first).
+    RawIp,
 }
 
 impl LinkType {
@@ -29,6 +33,7 @@ impl LinkType {
             1 => Some(LinkType::Ethernet),
             113 => Some(LinkType::LinuxSll),
             276 => Some(LinkType::LinuxSll2),
+            101 | 12 | 14 | 228 | 229 => Some(LinkType::RawIp),
             _ => None,
         }
     }
@@ -60,6 +65,18 @@ pub fn udp_in_frame(frame: &[u8], link: LinkType) -> Result<UdpInFrame<'_>, Pack
         LinkType::Ethernet => ethernet::from_ethernet(frame),
         LinkType::LinuxSll => ethernet::from_linux_sll(frame),
         LinkType::LinuxSll2 => ethernet::from_linux_sll2(frame),
+        LinkType::RawIp => {
+            let ethertype = match frame.first().map(|b| b >> 4) {
+                Some(6) => ethernet::ETHERTYPE_IPV6,
+                _ => ETHERTYPE_IPV4,
+            };
+            Ok(ethernet::LinkFrame {
+                ethertype,
+                vlan: VlanTags::default(),
+                header_len: 0,
+                payload: frame,
+            })
+        }
     }?;
     let ip_at = l2.header_len;
     let ip = if l2.ethertype == ETHERTYPE_IPV4 {

@@ -27,10 +27,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::decode::frame::LinkType;
 use crate::decode::ip;
 use crate::source::ingest::Ingest;
 use crate::source::mirror::PortFilter;
-use crate::source::raw::{RawLink, RawWorker};
+use crate::source::raw::RawWorker;
 
 /// IANA protocol number of IP in IP (RFC 2003).
 pub const IPPROTO_IPIP: i32 = 4;
@@ -154,7 +155,7 @@ fn read_loop(socket: &Socket, worker: &mut RawWorker, stop: &CancellationToken) 
         worker.ingest().counters.add("ipip_packets", 1);
         let packet = buf.get(..len).unwrap_or_default();
         match inner_packet(packet) {
-            Ok(inner) => worker.frame(RawLink::RawIp, inner),
+            Ok(inner) => worker.frame(LinkType::RawIp, inner),
             Err(e) => {
                 worker.ingest().drop_packet(e.reason(), InputKind::Ipip, &e);
             }

@@ -1,21 +1,34 @@
-//! Mirror-port capture (Kamailio `raw_moni_capture_on`, behaviour doc §5): a packet socket on
-//! `raw_interface` (pnet's Linux `AF_PACKET` channel, all ethertypes), read in one blocking
-//! thread. Each frame is decoded (Ethernet → VLAN tags → IPv4/IPv6 → UDP), filtered by the
-//! `raw_socket_listen` port range (source OR destination port, inclusive) and handed to
-//! [`Ingest::raw`].
+//! Mirror-port capture (Kamailio `raw_moni_capture_on`, behaviour doc §5): packet sockets on
+//! `raw_interface` (all ethertypes), each read in its own blocking thread by a
+//! [`RawWorker`] with its own [`crate::decode::dissect::Dissector`] (Ethernet → VLAN tags →
+//! PPPoE → IPv4/IPv6 with defragmentation → tunnels → UDP, TCP reassembly, SCTP, WebSocket),
+//! filtered by the `raw_socket_listen` port range (source OR destination port, inclusive).
 //!
-//! Differences from Kamailio, on purpose: IPv6 and VLAN/QinQ-tagged frames are decoded (Kamailio
-//! only sees untagged IPv4); fragments are counted as `dropped.fragment` (no reassembly yet);
-//! a `raw_socket_listen` without a port captures every port (Kamailio refuses to start).
+//! The sockets: socket2 creates each `AF_PACKET` socket (protocol 0, so nothing is queued
+//! before the bind) and attaches the `raw_moni_bpf_on` filter ([`super::bpf`]) with
+//! `SO_ATTACH_FILTER`; pnet then binds it to the interface (`ETH_P_ALL`), adds the
+//! `promiscuous_on` membership (`PACKET_MR_PROMISC`), joins the `raw_sock_children` fanout group
+//! (`PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG`: a flow, both directions, stays on one
+//! socket, and IPv4 fragments are reassembled by the kernel before the flow hash) and reads it.
+//! All of it through safe APIs.
+//!
+//! Differences from Kamailio, on purpose: IPv6, VLAN/QinQ-tagged frames, fragments, tunnels,
+//! TCP, SCTP and WebSocket are decoded (Kamailio only sees untagged, unfragmented IPv4/UDP);
+//! the BPF filter covers all of that too; a `raw_socket_listen` without a port captures every
+//! port (Kamailio refuses to start); `raw_sock_children` readers each have their own socket in
+//! a fanout group (Kamailio's children share one socket, so a flow's packets are spread over
+//! processes).
 //!
 //! Things to know when capturing:
 //! * Root or `CAP_NET_RAW` is needed; without it start-up fails naming `raw_moni_capture_on`.
 //! * On `lo` every datagram is seen **twice** (the outgoing and the incoming copy), so each SIP
 //!   message would become two records; pnet does not expose the packet direction to tell them
 //!   apart. Capture on a real interface, a veth or a SPAN port instead.
-//! * The kernel usually strips VLAN tags before a packet socket sees the frame (the tag travels
-//!   in the packet's metadata, which pnet does not read), so tagged traffic arrives as plain
-//!   IPv4/IPv6 here; tags in the bytes (pcap files, NICs that keep them) are decoded.
+//! * The kernel usually strips the outer VLAN tag of a received frame before a packet socket
+//!   sees it (the tag travels in the packet's metadata, which pnet does not read), so a
+//!   single-tagged frame arrives untagged and a QinQ frame with its inner tag; tags in the bytes
+//!   are decoded. The VLAN id is therefore not reliable on live capture.
+//! * Interfaces without a link header (tun, IPIP/GRE tunnel devices) are read as raw IP.
 //! * The capture time is the receipt time (pnet gives no packet timestamp), as in Kamailio.
 
 use std::io;
@@ -32,9 +45,10 @@ use socket2::{Domain, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::decode::frame::LinkType;
 use crate::source::bpf;
 use crate::source::ingest::Ingest;
-use crate::source::raw::{RawLink, RawWorker};
+use crate::source::raw::RawWorker;
 
 /// How long one read waits before the thread checks the stop token again.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
@@ -216,9 +230,11 @@ pub fn start(
     let link = link_of(&config.interface)?;
     let program = match (&config.ports.range, config.bpf) {
         (Some(range), true) => {
-            let filter_link = match link {
-                RawLink::Ethernet => bpf::FilterLink::Ethernet,
-                RawLink::RawIp => bpf::FilterLink::RawIp,
+            // `link_of` only answers Ethernet or raw IP.
+            let filter_link = if link == LinkType::RawIp {
+                bpf::FilterLink::RawIp
+            } else {
+                bpf::FilterLink::Ethernet
             };
             let program = bpf::port_range_program(filter_link, range)
                 .map_err(|e| MirrorError::Filter(e.to_string()))?;
@@ -305,18 +321,18 @@ fn find_interface(name: &str) -> Result<NetworkInterface, MirrorError> {
 
 /// What the interface's frames start with, from its ARPHRD type; Ethernet when sysfs does not
 /// say.
-fn link_of(interface: &str) -> Result<RawLink, MirrorError> {
+fn link_of(interface: &str) -> Result<LinkType, MirrorError> {
     let path = format!("/sys/class/net/{interface}/type");
     let Some(arphrd) = std::fs::read_to_string(path)
         .ok()
         .and_then(|t| t.trim().parse::<u32>().ok())
     else {
-        return Ok(RawLink::Ethernet);
+        return Ok(LinkType::Ethernet);
     };
     if ARPHRD_ETHERNET_LIKE.contains(&arphrd) {
-        Ok(RawLink::Ethernet)
+        Ok(LinkType::Ethernet)
     } else if ARPHRD_RAW_IP.contains(&arphrd) {
-        Ok(RawLink::RawIp)
+        Ok(LinkType::RawIp)
     } else {
         Err(MirrorError::UnsupportedLink {
             interface: interface.to_owned(),
@@ -404,7 +420,7 @@ fn is_fanout_errno(errno: i32) -> bool {
 
 fn read_loop(
     mut rx: Box<dyn DataLinkReceiver>,
-    link: RawLink,
+    link: LinkType,
     worker: &mut RawWorker,
     stop: &CancellationToken,
 ) {

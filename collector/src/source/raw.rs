@@ -1,25 +1,20 @@
 //! The per-packet path shared by the live raw sources ([`super::mirror`], [`super::ipip`]): one
-//! [`RawWorker`] per reader thread turns captured frames into [`Ingest::raw`] calls, counting
-//! everything it does not hand on.
+//! [`RawWorker`] per reader thread owns a [`Dissector`] (its own fragment and TCP state: with
+//! `PACKET_FANOUT` the kernel keeps a flow on one socket, hence on one worker) and hands every
+//! item to [`Ingest::dissected`].
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use sipcapture_proto::v1::InputKind;
 
-use crate::decode::error::PacketError;
-use crate::decode::frame::{self, IPPROTO_UDP, LinkType};
-use crate::decode::{ip, udp};
+use crate::decode::dissect::{DissectLimits, Dissected, Dissector};
+use crate::decode::frame::LinkType;
 use crate::source::ingest::Ingest;
 use crate::source::mirror::PortFilter;
 
-/// What a captured buffer starts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RawLink {
-    /// An Ethernet header (possibly VLAN-tagged).
-    Ethernet,
-    /// An IPv4 or IPv6 header (tunnel and tun devices; the inner packet of IPIP).
-    RawIp,
-}
+/// How often a worker times out fragments and idle TCP flows.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 /// One reader thread's decoding state.
 #[derive(Debug)]
@@ -28,6 +23,8 @@ pub struct RawWorker {
     runtime: tokio::runtime::Handle,
     ports: PortFilter,
     input: InputKind,
+    dissector: Dissector,
+    last_expire: SystemTime,
 }
 
 impl RawWorker {
@@ -44,6 +41,8 @@ impl RawWorker {
             runtime,
             ports,
             input,
+            dissector: Dissector::new(DissectLimits::default()),
+            last_expire: SystemTime::now(),
         }
     }
 
@@ -52,61 +51,48 @@ impl RawWorker {
         &self.ingest
     }
 
-    /// Handles one captured buffer.
-    pub fn frame(&mut self, link: RawLink, data: &[u8]) {
-        let decoded = match link {
-            RawLink::Ethernet => {
-                frame::udp_in_frame(data, LinkType::Ethernet).map(|d| (d.src, d.dst, d.payload))
-            }
-            RawLink::RawIp => udp_in_ip(data),
-        };
-        let (src, dst, payload) = match decoded {
-            Ok(d) => d,
-            Err(e) if e.is_skip() => {
-                self.ingest.skip_packet(e.reason());
-                return;
-            }
-            Err(e) => {
-                self.ingest.drop_packet(e.reason(), self.input, &e);
-                return;
-            }
-        };
-        if !self.ports.matches(src.port(), dst.port()) {
-            self.ingest.skip_packet("port_filtered");
-            return;
-        }
+    /// Handles one captured buffer received now. The capture time of live records is the
+    /// receipt time, as in Kamailio (the sockets give no packet timestamp).
+    pub fn frame(&mut self, link: LinkType, data: &[u8]) {
+        let now = SystemTime::now();
+        let RawWorker {
+            ingest,
+            runtime,
+            ports,
+            input,
+            dissector,
+            ..
+        } = self;
+        let filter = |src: u16, dst: u16| ports.matches(src, dst);
         // Backpressure: a full queue blocks this thread, and the kernel socket buffer absorbs
         // the burst (then drops, which the kernel counts).
-        self.runtime.block_on(
-            self.ingest
-                .raw(src, dst, IPPROTO_UDP, payload, self.input, None),
-        );
+        let mut handle = |item: Dissected<'_>| {
+            runtime.block_on(ingest.dissected(item, *input, false));
+        };
+        dissector.frame(link, now, data, &filter, &mut handle);
+        self.expire_due(now);
     }
 
-    /// Called when a read times out: lets time-based state expire.
-    pub fn idle(&mut self) {}
-}
-
-/// An IPv4/IPv6 packet down to its UDP payload.
-fn udp_in_ip(
-    data: &[u8],
-) -> Result<(std::net::SocketAddr, std::net::SocketAddr, &[u8]), PacketError> {
-    let version = data.first().map_or(0, |b| b >> 4);
-    let packet = if version == 6 {
-        ip::from_ipv6(data)
-    } else {
-        ip::from_ipv4(data)
-    }?;
-    if packet.protocol != IPPROTO_UDP {
-        return Err(PacketError::NotUdp {
-            offset: packet.header_len,
-            protocol: packet.protocol,
-        });
+    /// Called when a read times out: lets fragments and idle TCP flows expire.
+    pub fn idle(&mut self) {
+        self.expire_due(SystemTime::now());
     }
-    let datagram = udp::from_slice(packet.payload).map_err(|e| e.at(packet.header_len))?;
-    Ok((
-        std::net::SocketAddr::new(packet.src, datagram.src_port),
-        std::net::SocketAddr::new(packet.dst, datagram.dst_port),
-        datagram.payload,
-    ))
+
+    fn expire_due(&mut self, now: SystemTime) {
+        if now.duration_since(self.last_expire).unwrap_or_default() < EXPIRE_EVERY {
+            return;
+        }
+        self.last_expire = now;
+        let RawWorker {
+            ingest,
+            runtime,
+            input,
+            dissector,
+            ..
+        } = self;
+        let mut handle = |item: Dissected<'_>| {
+            runtime.block_on(ingest.dissected(item, *input, false));
+        };
+        dissector.expire(now, &mut handle);
+    }
 }
