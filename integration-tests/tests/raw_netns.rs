@@ -485,9 +485,15 @@ async fn ipip_tunnel_capture_gives_one_row_per_message() {
         .unwrap();
     };
 
+    // Both raw modes together: mirror capture (BPF on) on the same veth sees the IPIP packets
+    // too and decapsulates them in userspace, so every message in range has a second row (one
+    // per input), and the packet to the unbound address gets its mirror row.
     let settings = [
         "raw_ipip_capture_on=1".to_owned(),
         format!("raw_socket_listen={host_outer}:5060-5090"),
+        "raw_moni_capture_on=1".to_owned(),
+        format!("raw_interface={}", topo.host_if),
+        "raw_moni_bpf_on=1".to_owned(),
     ];
     let mut args = Vec::new();
     for s in &settings {
@@ -503,12 +509,22 @@ async fn ipip_tunnel_capture_gives_one_row_per_message() {
     let unbound = request("OPTIONS", "rawsock-ipip-unbound", 1, "u", None);
     send(&other_outer, 0, 5070, &other_inner, 5060, &unbound);
     let mut expected = Expected::default();
+    expected.add(
+        "rawsock-ipip-unbound",
+        &ns_inner,
+        5070,
+        &other_inner,
+        5060,
+        1,
+    );
     for i in 0..5u8 {
         let callid = format!("rawsock-ipip-{i}");
         // Outer IP options (hand-built packets only) move the inner packet: IHL is honoured.
         let options = if i % 2 == 1 { 4 * i } else { 0 };
         let message = request("OPTIONS", &callid, 1, "t", None);
         send(&host_outer, options, 5070, &host_inner, 5060, &message);
+        // Once from the IPIP socket, once from the mirror.
+        expected.add(&callid, &ns_inner, 5070, &host_inner, 5060, 1);
         expected.add(&callid, &ns_inner, 5070, &host_inner, 5060, 1);
     }
     let db = open_db(&up.db_url).await.unwrap();
@@ -522,9 +538,16 @@ async fn ipip_tunnel_capture_gives_one_row_per_message() {
     eprintln!("ipip counters: {counters:?}");
     let rows = sip_rows(&db).await.unwrap();
     assert_eq!(count(&rows), expected.0, "counters: {counters:?}");
+    // 2 filtered by the IPIP socket's worker, and the same 2 by the mirror's after
+    // decapsulation (the BPF filter lets tunnels through).
     assert_eq!(
         counters.get("dropped.port_filtered").copied(),
-        Some(2),
+        Some(4),
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters.get("records_queued").copied(),
+        Some(11),
         "{counters:?}"
     );
     assert_eq!(
@@ -537,5 +560,7 @@ async fn ipip_tunnel_capture_gives_one_row_per_message() {
         "sipcapture up exited with an error; log:\n{}",
         up.process.log_text()
     );
-    assert!(up.process.log_text().contains("ipip capture stopped"));
+    let log = up.process.log_text();
+    assert!(log.contains("ipip capture stopped"), "{log}");
+    assert!(log.contains("mirror capture stopped"), "{log}");
 }
