@@ -16,8 +16,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sipcapture_integration_tests::hep::request;
-use sipcapture_integration_tests::netns::{SENDER, SipRow, Veth, root_or_skip, run, sip_rows};
-use sipcapture_integration_tests::{Sandbox, member_counters, open_db, wait_until};
+use sipcapture_integration_tests::netns::{
+    SENDER, SipRow, Veth, is_root, root_or_skip, run, sip_rows,
+};
+use sipcapture_integration_tests::{Sandbox, bin_path, member_counters, open_db, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// sipp calls per run; each is INVITE, 180, 200, ACK, BYE, 200.
@@ -563,4 +565,57 @@ async fn ipip_tunnel_capture_gives_one_row_per_message() {
     let log = up.process.log_text();
     assert!(log.contains("ipip capture stopped"), "{log}");
     assert!(log.contains("mirror capture stopped"), "{log}");
+}
+
+/// Without CAP_NET_RAW the collector refuses to start and names the key that needs it, for
+/// each raw mode. As root the test drops to uid/gid 65534 with no capabilities (`setpriv`);
+/// otherwise it already lacks them.
+#[test]
+fn without_cap_net_raw_start_up_fails_naming_the_key() {
+    let collector = bin_path("sipcapture-collector").unwrap();
+    let modes: [(&[&str], &[&str]); 2] = [
+        (
+            &["raw_moni_capture_on=1", "raw_interface=lo"],
+            &["raw_moni_capture_on", "raw_interface", "CAP_NET_RAW"],
+        ),
+        (
+            &["raw_ipip_capture_on=1"],
+            &["raw_ipip_capture_on", "CAP_NET_RAW"],
+        ),
+    ];
+    for (settings, needles) in modes {
+        let mut cmd = if is_root() {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ])
+            .arg(&collector);
+            c
+        } else {
+            Command::new(&collector)
+        };
+        cmd.args(["--grpc-listen", "127.0.0.1:0"]);
+        for s in settings {
+            cmd.args(["--set", s]);
+        }
+        let out = cmd
+            .current_dir("/")
+            .env("RUST_BACKTRACE", "0")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "started without CAP_NET_RAW: {stderr}"
+        );
+        for needle in needles {
+            assert!(stderr.contains(needle), "{needle:?} missing from: {stderr}");
+        }
+    }
 }
