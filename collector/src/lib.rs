@@ -1,7 +1,8 @@
 //! The collector: receives HEP and mirrored SIP, decodes it, extracts the SIP columns and streams
 //! `CaptureRecord`s to storers.
 //!
-//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet)
+//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet with
+//! a generated kernel BPF filter and fanout readers; IPIP via a raw socket)
 //! → [`decode`] (pure decoders: HEP v1/v2/v3; Ethernet/VLAN/SLL, IPv4/IPv6, UDP) → [`sip`] (SIP
 //! start line and headers into the `sip_capture` column values) → [`record`] (the only place a
 //! record is built) → [`export`] (lanes of numbered batches to storers, kept until acknowledged,

@@ -488,6 +488,14 @@ mod tests {
     }
 
     #[test]
+    fn the_link_type_comes_from_the_interface_type() {
+        // `lo` is ARPHRD_LOOPBACK (772), with a fake Ethernet header.
+        assert_eq!(link_of("lo").unwrap(), LinkType::Ethernet);
+        // No sysfs entry: assume Ethernet (pnet then reports the missing interface).
+        assert_eq!(link_of("no-such-if0").unwrap(), LinkType::Ethernet);
+    }
+
+    #[test]
     fn port_filter_is_source_or_destination_inclusive() {
         let f = RawListen::parse("0.0.0.0:5060-5090").unwrap().ports;
         assert!(f.matches(5060, 40000));

@@ -1,5 +1,10 @@
 //! Inputs: bytes in, async I/O. Each source hands raw packets to [`ingest::Ingest`], which
 //! decodes them, builds records and queues them for export.
+//!
+//! * [`hep_listener`] (+ [`tls`]): HEP over UDP, TCP and TLS.
+//! * [`mirror`]: mirror-port frames from packet sockets, filtered in the kernel by [`bpf`].
+//! * [`ipip`]: IP-in-IP packets from a raw socket.
+//! * [`raw`]: the per-thread dissecting worker both raw sources share.
 
 pub mod bpf;
 pub mod hep_listener;
