@@ -19,8 +19,9 @@ RATES=${RATES:-"20000 50000 100000 150000"}
 STEP_SECONDS=${STEP_SECONDS:-10}
 CHILDREN=${CHILDREN:-1}
 BPF=${BPF:-1}
-# off: capture switched off after start-up, so records stop at the status gate (counted as
-# discarded.status) and the database is out of the picture; on: every record goes to SQLite.
+# off: the collector alone with capture off, so each SIP message is dissected and stops at the
+# status gate (counted as discarded.status): the capture path without the database. on:
+# `sipcapture up`, every record goes to SQLite.
 CAPTURE=${CAPTURE:-off}
 SIZE=${SIZE:-800}
 SENDERS=${SENDERS:-1}
@@ -62,18 +63,22 @@ time.sleep(10**6)" &
 SINK_PID=$!
 
 cd "$WORK"
-RUST_LOG=warn "$BIN/sipcapture" up --hep-listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$GRPC_PORT" \
-  --set raw_moni_capture_on=1 --set "raw_interface=$HOST_IF" \
-  --set raw_socket_listen=0.0.0.0:5060-5090 --set "raw_moni_bpf_on=$BPF" \
-  --set "raw_sock_children=$CHILDREN" >up.log 2>&1 &
+RAW_SETTINGS=(--set raw_moni_capture_on=1 --set "raw_interface=$HOST_IF"
+  --set raw_socket_listen=0.0.0.0:5060-5090 --set "raw_moni_bpf_on=$BPF"
+  --set "raw_sock_children=$CHILDREN")
+if [ "$CAPTURE" = off ]; then
+  # The collector alone, started with capture off (Kamailio `capture_on=0`): no storer needed.
+  RUST_LOG=error "$BIN/sipcapture-collector" --hep-listen 127.0.0.1:0 \
+    --grpc-listen "127.0.0.1:$GRPC_PORT" --set capture_on=0 "${RAW_SETTINGS[@]}" >up.log 2>&1 &
+else
+  RUST_LOG=warn "$BIN/sipcapture" up --hep-listen 127.0.0.1:0 --grpc-listen "127.0.0.1:$GRPC_PORT" \
+    "${RAW_SETTINGS[@]}" >up.log 2>&1 &
+fi
 UP_PID=$!
 
 check() { grpcurl -plaintext "127.0.0.1:$GRPC_PORT" sipcapture.v1.StatusService/Check; }
 for _ in $(seq 1 100); do check >/dev/null 2>&1 && break; sleep 0.1; done
-if [ "$CAPTURE" = off ]; then
-  grpcurl -plaintext -d '{"action":"OFF"}' "127.0.0.1:$GRPC_PORT" \
-    sipcapture.v1.ControlService/SetStatus >/dev/null
-fi
+check >/dev/null || { cat up.log; exit 1; }
 
 # Sum of a counter over the Check answer's members (0 when absent).
 counter() {
