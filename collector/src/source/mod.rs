@@ -4,4 +4,5 @@
 pub mod hep_listener;
 pub mod ingest;
 pub mod mirror;
+pub mod pcap_file;
 pub mod tls;
