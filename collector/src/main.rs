@@ -33,6 +33,10 @@ struct Args {
     /// Validate the config and exit.
     #[arg(long)]
     check_config: bool,
+    /// Import this pcap/pcapng file instead of listening: every SIP message (and HEP packet)
+    /// in it is stored through the storers, then the collector exits with a summary.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -55,6 +59,17 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let shutdown = sipcapture_proto::server::shutdown_on_signal();
+    if let Some(path) = args.pcap {
+        let switch = std::sync::Arc::new(sipcapture_proto::status::CaptureSwitch::new(
+            config.capture_on,
+        ));
+        let counters = std::sync::Arc::new(sipcapture_proto::counters::Counters::new("collector"));
+        let summary =
+            sipcapture_collector::import_file(&config, &path, switch, counters, true, shutdown)
+                .await?;
+        print!("{}: imported\n{summary}", path.display());
+        return Ok(());
+    }
     sipcapture_collector::run(config, shutdown).await?;
     Ok(())
 }

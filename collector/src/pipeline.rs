@@ -48,6 +48,8 @@ pub struct Pipeline {
     pub bound: BoundAddrs,
     /// Counters of inputs and exporter.
     pub counters: Arc<Counters>,
+    /// The shared per-packet path (file imports feed it directly).
+    pub ingest: Arc<Ingest>,
     inputs: TaskTracker,
     stop_inputs: CancellationToken,
     exporters: Vec<JoinHandle<()>>,
@@ -113,7 +115,7 @@ impl Pipeline {
                 _ => None,
             },
         };
-        let bound = hep_listener::start(&listen, ingest, &inputs, &stop_inputs)?;
+        let bound = hep_listener::start(&listen, ingest.clone(), &inputs, &stop_inputs)?;
         inputs.close();
         tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "hep listeners ready");
         let storers = Arc::new(Storers::new(config.storer_placement, &config.storer));
@@ -177,6 +179,7 @@ impl Pipeline {
         Ok(Pipeline {
             bound,
             counters,
+            ingest,
             inputs,
             stop_inputs,
             exporters,
@@ -187,6 +190,8 @@ impl Pipeline {
     pub async fn shutdown(self) {
         self.stop_inputs.cancel();
         self.inputs.wait().await;
+        // The last handle on the queue: dropping it lets the exporter see the input close.
+        drop(self.ingest);
         for exporter in self.exporters {
             if let Err(e) = exporter.await {
                 tracing::error!(error = %e, "exporter task failed");

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod grpc;
+pub mod import;
 pub mod members;
 pub mod state;
 pub mod up;

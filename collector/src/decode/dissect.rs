@@ -158,6 +158,7 @@ struct Ctx<'p> {
 pub struct Dissector {
     defrag: Defragmenter,
     streams: Streams,
+    sctp: sctp::SctpReassembler,
 }
 
 impl Dissector {
@@ -176,6 +177,11 @@ impl Dissector {
                 idle_timeout: limits.tcp_idle_timeout,
                 max_message: limits.max_message,
             }),
+            sctp: sctp::SctpReassembler::new(
+                limits.max_fragment_datagrams,
+                limits.max_message,
+                limits.fragment_timeout,
+            ),
         }
     }
 
@@ -212,6 +218,11 @@ impl Dissector {
     /// Times out fragments and idle TCP flows, reporting what was lost.
     pub fn expire(&mut self, now: SystemTime, out: &mut dyn FnMut(Dissected<'_>)) {
         self.defrag.expire(now, &mut |e| out(Dissected::Dropped(e)));
+        for _ in 0..self.sctp.expire(now) {
+            out(Dissected::Dropped(PacketError::StreamFraming {
+                what: "sctp message incomplete at the fragment timeout",
+            }));
+        }
         self.streams.expire(now, out);
     }
 
@@ -438,26 +449,40 @@ impl Dissector {
                 if chunks.is_empty() {
                     out(Dissected::Skipped("sctp_no_data"));
                 }
+                let src = SocketAddr::new(src, packet.src_port);
+                let dst = SocketAddr::new(dst, packet.dst_port);
                 for chunk in chunks {
-                    if !chunk.is_whole() {
-                        // A user message fragmented over several DATA chunks (bigger than the
-                        // path MTU): not reassembled, counted.
-                        out(Dissected::Skipped("sctp_fragmented_message"));
-                        continue;
-                    }
+                    let key = sctp::SctpStreamKey {
+                        src,
+                        dst,
+                        stream: chunk.stream,
+                    };
+                    let whole;
+                    let data = match self.sctp.chunk(key, &chunk, ctx.ts) {
+                        Ok(sctp::SctpReassembly::Whole(data)) => data,
+                        Ok(sctp::SctpReassembly::Complete(data)) => {
+                            whole = data;
+                            &whole
+                        }
+                        Ok(sctp::SctpReassembly::Stored) => continue,
+                        Err(e) => {
+                            out(Dissected::Dropped(e));
+                            continue;
+                        }
+                    };
                     out(Dissected::Message(RawMessage {
                         ts: ctx.ts,
                         vlan: ctx.vlan,
-                        src: SocketAddr::new(src, packet.src_port),
-                        dst: SocketAddr::new(dst, packet.dst_port),
+                        src,
+                        dst,
                         transport: Transport::Sctp,
                         ip_protocol: IPPROTO_SCTP,
-                        kind: if is_hep(chunk.data) {
+                        kind: if is_hep(data) {
                             PayloadKind::Hep
                         } else {
                             PayloadKind::Sip
                         },
-                        payload: chunk.data,
+                        payload: data,
                     }));
                 }
                 Ok(())

@@ -324,9 +324,15 @@ fn accept(
     let over_flow_limit = flow.memory() + payload.len() > limits.max_flow_bytes;
     let over_total = total_others + flow.memory() + payload.len() > limits.max_total_bytes;
     if distance > 0 {
-        if flow.ahead.iter().any(|(s, _)| *s == seq) {
-            out(Dissected::Skipped("tcp_retransmission"));
-            return;
+        if let Some(i) = flow.ahead.iter().position(|(s, _)| *s == seq) {
+            // The same start again: keep the longer copy (a retransmission may carry more).
+            let known = flow.ahead.get(i).map_or(0, |(_, b)| b.len());
+            if payload.len() <= known {
+                out(Dissected::Skipped("tcp_retransmission"));
+                return;
+            }
+            let (_, old) = flow.ahead.swap_remove(i);
+            flow.ahead_bytes -= old.len();
         }
         if over_flow_limit || over_total || flow.ahead.len() >= MAX_OUT_OF_ORDER_SEGMENTS {
             skip_gap(flow, seq, out);

@@ -4,12 +4,14 @@
 //! * [`hep_listener`] (+ [`tls`]): HEP over UDP, TCP and TLS.
 //! * [`mirror`]: mirror-port frames from packet sockets, filtered in the kernel by [`bpf`].
 //! * [`ipip`]: IP-in-IP packets from a raw socket.
-//! * [`raw`]: the per-thread dissecting worker both raw sources share.
+//! * [`pcap_file`]: pcap/pcapng files.
+//! * [`raw`]: the per-thread dissecting worker both live raw sources share.
 
 pub mod bpf;
 pub mod hep_listener;
 pub mod ingest;
 pub mod ipip;
 pub mod mirror;
+pub mod pcap_file;
 pub mod raw;
 pub mod tls;
