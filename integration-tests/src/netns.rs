@@ -17,6 +17,8 @@ use anyhow::{Context, bail};
 ///   written on `ifname` with a packet socket; `tags` is `-` or a comma list of
 ///   `<tpid hex>:<vlan id>` outermost first (`88a8:200,8100:100`). IPv6 when the addresses are.
 ///   (This kernel may lack 8021q, so no VLAN device is needed.)
+/// * `tun <ifname> <src ip> <src port> <dst ip> <dst port>`: one IPv4/IPv6 UDP packet written
+///   into the persistent tun device `ifname` (run on the host, where the device is).
 /// * `ipip <outer src> <outer dst> <outer option bytes> <src> <sport> <dst> <dport>`: an IPv4
 ///   UDP packet encapsulated in IPv4 protocol 4 (RFC 2003) as a tunnel end would send it, the
 ///   outer header built by hand (`IP_HDRINCL`) so it can carry options; for kernels without
@@ -40,10 +42,13 @@ if mode == "udp":
     s.bind((src, sport))
     for _ in range(count):
         s.sendto(payload, (dst, dport))
-elif mode == "eth":
-    ifname, dst_mac, tags = sys.argv[2], bytes.fromhex(sys.argv[3].replace(":", "")), sys.argv[4]
-    src, sport, dst, dport = sys.argv[5], int(sys.argv[6]), sys.argv[7], int(sys.argv[8])
-    src_mac = bytes.fromhex(open(f"/sys/class/net/{ifname}/address").read().strip().replace(":", ""))
+elif mode in ("eth", "tun"):
+    if mode == "eth":
+        ifname, dst_mac, tags = sys.argv[2], bytes.fromhex(sys.argv[3].replace(":", "")), sys.argv[4]
+        rest = sys.argv[5:]
+    else:
+        ifname, rest = sys.argv[2], sys.argv[3:]
+    src, sport, dst, dport = rest[0], int(rest[1]), rest[2], int(rest[3])
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     if ":" in dst:
         ethertype = 0x86DD
@@ -54,6 +59,15 @@ elif mode == "eth":
         ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000, 64, 17, 0,
                          ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed)
         ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    if mode == "tun":
+        # Attach to the persistent tun device (TUNSETIFF, IFF_TUN | IFF_NO_PI) and write the
+        # IP packet: the kernel receives it on that interface, with no link header.
+        import fcntl, os
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", ifname.encode(), 0x0001 | 0x1000))
+        os.write(fd, ip + udp)
+        sys.exit(0)
+    src_mac = bytes.fromhex(open(f"/sys/class/net/{ifname}/address").read().strip().replace(":", ""))
     tagged = b""
     if tags != "-":
         for tag in tags.split(","):

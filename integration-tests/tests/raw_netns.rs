@@ -619,3 +619,98 @@ fn without_cap_net_raw_start_up_fails_naming_the_key() {
         }
     }
 }
+
+/// The tun device of [`mirror_on_a_tun_device_reads_raw_ip`]; removed on drop.
+struct Tun(String);
+
+impl Drop for Tun {
+    fn drop(&mut self) {
+        let _ignored = Command::new("ip")
+            .args(["link", "del", &self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// An interface without a link header (a tun device, ARPHRD_NONE): frames are read as raw IP
+/// and the BPF program starts at the IP header. IPv4 and IPv6 in range become rows, the
+/// out-of-range packet is dropped by the kernel filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_on_a_tun_device_reads_raw_ip() {
+    if !root_or_skip("raw_netns tun") {
+        return;
+    }
+    let tun = Tun(format!("rsk{}tun", std::process::id() % 100_000));
+    run(&["ip", "tuntap", "add", "dev", &tun.0, "mode", "tun"]).unwrap();
+    run(&["ip", "link", "set", &tun.0, "up"]).unwrap();
+    let sandbox = Sandbox::new().unwrap();
+    let script = sandbox.path().join("send.py");
+    std::fs::write(&script, SENDER).unwrap();
+    let settings = [
+        "raw_moni_capture_on=1".to_owned(),
+        format!("raw_interface={}", tun.0),
+        "raw_socket_listen=0.0.0.0:5060-5090".to_owned(),
+        "raw_moni_bpf_on=1".to_owned(),
+    ];
+    let mut args = Vec::new();
+    for s in &settings {
+        args.extend(["--set", s.as_str()]);
+    }
+    let mut up = sandbox.up(&args).await.unwrap();
+    // Test-only addresses: packets injected on the tun are never routed anywhere.
+    let packets = [
+        ("rawsock-tun-v4", "10.254.1.1", "5070", "10.254.1.2", "5060"),
+        ("rawsock-tun-v6", "fdfe::1", "5071", "fdfe::2", "5061"),
+        (
+            "rawsock-tun-filtered",
+            "10.254.1.1",
+            "40000",
+            "10.254.1.2",
+            "9999",
+        ),
+    ];
+    for (callid, src, sport, dst, dport) in packets {
+        let out = Command::new("python3")
+            .arg(&script)
+            .args(["tun", &tun.0, src, sport, dst, dport])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(&request("OPTIONS", callid, 1, "tun", None))?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tun sender: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut expected = Expected::default();
+    expected.add("rawsock-tun-v4", "10.254.1.1", 5070, "10.254.1.2", 5060, 1);
+    expected.add("rawsock-tun-v6", "fdfe::1", 5071, "fdfe::2", 5061, 1);
+    let db = open_db(&up.db_url).await.unwrap();
+    wait_until("one row per sip message", WAIT, || async {
+        Ok(sip_rows(&db).await?.len() >= expected.total())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", up.process.log_text()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counters = member_counters(up.grpc).await.unwrap();
+    let rows = sip_rows(&db).await.unwrap();
+    assert_eq!(count(&rows), expected.0, "counters: {counters:?}");
+    assert_eq!(counters.get("dropped.port_filtered"), None, "{counters:?}");
+    assert!(
+        up.process.terminate(Duration::from_secs(20)).unwrap(),
+        "sipcapture up exited with an error; log:\n{}",
+        up.process.log_text()
+    );
+}
