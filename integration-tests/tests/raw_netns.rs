@@ -1,8 +1,10 @@
 //! Live raw capture end to end on real links, in network namespaces created and removed by the
 //! tests (`rawsock-*`): `sipcapture up` on the host end of a veth pair in mirror mode (with and
-//! without the kernel BPF filter, one reader or several in a PACKET_FANOUT group), and in IPIP
-//! mode behind a kernel IPIP tunnel. Traffic: sipp calls (UDP), IPv6, hand-built 802.1Q and
-//! QinQ frames, an IPv4 INVITE fragmented by the sender's kernel, datagrams outside the
+//! without the kernel BPF filter, one reader or several in a PACKET_FANOUT group), in IPIP mode
+//! behind an IPIP tunnel (a kernel tunnel when the kernel has IPIP devices, else encapsulated by
+//! hand with a raw socket), both modes together, and on a tun device (raw IP, no link header).
+//! Traffic: sipp calls over UDP and TCP (`-t t1`), IPv6, hand-built 802.1Q and QinQ frames,
+//! IPv4 and IPv6 INVITEs fragmented by the sender's kernel, datagrams outside the
 //! `raw_socket_listen` range. Every SIP message on the wire in range must become exactly one
 //! row, with the addresses and ports of the wire.
 //!
