@@ -549,3 +549,239 @@ pub fn is_hep(payload: &[u8]) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn pcap_frames(file: &[u8]) -> Vec<&[u8]> {
+        super::super::test_support::pcap_frames(file).1
+    }
+
+    const VLAN100: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_vlan100.pcap");
+    const QINQ: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_qinq.pcap");
+    const LO: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_lo.pcap");
+    const T0: SystemTime = SystemTime::UNIX_EPOCH;
+
+    #[derive(Debug, Default)]
+    struct Seen {
+        messages: Vec<(
+            VlanTags,
+            SocketAddr,
+            SocketAddr,
+            Transport,
+            PayloadKind,
+            Vec<u8>,
+        )>,
+        skipped: Vec<&'static str>,
+        dropped: Vec<PacketError>,
+    }
+
+    fn dissect(d: &mut Dissector, link: LinkType, frame: &[u8], seen: &mut Seen) {
+        d.frame(link, T0, frame, &|_, _| true, &mut |item| match item {
+            Dissected::Message(m) => seen.messages.push((
+                m.vlan,
+                m.src,
+                m.dst,
+                m.transport,
+                m.kind,
+                m.payload.to_vec(),
+            )),
+            Dissected::Skipped(r) => seen.skipped.push(r),
+            Dissected::Dropped(e) => seen.dropped.push(e),
+        });
+    }
+
+    fn one(link: LinkType, frame: &[u8]) -> Seen {
+        let mut seen = Seen::default();
+        dissect(
+            &mut Dissector::new(DissectLimits::default()),
+            link,
+            frame,
+            &mut seen,
+        );
+        seen
+    }
+
+    #[test]
+    fn vlan_tags_travel_with_the_message() {
+        let s = one(LinkType::Ethernet, pcap_frames(VLAN100)[0]);
+        let m = &s.messages[0];
+        assert_eq!(
+            m.0,
+            VlanTags {
+                outer: Some(100),
+                inner: None
+            }
+        );
+        assert_eq!((m.3, m.4), (Transport::Udp, PayloadKind::Sip));
+        assert!(m.5.starts_with(b"INVITE sip:"));
+        let s = one(LinkType::Ethernet, pcap_frames(QINQ)[0]);
+        assert_eq!(
+            s.messages[0].0,
+            VlanTags {
+                outer: Some(200),
+                inner: Some(100)
+            }
+        );
+    }
+
+    /// The loopback INVITE frame (Ethernet, IPv4, UDP) and its IP packet.
+    fn invite() -> (Vec<u8>, Vec<u8>) {
+        let frame = pcap_frames(LO)[0].to_vec();
+        let ip = frame[14..].to_vec();
+        (frame, ip)
+    }
+
+    fn ipv4_around(protocol: u8, inner: &[u8]) -> Vec<u8> {
+        let total = u16::try_from(20 + inner.len()).unwrap();
+        let mut h = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, protocol, 0, 0, 198, 51, 100, 1, 198, 51, 100, 2,
+        ];
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h.extend_from_slice(inner);
+        h
+    }
+
+    fn eth_around(ethertype: u16, inner: &[u8]) -> Vec<u8> {
+        let mut f = vec![2u8; 12];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(inner);
+        f
+    }
+
+    fn udp_around(dst_port: u16, inner: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(8 + inner.len()).unwrap();
+        let mut u = vec![0x30, 0x39];
+        u.extend_from_slice(&dst_port.to_be_bytes());
+        u.extend_from_slice(&len.to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(inner);
+        u
+    }
+
+    #[test]
+    fn tunnels_are_unwrapped_to_the_inner_message() {
+        let (frame, ip) = invite();
+        let want = one(LinkType::Ethernet, &frame).messages;
+        assert_eq!(want.len(), 1);
+        let check = |name: &str, link: LinkType, outer: &[u8]| {
+            let got = one(link, outer);
+            assert_eq!(got.messages, want, "{name}: {got:?}");
+        };
+        // IPIP on the raw socket (outer IPv4 header first).
+        check("ipip", LinkType::RawIp, &ipv4_around(4, &ip));
+        // GRE carrying IPv4, and GRE TEB carrying the whole Ethernet frame.
+        let mut gre = vec![0, 0, 0x08, 0x00];
+        gre.extend_from_slice(&ip);
+        check(
+            "gre",
+            LinkType::Ethernet,
+            &eth_around(0x0800, &ipv4_around(47, &gre)),
+        );
+        let mut teb = vec![0x20, 0, 0x65, 0x58, 0, 0, 0, 9];
+        teb.extend_from_slice(&frame);
+        check(
+            "gre teb",
+            LinkType::Ethernet,
+            &eth_around(0x0800, &ipv4_around(47, &teb)),
+        );
+        // ERSPAN II.
+        let mut erspan = vec![0x10, 0, 0x88, 0xbe, 0, 0, 0, 1, 0x10, 0, 0, 1, 0, 0, 0, 0];
+        erspan.extend_from_slice(&frame);
+        check(
+            "erspan",
+            LinkType::Ethernet,
+            &eth_around(0x0800, &ipv4_around(47, &erspan)),
+        );
+        // VXLAN.
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+        vxlan.extend_from_slice(&frame);
+        let outer = ipv4_around(17, &udp_around(4789, &vxlan));
+        check("vxlan", LinkType::Ethernet, &eth_around(0x0800, &outer));
+        // PPPoE session.
+        let mut pppoe = vec![0x11, 0, 0, 1];
+        pppoe.extend_from_slice(&u16::try_from(ip.len() + 2).unwrap().to_be_bytes());
+        pppoe.extend_from_slice(&[0x00, 0x21]);
+        pppoe.extend_from_slice(&ip);
+        check("pppoe", LinkType::Ethernet, &eth_around(0x8864, &pppoe));
+        // Linux cooked v2.
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0; 18]);
+        sll2.extend_from_slice(&ip);
+        check("sll2", LinkType::LinuxSll2, &sll2);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let (_, ip) = invite();
+        let mut packet = ip;
+        for _ in 0..=MAX_ENCAPSULATIONS {
+            packet = ipv4_around(4, &packet);
+        }
+        let s = one(LinkType::RawIp, &packet);
+        assert!(matches!(
+            s.dropped.as_slice(),
+            [PacketError::TooManyEncapsulations {
+                max: MAX_ENCAPSULATIONS,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn every_cut_of_a_tunnelled_frame_is_truncated() {
+        let (frame, _) = invite();
+        let mut erspan = vec![0x10, 0, 0x88, 0xbe, 0, 0, 0, 1, 0x10, 0, 0, 1, 0, 0, 0, 0];
+        erspan.extend_from_slice(&frame);
+        let outer = eth_around(0x0800, &ipv4_around(47, &erspan));
+        for cut in 0..outer.len() {
+            let s = one(LinkType::Ethernet, &outer[..cut]);
+            assert!(s.messages.is_empty(), "cut {cut}");
+            assert!(
+                matches!(s.dropped.as_slice(), [e] if e.reason() == "truncated"),
+                "cut {cut}: {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn port_filter_applies_to_the_inner_ports_before_state() {
+        let (frame, _) = invite();
+        let mut d = Dissector::new(DissectLimits::default());
+        let mut skipped = Vec::new();
+        d.frame(
+            LinkType::Ethernet,
+            T0,
+            &frame,
+            &|s, dst| s == 1 || dst == 1,
+            &mut |i| {
+                if let Dissected::Skipped(r) = i {
+                    skipped.push(r);
+                }
+            },
+        );
+        assert_eq!(skipped, vec!["port_filtered"]);
+        assert_eq!(d.state(), (0, 0, 0));
+    }
+
+    #[test]
+    fn hep_in_udp_is_recognised() {
+        let (frame, _) = invite();
+        let sip = &frame[14 + 20 + 8..];
+        assert!(!is_hep(sip));
+        assert!(is_hep(b"HEP3\x00\x10rest-of-it"));
+        assert!(!is_hep(&[0x80, 0x00, 0x01]));
+        // HEP v2, IPv4, UDP, with a SIP payload; and the same header with an RTP payload.
+        let mut v2 = vec![
+            2, 28, 2, 17, 0x13, 0xc4, 0x13, 0xc4, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        v2.extend_from_slice(&[0; 12]);
+        let mut ok = v2.clone();
+        ok.extend_from_slice(sip);
+        assert!(is_hep(&ok));
+        v2.extend_from_slice(&[0x80; 40]);
+        assert!(!is_hep(&v2));
+    }
+}
