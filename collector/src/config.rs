@@ -147,8 +147,9 @@ pub struct CollectorConfig {
     /// the bearer token (needs `grpc_tls.client_ca`).
     pub grpc_admin_identities: Vec<String>,
     /// HEP packets per second accepted from one source IP (UDP datagrams and TCP/TLS frames
-    /// alike); excess is dropped and counted as `dropped.rate_limited`. 0: no rate limit.
-    pub hep_rate_limit: u32,
+    /// alike; fractions allowed, 0.1 = one per 10 s); excess is dropped and counted as
+    /// `dropped.rate_limited`. 0: no rate limit.
+    pub hep_rate_limit: f64,
     /// Packets a source may send at once above its rate (token bucket size). 0 with a rate:
     /// the rate itself (one second of traffic).
     pub hep_rate_burst: u32,
@@ -211,7 +212,7 @@ impl Default for CollectorConfig {
             grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
             grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
             grpc_admin_identities: Vec::new(),
-            hep_rate_limit: 0,
+            hep_rate_limit: 0.0,
             hep_rate_burst: 0,
             hep_rate_sources: 65_536,
         }
@@ -270,6 +271,12 @@ impl CollectorConfig {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if !self.hep_rate_limit.is_finite() || self.hep_rate_limit < 0.0 {
+            return Err(ConfigError::invalid(
+                "hep_rate_limit",
+                "must be a number of packets per second >= 0",
+            ));
         }
         if !(6..=65_535).contains(&self.tcp_max_frame) {
             return Err(ConfigError::invalid(

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::CollectorConfig;
 use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
+use crate::source::rate_limit::RateLimiter;
 use crate::export::storers::{Storers, refresh_dns, renew_on_rotation};
 use crate::export::{self, ExportConfig};
 use crate::record::RecordBuilder;
@@ -74,6 +75,12 @@ impl Pipeline {
             auth_key: config.hep_auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
             counters: counters.clone(),
             queue,
+            rate_limit: RateLimiter::new(
+                config.hep_rate_limit,
+                config.hep_rate_burst,
+                config.hep_rate_sources,
+                std::time::Instant::now(),
+            ),
         });
         let inputs = TaskTracker::new();
         let stop_inputs = CancellationToken::new();
