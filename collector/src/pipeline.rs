@@ -13,13 +13,13 @@ use tokio_util::task::TaskTracker;
 use crate::config::CollectorConfig;
 use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
-use crate::source::rate_limit::RateLimiter;
 use crate::export::storers::{Storers, refresh_dns, renew_on_rotation};
 use crate::export::{self, ExportConfig};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
 use crate::source::ingest::Ingest;
 use crate::source::mirror::{self, MirrorError};
+use crate::source::rate_limit::RateLimiter;
 
 /// How long a shutting-down collector keeps trying to deliver what it holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);

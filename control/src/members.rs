@@ -9,11 +9,11 @@ use std::time::Duration;
 use futures::future::join_all;
 use sipcapture_proto::auth::with_bearer;
 use sipcapture_proto::status::StatusServer;
+use sipcapture_proto::tls::GrpcClientTls;
 use sipcapture_proto::v1::status_service_client::StatusServiceClient;
 use sipcapture_proto::v1::{
     CaptureState, CheckRequest, MemberKind, MemberStatus, SetStatusRequest, StatusReply,
 };
-use sipcapture_proto::tls::GrpcClientTls;
 
 /// How control reaches a member.
 #[derive(Debug, Clone)]

@@ -11,10 +11,10 @@ use sipcapture_collector::config::CollectorConfig;
 use sipcapture_collector::pipeline::Pipeline;
 use sipcapture_proto::auth::Authorizer;
 use sipcapture_proto::config::{ConfigError, Sources, key_paths};
-use sipcapture_proto::server::{GrpcLimits, ServeOptions};
-use sipcapture_proto::tls::{GrpcServerTls, ReloadingTls};
 use sipcapture_proto::counters::Counters;
+use sipcapture_proto::server::{GrpcLimits, ServeOptions};
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
+use sipcapture_proto::tls::{GrpcServerTls, ReloadingTls};
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use sipcapture_storer::Storer;
@@ -137,7 +137,11 @@ impl UpConfig {
         self.grpc_tls.validate("grpc_tls")?;
         self.grpc_limits.validate("grpc_limits")?;
         let sections = [
-            ("collector", &self.collector.grpc_tls, &self.collector.grpc_limits),
+            (
+                "collector",
+                &self.collector.grpc_tls,
+                &self.collector.grpc_limits,
+            ),
             ("storer", &self.storer.grpc_tls, &self.storer.grpc_limits),
             ("control", &self.control.grpc_tls, &self.control.grpc_limits),
         ];
@@ -258,12 +262,8 @@ pub async fn run(
         config.control.auth_token.clone(),
         config.control.grpc_admin_identities.clone(),
     ));
-    let tls = ReloadingTls::for_grpc(
-        &config.grpc_tls,
-        "grpc_tls",
-        Some(storer.counters.clone()),
-    )
-    .map_err(|e| UpError::Config(e.into_config()))?;
+    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(storer.counters.clone()))
+        .map_err(|e| UpError::Config(e.into_config()))?;
     if let Some(tls) = &tls {
         tls.spawn_reloader(
             std::time::Duration::from_secs(config.grpc_tls.reload_interval),
@@ -287,8 +287,7 @@ pub async fn run(
         ..ServeOptions::new(SERVICE_NAMES, config.storer.max_grpc_calls)
     };
     let mut server = tokio::spawn(async move {
-        sipcapture_proto::server::serve_with(listener, routes, &options, server_stop_serving)
-            .await
+        sipcapture_proto::server::serve_with(listener, routes, &options, server_stop_serving).await
     });
 
     let pipeline = Pipeline::start(&config.collector, switch, collector_counters)?;

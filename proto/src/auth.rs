@@ -75,8 +75,7 @@ impl Authorizer {
         if names.iter().any(|n| self.identities.contains(n)) {
             return Ok(());
         }
-        if self.token.is_some() && check_bearer(request.metadata(), self.token.as_deref()).is_ok()
-        {
+        if self.token.is_some() && check_bearer(request.metadata(), self.token.as_deref()).is_ok() {
             return Ok(());
         }
         match names.first() {

@@ -203,9 +203,7 @@ pub async fn serve_with(
     let result = match &options.tls {
         None => {
             let incoming = accept_plain(listener, connections, accept_stop.clone());
-            router
-                .serve_with_incoming_shutdown(incoming, stopped)
-                .await
+            router.serve_with_incoming_shutdown(incoming, stopped).await
         }
         Some(tls) => {
             let incoming = accept_tls(
@@ -216,9 +214,7 @@ pub async fn serve_with(
                 options.counters.clone(),
                 accept_stop.clone(),
             );
-            router
-                .serve_with_incoming_shutdown(incoming, stopped)
-                .await
+            router.serve_with_incoming_shutdown(incoming, stopped).await
         }
     };
     accept_stop.cancel();

@@ -171,10 +171,8 @@ impl GrpcClientTls {
             Some(ca) => {
                 // Parse first so a bad file is named here, not in an opaque handshake error.
                 load_certs(&format!("{prefix}.ca"), ca)?;
-                config = config.ca_certificate(Certificate::from_pem(read(
-                    &format!("{prefix}.ca"),
-                    ca,
-                )?));
+                config = config
+                    .ca_certificate(Certificate::from_pem(read(&format!("{prefix}.ca"), ca)?));
             }
             None => config = config.with_native_roots(),
         }
@@ -261,7 +259,9 @@ impl TlsError {
                 ConfigError::invalid(key, format!("{}: {reason}", path.display()))
             }
             TlsError::Rejected { key, reason } => ConfigError::invalid(key, reason),
-            TlsError::Url { url, reason } => ConfigError::invalid("url", format!("{url}: {reason}")),
+            TlsError::Url { url, reason } => {
+                ConfigError::invalid("url", format!("{url}: {reason}"))
+            }
         }
     }
 }

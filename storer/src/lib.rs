@@ -21,8 +21,8 @@ use std::time::Duration;
 use sipcapture_proto::auth::Authorizer;
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::server::{GrpcLimits, ServeOptions};
-use sipcapture_proto::tls::ReloadingTls;
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
+use sipcapture_proto::tls::ReloadingTls;
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::storer_service_server::StorerServiceServer;
@@ -196,12 +196,8 @@ pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<()
         Duration::from_secs(3),
     )
     .await;
-    let tls = ReloadingTls::for_grpc(
-        &config.grpc_tls,
-        "grpc_tls",
-        Some(storer.counters.clone()),
-    )
-    .map_err(|e| StorerError::Config(e.into_config()))?;
+    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(storer.counters.clone()))
+        .map_err(|e| StorerError::Config(e.into_config()))?;
     if let Some(tls) = &tls {
         tls.spawn_reloader(
             Duration::from_secs(config.grpc_tls.reload_interval),

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::ExportConfig;
+use super::storers::{Storers, Target};
 use sipcapture_proto::v1::storer_service_client::StorerServiceClient;
 use sipcapture_proto::v1::{
     DeliverRequest, Hello, RecordBatch, Welcome, deliver_request, deliver_response,
@@ -9,8 +11,6 @@ use sipcapture_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use super::ExportConfig;
-use super::storers::{Storers, Target};
 
 /// Time allowed for connecting and for the Welcome.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

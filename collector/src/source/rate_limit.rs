@@ -66,7 +66,10 @@ impl RateLimiter {
             .map(|_| {
                 Mutex::new(Shard {
                     sources: hashbrown::HashMap::with_capacity(per_shard.min(1024)),
-                    overflow: Bucket { tokens: burst, last: now },
+                    overflow: Bucket {
+                        tokens: burst,
+                        last: now,
+                    },
                     last_sweep: None,
                 })
             })
@@ -153,7 +156,8 @@ fn shard_of(ip: IpAddr) -> usize {
         IpAddr::V6(v6) => {
             let n = u128::from(v6);
             // Fold the halves: the interface id and the prefix both spread.
-            u64::try_from(n >> 64).unwrap_or(0) ^ u64::try_from(n & u128::from(u64::MAX)).unwrap_or(0)
+            u64::try_from(n >> 64).unwrap_or(0)
+                ^ u64::try_from(n & u128::from(u64::MAX)).unwrap_or(0)
         }
     };
     let mixed = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
@@ -178,13 +182,17 @@ mod tests {
     fn burst_then_rate_per_source() {
         let t0 = Instant::now();
         let l = RateLimiter::new(10.0, 5, 1000, t0).unwrap();
-        let passed = (0..20).filter(|_| l.check(ip(1), t0) == Verdict::Allow).count();
+        let passed = (0..20)
+            .filter(|_| l.check(ip(1), t0) == Verdict::Allow)
+            .count();
         assert_eq!(passed, 5);
         // Another source is unaffected.
         assert_eq!(l.check(ip(2), t0), Verdict::Allow);
         // 0.5 s later, 5 more tokens for the first source.
         let t1 = t0 + Duration::from_millis(500);
-        let passed = (0..20).filter(|_| l.check(ip(1), t1) == Verdict::Allow).count();
+        let passed = (0..20)
+            .filter(|_| l.check(ip(1), t1) == Verdict::Allow)
+            .count();
         assert_eq!(passed, 5);
     }
 
@@ -192,7 +200,9 @@ mod tests {
     fn default_burst_is_the_rate() {
         let t0 = Instant::now();
         let l = RateLimiter::new(3.0, 0, 10, t0).unwrap();
-        let passed = (0..10).filter(|_| l.check(ip(1), t0) == Verdict::Allow).count();
+        let passed = (0..10)
+            .filter(|_| l.check(ip(1), t0) == Verdict::Allow)
+            .count();
         assert_eq!(passed, 3);
     }
 
