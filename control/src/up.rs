@@ -175,13 +175,19 @@ pub fn loopback_url(listen: SocketAddr) -> String {
     loopback_url_with(listen, "http")
 }
 
-fn loopback_url_with(listen: SocketAddr, scheme: &str) -> String {
-    let ip = match listen.ip() {
+fn loopback_ip(listen: SocketAddr) -> IpAddr {
+    match listen.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         other => other,
-    };
-    format!("{scheme}://{}", SocketAddr::new(ip, listen.port()))
+    }
+}
+
+fn loopback_url_with(listen: SocketAddr, scheme: &str) -> String {
+    format!(
+        "{scheme}://{}",
+        SocketAddr::new(loopback_ip(listen), listen.port())
+    )
 }
 
 /// Start-up failures of the all-in-one.
@@ -233,6 +239,15 @@ pub async fn run(
         config.collector.storer = vec![loopback_url_with(grpc_addr, "https")];
         if config.collector.grpc_client_tls.ca.is_none() {
             config.collector.grpc_client_tls.ca = config.grpc_tls.cert.clone();
+        }
+        if let Some(cert) = &config.grpc_tls.cert {
+            sipcapture_proto::tls::check_trust(
+                &config.collector.grpc_client_tls,
+                "collector.grpc_client_tls",
+                cert,
+                &loopback_ip(grpc_addr).to_string(),
+            )
+            .map_err(|e| UpError::Config(e.into_config()))?;
         }
     } else {
         config.collector.storer = vec![loopback_url(grpc_addr)];

@@ -208,6 +208,61 @@ impl GrpcClientTls {
     }
 }
 
+/// Checks at start-up that a client with `client` settings would accept the server
+/// certificate in `server_cert` under `server_name` (the all-in-one's internal link to its own
+/// TLS listener), so a CA mismatch is a clear start-up error rather than a retry loop.
+pub fn check_trust(
+    client: &GrpcClientTls,
+    client_prefix: &str,
+    server_cert: &Path,
+    server_name: &str,
+) -> Result<(), TlsError> {
+    use tokio_rustls::rustls::client::WebPkiServerVerifier;
+    use tokio_rustls::rustls::client::danger::ServerCertVerifier;
+    let rejected = |reason: String| TlsError::Rejected {
+        key: format!("{client_prefix}.ca"),
+        reason,
+    };
+    let Some(ca) = &client.ca else {
+        return Ok(());
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(&format!("{client_prefix}.ca"), ca)? {
+        roots.add(cert).map_err(|e| rejected(e.to_string()))?;
+    }
+    let verifier = WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(ring::default_provider()),
+    )
+    .build()
+    .map_err(|e| rejected(e.to_string()))?;
+    let chain = load_certs("grpc_tls.cert", server_cert)?;
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Ok(());
+    };
+    let name_text = client
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server_name.to_owned());
+    let name = rustls_pki_types::ServerName::try_from(name_text.clone())
+        .map_err(|e| rejected(e.to_string()))?;
+    verifier
+        .verify_server_cert(
+            leaf,
+            intermediates,
+            &name,
+            &[],
+            rustls_pki_types::UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| {
+            rejected(format!(
+                "does not verify grpc_tls.cert for {name_text:?}: {e} (set the CA that issued it, \
+                 or {client_prefix}.server_name)"
+            ))
+        })
+}
+
 /// Validates a service's gRPC security keys (`grpc_tls`, `grpc_client_tls`, `grpc_limits`):
 /// files are loaded once, so a missing file or bad PEM stops start-up naming the key.
 pub fn validate_grpc(

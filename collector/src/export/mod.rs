@@ -28,13 +28,18 @@ struct ErrorChain<'a>(&'a dyn std::error::Error);
 
 impl std::fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut text = self.0.to_string();
         let mut source = self.0.source();
         while let Some(e) = source {
-            write!(f, ": {e}")?;
+            let more = e.to_string();
+            // tonic's Status already prints its source; say each reason once.
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
             source = e.source();
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 
