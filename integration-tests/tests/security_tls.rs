@@ -679,3 +679,75 @@ async fn bad_tls_files_stop_start_up_naming_the_key() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_mtls_and_its_internal_collector_is_the_certificate_identity() {
+    let sandbox = Sandbox::new().unwrap();
+    let pki = Pki::new(sandbox.path());
+    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let hep = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let mut args = vec![
+        "up".to_owned(),
+        "--grpc-listen".to_owned(),
+        grpc.to_string(),
+        "--hep-listen".to_owned(),
+        hep.to_string(),
+        "--set".to_owned(),
+        "homer5_split=false".to_owned(),
+    ];
+    args.extend(pki.server_args(true));
+    args.extend(sets(&[
+        ("collector.grpc_client_tls.cert", &pki.collector.0),
+        ("collector.grpc_client_tls.key", &pki.collector.1),
+    ]));
+    // The server certificate is issued by the CA: trusting the certificate file alone is not
+    // enough, and start-up says which key to set.
+    let out = std::process::Command::new(bin_path("sipcapture").unwrap())
+        .args(&args)
+        .current_dir(sandbox.path())
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("`collector.grpc_client_tls.ca`"), "{text}");
+
+    args.extend(sets(&[("collector.grpc_client_tls.ca", &pki.ca_file)]));
+    let mut up = sandbox.spawn("up", "sipcapture", &args).unwrap();
+    wait_tls_healthy(&mut up, grpc, &pki.client(Some(&pki.admin))).await;
+    send_from("127.0.0.1", hep, &packets("up", 7));
+    let db_url = format!(
+        "sqlite://{}",
+        sandbox.path().join("sipcapture.db").display()
+    );
+    let db = open_db(&db_url).await.unwrap();
+    wait_for_rows(&db, "sip_capture", 7, WAIT).await.unwrap();
+    let owners = text_rows(
+        &db,
+        "sipcapture_stream_state",
+        &["collector_id"],
+        "1=1",
+        "stream_id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(owners, vec![vec!["collector-good".to_owned()]]);
+    // Plain gRPC is not served on the TLS port.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        assert!(
+            client
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_err()
+        );
+    }
+    up.terminate(WAIT).unwrap();
+}
