@@ -126,12 +126,28 @@ pub async fn status(cmd: &StatusCommand) -> Result<ControlStatusReply, CliError>
                 .await
         }
     };
-    reply
-        .map(tonic::Response::into_inner)
-        .map_err(|s| CliError::Call {
+    reply.map(tonic::Response::into_inner).map_err(|s| {
+        let mut message = match std::error::Error::source(&s) {
+            // A refused TLS handshake surfaces as a bare transport error: the reason (e.g.
+            // "received fatal alert: CertificateRequired") is in the source chain.
+            Some(source) => format!("{}: {}", s.message(), error_chain(source)),
+            None => s.message().to_owned(),
+        };
+        let transport = matches!(
+            s.code(),
+            tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable
+        );
+        if transport && url.starts_with("https://") && !cmd.tls.has_identity() {
+            message.push_str(
+                " (a control with grpc_tls.client_ca refuses clients without a certificate: \
+                     pass --cert and --key)",
+            );
+        }
+        CliError::Call {
             code: s.code(),
-            message: s.message().to_owned(),
-        })
+            message,
+        }
+    })
 }
 
 fn kind_name(kind: i32) -> &'static str {
