@@ -410,3 +410,47 @@ async fn wait_for_signal() {
         let _ignored = tokio::signal::ctrl_c().await;
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    async fn health(channel: tonic::transport::Channel) -> Result<(), tonic::Status> {
+        HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_wait_for_a_free_slot() {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut options = ServeOptions::new(&[], 8);
+                options.limits.max_connections = 1;
+                serve_with(listener, RoutesBuilder::default(), &options, stop).await
+            }
+        });
+        let endpoint = tonic::transport::Endpoint::from_shared(url).unwrap();
+        let first = endpoint.connect().await.unwrap();
+        health(first.clone()).await.unwrap();
+        // The second connection waits in the accept queue while the first holds the slot.
+        let second = endpoint.connect_lazy();
+        let waiting = tokio::time::timeout(Duration::from_millis(300), health(second.clone()));
+        assert!(waiting.await.is_err(), "served beyond max_connections");
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(10), health(second))
+            .await
+            .unwrap()
+            .unwrap();
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+}
