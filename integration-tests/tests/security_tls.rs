@@ -493,7 +493,9 @@ async fn per_source_rate_limit_drops_exactly_the_excess() {
         )
         .await
         .unwrap();
-    // One packet per 10000 s with a burst of 5: within the test, exactly 5 per source pass.
+    // One packet per 10000 s with a burst of 5: within the test, exactly 5 per source pass
+    // (UDP from 127.0.0.1: 20 sent, 15 dropped; UDP from 127.0.0.2: 3 sent, none dropped; TCP
+    // from 127.0.0.3: 8 frames, 3 dropped).
     let mut collector = sandbox
         .collector(
             "c1",
@@ -510,6 +512,17 @@ async fn per_source_rate_limit_drops_exactly_the_excess() {
     let hep = collector.hep.unwrap();
     send_from("127.0.0.1", hep, &packets("flood", 20));
     send_from("127.0.0.2", hep, &packets("calm", 3));
+    // Over TCP (HEP3 frames on one connection from a third source) the same rule applies.
+    {
+        use tokio::io::AsyncWriteExt;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let mut conn = socket.connect(hep).await.unwrap();
+        for p in packets("tcp", 8) {
+            conn.write_all(&p).await.unwrap();
+        }
+        conn.shutdown().await.unwrap();
+    }
     let addr = collector.grpc;
     wait_until("every packet counted", WAIT, || async move {
         Ok(member_counters(addr)
@@ -517,20 +530,21 @@ async fn per_source_rate_limit_drops_exactly_the_excess() {
             .get("hep_received")
             .copied()
             .unwrap_or(0)
-            == 23)
+            == 31)
     })
     .await
     .unwrap();
     let db = open_db(&db_url).await.unwrap();
-    wait_for_rows(&db, "sip_capture", 8, WAIT).await.unwrap();
+    wait_for_rows(&db, "sip_capture", 13, WAIT).await.unwrap();
     let counters = member_counters(addr).await.unwrap();
     assert_eq!(
         counters.get("dropped.rate_limited"),
-        Some(&15),
+        Some(&18),
         "{counters:?}"
     );
     assert_eq!(rows_like(&db, "flood").await, 5);
     assert_eq!(rows_like(&db, "calm").await, 3);
+    assert_eq!(rows_like(&db, "tcp").await, 5);
     assert!(collector.process.log_text().contains("rate_limited"));
     collector.process.terminate(WAIT).unwrap();
     storer.process.terminate(WAIT).unwrap();
