@@ -45,9 +45,21 @@ impl Ca {
 
     /// Issues a certificate with `cn` and `sans`; writes `<stem>.pem` and `<stem>.key`.
     fn issue(&self, dir: &Path, stem: &str, cn: &str, sans: &[&str]) -> (PathBuf, PathBuf) {
+        self.issue_serial(dir, stem, cn, sans, None)
+    }
+
+    fn issue_serial(
+        &self,
+        dir: &Path,
+        stem: &str,
+        cn: &str,
+        sans: &[&str],
+        serial: Option<u64>,
+    ) -> (PathBuf, PathBuf) {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
                 .unwrap();
+        params.serial_number = serial.map(rcgen::SerialNumber::from);
         params.distinguished_name.push(DnType::CommonName, cn);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
@@ -56,6 +68,33 @@ impl Ca {
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         (cert_path, key_path)
+    }
+
+    /// A CRL revoking `serials`, written to `<stem>.pem`.
+    fn crl(&self, dir: &Path, stem: &str, serials: &[u64]) -> PathBuf {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let path = dir.join(format!("{stem}.pem"));
+        std::fs::write(
+            &path,
+            params.signed_by(&self.issuer).unwrap().pem().unwrap(),
+        )
+        .unwrap();
+        path
     }
 
     fn write(&self, dir: &Path, stem: &str) -> PathBuf {
@@ -764,4 +803,56 @@ async fn up_serves_mtls_and_its_internal_collector_is_the_certificate_identity()
         );
     }
     up.terminate(WAIT).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_client_certificate_is_refused() {
+    let sandbox = Sandbox::new().unwrap();
+    let pki = Pki::new(sandbox.path());
+    let revoked = pki.ca.issue_serial(
+        sandbox.path(),
+        "revoked",
+        "collector-stolen",
+        &[],
+        Some(0x5107e1),
+    );
+    let crl = pki.ca.crl(sandbox.path(), "crl", &[0x5107e1]);
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        sandbox.path().join("c.db").display()
+    );
+    let mut args = pki.server_args(true);
+    args.extend(sets(&[("grpc_tls.client_crl", &crl)]));
+    let mut storer = tls_storer(&sandbox, &pki, &db_url, &args).await;
+    // The admin certificate (not revoked) got the storer healthy; the revoked one is refused.
+    let channel = pki
+        .client(Some(&revoked))
+        .endpoint(&format!("https://{}", storer.grpc))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = channel {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        assert!(
+            client
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_err()
+        );
+    }
+    let addr = storer.grpc;
+    wait_until("the refusal logged", WAIT, || {
+        let log = storer.process.log_text();
+        async move { Ok(log.contains("grpc tls handshake refused")) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        storer.process.log_text().contains("Revoked"),
+        "{}",
+        storer.process.log_text()
+    );
+    let counters = tls_counters(addr, &pki.client(Some(&pki.collector))).await;
+    assert!(counters.get("grpc_tls_refused").copied().unwrap_or(0) >= 1);
+    storer.process.terminate(WAIT).unwrap();
 }

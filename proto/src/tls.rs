@@ -49,7 +49,12 @@ pub struct GrpcServerTls {
     /// the handshake. The certificate's name becomes the caller's identity (the records'
     /// origin on a storer, the `grpc_admin_identities` match on control and status).
     pub client_ca: Option<PathBuf>,
-    /// Seconds between checks of the three files for changes (0: reload on SIGHUP only).
+    /// PEM file with certificate revocation lists (X509 CRL blocks) of the client CA(s):
+    /// client certificates listed there are refused. Only the client's own certificate is
+    /// checked, and a certificate whose CA has no CRL in the file is accepted. Needs
+    /// `client_ca`; reloaded with the other files.
+    pub client_crl: Option<PathBuf>,
+    /// Seconds between checks of the files for changes (0: reload on SIGHUP only).
     pub reload_interval: u64,
     /// Seconds a client has to complete the TLS handshake before the connection is closed.
     pub handshake_timeout: u64,
@@ -61,6 +66,7 @@ impl Default for GrpcServerTls {
             cert: None,
             key: None,
             client_ca: None,
+            client_crl: None,
             reload_interval: DEFAULT_RELOAD_INTERVAL,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
@@ -77,6 +83,12 @@ impl GrpcServerTls {
     /// with the key's name (`<prefix>.cert`, ...).
     pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         let named = |field: &str| format!("{prefix}.{field}");
+        if self.client_crl.is_some() && self.client_ca.is_none() {
+            return Err(ConfigError::invalid(
+                named("client_crl"),
+                format!("needs {}", named("client_ca")),
+            ));
+        }
         match (&self.cert, &self.key) {
             (None, None) => {
                 if self.client_ca.is_some() {
@@ -346,6 +358,26 @@ pub fn load_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
+/// Reads every CRL of a PEM file.
+pub fn load_crls(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, TlsError> {
+    let error = |reason: String| TlsError::File {
+        key: key.to_owned(),
+        path: path.to_owned(),
+        reason,
+    };
+    let crls = rustls_pki_types::CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(e.to_string()))?;
+    if crls.is_empty() {
+        return Err(error("no X509 CRL block found".to_owned()));
+    }
+    Ok(crls)
+}
+
 /// Reads the first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
 pub fn load_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
@@ -362,6 +394,7 @@ pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
+    client_crl: Option<&Path>,
     alpn: &[&[u8]],
 ) -> Result<ServerConfig, TlsError> {
     let certs = load_certs(&format!("{prefix}cert"), cert)?;
@@ -384,12 +417,18 @@ pub fn server_config(
             for ca_cert in load_certs(&ca_key, ca)? {
                 roots.add(ca_cert).map_err(|e| rejected("client_ca", e))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::Rejected {
-                    key: ca_key,
-                    reason: e.to_string(),
-                })?;
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if let Some(crl) = client_crl {
+                verifier = verifier
+                    .with_crls(load_crls(&format!("{prefix}client_crl"), crl)?)
+                    .only_check_end_entity_revocation()
+                    .allow_unknown_revocation_status();
+            }
+            let verifier = verifier.build().map_err(|e| TlsError::Rejected {
+                key: ca_key,
+                reason: e.to_string(),
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -412,6 +451,7 @@ fn build_server_config(tls: &GrpcServerTls, prefix: &str) -> Result<ServerConfig
         cert,
         key,
         tls.client_ca.as_deref(),
+        tls.client_crl.as_deref(),
         &[b"h2"],
     )
 }
@@ -426,6 +466,8 @@ pub struct TlsSource {
     pub key: PathBuf,
     /// Client CA file (mTLS) or none.
     pub client_ca: Option<PathBuf>,
+    /// Client CRL file or none.
+    pub client_crl: Option<PathBuf>,
     /// ALPN protocols offered.
     pub alpn: Vec<Vec<u8>>,
 }
@@ -434,6 +476,7 @@ impl TlsSource {
     fn files(&self) -> Vec<&Path> {
         let mut files = vec![self.cert.as_path(), self.key.as_path()];
         files.extend(self.client_ca.as_deref());
+        files.extend(self.client_crl.as_deref());
         files
     }
 
@@ -451,6 +494,7 @@ impl TlsSource {
             &self.cert,
             &self.key,
             self.client_ca.as_deref(),
+            self.client_crl.as_deref(),
             &alpn,
         )
     }
@@ -501,6 +545,7 @@ impl ReloadingTls {
             cert: cert.clone(),
             key: key.clone(),
             client_ca: tls.client_ca.clone(),
+            client_crl: tls.client_crl.clone(),
             alpn: vec![b"h2".to_vec()],
         };
         ReloadingTls::new(source, counters).map(Some)
@@ -717,6 +762,7 @@ mod tests {
                 cert: dir.path().join("c.pem"),
                 key: dir.path().join("k.pem"),
                 client_ca: None,
+                client_crl: None,
                 alpn: vec![b"h2".to_vec()],
             },
             Some(Arc::new(Counters::new("test"))),

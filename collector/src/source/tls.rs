@@ -26,6 +26,7 @@ pub fn acceptor(
             cert: cert.to_owned(),
             key: key.to_owned(),
             client_ca: None,
+            client_crl: None,
             alpn: Vec::new(),
         },
         counters,
