@@ -157,6 +157,10 @@ impl Intake {
             }
             hello.collector_id = identity;
         }
+        // The stream-state column holds 200 characters (a long certificate SAN, a long claim).
+        if let Some((cut, _)) = hello.collector_id.char_indices().nth(200) {
+            hello.collector_id.truncate(cut);
+        }
         let default_writer = self
             .writers
             .first()
