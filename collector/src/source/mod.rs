@@ -6,6 +6,7 @@
 //! * [`ipip`]: IP-in-IP packets from a raw socket.
 //! * [`pcap_file`]: pcap/pcapng files.
 //! * [`raw`]: the per-thread dissecting worker both live raw sources share.
+//! * [`rate_limit`]: per-source HEP rate limit.
 
 pub mod bpf;
 pub mod hep_listener;
@@ -13,5 +14,6 @@ pub mod ingest;
 pub mod ipip;
 pub mod mirror;
 pub mod pcap_file;
+pub mod rate_limit;
 pub mod raw;
 pub mod tls;
