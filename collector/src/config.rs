@@ -134,6 +134,31 @@ pub struct CollectorConfig {
     /// Kamailio `promiscuous_on`: put `raw_interface` in promiscuous mode while capturing.
     #[serde(deserialize_with = "de::flag")]
     pub promiscuous_on: bool,
+    /// Kamailio `nonsip_hook`: run the Lua hook (`script_file`, `event_callback`) on every HEP
+    /// packet before it becomes a record (docs/SCRIPTING.md).
+    #[serde(deserialize_with = "de::flag")]
+    pub nonsip_hook: bool,
+    /// The Lua script of the hook (Kamailio's KEMI script file).
+    pub script_file: Option<PathBuf>,
+    /// Kamailio `event_callback`: the Lua function called per packet with the event name
+    /// `"sipcapture:request"` and the packet object.
+    pub event_callback: String,
+    /// Longest a hook call may run, milliseconds; a call that runs longer is aborted and counted
+    /// as a script error (the packet takes the default path).
+    pub script_timeout_ms: u64,
+    /// Memory cap of each Lua state, bytes (0: none).
+    pub script_memory_limit: usize,
+    /// Forward rules (`[[forward]]`): records matching `match` (the storer's routing-rule
+    /// conditions) are sent as HEP to every `to` URI (`sip:host:port;transport=udp|tcp|tls`).
+    pub forward: Vec<crate::forward::ForwardRuleConfig>,
+    /// Packets queued per forward destination; beyond it packets are dropped and counted
+    /// (`dropped.forward_queue_full`).
+    pub forward_queue: usize,
+    /// PEM file of the CA certificates that TLS forward destinations are verified against.
+    pub forward_tls_ca: Option<PathBuf>,
+    /// Kamailio siptrace `hep_capture_id`: the capture agent id (chunk 0x000c) of HEP3 packets
+    /// encoded from raw capture for forwarding.
+    pub hep_capture_id: u32,
 }
 
 impl Default for CollectorConfig {
@@ -186,6 +211,15 @@ impl Default for CollectorConfig {
             raw_interface: String::new(),
             raw_socket_listen: String::new(),
             promiscuous_on: false,
+            nonsip_hook: false,
+            script_file: None,
+            event_callback: String::new(),
+            script_timeout_ms: 100,
+            script_memory_limit: 64 * 1024 * 1024,
+            forward: Vec::new(),
+            forward_queue: 10_000,
+            forward_tls_ca: None,
+            hep_capture_id: 1,
         }
     }
 }
@@ -263,7 +297,56 @@ impl CollectorConfig {
             ));
         }
         self.validate_raw()?;
+        self.validate_hooks()?;
         Ok(())
+    }
+
+    /// Checks the hook and forwarding keys (Kamailio names where they exist).
+    fn validate_hooks(&self) -> Result<(), ConfigError> {
+        if self.nonsip_hook {
+            let Some(file) = &self.script_file else {
+                return Err(ConfigError::invalid(
+                    "script_file",
+                    "nonsip_hook = 1 needs the Lua script file",
+                ));
+            };
+            if !file.is_file() {
+                return Err(ConfigError::invalid(
+                    "script_file",
+                    format!("{} is not a readable file", file.display()),
+                ));
+            }
+            if self.event_callback.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "event_callback",
+                    "nonsip_hook = 1 needs the name of the Lua function to call",
+                ));
+            }
+            if self.script_timeout_ms == 0 {
+                return Err(ConfigError::invalid(
+                    "script_timeout_ms",
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.forward_queue == 0 {
+            return Err(ConfigError::invalid("forward_queue", "must be at least 1"));
+        }
+        crate::forward::validate_rules(&self.forward, self.forward_tls_ca.as_deref())
+    }
+
+    /// The hook settings when `nonsip_hook` is on (after [`Self::validate`]).
+    pub fn hook_settings(&self) -> Option<crate::hook::HookSettings> {
+        if !self.nonsip_hook {
+            return None;
+        }
+        Some(crate::hook::HookSettings {
+            script_file: self.script_file.clone()?,
+            event_callback: self.event_callback.trim().to_owned(),
+            timeout: std::time::Duration::from_millis(self.script_timeout_ms),
+            memory_limit: self.script_memory_limit,
+            states: std::thread::available_parallelism().map_or(2, |n| n.get() + 1),
+        })
     }
 
     /// Checks the raw-capture keys (Kamailio names).

@@ -15,6 +15,8 @@ use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
 use crate::export::storers::{Storers, refresh_dns};
 use crate::export::{self, ExportConfig};
+use crate::forward::{ForwardSettings, Forwarder};
+use crate::hook::{Hook, Hooks};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
 use crate::source::ingest::Ingest;
@@ -35,6 +37,39 @@ pub enum PipelineError {
     /// Mirror-port capture (`raw_moni_capture_on`) could not start.
     #[error(transparent)]
     Mirror(#[from] MirrorError),
+    /// Forward rules could not start.
+    #[error(transparent)]
+    Forward(#[from] sipcapture_proto::config::ConfigError),
+}
+
+/// The Lua hook (reloaded on SIGHUP and file change) and the forwarder, as configured.
+fn start_hooks(
+    config: &CollectorConfig,
+    counters: &Arc<Counters>,
+    stop: &CancellationToken,
+) -> Result<Hooks, PipelineError> {
+    let hook_settings = config.hook_settings();
+    let forwarder = if config.forward.is_empty() && hook_settings.is_none() {
+        None
+    } else {
+        let settings = ForwardSettings {
+            queue: config.forward_queue,
+            tls_ca: config.forward_tls_ca.clone(),
+            capture_id: config.hep_capture_id,
+        };
+        Some(Forwarder::start(
+            &config.forward,
+            settings,
+            counters.clone(),
+            stop.child_token(),
+        )?)
+    };
+    let hook = hook_settings.map(|settings| {
+        let hook = Hook::new(settings, forwarder.clone(), counters.clone());
+        tokio::spawn(hook.clone().watch(stop.child_token()));
+        hook
+    });
+    Ok(Hooks { hook, forwarder })
 }
 
 /// A running collector pipeline (inputs and exporter; gRPC is served by the caller).
@@ -62,6 +97,9 @@ impl Pipeline {
             config.queue_capacity.div_ceil(lanes),
             config.storer_placement,
         );
+        let inputs = TaskTracker::new();
+        let stop_inputs = CancellationToken::new();
+        let hooks = start_hooks(config, &counters, &stop_inputs)?;
         let ingest = Arc::new(Ingest {
             builder: RecordBuilder {
                 capture_node: config.capture_node.clone(),
@@ -74,9 +112,8 @@ impl Pipeline {
             auth_key: config.hep_auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
             counters: counters.clone(),
             queue,
+            hooks,
         });
-        let inputs = TaskTracker::new();
-        let stop_inputs = CancellationToken::new();
         // Stops the inputs already started if a later one fails to start.
         let stop_on_error = stop_inputs.clone().drop_guard();
         // Mirror capture opens its packet socket first: a missing CAP_NET_RAW fails start-up

@@ -419,6 +419,7 @@ mod tests {
                 auth_key: None,
                 counters: counters.clone(),
                 queue,
+                hooks: crate::hook::Hooks::default(),
             });
             let tasks = TaskTracker::new();
             let shutdown = CancellationToken::new();
@@ -772,6 +773,7 @@ mod tests {
             auth_key: None,
             counters: Arc::new(Counters::new("collector")),
             queue,
+            hooks: crate::hook::Hooks::default(),
         });
         let err = start(&cfg, ingest, &TaskTracker::new(), &CancellationToken::new())
             .err()

@@ -6,10 +6,11 @@ use std::time::SystemTime;
 
 use sipcapture_proto::counters::{Counters, worth_logging};
 use sipcapture_proto::status::CaptureSwitch;
-use sipcapture_proto::v1::InputKind;
+use sipcapture_proto::v1::{InputKind, Routing};
 
 use crate::decode::hep;
 use crate::export::lanes::LaneQueues;
+use crate::hook::{Hooks, Verdict};
 use crate::record::{Reception, RecordBuilder, RecordError};
 
 /// Decodes and queues packets.
@@ -27,6 +28,8 @@ pub struct Ingest {
     pub counters: Arc<Counters>,
     /// The exporter's lane queues.
     pub queue: LaneQueues,
+    /// The Lua hook and HEP forwarding (both optional).
+    pub hooks: Hooks,
 }
 
 /// What happened to one packet.
@@ -89,23 +92,72 @@ impl Ingest {
         {
             return self.drop_packet("auth_failed", input, &"auth key missing or wrong");
         }
-        if !self.hep_capture_on || !self.switch.input_on(input) {
-            self.counters.add("discarded.status", 1);
-            return Outcome::Discarded;
-        }
         let rx = Reception {
             input,
             peer,
             at: SystemTime::now(),
         };
-        let record = match self.builder.from_hep(&packet, rx) {
+        // Kamailio's nonsip_hook: the event route runs on every decoded packet, before the
+        // capture switch (forwarding works while capture is off; report_capture checks it).
+        let verdict = self.hooks.hook.as_ref().map(|h| h.run(data, input, peer));
+        if let Some(v) = &verdict {
+            self.script_reports(&packet, v, rx).await;
+            if !v.proceed && v.capture.is_none() {
+                self.counters.count_drop("script");
+                return Outcome::Dropped("script");
+            }
+        }
+        if !self.hep_capture_on || !self.switch.input_on(input) {
+            self.counters.add("discarded.status", 1);
+            return Outcome::Discarded;
+        }
+        let mut record = match self.builder.from_hep(&packet, rx) {
             Ok(r) => r,
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
         if record.flags.as_ref().is_some_and(|f| f.incomplete_hep) {
             self.counters.add("hep_incomplete", 1);
         }
+        if let Some((table, capture_mode)) = verdict.and_then(|v| v.capture) {
+            record.routing = Some(Routing {
+                table,
+                capture_mode,
+            });
+        }
+        if !self.forward_by_rules(&record, Some(data)) {
+            return self.skip_packet("forwarded_only");
+        }
         self.enqueue(record).await
+    }
+
+    /// Queues the report rows a script asked for (`report_capture`), when capture is on for the
+    /// input (Kamailio's `report_capture` checks `capture_on`; a refused row is counted).
+    async fn script_reports(&self, packet: &hep::HepPacket<'_>, verdict: &Verdict, rx: Reception) {
+        for req in &verdict.reports {
+            if !self.switch.input_on(rx.input) {
+                self.counters.add("discarded.status", 1);
+                continue;
+            }
+            let record = self
+                .builder
+                .script_report(packet, rx, &req.table, &req.cid, &req.data);
+            self.counters.add("script_reports", 1);
+            if self.enqueue(record).await == Outcome::Closed {
+                return;
+            }
+        }
+    }
+
+    /// Applies the forward rules; false when a matching rule says not to store the record.
+    fn forward_by_rules(
+        &self,
+        record: &sipcapture_proto::v1::CaptureRecord,
+        raw: Option<&[u8]>,
+    ) -> bool {
+        match &self.hooks.forwarder {
+            Some(f) if f.has_rules() => f.apply_rules(record, raw),
+            _ => true,
+        }
     }
 }
 
@@ -148,6 +200,10 @@ impl Ingest {
             Err(RecordError::NotSip) => return self.skip_packet("not_sip"),
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
+        // A raw-captured record is forwarded as HEP3 (the collector as a HEP agent).
+        if !self.forward_by_rules(&record, None) {
+            return self.skip_packet("forwarded_only");
+        }
         self.enqueue(record).await
     }
 }
@@ -186,6 +242,7 @@ mod raw_tests {
             auth_key: None,
             counters: Arc::new(Counters::new("collector")),
             queue,
+            hooks: Hooks::default(),
         };
         (ingest, lanes.remove(0))
     }
