@@ -151,15 +151,6 @@ impl RecordBuilder {
             return Err(RecordError::NoPayload);
         }
 
-        // Kamailio takes the HEP time when its seconds are non-zero, else "now"; the node gets
-        // the capture id only in the first case.
-        let (capture_time_us, time_from_packet) = match pkt.ts_sec {
-            Some(sec) if sec != 0 => (
-                u64::from(sec) * 1_000_000 + u64::from(pkt.ts_usec.unwrap_or(0)),
-                true,
-            ),
-            _ => (micros(rx.at), false),
-        };
         // v1/v2 carry no payload type: Kamailio treats their payload as SIP.
         let payload_type = u32::from(pkt.proto_type.unwrap_or(1));
         let incomplete = pkt.version == 3
@@ -168,37 +159,12 @@ impl RecordBuilder {
                 || pkt.dst_ip.is_none()
                 || pkt.proto_type.is_none());
 
-        let mut record = CaptureRecord {
-            capture_time_us,
-            time_from_packet,
-            family: family_of(pkt.src_ip.or(pkt.dst_ip), pkt.ip_family),
-            ip_protocol: u32::from(pkt.ip_protocol.unwrap_or(0)),
-            transport: kamailio_proto(pkt.ip_protocol.unwrap_or(0)),
-            src_ip: pkt.src_ip.map(ip_to_bytes).unwrap_or_default(),
-            src_port: u32::from(pkt.src_port.unwrap_or(0)),
-            dst_ip: pkt.dst_ip.map(ip_to_bytes).unwrap_or_default(),
-            dst_port: u32::from(pkt.dst_port.unwrap_or(0)),
-            node: node_column(
-                &self.capture_node,
-                time_from_packet,
-                pkt.capture_id.unwrap_or(0),
-            ),
-            kind: RecordKind::Sip as i32,
-            hep: Some(hep_meta(pkt, payload_type, compressed)),
-            payload: Vec::new(),
-            sip: None,
-            report: None,
-            flags: Some(RecordFlags {
-                incomplete_hep: incomplete,
-                ..Default::default()
-            }),
-            routing: None,
-            origin: Some(Origin {
-                collector_id: self.collector_id.clone(),
-                input: rx.input as i32,
-                peer: rx.peer.map(|p| p.to_string()).unwrap_or_default(),
-            }),
-        };
+        let mut record = self.hep_envelope(pkt, rx);
+        record.hep = Some(hep_meta(pkt, payload_type, compressed));
+        record.flags = Some(RecordFlags {
+            incomplete_hep: incomplete,
+            ..Default::default()
+        });
 
         if payload_type == 1 {
             let columns = sip::extract(&bytes, &self.sip).map_err(RecordError::Sip)?;
@@ -233,13 +199,6 @@ impl RecordBuilder {
         cid: &[u8],
         data: &[u8],
     ) -> CaptureRecord {
-        let (capture_time_us, time_from_packet) = match pkt.ts_sec {
-            Some(sec) if sec != 0 => (
-                u64::from(sec) * 1_000_000 + u64::from(pkt.ts_usec.unwrap_or(0)),
-                true,
-            ),
-            _ => (micros(rx.at), false),
-        };
         let payload_type = u32::from(pkt.proto_type.unwrap_or(1));
         let inner = pkt
             .payload
@@ -273,6 +232,31 @@ impl RecordBuilder {
             data.to_vec()
         };
         CaptureRecord {
+            kind: RecordKind::Report as i32,
+            hep: Some(meta),
+            payload,
+            report: Some(ReportFields { report_type }),
+            routing: Some(Routing {
+                table: table.to_owned(),
+                capture_mode: String::new(),
+            }),
+            ..self.hep_envelope(pkt, rx)
+        }
+    }
+
+    /// The envelope of a HEP packet's record (a SIP record without HEP meta, payload or SIP
+    /// fields): time, family, transport, addresses, node and origin. Kamailio takes the HEP time
+    /// when its seconds are non-zero, else "now"; the node gets the capture id only in the
+    /// first case.
+    fn hep_envelope(&self, pkt: &HepPacket<'_>, rx: Reception) -> CaptureRecord {
+        let (capture_time_us, time_from_packet) = match pkt.ts_sec {
+            Some(sec) if sec != 0 => (
+                u64::from(sec) * 1_000_000 + u64::from(pkt.ts_usec.unwrap_or(0)),
+                true,
+            ),
+            _ => (micros(rx.at), false),
+        };
+        CaptureRecord {
             capture_time_us,
             time_from_packet,
             family: family_of(pkt.src_ip.or(pkt.dst_ip), pkt.ip_family),
@@ -287,16 +271,13 @@ impl RecordBuilder {
                 time_from_packet,
                 pkt.capture_id.unwrap_or(0),
             ),
-            kind: RecordKind::Report as i32,
-            hep: Some(meta),
-            payload,
+            kind: RecordKind::Sip as i32,
+            hep: None,
+            payload: Vec::new(),
             sip: None,
-            report: Some(ReportFields { report_type }),
+            report: None,
             flags: None,
-            routing: Some(Routing {
-                table: table.to_owned(),
-                capture_mode: String::new(),
-            }),
+            routing: None,
             origin: Some(Origin {
                 collector_id: self.collector_id.clone(),
                 input: rx.input as i32,

@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sipcapture_collector::decode::hep::{HepPacket, HepPayload, encode_v1v2};
 use sipcapture_collector::forward::encode_record;
-use sipcapture_integration_tests::hep::{hep3_sip, reply, request, send_udp};
+use sipcapture_integration_tests::hep::{hep2_sip, hep3_sip, reply, request, send_udp};
 use sipcapture_integration_tests::kamailio::{self, Kamailio};
 use sipcapture_integration_tests::{Sandbox, member_counters, open_db, wait_for_rows, wait_until};
 use sipcapture_proto::v1::{CaptureRecord, RecordKind};
@@ -26,30 +25,7 @@ const DAY: &str = "20270115";
 const HEP_LUA: &str = "/work/shared/tools/hep.lua";
 
 fn hep2(src: SocketAddr, dst: SocketAddr, sip: &[u8]) -> Vec<u8> {
-    let packet = HepPacket {
-        version: 2,
-        ip_family: Some(2),
-        ip_protocol: Some(17),
-        src_ip: Some(src.ip()),
-        dst_ip: Some(dst.ip()),
-        src_port: Some(src.port()),
-        dst_port: Some(dst.port()),
-        ts_sec: Some(TS),
-        ts_usec: Some(500),
-        proto_type: None,
-        capture_id: Some(2002),
-        keep_alive: None,
-        auth_key: None,
-        payload: Some(HepPayload::Raw(sip)),
-        correlation_id: None,
-        vlan_id: None,
-        node_name: None,
-        core_chunks: 0,
-        chunk_area: &[],
-    };
-    let mut out = Vec::new();
-    encode_v1v2(&packet, &mut out).unwrap();
-    out
+    hep2_sip(src, dst, TS, 500, 2002, sip).unwrap()
 }
 
 fn config_file(dir: &Path, name: &str, text: &str) -> Vec<String> {
