@@ -560,7 +560,8 @@ async fn run_destination(
                     counters.add("forward_connects", 1);
                 }
                 Err(e) => {
-                    let total = counters.count_drop("forward_unreachable");
+                    counters.add("forward_connect_failed", 1);
+                    let total = counters.get("forward_connect_failed");
                     if worth_logging(total) {
                         tracing::warn!(dest = %name, error = %e, total, "forward destination unreachable");
                     }
@@ -575,6 +576,7 @@ async fn run_destination(
                     // one retry so a dead peer cannot pin it forever.
                     if retried {
                         pending = None;
+                        counters.count_drop("forward_unreachable");
                     } else if let Some(p) = pending.as_mut() {
                         p.1 = true;
                     }
