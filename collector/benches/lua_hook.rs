@@ -74,7 +74,11 @@ fn bench(c: &mut Criterion) {
                     let verdict = h.run(data, InputKind::HepUdp, None);
                     black_box(&verdict);
                 }
-                black_box(builder.from_hep(&packet, rx).unwrap_or_else(|e| panic!("{e}")))
+                black_box(
+                    builder
+                        .from_hep(&packet, rx)
+                        .unwrap_or_else(|e| panic!("{e}")),
+                )
             });
         });
     }

@@ -453,4 +453,39 @@ mod raw_capture_tests {
         c.raw_socket_listen = String::new();
         assert_eq!(c.mirror_config().unwrap().ports, PortFilter::ANY);
     }
+
+    #[test]
+    fn hook_and_forward_keys_are_validated_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hook.lua");
+        let mut c = CollectorConfig {
+            nonsip_hook: true,
+            ..CollectorConfig::default()
+        };
+        assert_eq!(invalid_key(&c), "script_file");
+        c.script_file = Some(script.clone());
+        assert_eq!(invalid_key(&c), "script_file", "missing file");
+        std::fs::write(&script, "function f() return 1 end").unwrap();
+        assert_eq!(invalid_key(&c), "event_callback");
+        c.event_callback = "f".to_owned();
+        c.validate().unwrap();
+        assert_eq!(c.hook_settings().unwrap().event_callback, "f");
+        c.forward_queue = 0;
+        assert_eq!(invalid_key(&c), "forward_queue");
+        c.forward_queue = 10;
+
+        // Kamailio's names and the forward rules, from TOML.
+        let text = format!(
+            "nonsip_hook = 1\nscript_file = {:?}\nevent_callback = \"f\"\n\
+             [[forward]]\nmatch = {{ method = \"INVITE\" }}\nto = [\"sip:10.0.0.1:9060\"]\n",
+            script.display().to_string()
+        );
+        let parsed: CollectorConfig = toml::from_str(&text).unwrap();
+        parsed.validate().unwrap();
+        assert_eq!(parsed.forward.len(), 1);
+        assert!(parsed.forward[0].store);
+        let bad = text.replace("sip:10.0.0.1:9060", "sip:10.0.0.1:x");
+        let parsed: CollectorConfig = toml::from_str(&bad).unwrap();
+        assert_eq!(invalid_key(&parsed), "forward[0].to");
+    }
 }

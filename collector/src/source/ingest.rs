@@ -274,4 +274,46 @@ mod raw_tests {
         assert_eq!(ingest.counters.get("raw_received"), 3);
         assert_eq!(ingest.counters.get("records_queued"), 1);
     }
+
+    #[tokio::test]
+    async fn raw_records_matching_a_forward_rule_go_out_as_hep3() {
+        use crate::forward::{ForwardRuleConfig, ForwardSettings, Forwarder};
+        let (mut ingest, mut records) = ingest();
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rules = vec![ForwardRuleConfig {
+            matches: sipcapture_proto::matching::MatchConfig {
+                method: vec!["OPTIONS".to_owned()],
+                ..Default::default()
+            },
+            to: vec![format!("sip:{}", peer.local_addr().unwrap())],
+            store: false,
+        }];
+        let settings = ForwardSettings {
+            queue: 4,
+            tls_ca: None,
+            capture_id: 77,
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        ingest.hooks.forwarder = Some(
+            Forwarder::start(&rules, settings, ingest.counters.clone(), shutdown.clone()).unwrap(),
+        );
+        let src: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let dst: SocketAddr = "10.0.0.2:5090".parse().unwrap();
+        let out = ingest
+            .raw(src, dst, 17, OPTIONS, InputKind::Mirror, None)
+            .await;
+        assert_eq!(out, Outcome::Dropped("forwarded_only"));
+        assert!(records.try_recv().is_err(), "store = false");
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), peer.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let p = hep::decode(&buf[..n]).unwrap();
+        assert_eq!(p.version, 3);
+        assert_eq!(p.capture_id, Some(77));
+        assert_eq!((p.src_ip, p.dst_port), (Some(src.ip()), Some(5090)));
+        assert_eq!(p.payload, Some(hep::HepPayload::Raw(OPTIONS)));
+        shutdown.cancel();
+    }
 }
