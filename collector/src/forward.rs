@@ -758,4 +758,85 @@ mod tests {
         assert!(counters.get("forwarded") >= 1);
         shutdown.cancel();
     }
+
+    #[tokio::test]
+    async fn tls_destinations_verify_the_peer_and_tcp_reconnects() {
+        // A TLS HEP collector with a certificate for "localhost", trusted via forward_tls_ca.
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+        let acceptor = crate::source::tls::acceptor(&cert_file, &key_file).unwrap();
+        let tls_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_port = tls_listener.local_addr().unwrap().port();
+        let tcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp_addr = tcp_listener.local_addr().unwrap();
+
+        let counters = Arc::new(Counters::new("collector"));
+        let shutdown = CancellationToken::new();
+        let settings = ForwardSettings {
+            queue: 16,
+            tls_ca: Some(cert_file.clone()),
+            capture_id: 1,
+        };
+        let fwd = Forwarder::start(&[], settings, counters.clone(), shutdown.clone()).unwrap();
+        let v3 = include_bytes!("../testdata/hep/hep3_kamailio_invite.bin");
+
+        fwd.forward_raw(&format!("sip:localhost:{tls_port};transport=tls"), v3)
+            .unwrap();
+        let (stream, _) = tls_listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(stream).await.unwrap();
+        let mut got = vec![0u8; v3.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut tls, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, v3);
+
+        // TCP: the peer closes after the first packet; later packets arrive on a new connection.
+        let tcp_uri = format!("sip:{tcp_addr};transport=tcp");
+        fwd.forward_raw(&tcp_uri, v3).unwrap();
+        let (mut first, _) = tcp_listener.accept().await.unwrap();
+        tokio::io::AsyncReadExt::read_exact(&mut first, &mut got)
+            .await
+            .unwrap();
+        drop(first);
+        let mut second = None;
+        for _ in 0..50 {
+            // The first write after the close may still succeed (the RST comes back later):
+            // keep sending until the forwarder notices and reconnects.
+            let _queued = fwd.forward_raw(&tcp_uri, v3);
+            if let Ok(Ok((s, _))) =
+                tokio::time::timeout(Duration::from_millis(100), tcp_listener.accept()).await
+            {
+                second = Some(s);
+                break;
+            }
+        }
+        let mut second = second.expect("the forwarder reconnects");
+        tokio::io::AsyncReadExt::read_exact(&mut second, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, v3);
+        assert!(counters.get("forward_connects") >= 3);
+        assert!(counters.get("forward_errors") >= 1);
+
+        // A script destination over TLS without forward_tls_ca is refused.
+        let plain = Forwarder::start(
+            &[],
+            ForwardSettings {
+                queue: 1,
+                tls_ca: None,
+                capture_id: 1,
+            },
+            counters.clone(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        assert!(matches!(
+            plain.forward_raw("sips:localhost:1", v3),
+            Err(ForwardError::NoTlsRoots(_))
+        ));
+        shutdown.cancel();
+    }
 }
