@@ -815,10 +815,12 @@ impl UserData for PacketObject {
                 ))),
             }
         });
-        methods.add_meta_method(MetaMethod::Index, |lua, _this, key: String| {
+        methods.add_meta_method(MetaMethod::Index, |lua, _this, key: mlua::LuaString| {
             let Some(ctx) = lua.app_data_ref::<CallContext>() else {
                 return Ok(Value::Nil);
             };
+            // Borrowed: no Rust allocation per field read.
+            let key = key.to_str()?;
             field_value(lua, &ctx, &key)
         });
     }
