@@ -109,6 +109,8 @@ struct CallContext {
     capture: Option<(String, String)>,
     reports: Vec<ReportRequest>,
     deadline: Option<Instant>,
+    /// Field values already read in this call (a script often reads `hep.method` several times).
+    memo: Vec<(String, Value)>,
 }
 
 /// Shared by every state: forwarding and counters.
@@ -339,6 +341,7 @@ impl Hook {
             ctx.peer = peer;
             ctx.capture = None;
             ctx.reports.clear();
+            ctx.memo.clear();
             ctx.deadline = Some(Instant::now() + self.settings.timeout);
         }
         let result = state
@@ -816,12 +819,21 @@ impl UserData for PacketObject {
             }
         });
         methods.add_meta_method(MetaMethod::Index, |lua, _this, key: mlua::LuaString| {
-            let Some(ctx) = lua.app_data_ref::<CallContext>() else {
-                return Ok(Value::Nil);
-            };
             // Borrowed: no Rust allocation per field read.
             let key = key.to_str()?;
-            field_value(lua, &ctx, &key)
+            let value = {
+                let Some(ctx) = lua.app_data_ref::<CallContext>() else {
+                    return Ok(Value::Nil);
+                };
+                if let Some((_, v)) = ctx.memo.iter().find(|(k, _)| k.as_str() == &*key) {
+                    return Ok(v.clone());
+                }
+                field_value(lua, &ctx, &key)?
+            };
+            if let Some(mut ctx) = lua.app_data_mut::<CallContext>() {
+                ctx.memo.push((key.to_string(), value.clone()));
+            }
+            Ok(value)
         });
     }
 }
