@@ -133,6 +133,7 @@ struct State {
     lua: Lua,
     callback: Function,
     packet: AnyUserData,
+    event: mlua::LuaString,
 }
 
 impl std::fmt::Debug for State {
@@ -279,16 +280,6 @@ impl Hook {
             proceed: true,
             ..Verdict::default()
         };
-        let (generation, source) = {
-            let script = self
-                .script
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match &script.source {
-                Some(s) => (script.generation, s.clone()),
-                None => return default,
-            }
-        };
         let n = self.states.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut guard = None;
@@ -309,7 +300,21 @@ impl Hook {
                 None => return default,
             },
         };
-        if guard.as_ref().is_none_or(|s| s.generation != generation) {
+        // The source is cloned only when this state must be (re)built.
+        let rebuild = {
+            let script = self
+                .script
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(source) = &script.source else {
+                return default;
+            };
+            guard
+                .as_ref()
+                .is_none_or(|s| s.generation != script.generation)
+                .then(|| (script.generation, source.clone()))
+        };
+        if let Some((generation, source)) = rebuild {
             *guard = match build_state(&self.settings, &source, &self.services, generation) {
                 Ok(state) => Some(state),
                 Err(e) => {
@@ -342,11 +347,10 @@ impl Hook {
             ctx.capture = None;
             ctx.reports.clear();
             ctx.memo.clear();
-            ctx.deadline = Some(Instant::now() + self.settings.timeout);
+            // Started by the instruction hook on its first tick: no clock read per call.
+            ctx.deadline = None;
         }
-        let result = state
-            .callback
-            .call::<Value>((EVENT_NAME, state.packet.clone()));
+        let result = state.callback.call::<Value>((&state.event, &state.packet));
         let (capture, reports) = match state.lua.app_data_mut::<CallContext>() {
             Some(mut ctx) => (ctx.capture.take(), std::mem::take(&mut ctx.reports)),
             None => (None, Vec::new()),
@@ -420,13 +424,17 @@ fn build_state(
     lua.set_app_data(CallContext::default());
     lua.set_app_data(services.clone());
     install_api(&lua).map_err(lua_err)?;
+    let timeout = settings.timeout;
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(INSTRUCTION_CHECK),
-        |lua, _debug| {
-            let expired = lua
-                .app_data_ref::<CallContext>()
-                .and_then(|c| c.deadline)
-                .is_some_and(|d| Instant::now() > d);
+        move |lua, _debug| {
+            let now = Instant::now();
+            let expired = lua.app_data_mut::<CallContext>().is_some_and(|mut c| {
+                // The first tick of a call (after INSTRUCTION_CHECK instructions) starts its
+                // clock; a call this short never reads the clock at all.
+                let deadline = *c.deadline.get_or_insert(now + timeout);
+                now > deadline
+            });
             if expired {
                 return Err(mlua::Error::RuntimeError(
                     "script time limit exceeded".to_owned(),
@@ -452,11 +460,13 @@ fn build_state(
         }
     };
     let packet = lua.create_userdata(PacketObject).map_err(lua_err)?;
+    let event = lua.create_string(EVENT_NAME).map_err(lua_err)?;
     Ok(State {
         generation,
         lua,
         callback,
         packet,
+        event,
     })
 }
 
