@@ -315,6 +315,29 @@ fn raw_capture_records_encode_as_hep3_that_tshark_decodes() {
     assert_eq!(fields, [expected]);
 }
 
+/// `encode_record` of a raw-captured SIP message (the collector as a HEP agent).
+fn agent_hep(src: SocketAddr, dst: SocketAddr, sip: &[u8]) -> Vec<u8> {
+    let octets = |a: SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    let record = CaptureRecord {
+        capture_time_us: u64::from(TS) * 1_000_000 + 9,
+        family: 2,
+        ip_protocol: 17,
+        src_ip: octets(src),
+        src_port: u32::from(src.port()),
+        dst_ip: octets(dst),
+        dst_port: u32::from(dst.port()),
+        kind: RecordKind::Sip as i32,
+        payload: sip.to_vec(),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    encode_record(&record, 2003, &mut out).unwrap();
+    out
+}
+
 fn kamailio_tables() -> Vec<String> {
     ["call", "registration", "rest"]
         .iter()
@@ -392,13 +415,15 @@ async fn kamailio_stores_our_forwarded_hep_as_we_store_it() {
             &request("OPTIONS", "kam-3", 1, "ft", None),
         ),
         hep2(a, b, &request("BYE", "kam-1", 2, "ft", Some("tt"))),
+        // What the collector sends as a HEP agent for a raw-captured message.
+        agent_hep(a, b, &request("MESSAGE", "kam-4", 1, "ft", None)),
     ];
     send_udp(collector.hep.unwrap(), &packets).unwrap();
 
     let ours = open_db(&url).await.unwrap();
     let theirs = open_db(&kam.db_url()).await.unwrap();
     let t = Duration::from_secs(30);
-    let expected = [3u64, 1, 1];
+    let expected = [3u64, 1, 2];
     for (table, n) in kamailio_tables().iter().zip(expected) {
         wait_for_rows(&ours, table, n, t).await.unwrap();
         wait_until(&format!("kamailio rows in {table}"), t, || async {
@@ -429,6 +454,6 @@ async fn kamailio_stores_our_forwarded_hep_as_we_store_it() {
         assert_eq!(mine, kams, "{table}: our rows differ from Kamailio's");
     }
     let counters = member_counters(collector.grpc).await.unwrap();
-    assert_eq!(counters.get("forwarded"), Some(&5), "{counters:?}");
+    assert_eq!(counters.get("forwarded"), Some(&6), "{counters:?}");
     kam.stop().unwrap();
 }
