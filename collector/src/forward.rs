@@ -520,6 +520,22 @@ async fn send(conn: &mut Conn, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
+/// At shutdown: what is still queued (and the packet held for a retry) is counted as
+/// `dropped.forward_shutdown`, never lost silently.
+fn abandon(name: &str, rx: &mut mpsc::Receiver<Outgoing>, held: bool, counters: &Counters) {
+    rx.close();
+    let mut left = u64::from(held);
+    while rx.try_recv().is_ok() {
+        left += 1;
+    }
+    if left > 0 {
+        for _ in 0..left {
+            counters.count_drop("forward_shutdown");
+        }
+        tracing::warn!(dest = %name, packets = left, "shutdown: forward queue not sent");
+    }
+}
+
 /// One destination: connect (and reconnect with backoff), then send what the queue holds. A
 /// packet whose send fails is retried once on the next connection.
 async fn run_destination(
@@ -541,7 +557,10 @@ async fn run_destination(
                     () = shutdown.cancelled() => None,
                     next = rx.recv() => next,
                 };
-                let Some(out) = next else { return };
+                let Some(out) = next else {
+                    abandon(&name, &mut rx, false, &counters);
+                    return;
+                };
                 match wire_bytes(&out, target.transport) {
                     Ok(b) => (b, false),
                     Err(e) => {
@@ -567,7 +586,10 @@ async fn run_destination(
                     }
                     pending = Some((bytes, retried));
                     tokio::select! {
-                        () = shutdown.cancelled() => return,
+                        () = shutdown.cancelled() => {
+                            abandon(&name, &mut rx, true, &counters);
+                            return;
+                        }
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -838,5 +860,42 @@ mod tests {
             Err(ForwardError::NoTlsRoots(_))
         ));
         shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn packets_still_queued_at_shutdown_are_counted() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let counters = Arc::new(Counters::new("collector"));
+        let shutdown = CancellationToken::new();
+        let settings = ForwardSettings {
+            queue: 8,
+            tls_ca: None,
+            capture_id: 1,
+        };
+        let fwd = Forwarder::start(&[], settings, counters.clone(), shutdown.clone()).unwrap();
+        let uri = format!("sip:{addr};transport=tcp");
+        for _ in 0..3 {
+            fwd.forward_raw(&uri, b"HEP3\x00\x06").unwrap();
+        }
+        for _ in 0..100 {
+            if counters.get("forward_connect_failed") >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        let accounted = || {
+            counters.get("dropped.forward_shutdown") + counters.get("dropped.forward_unreachable")
+        };
+        for _ in 0..100 {
+            if accounted() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(accounted(), 3, "every queued packet is accounted for");
+        assert_eq!(counters.get("forwarded"), 0);
     }
 }
