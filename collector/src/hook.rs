@@ -113,6 +113,20 @@ struct CallContext {
     memo: Vec<(String, Value)>,
 }
 
+/// The call context shared by a state's functions, its packet object and its instruction hook
+/// (a plain mutex: cheaper per call than Lua app data, and never contended — one state, one
+/// call at a time).
+#[derive(Debug, Clone, Default)]
+struct Ctx(Arc<Mutex<CallContext>>);
+
+impl Ctx {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CallContext> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Shared by every state: forwarding and counters.
 #[derive(Debug, Clone)]
 struct Services {
@@ -130,10 +144,12 @@ struct Script {
 
 struct State {
     generation: u64,
-    lua: Lua,
+    /// Keeps the Lua state alive next to the references into it.
+    _lua: Lua,
     callback: Function,
     packet: AnyUserData,
     event: mlua::LuaString,
+    ctx: Ctx,
 }
 
 impl std::fmt::Debug for State {
@@ -165,7 +181,7 @@ pub struct Hooks {
 }
 
 /// The packet object handed to the callback; reads the current call's packet.
-struct PacketObject;
+struct PacketObject(Ctx);
 
 impl Hook {
     /// Loads the script (a failure is logged and counted; the hook then does nothing until a
@@ -339,7 +355,8 @@ impl Hook {
         input: InputKind,
         peer: Option<SocketAddr>,
     ) -> Verdict {
-        if let Some(mut ctx) = state.lua.app_data_mut::<CallContext>() {
+        {
+            let mut ctx = state.ctx.lock();
             ctx.raw.clear();
             ctx.raw.extend_from_slice(raw);
             ctx.input = Some(input);
@@ -351,9 +368,9 @@ impl Hook {
             ctx.deadline = None;
         }
         let result = state.callback.call::<Value>((&state.event, &state.packet));
-        let (capture, reports) = match state.lua.app_data_mut::<CallContext>() {
-            Some(mut ctx) => (ctx.capture.take(), std::mem::take(&mut ctx.reports)),
-            None => (None, Vec::new()),
+        let (capture, reports) = {
+            let mut ctx = state.ctx.lock();
+            (ctx.capture.take(), std::mem::take(&mut ctx.reports))
         };
         match result {
             Ok(value) => Verdict {
@@ -421,20 +438,22 @@ fn build_state(
         lua.set_memory_limit(settings.memory_limit)
             .map_err(lua_err)?;
     }
-    lua.set_app_data(CallContext::default());
+    let ctx = Ctx::default();
     lua.set_app_data(services.clone());
-    install_api(&lua).map_err(lua_err)?;
+    install_api(&lua, &ctx).map_err(lua_err)?;
     let timeout = settings.timeout;
+    let hook_ctx = ctx.clone();
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(INSTRUCTION_CHECK),
-        move |lua, _debug| {
+        move |_lua, _debug| {
             let now = Instant::now();
-            let expired = lua.app_data_mut::<CallContext>().is_some_and(|mut c| {
-                // The first tick of a call (after INSTRUCTION_CHECK instructions) starts its
-                // clock; a call this short never reads the clock at all.
+            // The first tick of a call (after INSTRUCTION_CHECK instructions) starts its clock;
+            // a call this short never reads the clock at all.
+            let expired = {
+                let mut c = hook_ctx.lock();
                 let deadline = *c.deadline.get_or_insert(now + timeout);
                 now > deadline
-            });
+            };
             if expired {
                 return Err(mlua::Error::RuntimeError(
                     "script time limit exceeded".to_owned(),
@@ -459,14 +478,17 @@ fn build_state(
             });
         }
     };
-    let packet = lua.create_userdata(PacketObject).map_err(lua_err)?;
+    let packet = lua
+        .create_userdata(PacketObject(ctx.clone()))
+        .map_err(lua_err)?;
     let event = lua.create_string(EVENT_NAME).map_err(lua_err)?;
     Ok(State {
         generation,
-        lua,
+        _lua: lua,
         callback,
         packet,
         event,
+        ctx,
     })
 }
 
@@ -505,11 +527,12 @@ fn arg_text(value: &Value) -> String {
     String::from_utf8_lossy(&arg_bytes(value)).into_owned()
 }
 
-fn install_api(lua: &Lua) -> mlua::Result<()> {
+fn install_api(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
     let globals = lua.globals();
 
     // sip_capture([table], [mode]): store this packet, with Kamailio's table / capture-mode hints.
-    let sip_capture = lua.create_function(|lua, (table, mode): (Value, Value)| {
+    let call = ctx.clone();
+    let sip_capture = lua.create_function(move |_, (table, mode): (Value, Value)| {
         let table = arg_text(&table);
         let mode = arg_text(&mode);
         if !table
@@ -522,16 +545,15 @@ fn install_api(lua: &Lua) -> mlua::Result<()> {
             );
             return Ok(-1);
         }
-        if let Some(mut ctx) = lua.app_data_mut::<CallContext>() {
-            ctx.capture = Some((table, mode));
-        }
+        call.lock().capture = Some((table, mode));
         Ok(1)
     })?;
     globals.set("sip_capture", sip_capture)?;
 
     // report_capture(table, [cid], [data]).
+    let call = ctx.clone();
     let report_capture =
-        lua.create_function(|lua, (table, cid, data): (Value, Value, Value)| {
+        lua.create_function(move |_, (table, cid, data): (Value, Value, Value)| {
             let table = arg_text(&table);
             if table.is_empty()
                 || !table
@@ -546,27 +568,23 @@ fn install_api(lua: &Lua) -> mlua::Result<()> {
             if data == b"report_capture" {
                 data.clear();
             }
-            if let Some(mut ctx) = lua.app_data_mut::<CallContext>() {
-                ctx.reports.push(ReportRequest {
-                    table,
-                    cid: arg_bytes(&cid),
-                    data,
-                });
-            }
+            call.lock().reports.push(ReportRequest {
+                table,
+                cid: arg_bytes(&cid),
+                data,
+            });
             Ok(1)
         })?;
     globals.set("report_capture", report_capture)?;
 
     // sip_capture_forward(uri): the raw packet to another HEP collector.
-    let forward = lua.create_function(|lua, uri: String| {
+    let call = ctx.clone();
+    let forward = lua.create_function(move |lua, uri: String| {
         let services = lua.app_data_ref::<Services>().map(|s| s.clone());
         let Some(forwarder) = services.as_ref().and_then(|s| s.forwarder.clone()) else {
             return Ok(-1);
         };
-        let raw = lua
-            .app_data_ref::<CallContext>()
-            .map(|c| c.raw.clone())
-            .unwrap_or_default();
+        let raw = call.lock().raw.clone();
         match forwarder.forward_raw(&uri, &raw) {
             Ok(()) => Ok(1),
             Err(e) => {
@@ -805,10 +823,8 @@ fn field_value(lua: &Lua, ctx: &CallContext, name: &str) -> mlua::Result<Value> 
 impl UserData for PacketObject {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // hep:chunk(id): Kamailio's $hep(id).
-        methods.add_method("chunk", |lua, _this, id: Value| {
-            let Some(ctx) = lua.app_data_ref::<CallContext>() else {
-                return Ok(Value::Nil);
-            };
+        methods.add_method("chunk", |lua, this, id: Value| {
+            let ctx = this.0.lock();
             match chunk_id(&id) {
                 Some(0) => Ok(Value::Integer(
                     hep::decode(&ctx.raw).map_or(-1, |p| i64::from(p.version)),
@@ -828,21 +844,15 @@ impl UserData for PacketObject {
                 ))),
             }
         });
-        methods.add_meta_method(MetaMethod::Index, |lua, _this, key: mlua::LuaString| {
+        methods.add_meta_method(MetaMethod::Index, |lua, this, key: mlua::LuaString| {
             // Borrowed: no Rust allocation per field read.
             let key = key.to_str()?;
-            let value = {
-                let Some(ctx) = lua.app_data_ref::<CallContext>() else {
-                    return Ok(Value::Nil);
-                };
-                if let Some((_, v)) = ctx.memo.iter().find(|(k, _)| k.as_str() == &*key) {
-                    return Ok(v.clone());
-                }
-                field_value(lua, &ctx, &key)?
-            };
-            if let Some(mut ctx) = lua.app_data_mut::<CallContext>() {
-                ctx.memo.push((key.to_string(), value.clone()));
+            let mut ctx = this.0.lock();
+            if let Some((_, v)) = ctx.memo.iter().find(|(k, _)| k.as_str() == &*key) {
+                return Ok(v.clone());
             }
+            let value = field_value(lua, &ctx, &key)?;
+            ctx.memo.push((key.to_string(), value.clone()));
             Ok(value)
         });
     }
