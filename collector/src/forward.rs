@@ -240,7 +240,7 @@ pub fn validate_rules(
 
 fn tls_connector(ca: &Path) -> Result<TlsConnector, String> {
     use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
-    let certs = crate::source::tls::load_certs(ca).map_err(|e| e.to_string())?;
+    let certs = crate::source::tls::load_certs("forward_tls_ca", ca).map_err(|e| e.to_string())?;
     let mut roots = RootCertStore::empty();
     for cert in certs {
         roots
@@ -789,7 +789,10 @@ mod tests {
         let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
         std::fs::write(&cert_file, cert.cert.pem()).unwrap();
         std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
-        let acceptor = crate::source::tls::acceptor(&cert_file, &key_file).unwrap();
+        let reloading =
+            crate::source::tls::acceptor(&cert_file, &key_file, None, &CancellationToken::new())
+                .unwrap();
+        let acceptor = reloading.acceptor();
         let tls_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tls_port = tls_listener.local_addr().unwrap().port();
         let tcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

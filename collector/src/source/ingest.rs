@@ -2,7 +2,7 @@
 //! bounded queue. Every packet is either queued or counted under a drop reason.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use sipcapture_proto::counters::{Counters, worth_logging};
 use sipcapture_proto::status::CaptureSwitch;
@@ -10,8 +10,9 @@ use sipcapture_proto::v1::{InputKind, Routing};
 
 use crate::decode::hep;
 use crate::export::lanes::LaneQueues;
-use crate::hook::{Hooks, Verdict};
+use crate::hook::Hooks;
 use crate::record::{Reception, RecordBuilder, RecordError};
+use crate::source::rate_limit::{RateLimiter, Verdict};
 
 /// Decodes and queues packets.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub struct Ingest {
     pub queue: LaneQueues,
     /// The Lua hook and HEP forwarding (both optional).
     pub hooks: Hooks,
+    /// Per-source rate limit of HEP packets (`hep_rate_limit`), when configured.
+    pub rate_limit: Option<RateLimiter>,
 }
 
 /// What happened to one packet.
@@ -82,6 +85,12 @@ impl Ingest {
         peer: Option<std::net::SocketAddr>,
     ) -> Outcome {
         self.counters.add("hep_received", 1);
+        // Before decoding: a flooding source costs as little as possible.
+        if let (Some(limiter), Some(peer)) = (&self.rate_limit, peer)
+            && limiter.check(peer.ip(), Instant::now()) == Verdict::Limited
+        {
+            return self.drop_packet("rate_limited", input, &peer);
+        }
         let packet = match hep::decode(data) {
             Ok(p) => p,
             Err(e) => return self.drop_packet(e.reason(), input, &e),
@@ -132,7 +141,12 @@ impl Ingest {
 
     /// Queues the report rows a script asked for (`report_capture`), when capture is on for the
     /// input (Kamailio's `report_capture` checks `capture_on`; a refused row is counted).
-    async fn script_reports(&self, packet: &hep::HepPacket<'_>, verdict: &Verdict, rx: Reception) {
+    async fn script_reports(
+        &self,
+        packet: &hep::HepPacket<'_>,
+        verdict: &crate::hook::Verdict,
+        rx: Reception,
+    ) {
         for req in &verdict.reports {
             if !self.switch.input_on(rx.input) {
                 self.counters.add("discarded.status", 1);
@@ -243,6 +257,7 @@ mod raw_tests {
             counters: Arc::new(Counters::new("collector")),
             queue,
             hooks: Hooks::default(),
+            rate_limit: None,
         };
         (ingest, lanes.remove(0))
     }
