@@ -200,7 +200,16 @@ pub(crate) fn trim_r(mut s: &[u8]) -> &[u8] {
 
 /// Position of the first `needle` in `hay` (`memchr`, SIMD): finding line ends is the hot loop
 /// of the extraction.
+///
+/// On x86-64 the SSE2 searcher is called directly: SSE2 is part of the baseline, so this skips
+/// the run-time CPU dispatch of `memchr::memchr`, whose set-up costs more than the search on a
+/// header line of 30–80 bytes.
+#[inline]
 pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(searcher) = memchr::arch::x86_64::sse2::memchr::One::new(needle) {
+        return searcher.find(hay);
+    }
     memchr::memchr(needle, hay)
 }
 
@@ -381,7 +390,14 @@ pub(crate) fn next(msg: &[u8], p: usize) -> Result<Next<'_>, HeaderFault> {
     }
     let end = line_end(line, body_start).ok_or(HeaderFault::NoEol)?;
     let name = line.get(..name_len).unwrap_or_default();
-    let body = trim_r(line.get(body_start..end).unwrap_or_default());
+    // `end` is just past the LF; usually only "\r\n" is to cut, so try that before `trim_r`.
+    let mut body = line.get(body_start..end - 1).unwrap_or_default();
+    if let [rest @ .., b'\r'] = body {
+        body = rest;
+    }
+    if let [.., b'\r' | b'\n' | 0] = body {
+        body = trim_r(body);
+    }
     let header = Header {
         name,
         kind,

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod headers;
 mod name_addr;
+mod scan;
 mod start_line;
 mod topoh;
 mod uri;

@@ -26,38 +26,23 @@ pub(crate) struct NameAddr<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadNameAddr;
 
+use super::scan::{find_class, flag_table};
+
 /// Bytes with a meaning somewhere in a name-addr.
-static SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    let specials = b" \t\r\n\\<>\";,=";
-    let mut i = 0;
-    while i < specials.len() {
-        t[specials[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
+static SPECIAL: [u8; 256] = flag_table(b" \t\r\n\\<>\";,=");
 
 /// Bytes that can end a URI in a Contact body (`skip_uri`'s state changes).
-static CONTACT_URI_SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    let specials = b",;\"<>\\";
-    let mut i = 0;
-    while i < specials.len() {
-        t[specials[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
+static CONTACT_URI_SPECIAL: [u8; 256] = flag_table(b",;\"<>\\");
+
+fn is_special(c: u8) -> bool {
+    SPECIAL[usize::from(c)] != 0
+}
 
 /// The first position at or after `i` whose byte is flagged in `stop` (or `s.len()`): skips a
-/// run of bytes that change nothing in one pass over the slice.
-fn next_flagged(s: &[u8], i: usize, stop: &[bool; 256]) -> usize {
-    let rest = s.get(i..).unwrap_or_default();
-    i + rest
-        .iter()
-        .position(|&c| stop[usize::from(c)])
-        .unwrap_or(rest.len())
+/// run of bytes that change nothing.
+#[inline]
+fn next_flagged(s: &[u8], i: usize, stop: &[u8; 256]) -> usize {
+    find_class(s, i, stop, 1)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,27 +81,18 @@ fn is_crlf(b: u8) -> bool {
 
 /// Bytes that end a quoted display name on the fast path (`"`, or an escape / fold that the
 /// state machine handles).
-static QUOTED_STOP: [bool; 256] = flag_table(b"\"\\\r\n");
+static QUOTED_STOP: [u8; 256] = flag_table(b"\"\\\r\n");
 
 /// Bytes that end `<uri>` on the fast path: `>`, or what the state machine must judge (white
 /// space, escapes, quotes, a second `<`). `;`, `,` and `=` are ordinary inside the brackets.
-static ENCLOSED_STOP: [bool; 256] = flag_table(b" \t\r\n\\<>\"");
+static ENCLOSED_STOP: [u8; 256] = flag_table(b" \t\r\n\\<>\"");
 
 /// Bytes that end `<uri>` in a Contact on the fast path (`skip_uri` inside brackets).
-static CONTACT_ENCLOSED_STOP: [bool; 256] = flag_table(b"<>\"");
+static CONTACT_ENCLOSED_STOP: [u8; 256] = flag_table(b"<>\"");
 
 /// Contact parameters the fast path hands to the general path (quotes, next contact).
-static CONTACT_PARAM_STOP: [bool; 256] = flag_table(b"\",");
+static CONTACT_PARAM_STOP: [u8; 256] = flag_table(b"\",");
 
-const fn flag_table(bytes: &[u8]) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < bytes.len() {
-        t[bytes[i] as usize] = true;
-        i += 1;
-    }
-    t
-}
 
 /// Parses one name-addr at the start of `body`. With `allow_comma` (lists) it stops at a
 /// top-level comma and returns its position; otherwise it returns `body.len()`.
@@ -153,7 +129,7 @@ fn parse_fast(
         return None;
     }
     let uri_start = i + 1;
-    if SPECIAL[usize::from(*body.get(uri_start)?)] {
+    if is_special(*body.get(uri_start)?) {
         return None;
     }
     let uri_end = next_flagged(body, uri_start + 1, &ENCLOSED_STOP);
@@ -195,7 +171,7 @@ fn parse_general(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usize)
     let mut stop = body.len();
     while let Some(&c) = body.get(i) {
         // Fast path: ordinary bytes inside a URI or display name change nothing.
-        if !SPECIAL[usize::from(c)]
+        if !is_special(c)
             && matches!(
                 st,
                 A::UriEnclosed | A::UriOrToken | A::DisplayToken | A::DisplayQuoted
@@ -339,7 +315,7 @@ fn parse_params(body: &[u8], at: usize, allow_comma: bool) -> Result<(&[u8], usi
     };
     let mut i = at + 1;
     while let Some(&c) = body.get(i) {
-        if !SPECIAL[usize::from(c)] && matches!(st, P::Name | P::ValueToken | P::ValueQuoted) {
+        if !is_special(c) && matches!(st, P::Name | P::ValueToken | P::ValueQuoted) {
             i += 1;
             continue;
         }

@@ -387,14 +387,8 @@ fn scheme_of(buf: &[u8]) -> Option<(Scheme, usize)> {
 
 /// The end of the run of bytes at `i` that have none of the `stop` class bits.
 #[inline]
-fn run_end(buf: &[u8], mut i: usize, stop: u8) -> usize {
-    while let Some(&c) = buf.get(i) {
-        if CLASS[usize::from(c)] & stop != 0 {
-            break;
-        }
-        i += 1;
-    }
-    i
+fn run_end(buf: &[u8], i: usize, stop: u8) -> usize {
+    super::scan::find_class(buf, i, &CLASS, stop)
 }
 
 /// Fast path for the common `sip:user@host[:port][;params]` form (also `sips:`): a straight
@@ -517,11 +511,7 @@ fn parse_general(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
             _ => 0,
         };
         if stop != 0 {
-            let rest = buf.get(i..).unwrap_or_default();
-            i += rest
-                .iter()
-                .position(|&c| CLASS[usize::from(c)] & stop != 0)
-                .unwrap_or(rest.len());
+            i = run_end(buf, i, stop);
         }
         let Some(&c) = buf.get(i) else { break };
         p.step(c, i)?;

@@ -41,14 +41,22 @@ fn is_lws(b: u8) -> bool {
     CLASS[usize::from(b)] & LWS != 0
 }
 
-/// The end of the run of `class` bytes that starts at `i` (one pass over the slice, no
-/// per-byte bounds checks: the scans here are the hot loops of the Via check).
+/// [`CLASS`] inverted: a byte ends a run of `class` bytes where `NOT_CLASS & class != 0`.
+static NOT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = !CLASS[i];
+        i += 1;
+    }
+    t
+};
+
+/// The end of the run of `class` bytes that starts at `i` (the scans here are the hot loops of
+/// the Via check).
+#[inline]
 fn run_end(s: &[u8], i: usize, class: u8) -> usize {
-    let rest = s.get(i..).unwrap_or_default();
-    i + rest
-        .iter()
-        .position(|&c| CLASS[usize::from(c)] & class == 0)
-        .unwrap_or(rest.len())
+    super::scan::find_class(s, i, &NOT_CLASS, class)
 }
 
 fn skip_lws(s: &[u8], i: usize) -> usize {
