@@ -310,8 +310,7 @@ static NAME_FROM: KnownName = KnownName::new(b"from:", HdrKind::From);
 static NAME_MAX_FORWARDS: KnownName = KnownName::new(b"max-forwards:", HdrKind::MaxForwards);
 static NAME_DIVERSION: KnownName = KnownName::new(b"diversion:", HdrKind::Diversion);
 static NAME_USER_AGENT: KnownName = KnownName::new(b"user-agent:", HdrKind::UserAgent);
-static NAME_AUTHORIZATION: KnownName =
-    KnownName::new(b"authorization:", HdrKind::Authorization);
+static NAME_AUTHORIZATION: KnownName = KnownName::new(b"authorization:", HdrKind::Authorization);
 static NAMES_R: [KnownName; 2] = [
     KnownName::new(b"retry-after:", HdrKind::RetryAfter),
     KnownName::new(b"remote-party-id:", HdrKind::Rpid),
@@ -408,11 +407,17 @@ pub(crate) fn next(msg: &[u8], p: usize) -> Result<Next<'_>, HeaderFault> {
     Ok(Next::Header(header, p + end))
 }
 
-/// The general path of [`next`]'s name handling, for the tests comparing it with the fast one.
-#[cfg(test)]
+/// The general path of [`next`]'s name handling, for the checks comparing it with the fast one.
 fn name_general(line: &[u8]) -> Option<(HdrKind, usize, usize)> {
     let (len, after_colon) = parse_name(line)?;
     Some((HdrKind::of(line.get(..len)?), len, after_colon))
+}
+
+/// Panics when the known-name fast path disagrees with the general path on `line`.
+pub(crate) fn assert_fast_path_agrees(line: &[u8]) {
+    if let Some((kind, len)) = known_name(line) {
+        assert_eq!(Some((kind, len, len + 1)), name_general(line));
+    }
 }
 
 /// Kamailio `get_hdr_by_name` matching: same length, the first character compared exactly, the
@@ -505,11 +510,42 @@ mod tests {
     /// Every known name, each compact form, and near misses, in several spellings.
     fn name_samples() -> Vec<Vec<u8>> {
         let names = [
-            "via", "v", "to", "t", "from", "f", "call-id", "i", "cseq", "contact", "m",
-            "content-type", "c", "content-length", "l", "max-forwards", "diversion", "user-agent",
-            "authorization", "retry-after", "remote-party-id", "proxy-authorization",
-            "p-asserted-identity", "p-preferred-identity", "x-cid", "allow", "vias", "fro",
-            "call\rid", "call-i", "contact-x", "k", "p", "call_id", "cseq ", "to\t",
+            "via",
+            "v",
+            "to",
+            "t",
+            "from",
+            "f",
+            "call-id",
+            "i",
+            "cseq",
+            "contact",
+            "m",
+            "content-type",
+            "c",
+            "content-length",
+            "l",
+            "max-forwards",
+            "diversion",
+            "user-agent",
+            "authorization",
+            "retry-after",
+            "remote-party-id",
+            "proxy-authorization",
+            "p-asserted-identity",
+            "p-preferred-identity",
+            "x-cid",
+            "allow",
+            "vias",
+            "fro",
+            "call\rid",
+            "call-i",
+            "contact-x",
+            "k",
+            "p",
+            "call_id",
+            "cseq ",
+            "to\t",
         ];
         let mut out = Vec::new();
         for n in names {
@@ -521,7 +557,9 @@ mod tests {
                 String::from_utf8_lossy(&c).into_owned()
             }] {
                 for tail in [":", " :", ":x", "\t: y", ";", ""] {
-                    out.push(format!("{spelled}{tail} SIP/2.0/UDP host;branch=z\r\n\r\n").into_bytes());
+                    out.push(
+                        format!("{spelled}{tail} SIP/2.0/UDP host;branch=z\r\n\r\n").into_bytes(),
+                    );
                 }
             }
         }
@@ -541,7 +579,10 @@ mod tests {
             }
         }
         // The fast path does see the usual spellings.
-        for n in [&b"Via: x\r\n\r\n..........."[..], b"CALL-ID: x\r\n\r\n.........."] {
+        for n in [
+            &b"Via: x\r\n\r\n..........."[..],
+            b"CALL-ID: x\r\n\r\n..........",
+        ] {
             assert!(known_name(n).is_some());
         }
     }

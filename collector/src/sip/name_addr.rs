@@ -93,7 +93,6 @@ static CONTACT_ENCLOSED_STOP: [u8; 256] = flag_table(b"<>\"");
 /// Contact parameters the fast path hands to the general path (quotes, next contact).
 static CONTACT_PARAM_STOP: [u8; 256] = flag_table(b"\",");
 
-
 /// Parses one name-addr at the start of `body`. With `allow_comma` (lists) it stops at a
 /// top-level comma and returns its position; otherwise it returns `body.len()`.
 #[inline]
@@ -158,6 +157,18 @@ fn parse_fast(
         },
         stop,
     )))
+}
+
+/// Panics when a name-addr or Contact fast path disagrees with its general path on `body`.
+pub(crate) fn assert_fast_paths_agree(body: &[u8]) {
+    for allow_comma in [false, true] {
+        if let Some(fast) = parse_fast(body, allow_comma) {
+            assert_eq!(fast, parse_general(body, allow_comma));
+        }
+    }
+    if let Some(fast) = parse_contact_fast(body) {
+        assert_eq!(Ok(fast), parse_contact_general(body));
+    }
 }
 
 /// The `parse_addr_spec` state machine, for every name-addr / addr-spec form.

@@ -9,9 +9,7 @@
 #[inline(always)]
 pub(crate) fn find_class(s: &[u8], mut i: usize, table: &[u8; 256], stop: u8) -> usize {
     while let Some(chunk) = s.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
-        let classes = chunk
-            .iter()
-            .fold(0, |acc, &c| acc | table[usize::from(c)]);
+        let classes = chunk.iter().fold(0, |acc, &c| acc | table[usize::from(c)]);
         if classes & stop != 0 {
             break;
         }

@@ -471,6 +471,13 @@ fn parse_fast(buf: &[u8]) -> Option<Uri<'_>> {
     })
 }
 
+/// Panics when the fast path disagrees with the general path on `buf`.
+pub(crate) fn assert_fast_path_agrees(buf: &[u8]) {
+    if let Some(fast) = parse_fast(buf) {
+        assert_eq!(Ok(fast), parse_general(buf));
+    }
+}
+
 /// Parses a URI (`parse_uri`). Errors exactly where Kamailio would refuse it.
 #[inline]
 pub(crate) fn parse(buf: &[u8]) -> Result<Uri<'_>, BadUri> {

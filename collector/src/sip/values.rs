@@ -202,6 +202,13 @@ fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
     Some(branch)
 }
 
+/// Panics when the Via fast path disagrees with the general path on `s`.
+pub(crate) fn assert_fast_path_agrees(s: &[u8]) {
+    if let Some(fast) = via_branch_fast(s) {
+        assert_eq!(Ok(fast), via_branch_general(s));
+    }
+}
+
 /// The whole Via grammar of `parse_via`: white space anywhere it may be, several via-parms,
 /// IPv6 references, quoted values and comments.
 fn via_branch_general(s: &[u8]) -> Result<&[u8], Bad> {
@@ -447,7 +454,12 @@ mod tests {
     fn via_fast_path_equals_general_path() {
         for v in VIA_EDGE_CASES {
             if let Some(fast) = via_branch_fast(v) {
-                assert_eq!(Ok(fast), via_branch_general(v), "{}", String::from_utf8_lossy(v));
+                assert_eq!(
+                    Ok(fast),
+                    via_branch_general(v),
+                    "{}",
+                    String::from_utf8_lossy(v)
+                );
             }
         }
         assert!(via_branch_fast(VIA_EDGE_CASES[0]).is_some());
