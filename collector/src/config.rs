@@ -134,6 +134,14 @@ pub struct CollectorConfig {
     /// Kamailio `promiscuous_on`: put `raw_interface` in promiscuous mode while capturing.
     #[serde(deserialize_with = "de::flag")]
     pub promiscuous_on: bool,
+    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
+    /// unset (the default). Metrics are listed in docs/METRICS.md.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
+    /// env wins when set.
+    pub log_level: String,
 }
 
 impl Default for CollectorConfig {
@@ -186,6 +194,9 @@ impl Default for CollectorConfig {
             raw_interface: String::new(),
             raw_socket_listen: String::new(),
             promiscuous_on: false,
+            metrics_listen: None,
+            log_format: sipcapture_proto::telemetry::LogFormat::Text,
+            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -262,6 +273,7 @@ impl CollectorConfig {
                 "topoh_unmask needs a mask_key",
             ));
         }
+        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
         self.validate_raw()?;
         Ok(())
     }

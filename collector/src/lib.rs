@@ -6,10 +6,12 @@
 //! start line and headers into the `sip_capture` column values) → [`record`] (the only place a
 //! record is built) → [`export`] (lanes of numbered batches to storers, kept until acknowledged,
 //! spooled to disk beyond the in-memory window). [`pipeline`] wires it; [`config`] is the one
-//! typed config; [`run`] serves the status service next to it.
+//! typed config; [`events`] are the typed internal events (log + metric); [`run`] serves the
+//! status service and the Prometheus endpoint next to it.
 
 pub mod config;
 pub mod decode;
+pub mod events;
 pub mod export;
 pub mod pipeline;
 pub mod record;
@@ -42,6 +44,9 @@ pub enum CollectorError {
     /// gRPC failure.
     #[error(transparent)]
     Serve(#[from] sipcapture_proto::server::ServeError),
+    /// The `/metrics` endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] sipcapture_proto::metrics::MetricsError),
 }
 
 /// Runs a collector until `shutdown` is cancelled, then shuts down in order.
@@ -68,6 +73,8 @@ pub async fn run(
         std::time::Duration::from_secs(3),
     )
     .await;
+    sipcapture_proto::metrics::serve_if(config.metrics_listen, vec![counters.clone()], &shutdown)
+        .await?;
     let pipeline = Pipeline::start(&config, switch.clone(), counters.clone())?;
     let status = StatusServer::new(
         config.collector_id.clone(),

@@ -7,6 +7,7 @@ use clap::Parser;
 use figment::value::Value;
 use sipcapture_collector::config::CollectorConfig;
 use sipcapture_proto::config::{Sources, load};
+use sipcapture_proto::telemetry::LogSettings;
 
 /// Receives HEP v1/v2/v3 and streams decoded SIP to storers.
 #[derive(Debug, Parser)]
@@ -37,7 +38,6 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sipcapture_proto::telemetry::init_logging();
     let args = Args::parse();
     let mut sources = Sources::new(args.config, args.set);
     sources
@@ -54,7 +54,13 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
+    let telemetry = sipcapture_proto::telemetry::init(
+        "sipcapture-collector",
+        &LogSettings::new(config.log_format, &config.log_level),
+    )?;
     let shutdown = sipcapture_proto::server::shutdown_on_signal();
-    sipcapture_collector::run(config, shutdown).await?;
+    let result = sipcapture_collector::run(config, shutdown).await;
+    telemetry.shutdown();
+    result?;
     Ok(())
 }

@@ -32,6 +32,14 @@ pub struct ControlConfig {
     pub capture_on: bool,
     /// Maximum concurrent gRPC calls.
     pub max_grpc_calls: usize,
+    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
+    /// unset (the default). Metrics are listed in docs/METRICS.md.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
+    /// env wins when set.
+    pub log_level: String,
 }
 
 impl Default for ControlConfig {
@@ -47,6 +55,9 @@ impl Default for ControlConfig {
             member_timeout_ms: 2000,
             capture_on: true,
             max_grpc_calls: 1024,
+            metrics_listen: None,
+            log_format: sipcapture_proto::telemetry::LogFormat::Text,
+            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -54,6 +65,7 @@ impl Default for ControlConfig {
 impl ControlConfig {
     /// Checks values; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
         for url in &self.member {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::invalid(

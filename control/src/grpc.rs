@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::events::{FanoutFailed, InternalEvent, StatusChanged};
 use crate::members::{MemberLink, Origin, Registry, fan_out};
 use crate::state::DesiredState;
 
@@ -29,6 +30,8 @@ pub struct Control {
     pub timeout: Duration,
     /// Bearer token for SetStatus (ours and the members').
     pub token: Option<String>,
+    /// Control's metrics.
+    pub counters: Arc<sipcapture_proto::counters::Counters>,
 }
 
 impl Control {
@@ -66,7 +69,12 @@ impl Control {
             ));
         };
         self.desired.set(on, &inputs, &req.members);
-        tracing::info!(on, ?inputs, members = ?req.members, "capture status requested");
+        StatusChanged {
+            member: "control",
+            on,
+            inputs: &inputs,
+        }
+        .emit(&self.counters);
         let request = SetStatusRequest {
             action: req.action,
             inputs: req.inputs.clone(),
@@ -79,6 +87,10 @@ impl Control {
             self.token.as_deref(),
         )
         .await;
+        FanoutFailed {
+            members: members.iter().filter(|m| !m.reachable).count() as u64,
+        }
+        .emit(&self.counters);
         Ok(self.reply(members))
     }
 

@@ -92,6 +92,14 @@ pub struct StorerConfig {
     pub retention_tables: Vec<String>,
     /// Seconds between retention sweeps.
     pub retention_interval: u64,
+    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
+    /// unset (the default). Metrics are listed in docs/METRICS.md.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
+    /// env wins when set.
+    pub log_level: String,
 }
 
 /// Named capture modes, in either accepted shape.
@@ -377,6 +385,9 @@ impl Default for StorerConfig {
                 "sip_capture_rest_%Y%m%d".to_owned(),
             ],
             retention_interval: 3600,
+            metrics_listen: None,
+            log_format: sipcapture_proto::telemetry::LogFormat::Text,
+            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -384,6 +395,7 @@ impl Default for StorerConfig {
 impl StorerConfig {
     /// Checks ranges and patterns; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
         if self.insert_retries > MAX_INSERT_RETRIES {
             return Err(ConfigError::invalid(
                 "insert_retries",

@@ -4,11 +4,15 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_proto::counters::Counters;
 use sipcapture_proto::status::CaptureSwitch;
 use sipcapture_proto::v1::InputKind;
 
 use crate::decode::hep;
+use crate::events::{
+    DiscardedByStatus, HepDecoded, HepIncomplete, HepReceived, InternalEvent, PacketDropped,
+    PacketSkipped, RawReceived, RecordQueued,
+};
 use crate::export::lanes::LaneQueues;
 use crate::record::{Reception, RecordBuilder, RecordError};
 
@@ -50,15 +54,12 @@ impl Ingest {
         input: InputKind,
         detail: &dyn std::fmt::Display,
     ) -> Outcome {
-        let total = self.counters.count_drop(reason);
-        if worth_logging(total) {
-            match input {
-                InputKind::HepUdp | InputKind::HepTcp | InputKind::HepTls => {
-                    tracing::warn!(reason, ?input, %detail, total, "dropped hep packet");
-                }
-                _ => tracing::warn!(reason, ?input, %detail, total, "dropped raw packet"),
-            }
+        PacketDropped {
+            reason,
+            input,
+            detail,
         }
+        .emit(&self.counters);
         Outcome::Dropped(reason)
     }
 
@@ -67,7 +68,7 @@ impl Ingest {
         if self.queue.send(record).await.is_err() {
             return Outcome::Closed;
         }
-        self.counters.add("records_queued", 1);
+        RecordQueued.emit(&self.counters);
         Outcome::Queued
     }
 
@@ -78,19 +79,19 @@ impl Ingest {
         input: InputKind,
         peer: Option<std::net::SocketAddr>,
     ) -> Outcome {
-        self.counters.add("hep_received", 1);
+        HepReceived { input }.emit(&self.counters);
         let packet = match hep::decode(data) {
             Ok(p) => p,
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
-        self.counters.add("hep_decoded", 1);
+        HepDecoded { input }.emit(&self.counters);
         if let Some(key) = &self.auth_key
             && packet.auth_key != Some(key.as_slice())
         {
             return self.drop_packet("auth_failed", input, &"auth key missing or wrong");
         }
         if !self.hep_capture_on || !self.switch.input_on(input) {
-            self.counters.add("discarded.status", 1);
+            DiscardedByStatus.emit(&self.counters);
             return Outcome::Discarded;
         }
         let rx = Reception {
@@ -103,7 +104,7 @@ impl Ingest {
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
         if record.flags.as_ref().is_some_and(|f| f.incomplete_hep) {
-            self.counters.add("hep_incomplete", 1);
+            HepIncomplete.emit(&self.counters);
         }
         self.enqueue(record).await
     }
@@ -114,7 +115,7 @@ impl Ingest {
     /// outside `raw_socket_listen`, a fragment, a non-SIP payload) under `dropped.<reason>`,
     /// without logging: on a mirror port it is most of the traffic.
     pub fn skip_packet(&self, reason: &'static str) -> Outcome {
-        self.counters.count_drop(reason);
+        PacketSkipped { reason }.emit(&self.counters);
         Outcome::Dropped(reason)
     }
 
@@ -130,9 +131,9 @@ impl Ingest {
         input: InputKind,
         packet_time: Option<SystemTime>,
     ) -> Outcome {
-        self.counters.add("raw_received", 1);
+        RawReceived { input }.emit(&self.counters);
         if !self.switch.input_on(input) {
-            self.counters.add("discarded.status", 1);
+            DiscardedByStatus.emit(&self.counters);
             return Outcome::Discarded;
         }
         let rx = Reception {

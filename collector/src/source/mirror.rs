@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::decode::frame::{self, IPPROTO_UDP, LinkType};
+use crate::events::{InternalEvent, MirrorFrame, MirrorReadFailed};
 use crate::source::ingest::Ingest;
 
 /// How long one read waits before the thread checks the stop token again.
@@ -237,15 +238,12 @@ fn read_loop(
                 continue;
             }
             Err(e) => {
-                let total = ingest.counters.count_drop("read_error");
-                if sipcapture_proto::counters::worth_logging(total) {
-                    tracing::warn!(error = %e, total, "mirror capture read failed");
-                }
+                MirrorReadFailed { error: &e }.emit(&ingest.counters);
                 std::thread::sleep(ERROR_BACKOFF);
                 continue;
             }
         };
-        ingest.counters.add("mirror_frames", 1);
+        MirrorFrame.emit(&ingest.counters);
         let datagram = match frame::udp_in_frame(frame, LinkType::Ethernet) {
             Ok(d) => d,
             Err(e) if e.is_skip() => {

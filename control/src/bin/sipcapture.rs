@@ -63,7 +63,6 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sipcapture_proto::telemetry::init_logging();
     match Args::parse().command {
         Command::Up {
             config,
@@ -85,8 +84,17 @@ async fn main() -> anyhow::Result<()> {
                 println!("config ok");
                 return Ok(());
             }
+            let telemetry = sipcapture_proto::telemetry::init(
+                "sipcapture-up",
+                &sipcapture_proto::telemetry::LogSettings::new(
+                    config.log_format,
+                    &config.log_level,
+                ),
+            )?;
             let shutdown = sipcapture_proto::server::shutdown_on_signal();
-            up::run(config, shutdown, None).await?;
+            let result = up::run(config, shutdown, None).await;
+            telemetry.shutdown();
+            result?;
         }
         Command::Status {
             action,
@@ -95,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
             input,
             token,
         } => {
+            sipcapture_proto::telemetry::init_logging();
             let cmd = sipcapture_control::cli::StatusCommand {
                 action,
                 target,
