@@ -18,6 +18,7 @@ use sipcapture_proto::counters::Counters;
 use sipcapture_proto::v1::{CaptureRecord, RecordBatch, deliver_response};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::events::{
     BatchAcked, BatchDuplicate, BatchSealed, BatchSent, InternalEvent, RecordsDroppedBySpool,
@@ -324,7 +325,11 @@ impl Exporter {
             self.lose_connection(&"no storer endpoints");
             return;
         };
-        match Conn::open(&target, &self.cfg, self.cfg.max_unacked + 2).await {
+        let span = tracing::info_span!("storer_connect", lane = self.cfg.lane, via = target.label());
+        let opened = Conn::open(&target, &self.cfg, self.cfg.max_unacked + 2)
+            .instrument(span)
+            .await;
+        match opened {
             Ok((conn, welcome)) => {
                 StreamConnected {
                     lane: self.cfg.lane,
