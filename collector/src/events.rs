@@ -305,7 +305,10 @@ pub struct RecordsLostAtShutdown {
 impl InternalEvent for RecordsLostAtShutdown {
     fn emit(self, counters: &Counters) {
         counters.add("records_lost_at_shutdown", self.records);
-        tracing::error!(records = self.records, "shutdown: storers did not acknowledge everything in time and there is no spool; records lost");
+        tracing::error!(
+            records = self.records,
+            "shutdown: storers did not acknowledge everything in time and there is no spool; records lost"
+        );
     }
 }
 
@@ -319,7 +322,10 @@ pub struct SpoolCorruptFrames {
 impl InternalEvent for SpoolCorruptFrames {
     fn emit(self, counters: &Counters) {
         if self.frames > 0 {
-            tracing::warn!(frames = self.frames, "corrupt spool frames skipped at recovery");
+            tracing::warn!(
+                frames = self.frames,
+                "corrupt spool frames skipped at recovery"
+            );
         }
         counters.add("spool_corrupt_frames", self.frames);
     }

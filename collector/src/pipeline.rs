@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::CollectorConfig;
+use crate::events::{InternalEvent, SpoolCorruptFrames};
 use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
 use crate::export::storers::{Storers, refresh_dns};
-use crate::events::{InternalEvent, SpoolCorruptFrames};
 use crate::export::{self, ExportConfig, LaneStats};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};

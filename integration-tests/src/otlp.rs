@@ -131,18 +131,19 @@ impl MetricsService for Receiver {
             let service = service_name(rm.resource.as_ref());
             for sm in rm.scope_metrics {
                 for m in sm.metrics {
-                    let mut push = |attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
-                                    value: f64| {
-                        let mut attributes: Vec<String> =
-                            attributes.iter().map(attribute_text).collect();
-                        attributes.sort();
-                        seen.push(PointSeen {
-                            service: service.clone(),
-                            metric: m.name.clone(),
-                            attributes,
-                            value,
-                        });
-                    };
+                    let mut push =
+                        |attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+                         value: f64| {
+                            let mut attributes: Vec<String> =
+                                attributes.iter().map(attribute_text).collect();
+                            attributes.sort();
+                            seen.push(PointSeen {
+                                service: service.clone(),
+                                metric: m.name.clone(),
+                                attributes,
+                                value,
+                            });
+                        };
                     let number = |p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint| {
                         match p.value {
                             Some(number_data_point::Value::AsInt(i)) => i as f64,

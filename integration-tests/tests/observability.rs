@@ -69,10 +69,7 @@ async fn metrics_endpoints_count_exactly_what_was_sent_and_dropped() {
         .storer(
             "storer-m",
             &db_url,
-            &[
-                "--set".into(),
-                format!("metrics_listen={storer_metrics}"),
-            ],
+            &["--set".into(), format!("metrics_listen={storer_metrics}")],
         )
         .await
         .unwrap();
@@ -134,7 +131,10 @@ async fn metrics_endpoints_count_exactly_what_was_sent_and_dropped() {
         d("sipcapture_collector_hep_received_total{input=\"hep_udp\"}"),
         n + m
     );
-    assert_eq!(d("sipcapture_collector_hep_decoded_total{input=\"hep_udp\"}"), n);
+    assert_eq!(
+        d("sipcapture_collector_hep_decoded_total{input=\"hep_udp\"}"),
+        n
+    );
     assert_eq!(
         d("sipcapture_collector_dropped_total{reason=\"bad_magic\"}"),
         bad_magic
@@ -161,9 +161,15 @@ async fn metrics_endpoints_count_exactly_what_was_sent_and_dropped() {
         c1.get("sipcapture_collector_batch_ack_seconds_bucket{le=\"+Inf\"}"),
         c1.get("sipcapture_collector_batch_ack_seconds_count")
     );
-    assert_eq!(c1.get("sipcapture_collector_unacked_batches{lane=\"0\"}"), 0.0);
+    assert_eq!(
+        c1.get("sipcapture_collector_unacked_batches{lane=\"0\"}"),
+        0.0
+    );
     assert_eq!(c1.get("sipcapture_collector_queue_depth{lane=\"0\"}"), 0.0);
-    assert!(c1.series.contains_key("sipcapture_collector_spool_bytes{lane=\"0\"}"));
+    assert!(
+        c1.series
+            .contains_key("sipcapture_collector_spool_bytes{lane=\"0\"}")
+    );
 
     let s1 = scrape(storer_metrics).await.unwrap();
     let ds = |name: &str| s1.get(name) - s0.get(name);
@@ -197,7 +203,11 @@ async fn control_and_up_serve_metrics() {
         .await
         .unwrap();
     let s = scrape(control_metrics).await.unwrap();
-    assert!(s.declares("sipcapture_control_members", "gauge"), "{}", s.text);
+    assert!(
+        s.declares("sipcapture_control_members", "gauge"),
+        "{}",
+        s.text
+    );
     assert_eq!(s.get("sipcapture_control_members"), 0.0);
     assert!(s.declares("sipcapture_control_status_changed_total", "counter"));
     assert!(control.process.terminate(WAIT).unwrap());
@@ -253,31 +263,35 @@ async fn otlp_receiver_gets_one_trace_per_batch_and_the_metrics() {
 
     // Spans: the collector's batch span is the parent of the storer's intake span, whose
     // child is the insert; one trace id across both processes.
-    wait_until("a batch trace across collector and storer", WAIT, || async {
-        let spans = sink.spans();
-        let found = spans
-            .iter()
-            .filter(|s| s.service == "sipcapture-collector" && s.name == "export_batch")
-            .any(|batch| {
-                spans
-                    .iter()
-                    .filter(|s| {
-                        s.service == "sipcapture-storer"
-                            && s.name == "intake_batch"
-                            && s.trace_id == batch.trace_id
-                            && s.parent_span_id == batch.span_id
-                    })
-                    .any(|intake| {
-                        spans.iter().any(|s| {
+    wait_until(
+        "a batch trace across collector and storer",
+        WAIT,
+        || async {
+            let spans = sink.spans();
+            let found = spans
+                .iter()
+                .filter(|s| s.service == "sipcapture-collector" && s.name == "export_batch")
+                .any(|batch| {
+                    spans
+                        .iter()
+                        .filter(|s| {
                             s.service == "sipcapture-storer"
-                                && s.name == "insert"
+                                && s.name == "intake_batch"
                                 && s.trace_id == batch.trace_id
-                                && s.parent_span_id == intake.span_id
+                                && s.parent_span_id == batch.span_id
                         })
-                    })
-            });
-        Ok(found)
-    })
+                        .any(|intake| {
+                            spans.iter().any(|s| {
+                                s.service == "sipcapture-storer"
+                                    && s.name == "insert"
+                                    && s.trace_id == batch.trace_id
+                                    && s.parent_span_id == intake.span_id
+                            })
+                        })
+                });
+            Ok(found)
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}: spans {:#?}", sink.spans()));
     assert!(
@@ -310,8 +324,11 @@ async fn otlp_receiver_gets_one_trace_per_batch_and_the_metrics() {
     })
     .await
     .unwrap_or_else(|e| {
-        let names: std::collections::BTreeSet<String> =
-            sink.points().into_iter().map(|p| format!("{} {}", p.service, p.metric)).collect();
+        let names: std::collections::BTreeSet<String> = sink
+            .points()
+            .into_iter()
+            .map(|p| format!("{} {}", p.service, p.metric))
+            .collect();
         panic!("{e}: metrics seen {names:#?}")
     });
 

@@ -107,7 +107,10 @@ mod tests {
         s.read_to_string(&mut text).await.unwrap();
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(text.contains("text/plain; version=0.0.4"), "{text}");
-        assert!(text.contains("sipcapture_storer_batches_committed_total 2\n"), "{text}");
+        assert!(
+            text.contains("sipcapture_storer_batches_committed_total 2\n"),
+            "{text}"
+        );
         stop.cancel();
     }
 }

@@ -293,7 +293,9 @@ pub fn inject_map(span: &tracing::Span, map: &mut HashMap<String, String>) {
         return;
     }
     let cx = span.context();
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut MapInjector(map)));
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut MapInjector(map))
+    });
 }
 
 /// Makes `span` a child of the trace context carried in `map` (no-op when tracing is off or the

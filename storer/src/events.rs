@@ -36,7 +36,10 @@ pub struct BatchDuplicate {
 
 impl InternalEvent for BatchDuplicate {
     fn emit(self, counters: &Counters) {
-        tracing::debug!(sequence = self.sequence, "batch committed before; acknowledged again");
+        tracing::debug!(
+            sequence = self.sequence,
+            "batch committed before; acknowledged again"
+        );
         counters.add("batches_duplicate", 1);
     }
 }

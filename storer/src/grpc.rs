@@ -27,8 +27,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
 use crate::events::{
-    BatchCommitted, BatchDuplicate, BatchReceived, HashSourceEmpty, InternalEvent,
-    RecordDiscarded, RecordUnroutable, RowTruncated,
+    BatchCommitted, BatchDuplicate, BatchReceived, HashSourceEmpty, InternalEvent, RecordDiscarded,
+    RecordUnroutable, RowTruncated,
 };
 use crate::pipeline::route::{Decision, Router};
 use crate::pipeline::rows;

@@ -325,7 +325,8 @@ impl Exporter {
             self.lose_connection(&"no storer endpoints");
             return;
         };
-        let span = tracing::info_span!("storer_connect", lane = self.cfg.lane, via = target.label());
+        let span =
+            tracing::info_span!("storer_connect", lane = self.cfg.lane, via = target.label());
         let opened = Conn::open(&target, &self.cfg, self.cfg.max_unacked + 2)
             .instrument(span)
             .await;

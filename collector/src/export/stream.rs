@@ -63,8 +63,8 @@ impl Conn {
             channel,
             sipcapture_proto::telemetry::trace_interceptor as fn(_) -> _,
         )
-            .max_encoding_message_size(64 * 1024 * 1024)
-            .max_decoding_message_size(64 * 1024 * 1024);
+        .max_encoding_message_size(64 * 1024 * 1024)
+        .max_decoding_message_size(64 * 1024 * 1024);
         let (tx, rx) = mpsc::channel(window.max(2));
         let hello = DeliverRequest {
             message: Some(deliver_request::Message::Hello(Hello {
