@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sipcapture_integration_tests::hep::{hep3_sip, request, send_udp};
-use sipcapture_integration_tests::otlp::OtlpSink;
+use sipcapture_integration_tests::otlp::{OtlpSink, SpanSeen};
 use sipcapture_integration_tests::prometheus::{Scrape, scrape};
 use sipcapture_integration_tests::{Sandbox, free_port, open_db, wait_for_rows, wait_until};
 
@@ -35,6 +35,21 @@ fn valid_packets(n: usize, tag: &str) -> Vec<Vec<u8>> {
             )
         })
         .collect()
+}
+
+/// Spans of `service` named `name` whose parent is `parent` (same trace).
+fn children<'a>(
+    spans: &'a [SpanSeen],
+    parent: &'a SpanSeen,
+    service: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = &'a SpanSeen> + 'a {
+    spans.iter().filter(move |s| {
+        s.service == service
+            && s.name == name
+            && s.trace_id == parent.trace_id
+            && s.parent_span_id == parent.span_id
+    })
 }
 
 fn metrics_addr() -> SocketAddr {
@@ -272,22 +287,9 @@ async fn otlp_receiver_gets_one_trace_per_batch_and_the_metrics() {
                 .iter()
                 .filter(|s| s.service == "sipcapture-collector" && s.name == "export_batch")
                 .any(|batch| {
-                    spans
-                        .iter()
-                        .filter(|s| {
-                            s.service == "sipcapture-storer"
-                                && s.name == "intake_batch"
-                                && s.trace_id == batch.trace_id
-                                && s.parent_span_id == batch.span_id
-                        })
-                        .any(|intake| {
-                            spans.iter().any(|s| {
-                                s.service == "sipcapture-storer"
-                                    && s.name == "insert"
-                                    && s.trace_id == batch.trace_id
-                                    && s.parent_span_id == intake.span_id
-                            })
-                        })
+                    children(&spans, batch, "sipcapture-storer", "intake_batch").any(|intake| {
+                        children(&spans, intake, "sipcapture-storer", "insert").count() > 0
+                    })
                 });
             Ok(found)
         },
@@ -341,12 +343,7 @@ async fn otlp_receiver_gets_one_trace_per_batch_and_the_metrics() {
         .iter()
         .filter(|s| s.service == "sipcapture-collector" && s.name == "storer_connect")
         .any(|connect| {
-            spans.iter().any(|s| {
-                s.service == "sipcapture-storer"
-                    && s.name == "deliver_stream"
-                    && s.trace_id == connect.trace_id
-                    && s.parent_span_id == connect.span_id
-            })
+            children(&spans, connect, "sipcapture-storer", "deliver_stream").count() > 0
         });
     assert!(stream_from_metadata, "spans {spans:#?}");
 }

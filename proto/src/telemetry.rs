@@ -203,6 +203,7 @@ pub fn init(service: &'static str, log: &LogSettings) -> Result<Telemetry, Telem
     let fmt = match log.format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(colours())
             .with_target(true)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -232,8 +233,16 @@ pub fn init_logging() {
     let _already_set = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours())
         .with_target(true)
         .try_init();
+}
+
+/// Colours only on a terminal, and never with `NO_COLOR` set (log files and collectors get
+/// plain text).
+fn colours() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 struct MapInjector<'a>(&'a mut HashMap<String, String>);
