@@ -351,6 +351,26 @@ impl InternalEvent for StreamConnected<'_> {
     }
 }
 
+/// A Deliver stream could not be opened (storer down, TLS handshake refused, no Welcome).
+/// Logged on the 1st and every 2^n-th failure.
+pub struct StreamConnectFailed<'a> {
+    /// The lane.
+    pub lane: u64,
+    /// The storer it tried.
+    pub storer: &'a str,
+    /// Why (with its source chain).
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for StreamConnectFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add_labeled("stream_connect_failed", "", 1);
+        if worth_logging(total) {
+            tracing::warn!(lane = self.lane, storer = self.storer, error = %self.error, total, "cannot open a stream to the storer");
+        }
+    }
+}
+
 /// A Deliver stream was lost; unacknowledged batches will be resent.
 #[derive(Clone, Copy)]
 pub struct StreamLost<'a> {

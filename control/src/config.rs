@@ -32,6 +32,18 @@ pub struct ControlConfig {
     pub capture_on: bool,
     /// Maximum concurrent gRPC calls.
     pub max_grpc_calls: usize,
+    /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
+    /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
+    pub grpc_tls: sipcapture_proto::tls::GrpcServerTls,
+    /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
+    /// `server_name`); docs/SECURITY.md.
+    pub grpc_client_tls: sipcapture_proto::tls::GrpcClientTls,
+    /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
+    /// connections); docs/SECURITY.md.
+    pub grpc_limits: sipcapture_proto::server::GrpcLimits,
+    /// Client certificate identities (subject CN or a SAN) allowed to change the fleet status
+    /// (and register as members) without the bearer token (needs `grpc_tls.client_ca`).
+    pub grpc_admin_identities: Vec<String>,
     /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
     /// unset (the default). Metrics are listed in docs/METRICS.md.
     pub metrics_listen: Option<SocketAddr>,
@@ -55,6 +67,10 @@ impl Default for ControlConfig {
             member_timeout_ms: 2000,
             capture_on: true,
             max_grpc_calls: 1024,
+            grpc_tls: sipcapture_proto::tls::GrpcServerTls::default(),
+            grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
+            grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
+            grpc_admin_identities: Vec::new(),
             metrics_listen: None,
             log_format: sipcapture_proto::telemetry::LogFormat::Text,
             log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
@@ -65,6 +81,11 @@ impl Default for ControlConfig {
 impl ControlConfig {
     /// Checks values; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        sipcapture_proto::tls::validate_grpc(
+            &self.grpc_tls,
+            &self.grpc_client_tls,
+            &self.grpc_limits,
+        )?;
         sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
         for url in &self.member {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

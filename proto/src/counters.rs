@@ -225,6 +225,12 @@ pub const CATALOG: &[MetricDef] = &[
         "Deliver streams opened to a storer",
     ),
     counter(C, "stream_errors", None, "Deliver streams lost"),
+    counter(
+        C,
+        "stream_connect_failed",
+        None,
+        "Deliver streams that could not be opened (storer down, TLS refused, no Welcome)",
+    ),
     gauge(
         C,
         "queue_depth",
@@ -386,6 +392,61 @@ pub const CATALOG: &[MetricDef] = &[
         "members",
         None,
         "members known to control (configured, registered, DNS)",
+    ),
+    // gRPC TLS (docs/SECURITY.md), every service
+    counter(
+        C,
+        "grpc_tls_refused",
+        None,
+        "gRPC TLS handshakes refused (untrusted or missing client certificate, timeout)",
+    ),
+    counter(
+        S,
+        "grpc_tls_refused",
+        None,
+        "gRPC TLS handshakes refused (untrusted or missing client certificate, timeout)",
+    ),
+    counter(
+        K,
+        "grpc_tls_refused",
+        None,
+        "gRPC TLS handshakes refused (untrusted or missing client certificate, timeout)",
+    ),
+    counter(
+        C,
+        "tls_reloaded",
+        None,
+        "TLS certificates reloaded after a change on disk or SIGHUP",
+    ),
+    counter(
+        S,
+        "tls_reloaded",
+        None,
+        "TLS certificates reloaded after a change on disk or SIGHUP",
+    ),
+    counter(
+        K,
+        "tls_reloaded",
+        None,
+        "TLS certificates reloaded after a change on disk or SIGHUP",
+    ),
+    counter(
+        C,
+        "tls_reload_failed",
+        None,
+        "TLS certificate reloads that failed (the previous certificates stay in use)",
+    ),
+    counter(
+        S,
+        "tls_reload_failed",
+        None,
+        "TLS certificate reloads that failed (the previous certificates stay in use)",
+    ),
+    counter(
+        K,
+        "tls_reload_failed",
+        None,
+        "TLS certificate reloads that failed (the previous certificates stay in use)",
     ),
 ];
 

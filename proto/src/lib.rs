@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod watch;
 
 pub use helpers::{ip_from_bytes, ip_to_bytes};

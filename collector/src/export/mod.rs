@@ -22,11 +22,32 @@ use tracing::Instrument as _;
 
 use crate::events::{
     BatchAcked, BatchDuplicate, BatchSealed, BatchSent, InternalEvent, RecordsDroppedBySpool,
-    RecordsLostAtShutdown, RecordsSpooled, StreamConnected, StreamLost,
+    RecordsLostAtShutdown, RecordsSpooled, StreamConnectFailed, StreamConnected, StreamLost,
 };
 use spool::{Spool, SpoolError};
 use storers::{Storers, Target};
 use stream::Conn;
+
+/// An error with its sources, `a: b: c` (tonic's transport errors hide the TLS reason in the
+/// source chain).
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            let more = e.to_string();
+            // tonic's Status already prints its source; say each reason once.
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            source = e.source();
+        }
+        f.write_str(&text)
+    }
+}
 
 /// Exporter settings.
 #[derive(Debug, Clone)]
@@ -327,7 +348,7 @@ impl Exporter {
         };
         let span =
             tracing::info_span!("storer_connect", lane = self.cfg.lane, via = target.label());
-        let opened = Conn::open(&target, &self.cfg, self.cfg.max_unacked + 2)
+        let opened = Conn::open(&target, &self.storers, &self.cfg, self.cfg.max_unacked + 2)
             .instrument(span)
             .await;
         match opened {
@@ -346,6 +367,14 @@ impl Exporter {
                 self.acknowledge(welcome.last_committed_sequence);
             }
             Err(e) => {
+                // A refused TLS handshake (untrusted or missing client certificate) ends here:
+                // counted and logged (first and every power of two), not silent.
+                StreamConnectFailed {
+                    lane: self.cfg.lane,
+                    storer: target.label(),
+                    error: &ErrorChain(&e),
+                }
+                .emit(&self.counters);
                 self.target = Some(target.clone());
                 self.lose_connection(&format_args!("{}: {e}", target.label()));
             }

@@ -4,4 +4,5 @@
 pub mod hep_listener;
 pub mod ingest;
 pub mod mirror;
+pub mod rate_limit;
 pub mod tls;
