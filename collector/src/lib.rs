@@ -1,7 +1,8 @@
 //! The collector: receives HEP and mirrored SIP, decodes it, extracts the SIP columns and streams
 //! `CaptureRecord`s to storers.
 //!
-//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet)
+//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet with
+//! a generated kernel BPF filter and fanout readers; IPIP via a raw socket)
 //! → [`decode`] (pure decoders: HEP v1/v2/v3; Ethernet/VLAN/SLL, IPv4/IPv6, UDP) → [`sip`] (SIP
 //! start line and headers into the `sip_capture` column values) → [`record`] (the only place a
 //! record is built) → [`export`] (lanes of numbered batches to storers, kept until acknowledged,
@@ -52,6 +53,55 @@ pub enum CollectorError {
     /// The `/metrics` endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] sipcapture_proto::metrics::MetricsError),
+    /// A capture file could not be read (`--pcap`).
+    #[error(transparent)]
+    PcapFile(#[from] source::pcap_file::PcapFileError),
+}
+
+/// How long the import waits between checks that every record was acknowledged.
+const ACK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Imports a pcap/pcapng file (`sipcapture-collector --pcap FILE`, `sipcapture import`): runs
+/// the pipeline with the file as the only input (HEP listeners and raw capture off), waits until
+/// every queued record is acknowledged by a storer (or `stop` is cancelled), shuts down in
+/// order and returns the summary. `progress` draws a progress bar when stderr is a terminal.
+pub async fn import_file(
+    config: &CollectorConfig,
+    path: &std::path::Path,
+    switch: Arc<CaptureSwitch>,
+    counters: Arc<Counters>,
+    progress: bool,
+    stop: CancellationToken,
+) -> Result<source::pcap_file::ImportSummary, CollectorError> {
+    let mut config = config.clone();
+    config.hep_udp = false;
+    config.hep_tcp = false;
+    config.hep_tls_listen = None;
+    config.raw_moni_capture_on = false;
+    config.validate()?;
+    let pipeline = Pipeline::start(&config, switch, counters.clone())?;
+    let imported = source::pcap_file::import(
+        path.to_owned(),
+        pipeline.ingest.clone(),
+        decode::dissect::DissectLimits::default(),
+        progress,
+        stop.clone(),
+    )
+    .await;
+    if imported.is_ok() {
+        // Records the exporter had to drop (spool full or broken) will never be acknowledged.
+        let settled = |c: &Counters| {
+            c.get("records_acked") + c.get("dropped.spool_full") + c.get("dropped.spool_error")
+        };
+        while settled(&counters) < counters.get("records_queued") && !stop.is_cancelled() {
+            tokio::select! {
+                () = tokio::time::sleep(ACK_POLL) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+    pipeline.shutdown().await;
+    Ok(imported?)
 }
 
 /// Runs a collector until `shutdown` is cancelled, then shuts down in order.

@@ -34,6 +34,10 @@ struct Args {
     /// Validate the config and exit.
     #[arg(long)]
     check_config: bool,
+    /// Import this pcap/pcapng file instead of listening: every SIP message (and HEP packet)
+    /// in it is stored through the storers, then the collector exits with a summary.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -59,6 +63,19 @@ async fn main() -> anyhow::Result<()> {
         &LogSettings::new(config.log_format, &config.log_level),
     )?;
     let shutdown = sipcapture_proto::server::shutdown_on_signal();
+    if let Some(path) = args.pcap {
+        let switch = std::sync::Arc::new(sipcapture_proto::status::CaptureSwitch::new(
+            config.capture_on,
+        ));
+        let counters = std::sync::Arc::new(sipcapture_proto::counters::Counters::new("collector"));
+        let summary =
+            sipcapture_collector::import_file(&config, &path, switch, counters, true, shutdown)
+                .await;
+        telemetry.shutdown();
+        let summary = summary?;
+        print!("{}: imported\n{summary}", path.display());
+        return Ok(());
+    }
     let result = sipcapture_collector::run(config, shutdown).await;
     telemetry.shutdown();
     result?;

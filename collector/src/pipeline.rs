@@ -19,6 +19,7 @@ use crate::export::{self, ExportConfig, LaneStats};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
 use crate::source::ingest::Ingest;
+use crate::source::ipip::{self, IpipError};
 use crate::source::mirror::{self, MirrorError};
 use crate::source::rate_limit::RateLimiter;
 
@@ -37,6 +38,9 @@ pub enum PipelineError {
     /// Mirror-port capture (`raw_moni_capture_on`) could not start.
     #[error(transparent)]
     Mirror(#[from] MirrorError),
+    /// IPIP capture (`raw_ipip_capture_on`) could not start.
+    #[error(transparent)]
+    Ipip(#[from] IpipError),
 }
 
 /// A running collector pipeline (inputs and exporter; gRPC is served by the caller).
@@ -46,6 +50,8 @@ pub struct Pipeline {
     pub bound: BoundAddrs,
     /// Counters of inputs and exporter.
     pub counters: Arc<Counters>,
+    /// The shared per-packet path (file imports feed it directly).
+    pub ingest: Arc<Ingest>,
     inputs: TaskTracker,
     stop_inputs: CancellationToken,
     exporters: Vec<JoinHandle<()>>,
@@ -118,10 +124,13 @@ impl Pipeline {
         let stop_inputs = CancellationToken::new();
         // Stops the inputs already started if a later one fails to start.
         let stop_on_error = stop_inputs.clone().drop_guard();
-        // Mirror capture opens its packet socket first: a missing CAP_NET_RAW fails start-up
+        // Raw capture opens its sockets first: a missing CAP_NET_RAW fails start-up
         // before anything listens.
         if let Some(mirror_config) = config.mirror_config() {
             mirror::start(&mirror_config, ingest.clone(), &inputs, &stop_inputs)?;
+        }
+        if let Some(ipip_config) = config.ipip_config() {
+            ipip::start(&ipip_config, ingest.clone(), &inputs, &stop_inputs)?;
         }
         let listen = ListenConfig {
             addr: config.hep_listen,
@@ -145,7 +154,7 @@ impl Pipeline {
                 _ => None,
             },
         };
-        let bound = hep_listener::start(&listen, ingest, &inputs, &stop_inputs)?;
+        let bound = hep_listener::start(&listen, ingest.clone(), &inputs, &stop_inputs)?;
         inputs.close();
         tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "hep listeners ready");
         let storers = Arc::new(Storers::with_tls(
@@ -224,6 +233,7 @@ impl Pipeline {
         Ok(Pipeline {
             bound,
             counters,
+            ingest,
             inputs,
             stop_inputs,
             exporters,
@@ -234,6 +244,8 @@ impl Pipeline {
     pub async fn shutdown(self) {
         self.stop_inputs.cancel();
         self.inputs.wait().await;
+        // The last handle on the queue: dropping it lets the exporter see the input close.
+        drop(self.ingest);
         for exporter in self.exporters {
             if let Err(e) = exporter.await {
                 tracing::error!(error = %e, "exporter task failed");

@@ -234,6 +234,23 @@ impl RecordBuilder {
         rx: Reception,
         packet_time: Option<SystemTime>,
     ) -> Result<CaptureRecord, RecordError> {
+        let transport = kamailio_proto(ip_protocol);
+        self.from_raw_transport(src, dst, ip_protocol, transport, payload, rx, packet_time)
+    }
+
+    /// [`RecordBuilder::from_raw`] with the Kamailio transport `proto` given by the caller
+    /// (the dissector knows WebSocket, 5, which the IP protocol alone cannot tell).
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_raw_transport(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ip_protocol: u8,
+        transport: u32,
+        payload: &[u8],
+        rx: Reception,
+        packet_time: Option<SystemTime>,
+    ) -> Result<CaptureRecord, RecordError> {
         let looks_like_text = payload.first().is_some_and(u8::is_ascii_alphanumeric);
         if payload.len() < KAMAILIO_MIN_UDP_PACKET || !looks_like_text {
             return Err(RecordError::NotSip);
@@ -250,7 +267,7 @@ impl RecordBuilder {
             time_from_packet: packet_time.is_some(),
             family: family_of(Some(src.ip()), None),
             ip_protocol: u32::from(ip_protocol),
-            transport: kamailio_proto(ip_protocol),
+            transport,
             src_ip: ip_to_bytes(src.ip()),
             src_port: u32::from(src.port()),
             dst_ip: ip_to_bytes(dst.ip()),

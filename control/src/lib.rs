@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod grpc;
+pub mod import;
 pub mod members;
 pub mod state;
 pub mod up;

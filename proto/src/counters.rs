@@ -131,6 +131,18 @@ pub const CATALOG: &[MetricDef] = &[
         None,
         "frames read from the mirror-port packet socket",
     ),
+    counter(
+        C,
+        "ipip_packets",
+        None,
+        "IP-in-IP packets read from the raw IPIP socket",
+    ),
+    counter(
+        C,
+        "pcap_frames",
+        None,
+        "frames read from an imported pcap/pcapng file",
+    ),
     counter(C, "tcp_connections", None, "HEP TCP connections accepted"),
     counter(
         C,

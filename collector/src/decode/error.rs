@@ -79,6 +79,115 @@ pub enum PacketError {
         /// The length field.
         length: u16,
     },
+    /// An IP protocol the dissector does not follow (ICMP, OSPF, ESP, ...): not ours.
+    #[error("ip protocol {protocol} at offset {offset} is not followed")]
+    UnsupportedIpProtocol {
+        /// Offset of the transport header.
+        offset: usize,
+        /// The IP protocol / IPv6 next header.
+        protocol: u8,
+    },
+    /// A tunnel or link header variant we do not decode (GRE version 1 / routing, an ERSPAN
+    /// frame type other than Ethernet, a PPP protocol other than IP, ...): not ours.
+    #[error("{layer}: unsupported value {value:#x} at offset {offset}")]
+    UnsupportedEncapsulation {
+        /// The header (`"gre"`, `"erspan"`, `"pppoe"`, `"vxlan"`).
+        layer: &'static str,
+        /// Offset of the header.
+        offset: usize,
+        /// The value that is not decoded.
+        value: u32,
+    },
+    /// More nested encapsulations (tunnels inside tunnels) than the dissector follows.
+    #[error("more than {max} nested encapsulations at offset {offset}")]
+    TooManyEncapsulations {
+        /// Offset of the header that would be one too many.
+        offset: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A TCP data offset below 5 words (RFC 9293 §3.1).
+    #[error("tcp header at offset {offset}: data offset {data_offset} words")]
+    BadTcpHeader {
+        /// Offset of the TCP header.
+        offset: usize,
+        /// The data offset field (32-bit words).
+        data_offset: u8,
+    },
+    /// An SCTP chunk whose length is below its 4-byte header (RFC 9260 §3.2).
+    #[error("sctp chunk at offset {offset}: length {length}")]
+    BadSctpChunk {
+        /// Offset of the chunk.
+        offset: usize,
+        /// The chunk length field.
+        length: u16,
+    },
+    /// An IP fragment that contradicts the others of its datagram (beyond the end the last
+    /// fragment declared, a second different last fragment, a non-last fragment whose length
+    /// is not a multiple of 8, a datagram above 65535 bytes): the datagram is discarded.
+    #[error("inconsistent ip fragment at offset {offset} (fragment offset {fragment_offset})")]
+    BadFragment {
+        /// Offset of the IP header (or IPv6 Fragment header) in the frame.
+        offset: usize,
+        /// The fragment offset in bytes.
+        fragment_offset: usize,
+    },
+    /// A fragment overlapping another one of the same datagram with different bytes: the whole
+    /// datagram is discarded (RFC 5722 for IPv6; applied to IPv4 too, see COMPATIBILITY.md).
+    #[error("overlapping ip fragment at offset {offset} (fragment offset {fragment_offset})")]
+    FragmentOverlap {
+        /// Offset of the IP header (or IPv6 Fragment header) in the frame.
+        offset: usize,
+        /// The fragment offset in bytes.
+        fragment_offset: usize,
+    },
+    /// A datagram whose fragments did not all arrive within the fragment timeout.
+    #[error("ip datagram incomplete after the fragment timeout ({received} bytes received)")]
+    FragmentTimeout {
+        /// Bytes of the datagram that had arrived.
+        received: usize,
+    },
+    /// A reassembly buffer limit was hit (fragments, TCP stream, WebSocket message, SCTP
+    /// message): the state is discarded.
+    #[error("{layer}: reassembly limit of {limit} bytes reached")]
+    ReassemblyOverflow {
+        /// What was being reassembled (`"ip_fragments"`, `"tcp"`, `"websocket"`, `"sctp"`).
+        layer: &'static str,
+        /// The limit that was hit.
+        limit: usize,
+    },
+    /// Bytes of a TCP stream never arrived (the capture missed a segment): the partial message
+    /// before the gap is discarded and the stream resynchronises on the next SIP start line.
+    #[error("tcp stream gap of {missing} bytes; {discarded} buffered bytes discarded")]
+    TcpGap {
+        /// Bytes missing in the sequence space.
+        missing: u32,
+        /// Buffered bytes of the cut message that were discarded.
+        discarded: usize,
+    },
+    /// A TCP stream ended (FIN, RST, idle timeout) with an incomplete message buffered.
+    #[error("tcp stream ended ({how}) with {bytes} bytes of an incomplete message")]
+    TcpIncomplete {
+        /// `"fin"`, `"rst"`, `"timeout"` or `"syn"` (the port pair was reused).
+        how: &'static str,
+        /// Buffered bytes discarded.
+        bytes: usize,
+    },
+    /// A SIP message on a stream whose header is bigger than the limit, or whose Content-Length
+    /// is not a number or exceeds the limit, or a HEP frame on a stream with a bad length: the
+    /// stream cannot be framed from here.
+    #[error("stream framing: {what}")]
+    StreamFraming {
+        /// What was wrong (`"header too large"`, `"bad content-length"`, `"body too large"`).
+        what: &'static str,
+    },
+    /// A WebSocket frame we refuse (reserved opcode, control frame above 125 bytes, a
+    /// continuation without a start, a 64-bit length with the top bit set).
+    #[error("websocket frame: {what}")]
+    BadWebSocketFrame {
+        /// What was wrong.
+        what: &'static str,
+    },
 }
 
 impl PacketError {
@@ -93,6 +202,19 @@ impl PacketError {
             PacketError::Fragment { .. } => "fragment",
             PacketError::NotUdp { .. } => "not_udp",
             PacketError::BadUdpLength { .. } => "bad_udp_length",
+            PacketError::UnsupportedIpProtocol { .. } => "unsupported_ip_protocol",
+            PacketError::UnsupportedEncapsulation { .. } => "unsupported_encapsulation",
+            PacketError::TooManyEncapsulations { .. } => "too_many_encapsulations",
+            PacketError::BadTcpHeader { .. } => "bad_tcp_header",
+            PacketError::BadSctpChunk { .. } => "bad_sctp_chunk",
+            PacketError::BadFragment { .. } => "bad_fragment",
+            PacketError::FragmentOverlap { .. } => "fragment_overlap",
+            PacketError::FragmentTimeout { .. } => "fragment_timeout",
+            PacketError::ReassemblyOverflow { .. } => "reassembly_overflow",
+            PacketError::TcpGap { .. } => "tcp_gap",
+            PacketError::TcpIncomplete { .. } => "tcp_incomplete",
+            PacketError::StreamFraming { .. } => "stream_framing",
+            PacketError::BadWebSocketFrame { .. } => "bad_websocket_frame",
         }
     }
 
@@ -104,6 +226,8 @@ impl PacketError {
             PacketError::UnsupportedEtherType { .. }
                 | PacketError::Fragment { .. }
                 | PacketError::NotUdp { .. }
+                | PacketError::UnsupportedIpProtocol { .. }
+                | PacketError::UnsupportedEncapsulation { .. }
         )
     }
 
@@ -162,6 +286,59 @@ impl PacketError {
                 offset: shift(offset),
                 length,
             },
+            PacketError::UnsupportedIpProtocol { offset, protocol } => {
+                PacketError::UnsupportedIpProtocol {
+                    offset: shift(offset),
+                    protocol,
+                }
+            }
+            PacketError::UnsupportedEncapsulation {
+                layer,
+                offset,
+                value,
+            } => PacketError::UnsupportedEncapsulation {
+                layer,
+                offset: shift(offset),
+                value,
+            },
+            PacketError::TooManyEncapsulations { offset, max } => {
+                PacketError::TooManyEncapsulations {
+                    offset: shift(offset),
+                    max,
+                }
+            }
+            PacketError::BadTcpHeader {
+                offset,
+                data_offset,
+            } => PacketError::BadTcpHeader {
+                offset: shift(offset),
+                data_offset,
+            },
+            PacketError::BadSctpChunk { offset, length } => PacketError::BadSctpChunk {
+                offset: shift(offset),
+                length,
+            },
+            PacketError::BadFragment {
+                offset,
+                fragment_offset,
+            } => PacketError::BadFragment {
+                offset: shift(offset),
+                fragment_offset,
+            },
+            PacketError::FragmentOverlap {
+                offset,
+                fragment_offset,
+            } => PacketError::FragmentOverlap {
+                offset: shift(offset),
+                fragment_offset,
+            },
+            // Not tied to a place in one frame.
+            other @ (PacketError::FragmentTimeout { .. }
+            | PacketError::ReassemblyOverflow { .. }
+            | PacketError::TcpGap { .. }
+            | PacketError::TcpIncomplete { .. }
+            | PacketError::StreamFraming { .. }
+            | PacketError::BadWebSocketFrame { .. }) => other,
         }
     }
 }
@@ -188,6 +365,14 @@ pub(crate) fn need<'a>(
 pub(crate) fn be16(buf: &[u8], offset: usize) -> u16 {
     match buf.get(offset..offset.saturating_add(2)) {
         Some(&[a, b]) => u16::from_be_bytes([a, b]),
+        _ => 0,
+    }
+}
+
+/// Big-endian u32 at `offset` (the caller has checked the bytes are there; 0 otherwise).
+pub(crate) fn be32(buf: &[u8], offset: usize) -> u32 {
+    match buf.get(offset..offset.saturating_add(4)) {
+        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
         _ => 0,
     }
 }

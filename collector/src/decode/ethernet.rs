@@ -56,8 +56,15 @@ pub struct LinkFrame<'a> {
     pub payload: &'a [u8],
 }
 
-/// Decodes an Ethernet II frame (no FCS, as packet sockets and pcap deliver it).
+/// Decodes an Ethernet II frame (no FCS, as packet sockets and pcap deliver it) carrying IPv4
+/// or IPv6; any other ethertype is [`PacketError::UnsupportedEtherType`].
 pub fn from_ethernet(buf: &[u8]) -> Result<LinkFrame<'_>, PacketError> {
+    ip_only(from_ethernet_any(buf)?)
+}
+
+/// Decodes an Ethernet II header and its VLAN tags, whatever the ethertype (the dissector
+/// follows PPPoE and others from there).
+pub fn from_ethernet_any(buf: &[u8]) -> Result<LinkFrame<'_>, PacketError> {
     need(buf, "ethernet", 0, ETHERNET_HEADER_LEN)?;
     walk_tags(buf, ETHERNET_HEADER_LEN - 2)
 }
@@ -65,6 +72,11 @@ pub fn from_ethernet(buf: &[u8]) -> Result<LinkFrame<'_>, PacketError> {
 /// Decodes a Linux cooked v1 header: packet type, ARPHRD type, address length, 8 address bytes,
 /// then the protocol (an ethertype for the link types we care about).
 pub fn from_linux_sll(buf: &[u8]) -> Result<LinkFrame<'_>, PacketError> {
+    ip_only(from_linux_sll_any(buf)?)
+}
+
+/// [`from_linux_sll`] without the IPv4/IPv6 check.
+pub fn from_linux_sll_any(buf: &[u8]) -> Result<LinkFrame<'_>, PacketError> {
     need(buf, "linux_sll", 0, SLL_HEADER_LEN)?;
     walk_tags(buf, SLL_HEADER_LEN - 2)
 }
@@ -72,9 +84,19 @@ pub fn from_linux_sll(buf: &[u8]) -> Result<LinkFrame<'_>, PacketError> {
 /// Decodes a Linux cooked v2 header: the protocol comes first, then reserved bytes, interface
 /// index, ARPHRD type, packet type, address length and 8 address bytes.
 pub fn from_linux_sll2(buf: &[u8]) -> Result<LinkFrame<'_>, PacketError> {
+    ip_only(from_linux_sll2_any(buf)?)
+}
+
+/// [`from_linux_sll2`] without the IPv4/IPv6 check.
+pub fn from_linux_sll2_any(buf: &[u8]) -> Result<LinkFrame<'_>, PacketError> {
     need(buf, "linux_sll2", 0, SLL2_HEADER_LEN)?;
     let ethertype = be16(buf, 0);
-    finish(buf, ethertype, SLL2_HEADER_LEN, VlanTags::default())
+    Ok(LinkFrame {
+        ethertype,
+        vlan: VlanTags::default(),
+        header_len: SLL2_HEADER_LEN,
+        payload: buf.get(SLL2_HEADER_LEN..).unwrap_or_default(),
+    })
 }
 
 /// Reads the ethertype at `type_offset`, then any VLAN tags after it.
@@ -102,27 +124,23 @@ fn walk_tags(buf: &[u8], type_offset: usize) -> Result<LinkFrame<'_>, PacketErro
         next += VLAN_TAG_LEN;
         tags += 1;
     }
-    finish(buf, ethertype, next, vlan)
-}
-
-fn finish(
-    buf: &[u8],
-    ethertype: u16,
-    header_len: usize,
-    vlan: VlanTags,
-) -> Result<LinkFrame<'_>, PacketError> {
-    if !matches!(ethertype, ETHERTYPE_IPV4 | ETHERTYPE_IPV6) {
-        return Err(PacketError::UnsupportedEtherType {
-            offset: header_len - 2,
-            ethertype,
-        });
-    }
     Ok(LinkFrame {
         ethertype,
         vlan,
-        header_len,
-        payload: buf.get(header_len..).unwrap_or_default(),
+        header_len: next,
+        payload: buf.get(next..).unwrap_or_default(),
     })
+}
+
+/// Keeps IPv4 and IPv6 frames; anything else is [`PacketError::UnsupportedEtherType`].
+fn ip_only(frame: LinkFrame<'_>) -> Result<LinkFrame<'_>, PacketError> {
+    if !matches!(frame.ethertype, ETHERTYPE_IPV4 | ETHERTYPE_IPV6) {
+        return Err(PacketError::UnsupportedEtherType {
+            offset: frame.header_len - 2,
+            ethertype: frame.ethertype,
+        });
+    }
+    Ok(frame)
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ pub enum LinkType {
     LinuxSll,
     /// Linux cooked v2 (`LINKTYPE_LINUX_SLL2` = 276).
     LinuxSll2,
+    /// Raw IP: the frame starts at an IPv4 or IPv6 header, told apart by the version nibble
+    /// (`LINKTYPE_RAW` = 101, DLT 12 and 14 of some BSDs, `LINKTYPE_IPV4` = 228,
+    /// `LINKTYPE_IPV6` = 229). The IPIP raw socket delivers this (outer IPv4 header first).
+    RawIp,
 }
 
 impl LinkType {
@@ -29,6 +33,7 @@ impl LinkType {
             1 => Some(LinkType::Ethernet),
             113 => Some(LinkType::LinuxSll),
             276 => Some(LinkType::LinuxSll2),
+            101 | 12 | 14 | 228 | 229 => Some(LinkType::RawIp),
             _ => None,
         }
     }
@@ -60,6 +65,18 @@ pub fn udp_in_frame(frame: &[u8], link: LinkType) -> Result<UdpInFrame<'_>, Pack
         LinkType::Ethernet => ethernet::from_ethernet(frame),
         LinkType::LinuxSll => ethernet::from_linux_sll(frame),
         LinkType::LinuxSll2 => ethernet::from_linux_sll2(frame),
+        LinkType::RawIp => {
+            let ethertype = match frame.first().map(|b| b >> 4) {
+                Some(6) => ethernet::ETHERTYPE_IPV6,
+                _ => ETHERTYPE_IPV4,
+            };
+            Ok(ethernet::LinkFrame {
+                ethertype,
+                vlan: VlanTags::default(),
+                header_len: 0,
+                payload: frame,
+            })
+        }
     }?;
     let ip_at = l2.header_len;
     let ip = if l2.ethertype == ETHERTYPE_IPV4 {
@@ -87,6 +104,7 @@ pub fn udp_in_frame(frame: &[u8], link: LinkType) -> Result<UdpInFrame<'_>, Pack
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
+    use super::super::test_support::pcap_frames;
     use super::*;
 
     const VLAN100: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_vlan100.pcap");
@@ -95,25 +113,6 @@ mod tests {
     const LO: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_lo.pcap");
     const IPV4_FRAG: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_ipv4_fragmented.pcap");
     const IPV6_FRAG: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_ipv6_fragmented.pcap");
-
-    /// Minimal classic-pcap reader (little-endian, microseconds: what the corpus files are).
-    fn pcap_frames(file: &[u8]) -> (u32, Vec<&[u8]>) {
-        assert_eq!(
-            &file[..4],
-            &[0xd4, 0xc3, 0xb2, 0xa1],
-            "little-endian usec pcap"
-        );
-        let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
-        let link = u32_at(20);
-        let mut frames = Vec::new();
-        let mut at = 24;
-        while at < file.len() {
-            let caplen = u32_at(at + 8) as usize;
-            frames.push(&file[at + 16..at + 16 + caplen]);
-            at += 16 + caplen;
-        }
-        (link, frames)
-    }
 
     fn decode_all(file: &[u8]) -> Vec<Result<UdpInFrame<'_>, PacketError>> {
         let (link, frames) = pcap_frames(file);

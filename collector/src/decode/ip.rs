@@ -40,9 +40,44 @@ pub struct IpPacket<'a> {
     pub payload: &'a [u8],
 }
 
+/// Where a fragment sits in its datagram (RFC 791 §3.2, RFC 8200 §4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentInfo {
+    /// The identification (16 bits in IPv4, 32 in IPv6).
+    pub id: u32,
+    /// Offset of this fragment's bytes in the datagram's payload, in bytes.
+    pub offset: usize,
+    /// The "more fragments" flag: false on the last fragment.
+    pub more: bool,
+    /// Offset of the header that carries the fragment fields (IPv4 header or IPv6 Fragment
+    /// header), for error messages.
+    pub header_at: usize,
+}
+
+/// A decoded IP header that may be a fragment: what [`from_ipv4`] and [`from_ipv6`] return,
+/// plus the fragment fields. For a fragment, `protocol` is the protocol of the whole datagram
+/// (IPv6: the Fragment header's next header) and `payload` is this fragment's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpHeader<'a> {
+    /// The header as for a whole datagram.
+    pub packet: IpPacket<'a>,
+    /// Present when the packet is a fragment (not for an IPv6 atomic fragment: offset 0 and
+    /// no more fragments is a whole datagram, RFC 6946).
+    pub fragment: Option<FragmentInfo>,
+}
+
 /// Decodes an IPv4 header and returns the transport bytes. Fragments are
 /// [`PacketError::Fragment`].
 pub fn from_ipv4(buf: &[u8]) -> Result<IpPacket<'_>, PacketError> {
+    let header = ipv4_header(buf)?;
+    if header.fragment.is_some() {
+        return Err(PacketError::Fragment { offset: 0 });
+    }
+    Ok(header.packet)
+}
+
+/// Decodes an IPv4 header, fragments included.
+pub fn ipv4_header(buf: &[u8]) -> Result<IpHeader<'_>, PacketError> {
     let fixed = need(buf, "ipv4", 0, IPV4_MIN_HEADER_LEN)?;
     let version = fixed.first().map_or(0, |b| b >> 4);
     if version != 4 {
@@ -64,25 +99,82 @@ pub fn from_ipv4(buf: &[u8]) -> Result<IpPacket<'_>, PacketError> {
     }
     let packet = need(buf, "ipv4", 0, usize::from(total_length))?;
     let flags_offset = be16(fixed, 6);
-    if flags_offset & (IPV4_MORE_FRAGMENTS | IPV4_FRAGMENT_OFFSET) != 0 {
-        return Err(PacketError::Fragment { offset: 0 });
-    }
+    let fragment =
+        (flags_offset & (IPV4_MORE_FRAGMENTS | IPV4_FRAGMENT_OFFSET) != 0).then(|| FragmentInfo {
+            id: u32::from(be16(fixed, 4)),
+            offset: usize::from(flags_offset & IPV4_FRAGMENT_OFFSET) * 8,
+            more: flags_offset & IPV4_MORE_FRAGMENTS != 0,
+            header_at: 0,
+        });
     let addr = |at: usize| match fixed.get(at..at + 4) {
         Some(&[a, b, c, d]) => Ipv4Addr::new(a, b, c, d),
         _ => Ipv4Addr::UNSPECIFIED,
     };
-    Ok(IpPacket {
-        src: IpAddr::V4(addr(12)),
-        dst: IpAddr::V4(addr(16)),
-        protocol: fixed.get(9).copied().unwrap_or(0),
-        header_len,
-        payload: packet.get(header_len..).unwrap_or_default(),
+    Ok(IpHeader {
+        packet: IpPacket {
+            src: IpAddr::V4(addr(12)),
+            dst: IpAddr::V4(addr(16)),
+            protocol: fixed.get(9).copied().unwrap_or(0),
+            header_len,
+            payload: packet.get(header_len..).unwrap_or_default(),
+        },
+        fragment,
     })
 }
 
 /// Decodes an IPv6 header, walks the extension headers up to the transport and returns its
 /// bytes. A Fragment header is [`PacketError::Fragment`] (even an atomic fragment).
 pub fn from_ipv6(buf: &[u8]) -> Result<IpPacket<'_>, PacketError> {
+    let header = ipv6_walk(buf, true)?;
+    Ok(header.packet)
+}
+
+/// Decodes an IPv6 header, fragments included: the walk stops at a Fragment header (the
+/// headers after it belong to the fragmentable part, RFC 8200 §4.5); an atomic fragment is
+/// walked through as a whole datagram.
+pub fn ipv6_header(buf: &[u8]) -> Result<IpHeader<'_>, PacketError> {
+    ipv6_walk(buf, false)
+}
+
+/// Walks extension headers starting with `next_header` at the start of `buf` (a reassembled
+/// IPv6 fragmentable part): returns the transport protocol and the offset of its header.
+pub fn ipv6_extensions(buf: &[u8], next_header: u8) -> Result<(u8, usize), PacketError> {
+    let mut next_header = next_header;
+    let mut offset = 0;
+    loop {
+        let Some(ext_len) = extension_len(buf, next_header, offset)? else {
+            return Ok((next_header, offset));
+        };
+        if next_header == IPV6_FRAGMENT {
+            // A fragment inside a reassembled datagram: nested fragmentation is not valid.
+            return Err(PacketError::Fragment { offset });
+        }
+        let ext = need(buf, "ipv6_extension", offset, ext_len)?;
+        next_header = ext.first().copied().unwrap_or(0);
+        offset += ext_len;
+    }
+}
+
+/// The length of the extension header `next_header` at `offset`, or `None` when it is not an
+/// extension header (the transport starts there).
+fn extension_len(buf: &[u8], next_header: u8, offset: usize) -> Result<Option<usize>, PacketError> {
+    Ok(Some(match next_header {
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+            // Hdr Ext Len: 8-octet units, not counting the first 8 (RFC 8200 §4.3).
+            let ext = need(buf, "ipv6_extension", offset, 8)?;
+            8 + usize::from(ext.get(1).copied().unwrap_or(0)) * 8
+        }
+        IPV6_AUTH => {
+            // AH Payload Len: 4-octet units, minus 2 (RFC 4302 §2.2).
+            let ext = need(buf, "ipv6_extension", offset, 8)?;
+            (usize::from(ext.get(1).copied().unwrap_or(0)) + 2) * 4
+        }
+        IPV6_FRAGMENT => 8,
+        _ => return Ok(None),
+    }))
+}
+
+fn ipv6_walk(buf: &[u8], strict: bool) -> Result<IpHeader<'_>, PacketError> {
     let fixed = need(buf, "ipv6", 0, IPV6_HEADER_LEN)?;
     let version = fixed.first().map_or(0, |b| b >> 4);
     if version != 6 {
@@ -105,31 +197,41 @@ pub fn from_ipv6(buf: &[u8]) -> Result<IpPacket<'_>, PacketError> {
     };
     let mut next_header = fixed.get(6).copied().unwrap_or(0);
     let mut offset = IPV6_HEADER_LEN;
-    loop {
-        let ext_len = match next_header {
-            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
-                // Hdr Ext Len: 8-octet units, not counting the first 8 (RFC 8200 §4.3).
-                let ext = need(packet, "ipv6_extension", offset, 8)?;
-                8 + usize::from(ext.get(1).copied().unwrap_or(0)) * 8
-            }
-            IPV6_AUTH => {
-                // AH Payload Len: 4-octet units, minus 2 (RFC 4302 §2.2).
-                let ext = need(packet, "ipv6_extension", offset, 8)?;
-                (usize::from(ext.get(1).copied().unwrap_or(0)) + 2) * 4
-            }
-            IPV6_FRAGMENT => return Err(PacketError::Fragment { offset }),
-            _ => break,
-        };
+    let mut fragment = None;
+    while let Some(ext_len) = extension_len(packet, next_header, offset)? {
+        if strict && next_header == IPV6_FRAGMENT {
+            return Err(PacketError::Fragment { offset });
+        }
         let ext = need(packet, "ipv6_extension", offset, ext_len)?;
+        if next_header == IPV6_FRAGMENT {
+            // Next header, reserved, offset (13 bits) | res | M, identification.
+            let offset_flags = be16(ext, 2);
+            let info = FragmentInfo {
+                id: super::error::be32(ext, 4),
+                offset: usize::from(offset_flags >> 3) * 8,
+                more: offset_flags & 1 != 0,
+                header_at: offset,
+            };
+            next_header = ext.first().copied().unwrap_or(0);
+            offset += ext_len;
+            if info.offset != 0 || info.more {
+                fragment = Some(info);
+                break;
+            }
+            continue;
+        }
         next_header = ext.first().copied().unwrap_or(0);
         offset += ext_len;
     }
-    Ok(IpPacket {
-        src: IpAddr::V6(addr(8)),
-        dst: IpAddr::V6(addr(24)),
-        protocol: next_header,
-        header_len: offset,
-        payload: packet.get(offset..).unwrap_or_default(),
+    Ok(IpHeader {
+        packet: IpPacket {
+            src: IpAddr::V6(addr(8)),
+            dst: IpAddr::V6(addr(24)),
+            protocol: next_header,
+            header_len: offset,
+            payload: packet.get(offset..).unwrap_or_default(),
+        },
+        fragment,
     })
 }
 

@@ -382,6 +382,62 @@ fn scheme_of(buf: &[u8]) -> Option<(Scheme, usize)> {
 
 /// Parses a URI (`parse_uri`). Errors exactly where Kamailio would refuse it.
 pub(crate) fn parse(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
+    parse_kamailio(buf).or_else(|e| unbracketed_ipv6(buf).ok_or(e))
+}
+
+/// A `sip:`/`sips:` URI whose host is an IPv6 address written without brackets
+/// (`sip:4321@fec0:0:0:0:216:d3ff:fe0d:22c:5060`), as some phones send it. RFC 3261 requires
+/// the brackets and Kamailio rejects the URI; we accept it (docs/COMPATIBILITY.md). The host
+/// is the address as written; a last `:digits` group that does not fit the address is the
+/// port. Only tried when the Kamailio parse fails.
+fn unbracketed_ipv6(buf: &[u8]) -> Option<Uri<'_>> {
+    let (scheme, start) = scheme_of(buf)?;
+    if scheme != Scheme::Sip {
+        return None;
+    }
+    let rest = buf.get(start..)?;
+    let end = rest
+        .iter()
+        .position(|c| matches!(c, b';' | b'?'))
+        .unwrap_or(rest.len());
+    let before_params = rest.get(..end)?;
+    let (user, hostport) = match before_params.iter().position(|&c| c == b'@') {
+        Some(at) => {
+            let userinfo = before_params.get(..at)?;
+            let user_end = userinfo
+                .iter()
+                .position(|&c| c == b':')
+                .unwrap_or(userinfo.len());
+            (userinfo.get(..user_end)?, before_params.get(at + 1..)?)
+        }
+        None => (&b""[..], before_params),
+    };
+    let text = std::str::from_utf8(hostport).ok()?;
+    if text.matches(':').count() < 2 {
+        return None;
+    }
+    if text.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Some(Uri {
+            user,
+            host: hostport,
+            port: b"",
+            port_no: 0,
+        });
+    }
+    let (host, port) = text.rsplit_once(':')?;
+    host.parse::<std::net::Ipv6Addr>().ok()?;
+    let port_no = (!port.is_empty() && port.len() <= 5)
+        .then(|| port.parse::<u16>().ok())
+        .flatten()?;
+    Some(Uri {
+        user,
+        host: hostport.get(..host.len())?,
+        port: hostport.get(host.len() + 1..)?,
+        port_no,
+    })
+}
+
+fn parse_kamailio(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
     if buf.len() < 5 {
         return Err(BadUri);
     }
@@ -506,6 +562,30 @@ mod tests {
             ("alice".into(), "atlanta.com".into())
         );
         assert_eq!(uh("sip:a;b=c@host"), ("a;b=c".into(), "host".into()));
+    }
+
+    #[test]
+    fn unbracketed_ipv6_hosts_are_accepted() {
+        assert_eq!(
+            ok("sip:4321@fec0:0:0:0:216:d3ff:fe0d:22c:5060"),
+            (
+                "4321".into(),
+                "fec0:0:0:0:216:d3ff:fe0d:22c".into(),
+                "5060".into(),
+                5060
+            )
+        );
+        assert_eq!(
+            ok("sip:9876@fe80:0:0:0:21a:a0ff:fe07:32e0;transport=udp"),
+            (
+                "9876".into(),
+                "fe80:0:0:0:21a:a0ff:fe07:32e0".into(),
+                String::new(),
+                0
+            )
+        );
+        assert_eq!(parse(b"sip:u@a:b:c:5060"), Err(BadUri));
+        assert_eq!(parse(b"tel:fe80:0:0:0:1:2:3:4:5"), Err(BadUri));
     }
 
     #[test]

@@ -87,6 +87,9 @@ fn sent_protocol(s: &[u8], mut i: usize) -> Result<usize, Bad> {
 /// `sent-by`: host (name, IPv4, or bracketed IPv6) and an optional port.
 fn sent_by(s: &[u8], mut i: usize) -> Result<usize, Bad> {
     let start = i;
+    if let Some(end) = unbracketed_ipv6(s, i) {
+        return Ok(end);
+    }
     if s.get(i) == Some(&b'[') {
         let close = s
             .get(i..)
@@ -110,6 +113,28 @@ fn sent_by(s: &[u8], mut i: usize) -> Result<usize, Bad> {
         return Ok(e);
     }
     Ok(i)
+}
+
+/// An IPv6 address written without brackets in a Via sent-by (`fe80::1:5060`, as some phones
+/// send it), optionally followed by `:port`: returns where it ends. RFC 3261 requires the
+/// brackets and Kamailio rejects the message (bad Via); we accept it (docs/COMPATIBILITY.md).
+/// When the last group could be a port or an address group, the longest valid address wins.
+fn unbracketed_ipv6(s: &[u8], i: usize) -> Option<usize> {
+    let rest = s.get(i..)?;
+    let len = rest
+        .iter()
+        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'))
+        .count();
+    let run = std::str::from_utf8(rest.get(..len)?).ok()?;
+    if run.matches(':').count() < 2 {
+        return None;
+    }
+    if run.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Some(i + len);
+    }
+    let (host, port) = run.rsplit_once(':')?;
+    let port_ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|c| c.is_ascii_digit());
+    (port_ok && host.parse::<std::net::Ipv6Addr>().is_ok()).then_some(i + len)
 }
 
 /// A quoted string starting at the `"` at `i`; returns the position after the closing quote.
@@ -301,6 +326,20 @@ pub(crate) fn digest_user(body: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn via_with_unbracketed_ipv6() {
+        assert_eq!(
+            via_branch(b"SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060;branch=z9hG4bKk"),
+            Ok(&b"z9hG4bKk"[..])
+        );
+        assert_eq!(
+            via_branch(b"SIP/2.0/UDP 2001:db8::1;branch=z9"),
+            Ok(&b"z9"[..])
+        );
+        // Not an address: still rejected.
+        assert_eq!(via_branch(b"SIP/2.0/UDP a:b:c:5060;branch=z9"), Err(Bad));
+    }
 
     #[test]
     fn via() {

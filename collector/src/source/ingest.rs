@@ -8,6 +8,7 @@ use sipcapture_proto::counters::Counters;
 use sipcapture_proto::status::CaptureSwitch;
 use sipcapture_proto::v1::InputKind;
 
+use crate::decode::dissect::{Dissected, PayloadKind};
 use crate::decode::hep;
 use crate::events::{
     DiscardedByStatus, HepDecoded, HepIncomplete, HepReceived, InternalEvent, PacketDropped,
@@ -140,6 +141,65 @@ impl Ingest {
         input: InputKind,
         packet_time: Option<SystemTime>,
     ) -> Outcome {
+        let transport = crate::record::kamailio_proto(ip_protocol);
+        self.raw_transport(
+            src,
+            dst,
+            ip_protocol,
+            transport,
+            payload,
+            input,
+            packet_time,
+        )
+        .await
+    }
+}
+
+impl Ingest {
+    /// Handles one item of the raw-capture dissector ([`crate::decode::dissect`]): a SIP
+    /// message goes through [`Ingest::raw`] (with its transport, WebSocket included, and the
+    /// packet time when `packet_time` is set, as for pcap files), a HEP packet found in the
+    /// traffic through [`Ingest::hep`], a skip is counted silently and a drop is counted and
+    /// logged.
+    pub async fn dissected(
+        &self,
+        item: Dissected<'_>,
+        input: InputKind,
+        packet_time: bool,
+    ) -> Outcome {
+        match item {
+            Dissected::Message(m) => match m.kind {
+                PayloadKind::Hep => self.hep(m.payload, input, Some(m.src)).await,
+                PayloadKind::Sip => {
+                    let time = packet_time.then_some(m.ts);
+                    self.raw_transport(
+                        m.src,
+                        m.dst,
+                        m.ip_protocol,
+                        m.transport.kamailio_proto(),
+                        m.payload,
+                        input,
+                        time,
+                    )
+                    .await
+                }
+            },
+            Dissected::Skipped(reason) => self.skip_packet(reason),
+            Dissected::Dropped(e) => self.drop_packet(e.reason(), input, &e),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn raw_transport(
+        &self,
+        src: std::net::SocketAddr,
+        dst: std::net::SocketAddr,
+        ip_protocol: u8,
+        transport: u32,
+        payload: &[u8],
+        input: InputKind,
+        packet_time: Option<SystemTime>,
+    ) -> Outcome {
         RawReceived { input }.emit(&self.counters);
         if !self.switch.input_on(input) {
             DiscardedByStatus.emit(&self.counters);
@@ -150,10 +210,15 @@ impl Ingest {
             peer: None,
             at: SystemTime::now(),
         };
-        let record = match self
-            .builder
-            .from_raw(src, dst, ip_protocol, payload, rx, packet_time)
-        {
+        let record = match self.builder.from_raw_transport(
+            src,
+            dst,
+            ip_protocol,
+            transport,
+            payload,
+            rx,
+            packet_time,
+        ) {
             Ok(r) => r,
             Err(RecordError::NotSip) => return self.skip_packet("not_sip"),
             Err(e) => return self.drop_packet(e.reason(), input, &e),

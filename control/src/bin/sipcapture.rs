@@ -42,6 +42,27 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
+    /// Import a pcap/pcapng file into the database (SQLite by default), then exit with a
+    /// summary: packets, SIP messages, HEP packets, and what was not stored, by reason.
+    Import {
+        /// The capture file (pcap or pcapng; Ethernet, Linux cooked v1/v2 or raw IP).
+        file: PathBuf,
+        /// Database URL (default sqlite://sipcapture.db in the working directory).
+        #[arg(long = "db", alias = "db-url")]
+        db_url: Option<String>,
+        /// TOML config file (sections [collector], [storer], [control]).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Kamailio `capture_node`.
+        #[arg(long)]
+        capture_node: Option<String>,
+        /// Override any config key: Kamailio names (`capture_bad_msgs=1`) or `section.key`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// No progress bar even on a terminal.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Kamailio's `sipcapture.status`: on, off or check, for every member via control.
     Status {
         /// on, off or check (Kamailio's prefix rule: "ONx" means on).
@@ -107,6 +128,24 @@ async fn main() -> anyhow::Result<()> {
             let result = up::run(config, shutdown, None).await;
             telemetry.shutdown();
             result?;
+        }
+        Command::Import {
+            file,
+            db_url,
+            config,
+            capture_node,
+            set,
+            quiet,
+        } => {
+            let flags = UpFlags {
+                db_url,
+                capture_node,
+                ..Default::default()
+            };
+            let config = up::load(Sources::new(config, set), &flags)?;
+            let stop = sipcapture_proto::server::shutdown_on_signal();
+            let summary = sipcapture_control::import::run(config, &file, !quiet, stop).await?;
+            print!("{}: imported\n{summary}", file.display());
         }
         Command::Status {
             action,

@@ -1,0 +1,309 @@
+//! SCTP (RFC 9260): the common header and the DATA chunks of a packet. Each DATA chunk with
+//! both the B (beginning) and E (ending) bits carries one whole user message; SIP over SCTP
+//! (RFC 4168) sends one SIP message per user message.
+
+use super::error::{PacketError, be16, be32, need};
+
+/// The common header: ports, verification tag, checksum.
+pub const SCTP_COMMON_HEADER_LEN: usize = 12;
+/// Chunk type DATA.
+pub const CHUNK_DATA: u8 = 0;
+/// DATA chunk header: type, flags, length, TSN, stream id, stream sequence, PPID.
+const DATA_HEADER_LEN: usize = 16;
+/// DATA flags: ending fragment, beginning fragment, unordered.
+pub const FLAG_E: u8 = 0x01;
+/// Beginning fragment.
+pub const FLAG_B: u8 = 0x02;
+
+/// The SCTP common header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SctpPacket<'a> {
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// The chunks.
+    pub chunks: &'a [u8],
+}
+
+/// One DATA chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataChunk<'a> {
+    /// Flags (U, B, E).
+    pub flags: u8,
+    /// Transmission sequence number.
+    pub tsn: u32,
+    /// Stream identifier.
+    pub stream: u16,
+    /// Payload protocol identifier.
+    pub ppid: u32,
+    /// The user data.
+    pub data: &'a [u8],
+}
+
+impl DataChunk<'_> {
+    /// Whether the chunk holds a whole user message (B and E set).
+    pub fn is_whole(&self) -> bool {
+        self.flags & (FLAG_B | FLAG_E) == FLAG_B | FLAG_E
+    }
+}
+
+/// Decodes the common header.
+pub fn from_slice(buf: &[u8]) -> Result<SctpPacket<'_>, PacketError> {
+    let header = need(buf, "sctp", 0, SCTP_COMMON_HEADER_LEN)?;
+    Ok(SctpPacket {
+        src_port: be16(header, 0),
+        dst_port: be16(header, 2),
+        chunks: buf.get(SCTP_COMMON_HEADER_LEN..).unwrap_or_default(),
+    })
+}
+
+/// Walks the chunks of a packet and returns its DATA chunks (other chunk types are skipped).
+/// Offsets in errors count from the start of `chunks`.
+pub fn data_chunks(chunks: &[u8]) -> Result<Vec<DataChunk<'_>>, PacketError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < chunks.len() {
+        let header = need(chunks, "sctp_chunk", at, 4)?;
+        let kind = header.first().copied().unwrap_or(0);
+        let flags = header.get(1).copied().unwrap_or(0);
+        let length = be16(header, 2);
+        if usize::from(length) < 4 {
+            return Err(PacketError::BadSctpChunk { offset: at, length });
+        }
+        let chunk = need(chunks, "sctp_chunk", at, usize::from(length))?;
+        if kind == CHUNK_DATA {
+            if chunk.len() < DATA_HEADER_LEN {
+                return Err(PacketError::BadSctpChunk { offset: at, length });
+            }
+            out.push(DataChunk {
+                flags,
+                tsn: be32(chunk, 4),
+                stream: be16(chunk, 8),
+                ppid: be32(chunk, 12),
+                data: chunk.get(DATA_HEADER_LEN..).unwrap_or_default(),
+            });
+        }
+        // Chunks are padded to 4 bytes; the padding of the last one may be absent.
+        at += usize::from(length).next_multiple_of(4);
+    }
+    Ok(out)
+}
+
+/// Identifies the stream a fragmented user message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SctpStreamKey {
+    /// Sender.
+    pub src: std::net::SocketAddr,
+    /// Receiver.
+    pub dst: std::net::SocketAddr,
+    /// SCTP stream identifier.
+    pub stream: u16,
+}
+
+#[derive(Debug)]
+struct Partial {
+    next_tsn: u32,
+    data: Vec<u8>,
+    started: std::time::SystemTime,
+}
+
+/// What a DATA chunk did to its user message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SctpReassembly<'a> {
+    /// The chunk holds a whole message.
+    Whole(&'a [u8]),
+    /// The last fragment: the whole message.
+    Complete(Vec<u8>),
+    /// Kept, waiting for the next fragment.
+    Stored,
+}
+
+/// Reassembles user messages fragmented over several DATA chunks (RFC 9260 §6.9): B, middle
+/// and E fragments of one stream carry consecutive TSNs. Bounded in messages and bytes; a
+/// fragment out of sequence discards the message being assembled.
+#[derive(Debug)]
+pub struct SctpReassembler {
+    partial: std::collections::HashMap<SctpStreamKey, Partial>,
+    max_messages: usize,
+    max_message: usize,
+    timeout: std::time::Duration,
+}
+
+impl SctpReassembler {
+    /// A reassembler with these limits.
+    pub fn new(max_messages: usize, max_message: usize, timeout: std::time::Duration) -> Self {
+        SctpReassembler {
+            partial: std::collections::HashMap::new(),
+            max_messages,
+            max_message,
+            timeout,
+        }
+    }
+
+    /// Messages being assembled.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Handles one DATA chunk of `key`'s stream.
+    pub fn chunk<'a>(
+        &mut self,
+        key: SctpStreamKey,
+        chunk: &DataChunk<'a>,
+        ts: std::time::SystemTime,
+    ) -> Result<SctpReassembly<'a>, PacketError> {
+        if chunk.is_whole() {
+            return Ok(SctpReassembly::Whole(chunk.data));
+        }
+        let overflow = PacketError::ReassemblyOverflow {
+            layer: "sctp",
+            limit: self.max_message,
+        };
+        if chunk.flags & FLAG_B != 0 {
+            if !self.partial.contains_key(&key) && self.partial.len() >= self.max_messages {
+                return Err(PacketError::ReassemblyOverflow {
+                    layer: "sctp",
+                    limit: self.max_messages,
+                });
+            }
+            if chunk.data.len() > self.max_message {
+                self.partial.remove(&key);
+                return Err(overflow);
+            }
+            self.partial.insert(
+                key,
+                Partial {
+                    next_tsn: chunk.tsn.wrapping_add(1),
+                    data: chunk.data.to_vec(),
+                    started: ts,
+                },
+            );
+            return Ok(SctpReassembly::Stored);
+        }
+        let Some(p) = self.partial.get_mut(&key) else {
+            return Err(PacketError::StreamFraming {
+                what: "sctp fragment without its first fragment",
+            });
+        };
+        if chunk.tsn != p.next_tsn {
+            self.partial.remove(&key);
+            return Err(PacketError::StreamFraming {
+                what: "sctp fragment out of sequence",
+            });
+        }
+        if p.data.len() + chunk.data.len() > self.max_message {
+            self.partial.remove(&key);
+            return Err(overflow);
+        }
+        p.data.extend_from_slice(chunk.data);
+        p.next_tsn = chunk.tsn.wrapping_add(1);
+        if chunk.flags & FLAG_E == 0 {
+            return Ok(SctpReassembly::Stored);
+        }
+        let data = self
+            .partial
+            .remove(&key)
+            .map(|p| p.data)
+            .unwrap_or_default();
+        Ok(SctpReassembly::Complete(data))
+    }
+
+    /// Discards messages started longer ago than the timeout; returns how many.
+    pub fn expire(&mut self, now: std::time::SystemTime) -> usize {
+        let before = self.partial.len();
+        let timeout = self.timeout;
+        self.partial
+            .retain(|_, p| now.duration_since(p.started).unwrap_or_default() < timeout);
+        before - self.partial.len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragmented_messages_reassemble() {
+        let key = SctpStreamKey {
+            src: "10.0.0.1:5060".parse().unwrap(),
+            dst: "10.0.0.2:5060".parse().unwrap(),
+            stream: 1,
+        };
+        let t0 = std::time::SystemTime::UNIX_EPOCH;
+        let chunk = |flags, tsn, data| DataChunk {
+            flags,
+            tsn,
+            stream: 1,
+            ppid: 0,
+            data,
+        };
+        let mut r = SctpReassembler::new(4, 100, std::time::Duration::from_secs(5));
+        assert_eq!(
+            r.chunk(key, &chunk(FLAG_B | FLAG_E, 1, b"whole"), t0),
+            Ok(SctpReassembly::Whole(b"whole"))
+        );
+        assert_eq!(
+            r.chunk(key, &chunk(FLAG_B, 2, b"ab"), t0),
+            Ok(SctpReassembly::Stored)
+        );
+        assert_eq!(
+            r.chunk(key, &chunk(0, 3, b"cd"), t0),
+            Ok(SctpReassembly::Stored)
+        );
+        assert_eq!(
+            r.chunk(key, &chunk(FLAG_E, 4, b"ef"), t0),
+            Ok(SctpReassembly::Complete(b"abcdef".to_vec()))
+        );
+        // A gap discards; an orphan end is an error; the timeout discards.
+        r.chunk(key, &chunk(FLAG_B, 10, b"ab"), t0).unwrap();
+        assert!(r.chunk(key, &chunk(FLAG_E, 12, b"ef"), t0).is_err());
+        assert!(r.chunk(key, &chunk(FLAG_E, 13, b"ef"), t0).is_err());
+        r.chunk(key, &chunk(FLAG_B, 20, b"ab"), t0).unwrap();
+        assert_eq!(r.expire(t0 + std::time::Duration::from_secs(5)), 1);
+        assert_eq!(r.pending(), 0);
+    }
+
+    fn data(flags: u8, tsn: u32, payload: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(DATA_HEADER_LEN + payload.len()).unwrap();
+        let mut c = vec![CHUNK_DATA, flags];
+        c.extend_from_slice(&len.to_be_bytes());
+        c.extend_from_slice(&tsn.to_be_bytes());
+        c.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        c.extend_from_slice(payload);
+        while c.len() % 4 != 0 {
+            c.push(0);
+        }
+        c
+    }
+
+    #[test]
+    fn data_chunks_after_other_chunks() {
+        let mut chunks = vec![3, 0, 0, 8, 0, 0, 0, 0]; // SACK-like, skipped
+        chunks.extend(data(FLAG_B | FLAG_E, 7, b"OPTIONS"));
+        chunks.extend(data(FLAG_B, 8, b"INV"));
+        let d = data_chunks(&chunks).unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            (d[0].tsn, d[0].data, d[0].is_whole()),
+            (7, &b"OPTIONS"[..], true)
+        );
+        assert!(!d[1].is_whole());
+        assert_eq!(
+            data_chunks(&[0, 3, 0, 2]),
+            Err(PacketError::BadSctpChunk {
+                offset: 0,
+                length: 2
+            })
+        );
+        let one = data(3, 1, b"abcd");
+        for cut in 1..one.len() {
+            assert_eq!(
+                data_chunks(&one[..cut]).unwrap_err().reason(),
+                "truncated",
+                "{cut}"
+            );
+        }
+    }
+}
