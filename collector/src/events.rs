@@ -388,3 +388,113 @@ impl InternalEvent for StreamLost<'_> {
         counters.add("stream_errors", 1);
     }
 }
+
+/// The Lua hook's script was (re)loaded (start-up, SIGHUP or a file change).
+pub struct ScriptLoaded<'a> {
+    /// The script file.
+    pub file: &'a std::path::Path,
+    /// How many loads so far.
+    pub generation: u64,
+}
+
+impl InternalEvent for ScriptLoaded<'_> {
+    fn emit(self, counters: &Counters) {
+        counters.add("script_reloads", 1);
+        tracing::info!(file = %self.file.display(), generation = self.generation, "lua script loaded");
+    }
+}
+
+/// The Lua hook's script could not be loaded; the previous version stays in use.
+pub struct ScriptLoadFailed<'a> {
+    /// The script file.
+    pub file: &'a std::path::Path,
+    /// Why (Lua's message, with file and line).
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for ScriptLoadFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        counters.add("script_errors", 1);
+        tracing::error!(error = %self.error, file = %self.file.display(), "lua script not loaded; keeping the previous version");
+    }
+}
+
+/// A hook call failed (runtime error or time-out); the packet takes the default path. Logged on
+/// the first and every 2^n-th error.
+pub struct ScriptFailed<'a> {
+    /// The script file.
+    pub file: &'a std::path::Path,
+    /// The first line of Lua's message (`file:line: ...`).
+    pub error: &'a str,
+}
+
+impl InternalEvent for ScriptFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        counters.add("script_errors", 1);
+        let total = counters.get("script_errors");
+        if worth_logging(total) {
+            tracing::error!(file = %self.file.display(), error = %self.error, total, "lua script error; packet takes the default path");
+        }
+    }
+}
+
+/// A report row asked for by the script (`report_capture`) was queued.
+pub struct ScriptReportQueued;
+
+impl InternalEvent for ScriptReportQueued {
+    fn emit(self, counters: &Counters) {
+        counters.add("script_reports", 1);
+    }
+}
+
+/// A connection to a HEP forward destination was opened.
+pub struct ForwardConnected;
+
+impl InternalEvent for ForwardConnected {
+    fn emit(self, counters: &Counters) {
+        counters.add("forward_connects", 1);
+    }
+}
+
+/// A HEP forward destination could not be reached (retried with backoff). Logged on the first
+/// and every 2^n-th failure.
+pub struct ForwardConnectFailed<'a> {
+    /// The destination (`host:port;transport`).
+    pub dest: &'a str,
+    /// Why.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for ForwardConnectFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        counters.add("forward_connect_failed", 1);
+        let total = counters.get("forward_connect_failed");
+        if worth_logging(total) {
+            tracing::warn!(dest = %self.dest, error = %self.error, total, "forward destination unreachable");
+        }
+    }
+}
+
+/// A packet was sent to a HEP forward destination.
+pub struct Forwarded;
+
+impl InternalEvent for Forwarded {
+    fn emit(self, counters: &Counters) {
+        counters.add("forwarded", 1);
+    }
+}
+
+/// Sending to a HEP forward destination failed; the connection is reopened.
+pub struct ForwardSendFailed<'a> {
+    /// The destination.
+    pub dest: &'a str,
+    /// Why.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for ForwardSendFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        counters.add("forward_errors", 1);
+        tracing::warn!(dest = %self.dest, error = %self.error, "forward send failed; reconnecting");
+    }
+}

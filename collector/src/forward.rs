@@ -29,6 +29,9 @@ use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::hep::{self, HepPacket, HepPayload};
+use crate::events::{
+    ForwardConnectFailed, ForwardConnected, ForwardSendFailed, Forwarded, InternalEvent,
+};
 
 /// Most destinations `sip_capture_forward` may create at run time (each is a task and a queue).
 const MAX_SCRIPT_DESTINATIONS: usize = 64;
@@ -576,14 +579,14 @@ async fn run_destination(
                 Ok(c) => {
                     conn = Some(c);
                     backoff = Duration::from_millis(100);
-                    counters.add("forward_connects", 1);
+                    ForwardConnected.emit(&counters);
                 }
                 Err(e) => {
-                    counters.add("forward_connect_failed", 1);
-                    let total = counters.get("forward_connect_failed");
-                    if worth_logging(total) {
-                        tracing::warn!(dest = %name, error = %e, total, "forward destination unreachable");
+                    ForwardConnectFailed {
+                        dest: &name,
+                        error: &e,
                     }
+                    .emit(&counters);
                     pending = Some((bytes, retried));
                     tokio::select! {
                         () = shutdown.cancelled() => {
@@ -608,11 +611,14 @@ async fn run_destination(
         }
         let Some(c) = conn.as_mut() else { continue };
         match send(c, &bytes).await {
-            Ok(()) => counters.add("forwarded", 1),
+            Ok(()) => Forwarded.emit(&counters),
             Err(e) => {
                 conn = None;
-                counters.add("forward_errors", 1);
-                tracing::warn!(dest = %name, error = %e, "forward send failed; reconnecting");
+                ForwardSendFailed {
+                    dest: &name,
+                    error: &e,
+                }
+                .emit(&counters);
                 if !retried {
                     pending = Some((bytes, true));
                 } else {

@@ -22,11 +22,12 @@ use std::time::{Duration, Instant, SystemTime};
 use mlua::{
     AnyUserData, Function, HookTriggers, Lua, MetaMethod, UserData, UserDataMethods, Value, VmState,
 };
-use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_proto::counters::Counters;
 use sipcapture_proto::v1::InputKind;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::hep::{self, HepPacket, HepPayload};
+use crate::events::{InternalEvent, ScriptFailed, ScriptLoadFailed, ScriptLoaded};
 use crate::forward::Forwarder;
 
 /// The event name the callback receives (Kamailio's `event_route[sipcapture:request]`).
@@ -235,13 +236,19 @@ impl Hook {
             Ok(text) => {
                 script.generation += 1;
                 script.source = Some(Arc::from(text));
-                self.services.counters.add("script_reloads", 1);
-                tracing::info!(file = %path.display(), generation = script.generation, "lua script loaded");
+                ScriptLoaded {
+                    file: path,
+                    generation: script.generation,
+                }
+                .emit(&self.services.counters);
                 true
             }
             Err(e) => {
-                self.services.counters.add("script_errors", 1);
-                tracing::error!(error = %e, file = %path.display(), "lua script not loaded; keeping the previous version");
+                ScriptLoadFailed {
+                    file: path,
+                    error: &e,
+                }
+                .emit(&self.services.counters);
                 false
             }
         }
@@ -394,13 +401,13 @@ impl Hook {
     }
 
     fn count_error(&self, message: &str) {
-        self.services.counters.add("script_errors", 1);
-        let total = self.services.counters.get("script_errors");
-        if worth_logging(total) {
-            // Lua's messages start with `file:line:`; keep the first line (no traceback).
-            let first = message.lines().next().unwrap_or(message);
-            tracing::error!(file = %self.settings.script_file.display(), error = %first, total, "lua script error; packet takes the default path");
+        // Lua's messages start with `file:line:`; keep the first line (no traceback).
+        let first = message.lines().next().unwrap_or(message);
+        ScriptFailed {
+            file: &self.settings.script_file,
+            error: first,
         }
+        .emit(&self.services.counters);
     }
 }
 

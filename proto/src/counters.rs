@@ -405,6 +405,49 @@ pub const CATALOG: &[MetricDef] = &[
         None,
         "members known to control (configured, registered, DNS)",
     ),
+    // Lua hook and HEP forwarding (docs/SCRIPTING.md)
+    counter(
+        C,
+        "script_reloads",
+        None,
+        "Lua hook script loads (start-up, SIGHUP, file change)",
+    ),
+    counter(
+        C,
+        "script_errors",
+        None,
+        "Lua hook errors (load failures, runtime errors, time-outs); the packet takes the default path",
+    ),
+    counter(
+        C,
+        "script_reports",
+        None,
+        "report rows queued by the script's report_capture()",
+    ),
+    counter(
+        C,
+        "forwarded",
+        None,
+        "HEP packets sent to forward destinations (forward rules and sip_capture_forward)",
+    ),
+    counter(
+        C,
+        "forward_connects",
+        None,
+        "connections opened to HEP forward destinations",
+    ),
+    counter(
+        C,
+        "forward_connect_failed",
+        None,
+        "failed attempts to reach a HEP forward destination (retried with backoff)",
+    ),
+    counter(
+        C,
+        "forward_errors",
+        None,
+        "sends to a HEP forward destination that failed (the connection is reopened)",
+    ),
     // gRPC TLS (docs/SECURITY.md), every service
     counter(
         C,

@@ -12,7 +12,7 @@ use crate::decode::dissect::{Dissected, PayloadKind};
 use crate::decode::hep;
 use crate::events::{
     DiscardedByStatus, HepDecoded, HepIncomplete, HepReceived, InternalEvent, PacketDropped,
-    PacketSkipped, RawReceived, RecordQueued,
+    PacketSkipped, RawReceived, RecordQueued, ScriptReportQueued,
 };
 use crate::export::lanes::LaneQueues;
 use crate::hook::Hooks;
@@ -119,7 +119,7 @@ impl Ingest {
             }
         }
         if !self.hep_capture_on || !self.switch.input_on(input) {
-            self.counters.add("discarded.status", 1);
+            DiscardedByStatus.emit(&self.counters);
             return Outcome::Discarded;
         }
         let mut record = match self.builder.from_hep(&packet, rx) {
@@ -151,13 +151,13 @@ impl Ingest {
     ) {
         for req in &verdict.reports {
             if !self.switch.input_on(rx.input) {
-                self.counters.add("discarded.status", 1);
+                DiscardedByStatus.emit(&self.counters);
                 continue;
             }
             let record = self
                 .builder
                 .script_report(packet, rx, &req.table, &req.cid, &req.data);
-            self.counters.add("script_reports", 1);
+            ScriptReportQueued.emit(&self.counters);
             if self.enqueue(record).await == Outcome::Closed {
                 return;
             }
