@@ -134,6 +134,28 @@ pub struct CollectorConfig {
     /// Kamailio `promiscuous_on`: put `raw_interface` in promiscuous mode while capturing.
     #[serde(deserialize_with = "de::flag")]
     pub promiscuous_on: bool,
+    /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
+    /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
+    pub grpc_tls: sipcapture_proto::tls::GrpcServerTls,
+    /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
+    /// `server_name`); docs/SECURITY.md.
+    pub grpc_client_tls: sipcapture_proto::tls::GrpcClientTls,
+    /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
+    /// connections); docs/SECURITY.md.
+    pub grpc_limits: sipcapture_proto::server::GrpcLimits,
+    /// Client certificate identities (subject CN or a SAN) allowed to change the status without
+    /// the bearer token (needs `grpc_tls.client_ca`).
+    pub grpc_admin_identities: Vec<String>,
+    /// HEP packets per second accepted from one source IP (UDP datagrams and TCP/TLS frames
+    /// alike; fractions allowed, 0.1 = one per 10 s); excess is dropped and counted as
+    /// `dropped.rate_limited`. 0: no rate limit.
+    pub hep_rate_limit: f64,
+    /// Packets a source may send at once above its rate (token bucket size). 0 with a rate:
+    /// the rate itself (one second of traffic).
+    pub hep_rate_burst: u32,
+    /// Sources tracked by the rate limiter; when full, the source idle the longest is forgotten
+    /// (it starts again with a full burst).
+    pub hep_rate_sources: usize,
 }
 
 impl Default for CollectorConfig {
@@ -186,6 +208,13 @@ impl Default for CollectorConfig {
             raw_interface: String::new(),
             raw_socket_listen: String::new(),
             promiscuous_on: false,
+            grpc_tls: sipcapture_proto::tls::GrpcServerTls::default(),
+            grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
+            grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
+            grpc_admin_identities: Vec::new(),
+            hep_rate_limit: 0.0,
+            hep_rate_burst: 0,
+            hep_rate_sources: 65_536,
         }
     }
 }
@@ -193,6 +222,11 @@ impl Default for CollectorConfig {
 impl CollectorConfig {
     /// Checks ranges; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        sipcapture_proto::tls::validate_grpc(
+            &self.grpc_tls,
+            &self.grpc_client_tls,
+            &self.grpc_limits,
+        )?;
         if self.storer.is_empty() && self.storer_dns.is_empty() {
             return Err(ConfigError::invalid(
                 "storer",
@@ -231,11 +265,18 @@ impl CollectorConfig {
             ("max_unacked_batches", self.max_unacked_batches),
             ("tcp_max_connections", self.tcp_max_connections),
             ("max_grpc_calls", self.max_grpc_calls),
+            ("hep_rate_sources", self.hep_rate_sources),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if !self.hep_rate_limit.is_finite() || self.hep_rate_limit < 0.0 {
+            return Err(ConfigError::invalid(
+                "hep_rate_limit",
+                "must be a number of packets per second >= 0",
+            ));
         }
         if !(6..=65_535).contains(&self.tcp_max_frame) {
             return Err(ConfigError::invalid(

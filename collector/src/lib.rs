@@ -17,6 +17,11 @@ pub mod sip;
 pub mod source;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use sipcapture_proto::auth::Authorizer;
+use sipcapture_proto::server::ServeOptions;
+use sipcapture_proto::tls::ReloadingTls;
 
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
@@ -107,35 +112,57 @@ pub async fn run(
         kind: MemberKind::Collector as i32,
         status_url: config.advertise_url.clone().unwrap_or_default(),
         status_port: u32::from(config.grpc_listen.port()),
+        status_tls: config.grpc_tls.enabled(),
+    };
+    let control_link = sipcapture_proto::watch::ControlLink {
+        tls: config.grpc_client_tls.clone(),
+        token: config.auth_token.clone(),
     };
     // Converge to the fleet's status before the inputs open.
     sipcapture_proto::watch::start(
         config.control.clone(),
+        control_link,
         registration,
         switch.clone(),
         shutdown.clone(),
-        std::time::Duration::from_secs(3),
+        Duration::from_secs(3),
     )
     .await;
     let pipeline = Pipeline::start(&config, switch.clone(), counters.clone())?;
+    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(counters.clone()))
+        .map_err(|e| CollectorError::Config(e.into_config()))?;
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(
+            Duration::from_secs(config.grpc_tls.reload_interval),
+            shutdown.clone(),
+        );
+    }
     let status = StatusServer::new(
         config.collector_id.clone(),
         MemberKind::Collector,
         switch,
-        vec![counters],
+        vec![counters.clone()],
     )
-    .with_token(config.auth_token.clone());
+    .with_auth(Authorizer::new(
+        config.auth_token.clone(),
+        config.grpc_admin_identities.clone(),
+    ));
+    let limits = config.grpc_limits;
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(StatusServiceServer::new(status));
-    tracing::info!(addr = %config.grpc_listen, "collector grpc listening");
-    let served = sipcapture_proto::server::serve(
-        listener,
-        routes,
-        SERVICE_NAMES,
-        config.max_grpc_calls,
-        shutdown,
-    )
-    .await;
+    routes.add_service(
+        StatusServiceServer::new(status)
+            .max_decoding_message_size(limits.max_decoding_message_size)
+            .max_encoding_message_size(limits.max_encoding_message_size),
+    );
+    tracing::info!(addr = %config.grpc_listen, tls = tls.is_some(), "collector grpc listening");
+    let options = ServeOptions {
+        limits,
+        tls,
+        handshake_timeout: Duration::from_secs(config.grpc_tls.handshake_timeout),
+        counters: Some(counters),
+        ..ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
+    };
+    let served = sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await;
     pipeline.shutdown().await;
     served?;
     Ok(())

@@ -13,12 +13,13 @@ use tokio_util::task::TaskTracker;
 use crate::config::CollectorConfig;
 use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
-use crate::export::storers::{Storers, refresh_dns};
+use crate::export::storers::{Storers, refresh_dns, renew_on_rotation};
 use crate::export::{self, ExportConfig};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
 use crate::source::ingest::Ingest;
 use crate::source::mirror::{self, MirrorError};
+use crate::source::rate_limit::RateLimiter;
 
 /// How long a shutting-down collector keeps trying to deliver what it holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -76,6 +77,12 @@ impl Pipeline {
             auth_key: config.hep_auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
             counters: counters.clone(),
             queue,
+            rate_limit: RateLimiter::new(
+                config.hep_rate_limit,
+                config.hep_rate_burst,
+                config.hep_rate_sources,
+                std::time::Instant::now(),
+            ),
         });
         let inputs = TaskTracker::new();
         let stop_inputs = CancellationToken::new();
@@ -111,7 +118,18 @@ impl Pipeline {
         let bound = hep_listener::start(&listen, ingest.clone(), &inputs, &stop_inputs)?;
         inputs.close();
         tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "hep listeners ready");
-        let storers = Arc::new(Storers::new(config.storer_placement, &config.storer));
+        let storers = Arc::new(Storers::with_tls(
+            config.storer_placement,
+            &config.storer,
+            config.grpc_client_tls.clone(),
+        ));
+        if config.grpc_client_tls.has_identity() && config.grpc_tls.reload_interval > 0 {
+            tokio::spawn(renew_on_rotation(
+                storers.clone(),
+                Duration::from_secs(config.grpc_tls.reload_interval),
+                stop_inputs.child_token(),
+            ));
+        }
         if !config.storer_dns.is_empty() {
             tokio::spawn(refresh_dns(
                 storers.clone(),

@@ -19,12 +19,12 @@ pub enum CliError {
     #[error("unknown input {0:?} (hep_udp, hep_tcp, hep_tls, ipip, mirror, pcap)")]
     BadInput(String),
     /// Cannot reach control.
-    #[error("cannot reach control at {target}: {source}")]
+    #[error("cannot reach control at {target}: {reason}")]
     Connect {
         /// The target.
         target: String,
-        /// Why.
-        source: tonic::transport::Error,
+        /// Why (with the transport error's causes, e.g. the TLS reason).
+        reason: String,
     },
     /// The call failed.
     #[error("control answered {code:?}: {message}")]
@@ -58,6 +58,19 @@ pub struct StatusCommand {
     pub inputs: Vec<String>,
     /// Bearer token for control.
     pub token: Option<String>,
+    /// TLS for an `https://` target (`--cacert`, `--cert`, `--key`, `--server-name`).
+    pub tls: sipcapture_proto::tls::GrpcClientTls,
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 /// Parses an input kind name: `hep_udp` or `INPUT_KIND_HEP_UDP`, any case.
@@ -83,12 +96,18 @@ pub async fn status(cmd: &StatusCommand) -> Result<ControlStatusReply, CliError>
         .map(|i| parse_input(i).map(|k| k as i32))
         .collect::<Result<Vec<_>, _>>()?;
     let url = target_url(&cmd.target);
-    let mut client = ControlServiceClient::connect(url.clone())
+    let connect_error = |reason: String| CliError::Connect {
+        target: url.clone(),
+        reason,
+    };
+    let channel = cmd
+        .tls
+        .endpoint(&url)
+        .map_err(|e| connect_error(e.to_string()))?
+        .connect()
         .await
-        .map_err(|source| CliError::Connect {
-            target: url,
-            source,
-        })?;
+        .map_err(|e| connect_error(error_chain(&e)))?;
+    let mut client = ControlServiceClient::new(channel);
     let reply = match action {
         CaptureAction::Check if cmd.members.is_empty() => {
             client.check(ControlCheckRequest {}).await
@@ -107,12 +126,28 @@ pub async fn status(cmd: &StatusCommand) -> Result<ControlStatusReply, CliError>
                 .await
         }
     };
-    reply
-        .map(tonic::Response::into_inner)
-        .map_err(|s| CliError::Call {
+    reply.map(tonic::Response::into_inner).map_err(|s| {
+        let mut message = match std::error::Error::source(&s) {
+            // A refused TLS handshake surfaces as a bare transport error: the reason (e.g.
+            // "received fatal alert: CertificateRequired") is in the source chain.
+            Some(source) => format!("{}: {}", s.message(), error_chain(source)),
+            None => s.message().to_owned(),
+        };
+        let transport = matches!(
+            s.code(),
+            tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable
+        );
+        if transport && url.starts_with("https://") && !cmd.tls.has_identity() {
+            message.push_str(
+                " (a control with grpc_tls.client_ca refuses clients without a certificate: \
+                     pass --cert and --key)",
+            );
+        }
+        CliError::Call {
             code: s.code(),
-            message: s.message().to_owned(),
-        })
+            message,
+        }
+    })
 }
 
 fn kind_name(kind: i32) -> &'static str {

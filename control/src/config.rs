@@ -32,6 +32,18 @@ pub struct ControlConfig {
     pub capture_on: bool,
     /// Maximum concurrent gRPC calls.
     pub max_grpc_calls: usize,
+    /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
+    /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
+    pub grpc_tls: sipcapture_proto::tls::GrpcServerTls,
+    /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
+    /// `server_name`); docs/SECURITY.md.
+    pub grpc_client_tls: sipcapture_proto::tls::GrpcClientTls,
+    /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
+    /// connections); docs/SECURITY.md.
+    pub grpc_limits: sipcapture_proto::server::GrpcLimits,
+    /// Client certificate identities (subject CN or a SAN) allowed to change the fleet status
+    /// (and register as members) without the bearer token (needs `grpc_tls.client_ca`).
+    pub grpc_admin_identities: Vec<String>,
 }
 
 impl Default for ControlConfig {
@@ -47,6 +59,10 @@ impl Default for ControlConfig {
             member_timeout_ms: 2000,
             capture_on: true,
             max_grpc_calls: 1024,
+            grpc_tls: sipcapture_proto::tls::GrpcServerTls::default(),
+            grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
+            grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
+            grpc_admin_identities: Vec::new(),
         }
     }
 }
@@ -54,6 +70,11 @@ impl Default for ControlConfig {
 impl ControlConfig {
     /// Checks values; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        sipcapture_proto::tls::validate_grpc(
+            &self.grpc_tls,
+            &self.grpc_client_tls,
+            &self.grpc_limits,
+        )?;
         for url in &self.member {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::invalid(

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::auth::check_bearer;
+use sipcapture_proto::auth::Authorizer;
+use sipcapture_proto::tls::GrpcClientTls;
 use sipcapture_proto::v1::control_service_server::ControlService;
 use sipcapture_proto::v1::{
     CaptureAction, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply, DesiredStatus,
@@ -29,6 +30,10 @@ pub struct Control {
     pub timeout: Duration,
     /// Bearer token for SetStatus (ours and the members').
     pub token: Option<String>,
+    /// Who may change the fleet status: the token or an allowed client identity.
+    pub admin: Authorizer,
+    /// Client TLS for `https://` members.
+    pub tls: GrpcClientTls,
 }
 
 impl Control {
@@ -77,6 +82,7 @@ impl Control {
             Some(request),
             self.timeout,
             self.token.as_deref(),
+            &self.tls,
         )
         .await;
         Ok(self.reply(members))
@@ -84,7 +90,15 @@ impl Control {
 
     /// Checks every selected member.
     pub async fn check(&self, selectors: &[String]) -> ControlStatusReply {
-        let members = fan_out(&self.registry.all(), selectors, None, self.timeout, None).await;
+        let members = fan_out(
+            &self.registry.all(),
+            selectors,
+            None,
+            self.timeout,
+            None,
+            &self.tls,
+        )
+        .await;
         self.reply(members)
     }
 }
@@ -109,6 +123,7 @@ fn status_url(req: &WatchRequest, peer: Option<SocketAddr>) -> Result<String, St
     }
     let port = u16::try_from(req.status_port)
         .map_err(|_| Status::invalid_argument("status_port out of range"))?;
+    let scheme = if req.status_tls { "https" } else { "http" };
     let peer =
         peer.ok_or_else(|| Status::invalid_argument("status_url needed: peer address unknown"))?;
     if port == 0 {
@@ -116,7 +131,7 @@ fn status_url(req: &WatchRequest, peer: Option<SocketAddr>) -> Result<String, St
             "status_url or status_port is needed",
         ));
     }
-    Ok(format!("http://{}", SocketAddr::new(peer.ip(), port)))
+    Ok(format!("{scheme}://{}", SocketAddr::new(peer.ip(), port)))
 }
 
 #[tonic::async_trait]
@@ -125,7 +140,7 @@ impl ControlService for ControlServer {
         &self,
         request: Request<ControlSetStatusRequest>,
     ) -> Result<Response<ControlStatusReply>, Status> {
-        check_bearer(request.metadata(), self.control.token.as_deref())?;
+        self.control.admin.check(&request)?;
         self.control
             .set_status(request.into_inner())
             .await
@@ -145,6 +160,12 @@ impl ControlService for ControlServer {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // Registering adds a member that control will call with its bearer token: with auth
+        // configured, only a caller with the token or a verified client certificate may.
+        if !self.control.admin.is_open() && sipcapture_proto::tls::peer_identity(&request).is_none()
+        {
+            self.control.admin.check(&request)?;
+        }
         let peer = request.remote_addr();
         let req = request.into_inner();
         let url = status_url(&req, peer)?;
@@ -194,6 +215,12 @@ mod tests {
         );
         req.status_url = "http://c1:9062".into();
         assert_eq!(status_url(&req, Some(peer)).unwrap(), "http://c1:9062");
+        req.status_url = String::new();
+        req.status_tls = true;
+        assert_eq!(
+            status_url(&req, Some(peer)).unwrap(),
+            "https://10.1.2.3:9062"
+        );
         let bad = WatchRequest::default();
         assert!(status_url(&bad, Some(peer)).is_err());
     }

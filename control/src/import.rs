@@ -58,7 +58,7 @@ pub async fn run(
         .await
         .map_err(UpError::from)?;
     let mut routes = tonic::service::RoutesBuilder::default();
-    storer.add_services(&mut routes, false);
+    storer.add_services(&mut routes, None, &config.grpc_limits);
     let server = tokio::spawn(sipcapture_proto::server::serve(
         listener,
         routes,

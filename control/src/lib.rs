@@ -18,6 +18,10 @@ pub mod up;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sipcapture_proto::auth::Authorizer;
+use sipcapture_proto::counters::Counters;
+use sipcapture_proto::server::ServeOptions;
+use sipcapture_proto::tls::{ReloadingTls, TlsError};
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +43,11 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
         tokio::spawn(members::refresh_dns(
             registry.clone(),
             config.member_dns.clone(),
+            if config.grpc_client_tls.ca.is_some() || config.grpc_client_tls.cert.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             Duration::from_secs(config.member_dns_refresh),
             shutdown.clone(),
         ));
@@ -48,6 +57,11 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
         registry,
         timeout: Duration::from_millis(config.member_timeout_ms),
         token: config.auth_token.clone().filter(|t| !t.is_empty()),
+        admin: Authorizer::new(
+            config.auth_token.clone(),
+            config.grpc_admin_identities.clone(),
+        ),
+        tls: config.grpc_client_tls.clone(),
     })
 }
 
@@ -56,16 +70,30 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     config.validate()?;
     let control = build(&config, &shutdown);
     let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    let counters = Arc::new(Counters::new("control"));
+    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(counters.clone()))
+        .map_err(TlsError::into_config)?;
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(
+            Duration::from_secs(config.grpc_tls.reload_interval),
+            shutdown.clone(),
+        );
+    }
+    let limits = config.grpc_limits;
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(ControlServiceServer::new(ControlServer::new(control)));
-    tracing::info!(addr = %config.grpc_listen, members = config.member.len(), "control listening");
-    sipcapture_proto::server::serve(
-        listener,
-        routes,
-        SERVICE_NAMES,
-        config.max_grpc_calls,
-        shutdown,
-    )
-    .await?;
+    routes.add_service(
+        ControlServiceServer::new(ControlServer::new(control))
+            .max_decoding_message_size(limits.max_decoding_message_size)
+            .max_encoding_message_size(limits.max_encoding_message_size),
+    );
+    tracing::info!(addr = %config.grpc_listen, members = config.member.len(), tls = tls.is_some(), "control listening");
+    let options = ServeOptions {
+        limits,
+        tls,
+        handshake_timeout: Duration::from_secs(config.grpc_tls.handshake_timeout),
+        counters: Some(counters),
+        ..ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
+    };
+    sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await?;
     Ok(())
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 use futures::future::join_all;
 use sipcapture_proto::auth::with_bearer;
 use sipcapture_proto::status::StatusServer;
+use sipcapture_proto::tls::GrpcClientTls;
 use sipcapture_proto::v1::status_service_client::StatusServiceClient;
 use sipcapture_proto::v1::{
     CaptureState, CheckRequest, MemberKind, MemberStatus, SetStatusRequest, StatusReply,
 };
-use tonic::transport::Endpoint;
 
 /// How control reaches a member.
 #[derive(Debug, Clone)]
@@ -107,6 +107,7 @@ impl Member {
         request: Option<SetStatusRequest>,
         timeout: Duration,
         token: Option<&str>,
+        tls: &GrpcClientTls,
     ) -> Result<StatusReply, String> {
         match &self.link {
             MemberLink::Local(server) => match request {
@@ -115,7 +116,8 @@ impl Member {
             },
             MemberLink::Remote(url) => {
                 let call = async {
-                    let channel = Endpoint::from_shared(url.clone())
+                    let channel = tls
+                        .endpoint(url)
                         .map_err(|e| e.to_string())?
                         .connect_timeout(timeout)
                         .connect()
@@ -147,9 +149,10 @@ impl Member {
         request: Option<SetStatusRequest>,
         timeout: Duration,
         token: Option<&str>,
+        tls: &GrpcClientTls,
     ) -> MemberStatus {
         let address = self.address();
-        match self.call(request, timeout, token).await {
+        match self.call(request, timeout, token, tls).await {
             Ok(reply) => {
                 let now = chrono::Utc::now().timestamp_millis();
                 if let Ok(mut s) = self.seen.lock() {
@@ -243,19 +246,21 @@ pub async fn fan_out(
     request: Option<SetStatusRequest>,
     timeout: Duration,
     token: Option<&str>,
+    tls: &GrpcClientTls,
 ) -> Vec<MemberStatus> {
     let calls = members
         .iter()
         .filter(|m| selectors.is_empty() || selectors.iter().any(|s| m.matches(s)))
-        .map(|m| m.status(request.clone(), timeout, token));
+        .map(|m| m.status(request.clone(), timeout, token, tls));
     join_all(calls).await
 }
 
 /// Re-resolves `names` (`host:port`) every `every` and replaces the DNS members with the
-/// addresses found, until `shutdown`.
+/// addresses found (`scheme://address`), until `shutdown`.
 pub async fn refresh_dns(
     registry: Arc<Registry>,
     names: Vec<String>,
+    scheme: &'static str,
     every: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
@@ -263,7 +268,7 @@ pub async fn refresh_dns(
         let mut urls = Vec::new();
         for name in &names {
             match tokio::net::lookup_host(name.as_str()).await {
-                Ok(addrs) => urls.extend(addrs.map(|a| format!("http://{a}"))),
+                Ok(addrs) => urls.extend(addrs.map(|a| format!("{scheme}://{a}"))),
                 Err(e) => tracing::warn!(name, error = %e, "cannot resolve member name"),
             }
         }
@@ -292,6 +297,7 @@ mod tests {
         let task = tokio::spawn(refresh_dns(
             registry.clone(),
             vec!["localhost:9063".into()],
+            "http",
             Duration::from_secs(3600),
             shutdown.clone(),
         ));

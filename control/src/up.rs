@@ -9,12 +9,14 @@ use figment::value::Value;
 use serde::{Deserialize, Serialize};
 use sipcapture_collector::config::CollectorConfig;
 use sipcapture_collector::pipeline::Pipeline;
+use sipcapture_proto::auth::Authorizer;
 use sipcapture_proto::config::{ConfigError, Sources, key_paths};
 use sipcapture_proto::counters::Counters;
+use sipcapture_proto::server::{GrpcLimits, ServeOptions};
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
+use sipcapture_proto::tls::{GrpcServerTls, ReloadingTls};
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
-use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_storer::Storer;
 use sipcapture_storer::config::StorerConfig;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +39,12 @@ pub const SERVICE_NAMES: &[&str] = &[
 pub struct UpConfig {
     /// The one gRPC listener (storer, status, control, health, reflection).
     pub grpc_listen: SocketAddr,
+    /// TLS of the one gRPC listener (`[grpc_tls]`; the sections' own `grpc_tls` must stay
+    /// unset). The internal collector link then uses `https://` with
+    /// `collector.grpc_client_tls` (its `ca` defaults to this certificate file).
+    pub grpc_tls: GrpcServerTls,
+    /// Limits of the one gRPC listener (`[grpc_limits]`).
+    pub grpc_limits: GrpcLimits,
     /// Collector settings (its `storer` list is replaced by the in-process storer).
     pub collector: CollectorConfig,
     /// Storer settings.
@@ -49,6 +57,8 @@ impl Default for UpConfig {
     fn default() -> Self {
         UpConfig {
             grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9061)),
+            grpc_tls: GrpcServerTls::default(),
+            grpc_limits: GrpcLimits::default(),
             collector: CollectorConfig::default(),
             storer: StorerConfig::default(),
             control: ControlConfig::default(),
@@ -124,18 +134,60 @@ impl UpConfig {
             .map_err(|e| prefix("collector", e))?;
         self.storer.validate().map_err(|e| prefix("storer", e))?;
         self.control.validate().map_err(|e| prefix("control", e))?;
+        self.grpc_tls.validate("grpc_tls")?;
+        self.grpc_limits.validate("grpc_limits")?;
+        let sections = [
+            (
+                "collector",
+                &self.collector.grpc_tls,
+                &self.collector.grpc_limits,
+            ),
+            ("storer", &self.storer.grpc_tls, &self.storer.grpc_limits),
+            ("control", &self.control.grpc_tls, &self.control.grpc_limits),
+        ];
+        for (section, tls, limits) in sections {
+            if *tls != GrpcServerTls::default() {
+                return Err(ConfigError::invalid(
+                    format!("{section}.grpc_tls"),
+                    "sipcapture up has one listener: use the top-level [grpc_tls]",
+                ));
+            }
+            if *limits != GrpcLimits::default() {
+                return Err(ConfigError::invalid(
+                    format!("{section}.grpc_limits"),
+                    "sipcapture up has one listener: use the top-level [grpc_limits]",
+                ));
+            }
+        }
+        if self.grpc_tls.client_ca.is_some() && !self.collector.grpc_client_tls.has_identity() {
+            return Err(ConfigError::invalid(
+                "collector.grpc_client_tls.cert",
+                "grpc_tls.client_ca requires client certificates, so the internal collector \
+                 link needs one (collector.grpc_client_tls.cert and .key)",
+            ));
+        }
         Ok(())
     }
 }
 
 /// Where the in-process collector reaches the listener: loopback for a wildcard address.
 pub fn loopback_url(listen: SocketAddr) -> String {
-    let ip = match listen.ip() {
+    loopback_url_with(listen, "http")
+}
+
+fn loopback_ip(listen: SocketAddr) -> IpAddr {
+    match listen.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         other => other,
-    };
-    format!("http://{}", SocketAddr::new(ip, listen.port()))
+    }
+}
+
+fn loopback_url_with(listen: SocketAddr, scheme: &str) -> String {
+    format!(
+        "{scheme}://{}",
+        SocketAddr::new(loopback_ip(listen), listen.port())
+    )
 }
 
 /// Start-up failures of the all-in-one.
@@ -181,12 +233,31 @@ pub async fn run(
                 addr: config.grpc_listen,
                 source,
             })?;
-    config.collector.storer = vec![loopback_url(grpc_addr)];
+    if config.grpc_tls.enabled() {
+        // The internal link goes through the same TLS listener; by default it trusts the
+        // listener's own certificate chain.
+        config.collector.storer = vec![loopback_url_with(grpc_addr, "https")];
+        if config.collector.grpc_client_tls.ca.is_none() {
+            config.collector.grpc_client_tls.ca = config.grpc_tls.cert.clone();
+        }
+        if let Some(cert) = &config.grpc_tls.cert {
+            sipcapture_proto::tls::check_trust(
+                &config.collector.grpc_client_tls,
+                "collector.grpc_client_tls",
+                cert,
+                &loopback_ip(grpc_addr).to_string(),
+            )
+            .map_err(|e| UpError::Config(e.into_config()))?;
+        }
+    } else {
+        config.collector.storer = vec![loopback_url(grpc_addr)];
+    }
     config.collector.capture_on = config.collector.capture_on && config.storer.capture_on;
 
     // One member: collector and storer obey the same switch.
     let switch = Arc::new(CaptureSwitch::new(config.collector.capture_on));
     let server_stop = CancellationToken::new();
+    let server_stop_serving = server_stop.clone();
     let storer = Storer::build(&config.storer, switch.clone(), server_stop.clone()).await?;
     let collector_counters = Arc::new(Counters::new("collector"));
     let status = StatusServer::new(
@@ -202,19 +273,37 @@ pub async fn run(
         .add(MemberLink::Local(status.clone()), Origin::Local);
     // A saved desired status (control state file) wins over the config at start-up.
     switch.apply_desired(&control.desired.desired_for(status.member_id(), "local"));
-    let status = status.with_token(config.control.auth_token.clone());
-
-    let mut routes = tonic::service::RoutesBuilder::default();
-    storer.add_services(&mut routes, false);
-    routes.add_service(StatusServiceServer::new(status));
-    routes.add_service(ControlServiceServer::new(ControlServer::new(control)));
-    let mut server = tokio::spawn(sipcapture_proto::server::serve(
-        listener,
-        routes,
-        SERVICE_NAMES,
-        config.storer.max_grpc_calls,
-        server_stop.clone(),
+    let status = status.with_auth(Authorizer::new(
+        config.control.auth_token.clone(),
+        config.control.grpc_admin_identities.clone(),
     ));
+    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(storer.counters.clone()))
+        .map_err(|e| UpError::Config(e.into_config()))?;
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(
+            std::time::Duration::from_secs(config.grpc_tls.reload_interval),
+            server_stop.clone(),
+        );
+    }
+
+    let limits = config.grpc_limits;
+    let mut routes = tonic::service::RoutesBuilder::default();
+    storer.add_services(&mut routes, Some(status), &limits);
+    routes.add_service(
+        ControlServiceServer::new(ControlServer::new(control))
+            .max_decoding_message_size(limits.max_decoding_message_size)
+            .max_encoding_message_size(limits.max_encoding_message_size),
+    );
+    let options = ServeOptions {
+        limits,
+        tls,
+        handshake_timeout: std::time::Duration::from_secs(config.grpc_tls.handshake_timeout),
+        counters: Some(storer.counters.clone()),
+        ..ServeOptions::new(SERVICE_NAMES, config.storer.max_grpc_calls)
+    };
+    let mut server = tokio::spawn(async move {
+        sipcapture_proto::server::serve_with(listener, routes, &options, server_stop_serving).await
+    });
 
     let pipeline = Pipeline::start(&config.collector, switch, collector_counters)?;
     tracing::info!(

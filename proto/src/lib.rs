@@ -22,6 +22,7 @@ mod helpers;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod watch;
 
 pub use helpers::{ip_from_bytes, ip_to_bytes};

@@ -134,7 +134,7 @@ pub struct StatusServer {
     kind: MemberKind,
     switch: Arc<CaptureSwitch>,
     counters: Vec<Arc<Counters>>,
-    token: Option<String>,
+    auth: crate::auth::Authorizer,
 }
 
 impl StatusServer {
@@ -150,13 +150,18 @@ impl StatusServer {
             kind,
             switch,
             counters,
-            token: None,
+            auth: crate::auth::Authorizer::default(),
         }
     }
 
     /// Requires `authorization: Bearer <token>` on SetStatus when `token` is set.
-    pub fn with_token(mut self, token: Option<String>) -> Self {
-        self.token = token.filter(|t| !t.is_empty());
+    pub fn with_token(self, token: Option<String>) -> Self {
+        self.with_auth(crate::auth::Authorizer::new(token, Vec::new()))
+    }
+
+    /// Requires the token or an allowed client identity on SetStatus (Check stays open).
+    pub fn with_auth(mut self, auth: crate::auth::Authorizer) -> Self {
+        self.auth = auth;
         self
     }
 
@@ -229,7 +234,7 @@ impl StatusService for StatusServer {
         &self,
         request: Request<SetStatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
-        crate::auth::check_bearer(request.metadata(), self.token.as_deref())?;
+        self.auth.check(&request)?;
         self.apply(request.get_ref()).map(Response::new)
     }
 

@@ -8,17 +8,29 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::status::CaptureSwitch;
+use crate::tls::GrpcClientTls;
 use crate::v1::WatchRequest;
 use crate::v1::control_service_client::ControlServiceClient;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// How a member reaches control: client TLS for an `https://` URL and the bearer token
+/// (control requires it, or a client certificate, on Watch when it has auth configured).
+#[derive(Debug, Clone, Default)]
+pub struct ControlLink {
+    /// Client TLS settings.
+    pub tls: GrpcClientTls,
+    /// Bearer token sent on Watch.
+    pub token: Option<String>,
+}
+
 /// Keeps a Watch stream to `control_url` open until `shutdown`, applying what arrives.
 /// `first` is signalled once the first desired status has been applied (members wait for it,
 /// briefly, before opening their inputs).
 pub async fn watch_control(
     control_url: String,
+    link: ControlLink,
     registration: WatchRequest,
     switch: Arc<CaptureSwitch>,
     shutdown: CancellationToken,
@@ -26,7 +38,7 @@ pub async fn watch_control(
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        let session = watch_once(&control_url, &registration, &switch, &mut first);
+        let session = watch_once(&control_url, &link, &registration, &switch, &mut first);
         let result = tokio::select! {
             () = shutdown.cancelled() => return,
             r = session => r,
@@ -50,18 +62,26 @@ pub async fn watch_control(
 
 async fn watch_once(
     control_url: &str,
+    link: &ControlLink,
     registration: &WatchRequest,
     switch: &CaptureSwitch,
     first: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let channel = tonic::transport::Endpoint::from_shared(control_url.to_owned())?
+    // Files are read per connection: a rotated client certificate is used on the next one.
+    let channel = link
+        .tls
+        .endpoint(control_url)?
         .connect_timeout(Duration::from_secs(3))
         .http2_keep_alive_interval(Duration::from_secs(15))
         .keep_alive_timeout(Duration::from_secs(5))
         .connect()
         .await?;
     let mut client = ControlServiceClient::new(channel);
-    let mut stream = client.watch(registration.clone()).await?.into_inner();
+    let request = crate::auth::with_bearer(
+        tonic::Request::new(registration.clone()),
+        link.token.as_deref(),
+    );
+    let mut stream = client.watch(request).await?.into_inner();
     tracing::info!(control = %control_url, "registered with control");
     while let Some(desired) = stream.message().await? {
         switch.apply_desired(&desired);
@@ -79,6 +99,7 @@ async fn watch_once(
 /// member's own config until control answers.
 pub async fn start(
     control_url: Option<String>,
+    link: ControlLink,
     registration: WatchRequest,
     switch: Arc<CaptureSwitch>,
     shutdown: CancellationToken,
@@ -90,6 +111,7 @@ pub async fn start(
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(watch_control(
         url.clone(),
+        link,
         registration,
         switch,
         shutdown,

@@ -92,6 +92,18 @@ pub struct StorerConfig {
     pub retention_tables: Vec<String>,
     /// Seconds between retention sweeps.
     pub retention_interval: u64,
+    /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
+    /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
+    pub grpc_tls: sipcapture_proto::tls::GrpcServerTls,
+    /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
+    /// `server_name`); docs/SECURITY.md.
+    pub grpc_client_tls: sipcapture_proto::tls::GrpcClientTls,
+    /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
+    /// connections); docs/SECURITY.md.
+    pub grpc_limits: sipcapture_proto::server::GrpcLimits,
+    /// Client certificate identities (subject CN or a SAN) allowed to change the status without
+    /// the bearer token (needs `grpc_tls.client_ca`).
+    pub grpc_admin_identities: Vec<String>,
 }
 
 /// Named capture modes, in either accepted shape.
@@ -377,6 +389,10 @@ impl Default for StorerConfig {
                 "sip_capture_rest_%Y%m%d".to_owned(),
             ],
             retention_interval: 3600,
+            grpc_tls: sipcapture_proto::tls::GrpcServerTls::default(),
+            grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
+            grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
+            grpc_admin_identities: Vec::new(),
         }
     }
 }
@@ -384,6 +400,11 @@ impl Default for StorerConfig {
 impl StorerConfig {
     /// Checks ranges and patterns; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        sipcapture_proto::tls::validate_grpc(
+            &self.grpc_tls,
+            &self.grpc_client_tls,
+            &self.grpc_limits,
+        )?;
         if self.insert_retries > MAX_INSERT_RETRIES {
             return Err(ConfigError::invalid(
                 "insert_retries",

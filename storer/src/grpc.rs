@@ -131,8 +131,9 @@ impl Intake {
         &self,
         inbound: &mut Streaming<DeliverRequest>,
         out: &mpsc::Sender<Result<DeliverResponse, Status>>,
+        identity: Option<String>,
     ) -> Result<(), Status> {
-        let hello = match inbound.message().await? {
+        let mut hello = match inbound.message().await? {
             Some(DeliverRequest {
                 message: Some(deliver_request::Message::Hello(hello)),
             }) => hello,
@@ -147,6 +148,19 @@ impl Intake {
                 "stream_id must have 1 to 200 characters",
             ));
         }
+        let authenticated = identity.is_some();
+        // An authenticated identity (the collector's verified client certificate) is the
+        // origin, whatever the collector claims.
+        if let Some(identity) = identity {
+            if hello.collector_id != identity {
+                tracing::info!(claimed = %hello.collector_id, %identity, "collector id replaced by its certificate identity");
+            }
+            hello.collector_id = identity;
+        }
+        // The stream-state column holds 200 characters (a long certificate SAN, a long claim).
+        if let Some((cut, _)) = hello.collector_id.char_indices().nth(200) {
+            hello.collector_id.truncate(cut);
+        }
         let default_writer = self
             .writers
             .first()
@@ -155,7 +169,7 @@ impl Intake {
             .last_committed(&hello.stream_id)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        tracing::info!(collector = %hello.collector_id, stream = %hello.stream_id, last, "collector stream opened");
+        tracing::info!(collector = %hello.collector_id, stream = %hello.stream_id, last, authenticated, "collector stream opened");
         send(
             out,
             deliver_response::Message::Welcome(Welcome {
@@ -176,9 +190,10 @@ impl Intake {
             let Some(message) = message else {
                 return Ok(());
             };
-            let Some(deliver_request::Message::Batch(batch)) = message.message else {
+            let Some(deliver_request::Message::Batch(mut batch)) = message.message else {
                 return Err(Status::invalid_argument("expected a RecordBatch"));
             };
+            stamp_origin(&mut batch, &hello.collector_id);
             let ack = self
                 .commit_batch(&hello.stream_id, &hello.collector_id, last, &batch)
                 .await?;
@@ -259,6 +274,16 @@ impl Intake {
     }
 }
 
+/// Sets every record's origin collector to the stream's (authenticated or claimed) collector.
+fn stamp_origin(batch: &mut RecordBatch, collector_id: &str) {
+    for record in &mut batch.records {
+        let origin = record.origin.get_or_insert_with(Default::default);
+        if origin.collector_id != collector_id {
+            collector_id.clone_into(&mut origin.collector_id);
+        }
+    }
+}
+
 async fn send(
     out: &mpsc::Sender<Result<DeliverResponse, Status>>,
     message: deliver_response::Message,
@@ -292,11 +317,12 @@ impl StorerService for StorerServer {
         request: Request<Streaming<DeliverRequest>>,
     ) -> Result<Response<Self::DeliverStream>, Status> {
         let peer = request.remote_addr();
+        let identity = sipcapture_proto::tls::peer_identity(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
         let intake = self.intake.clone();
         tokio::spawn(async move {
-            if let Err(status) = intake.handle(&mut inbound, &tx).await {
+            if let Err(status) = intake.handle(&mut inbound, &tx, identity).await {
                 tracing::warn!(?peer, code = ?status.code(), message = status.message(), "collector stream ended with an error");
                 let _ignored = tx.send(Err(status)).await;
             }

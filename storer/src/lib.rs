@@ -18,8 +18,11 @@ pub mod retention;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sipcapture_proto::auth::Authorizer;
 use sipcapture_proto::counters::Counters;
+use sipcapture_proto::server::{GrpcLimits, ServeOptions};
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
+use sipcapture_proto::tls::ReloadingTls;
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::storer_service_server::StorerServiceServer;
@@ -136,14 +139,24 @@ impl Storer {
         })
     }
 
-    /// Adds the storer's services to a route set.
-    pub fn add_services(&self, routes: &mut tonic::service::RoutesBuilder, status: bool) {
+    /// Adds the storer's services to a route set, with the message size limits.
+    pub fn add_services(
+        &self,
+        routes: &mut tonic::service::RoutesBuilder,
+        status: Option<StatusServer>,
+        limits: &GrpcLimits,
+    ) {
         routes.add_service(
             StorerServiceServer::new(StorerServer::new(self.intake.clone()))
-                .max_decoding_message_size(64 * 1024 * 1024),
+                .max_decoding_message_size(limits.max_decoding_message_size)
+                .max_encoding_message_size(limits.max_encoding_message_size),
         );
-        if status {
-            routes.add_service(StatusServiceServer::new(self.status_server()));
+        if let Some(status) = status {
+            routes.add_service(
+                StatusServiceServer::new(status)
+                    .max_decoding_message_size(limits.max_decoding_message_size)
+                    .max_encoding_message_size(limits.max_encoding_message_size),
+            );
         }
     }
 
@@ -168,29 +181,44 @@ pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<()
         kind: MemberKind::Storer as i32,
         status_url: config.advertise_url.clone().unwrap_or_default(),
         status_port: u32::from(config.grpc_listen.port()),
+        status_tls: config.grpc_tls.enabled(),
+    };
+    let control_link = sipcapture_proto::watch::ControlLink {
+        tls: config.grpc_client_tls.clone(),
+        token: config.auth_token.clone(),
     };
     sipcapture_proto::watch::start(
         config.control.clone(),
+        control_link,
         registration,
         switch,
         shutdown.clone(),
         Duration::from_secs(3),
     )
     .await;
-    tracing::info!(addr = %config.grpc_listen, db = %redact(&config.db_url), "storer listening");
+    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(storer.counters.clone()))
+        .map_err(|e| StorerError::Config(e.into_config()))?;
+    if let Some(tls) = &tls {
+        tls.spawn_reloader(
+            Duration::from_secs(config.grpc_tls.reload_interval),
+            shutdown.clone(),
+        );
+    }
+    tracing::info!(addr = %config.grpc_listen, db = %redact(&config.db_url), tls = tls.is_some(), mtls = tls.as_ref().is_some_and(|t| t.requires_client_cert()), "storer listening");
     let mut routes = tonic::service::RoutesBuilder::default();
-    storer.add_services(&mut routes, false);
-    routes.add_service(StatusServiceServer::new(
-        storer.status_server().with_token(config.auth_token.clone()),
+    let status = storer.status_server().with_auth(Authorizer::new(
+        config.auth_token.clone(),
+        config.grpc_admin_identities.clone(),
     ));
-    sipcapture_proto::server::serve(
-        listener,
-        routes,
-        SERVICE_NAMES,
-        config.max_grpc_calls,
-        shutdown,
-    )
-    .await?;
+    storer.add_services(&mut routes, Some(status), &config.grpc_limits);
+    let options = ServeOptions {
+        limits: config.grpc_limits,
+        tls,
+        handshake_timeout: Duration::from_secs(config.grpc_tls.handshake_timeout),
+        counters: Some(storer.counters.clone()),
+        ..ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
+    };
+    sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await?;
     Ok(())
 }
 

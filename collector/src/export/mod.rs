@@ -22,6 +22,27 @@ use spool::{Spool, SpoolError};
 use storers::{Storers, Target};
 use stream::Conn;
 
+/// An error with its sources, `a: b: c` (tonic's transport errors hide the TLS reason in the
+/// source chain).
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            let more = e.to_string();
+            // tonic's Status already prints its source; say each reason once.
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            source = e.source();
+        }
+        f.write_str(&text)
+    }
+}
+
 /// Exporter settings.
 #[derive(Debug, Clone)]
 pub struct ExportConfig {
@@ -266,7 +287,7 @@ impl Exporter {
             self.lose_connection(&"no storer endpoints");
             return;
         };
-        match Conn::open(&target, &self.cfg, self.cfg.max_unacked + 2).await {
+        match Conn::open(&target, &self.storers, &self.cfg, self.cfg.max_unacked + 2).await {
             Ok((conn, welcome)) => {
                 tracing::info!(lane = self.cfg.lane, storer = %welcome.storer_id, via = target.label(), last_committed = welcome.last_committed_sequence, "connected to storer");
                 self.conn = Some(conn);
@@ -277,6 +298,13 @@ impl Exporter {
                 self.counters.add("stream_connects", 1);
             }
             Err(e) => {
+                // A refused TLS handshake (untrusted or missing client certificate) ends here:
+                // counted and logged (first and every power of two), not silent.
+                self.counters.add("stream_connect_failed", 1);
+                let total = self.counters.get("stream_connect_failed");
+                if sipcapture_proto::counters::worth_logging(total) {
+                    tracing::warn!(lane = self.cfg.lane, storer = target.label(), error = %ErrorChain(&e), total, "cannot open a stream to the storer");
+                }
                 self.target = Some(target.clone());
                 self.lose_connection(&format_args!("{}: {e}", target.label()));
             }

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use sipcapture_proto::tls::GrpcClientTls;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
@@ -58,20 +59,17 @@ pub struct Storers {
     urls: watch::Sender<Vec<String>>,
     balanced: Option<(Channel, mpsc::Sender<Change<String, Endpoint>>)>,
     down: Mutex<HashMap<String, Instant>>,
-}
-
-fn endpoint(url: &str) -> Option<Endpoint> {
-    Endpoint::from_shared(url.to_owned()).ok().map(|e| {
-        e.connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-    })
+    tls: GrpcClientTls,
 }
 
 impl Storers {
-    /// Endpoints from a static list (URLs already validated).
+    /// Endpoints from a static list (URLs already validated), plain or with system roots.
     pub fn new(placement: Placement, urls: &[String]) -> Self {
+        Storers::with_tls(placement, urls, GrpcClientTls::default())
+    }
+
+    /// Endpoints from a static list; `https://` ones use `tls` (`grpc_client_tls`).
+    pub fn with_tls(placement: Placement, urls: &[String], tls: GrpcClientTls) -> Self {
         let balanced =
             (placement == Placement::Balanced).then(|| Channel::balance_channel::<String>(64));
         let storers = Storers {
@@ -79,9 +77,49 @@ impl Storers {
             urls: watch::channel(Vec::new()).0,
             balanced,
             down: Mutex::new(HashMap::new()),
+            tls,
         };
         storers.update(urls.to_vec());
         storers
+    }
+
+    /// The endpoint of a storer URL, with TLS for `https://` (certificate files read now, so a
+    /// rotated client certificate is used by the next connection).
+    pub fn endpoint(&self, url: &str) -> Option<Endpoint> {
+        match self.tls.endpoint(url) {
+            Ok(e) => Some(
+                e.connect_timeout(Duration::from_secs(3))
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(20))
+                    .keep_alive_timeout(Duration::from_secs(10)),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the storer endpoint");
+                None
+            }
+        }
+    }
+
+    /// Re-creates every balanced endpoint, so new connections present the current client
+    /// certificate (after a rotation).
+    pub fn renew_endpoints(&self) {
+        let Some((_, changes)) = &self.balanced else {
+            return;
+        };
+        for url in self.urls.borrow().iter() {
+            if let Some(ep) = self.endpoint(url) {
+                let _closed = changes.try_send(Change::Insert(url.clone(), ep));
+            }
+        }
+    }
+
+    /// Whether DNS-found storers are reached over TLS (a client CA or certificate configured).
+    pub fn dns_scheme(&self) -> &'static str {
+        if self.tls.ca.is_some() || self.tls.cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The placement.
@@ -102,7 +140,7 @@ impl Storers {
                 let _closed = changes.try_send(Change::Remove(gone.clone()));
             }
             for new in urls.iter().filter(|u| !old.contains(u)) {
-                if let Some(ep) = endpoint(new) {
+                if let Some(ep) = self.endpoint(new) {
                     let _closed = changes.try_send(Change::Insert(new.clone(), ep));
                 }
             }
@@ -147,6 +185,35 @@ impl Storers {
     }
 }
 
+/// Renews the balanced endpoints when the client certificate files change (checked every
+/// `every`), until `shutdown`. Lanes on single-storer targets re-read the files on every
+/// reconnect and need nothing.
+pub async fn renew_on_rotation(
+    storers: std::sync::Arc<Storers>,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let files: Vec<std::path::PathBuf> = [&storers.tls.ca, &storers.tls.cert, &storers.tls.key]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let read = || -> Vec<Option<Vec<u8>>> { files.iter().map(|f| std::fs::read(f).ok()).collect() };
+    let mut seen = read();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let now = read();
+        if now != seen {
+            seen = now;
+            tracing::info!("client tls files changed; renewing storer endpoints");
+            storers.renew_endpoints();
+        }
+    }
+}
+
 /// Highest-random-weight choice of `lane` among `urls`: stable for a given set, and adding or
 /// removing one URL only moves the lanes that pick (or picked) it.
 pub fn rendezvous<'a>(lane: u64, urls: &[&'a String]) -> Option<&'a String> {
@@ -167,7 +234,8 @@ pub fn lane_of_call_id(call_id: &str, lanes: usize) -> usize {
 }
 
 /// Re-resolves `names` (`host:port`) every `every` and sets the endpoints to the static URLs
-/// plus `http://<address>` of every address found, until `shutdown`.
+/// plus `http://<address>` (`https://` with client TLS configured) of every address found,
+/// until `shutdown`.
 pub async fn refresh_dns(
     storers: std::sync::Arc<Storers>,
     static_urls: Vec<String>,
@@ -175,11 +243,12 @@ pub async fn refresh_dns(
     every: Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    let scheme = storers.dns_scheme();
     loop {
         let mut urls = static_urls.clone();
         for name in &names {
             match tokio::net::lookup_host(name.as_str()).await {
-                Ok(addrs) => urls.extend(addrs.map(|a| format!("http://{a}"))),
+                Ok(addrs) => urls.extend(addrs.map(|a| format!("{scheme}://{a}"))),
                 Err(e) => tracing::warn!(name, error = %e, "cannot resolve storer name"),
             }
         }

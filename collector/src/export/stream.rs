@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::ExportConfig;
+use super::storers::{Storers, Target};
 use sipcapture_proto::v1::storer_service_client::StorerServiceClient;
 use sipcapture_proto::v1::{
     DeliverRequest, Hello, RecordBatch, Welcome, deliver_request, deliver_response,
@@ -9,10 +11,6 @@ use sipcapture_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::Endpoint;
-
-use super::ExportConfig;
-use super::storers::Target;
 
 /// Time allowed for connecting and for the Welcome.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -20,6 +18,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Why a stream could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
+    /// The storer URL cannot be used (bad URL or TLS files; logged when built).
+    #[error("cannot build an endpoint for {0}")]
+    Endpoint(String),
     /// Bad endpoint URL or transport failure.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -42,17 +43,17 @@ impl Conn {
     /// Connects, says Hello and waits for the Welcome.
     pub async fn open(
         target: &Target,
+        storers: &Storers,
         cfg: &ExportConfig,
         window: usize,
     ) -> Result<(Conn, Welcome), StreamError> {
         let channel = match target {
             Target::Balanced(channel) => channel.clone(),
             Target::Url(url) => {
-                Endpoint::from_shared(url.clone())?
+                storers
+                    .endpoint(url)
+                    .ok_or_else(|| StreamError::Endpoint(url.clone()))?
                     .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(20))
-                    .keep_alive_timeout(Duration::from_secs(10))
                     .connect()
                     .await?
             }

@@ -97,7 +97,7 @@ enum StreamKind {
     /// HEP3 frames directly on TCP.
     Plain,
     /// A TLS handshake, then HEP3 frames inside TLS.
-    Tls(TlsAcceptor),
+    Tls(Arc<sipcapture_proto::tls::ReloadingTls>),
 }
 
 impl StreamKind {
@@ -167,7 +167,12 @@ pub fn start(
         streams.push((listener, StreamKind::Plain));
     }
     if let Some(tls_cfg) = &cfg.tls {
-        let acceptor = tls::acceptor(&tls_cfg.cert, &tls_cfg.key)?;
+        let acceptor = tls::acceptor(
+            &tls_cfg.cert,
+            &tls_cfg.key,
+            Some(ingest.counters.clone()),
+            shutdown,
+        )?;
         let addr = tls_cfg.addr;
         let listener = tcp_listener(addr).map_err(|source| ListenError::Bind {
             proto: "tls",
@@ -255,6 +260,7 @@ async fn accept_loop(
                                 .await;
                         }
                         StreamKind::Tls(acceptor) => {
+                            let acceptor = acceptor.acceptor();
                             tls_connection(stream, peer, &acceptor, &cfg, &ingest, &shutdown).await;
                         }
                     }
@@ -419,6 +425,7 @@ mod tests {
                 auth_key: None,
                 counters: counters.clone(),
                 queue,
+                rate_limit: None,
             });
             let tasks = TaskTracker::new();
             let shutdown = CancellationToken::new();
@@ -772,12 +779,13 @@ mod tests {
             auth_key: None,
             counters: Arc::new(Counters::new("collector")),
             queue,
+            rate_limit: None,
         });
         let err = start(&cfg, ingest, &TaskTracker::new(), &CancellationToken::new())
             .err()
             .unwrap();
         assert!(
-            matches!(err, ListenError::Tls(TlsError::Cert { .. })),
+            matches!(err, ListenError::Tls(TlsError::File { .. })),
             "{err}"
         );
     }

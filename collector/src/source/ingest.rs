@@ -2,7 +2,7 @@
 //! bounded queue. Every packet is either queued or counted under a drop reason.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use sipcapture_proto::counters::{Counters, worth_logging};
 use sipcapture_proto::status::CaptureSwitch;
@@ -12,6 +12,7 @@ use crate::decode::dissect::{Dissected, PayloadKind};
 use crate::decode::hep;
 use crate::export::lanes::LaneQueues;
 use crate::record::{Reception, RecordBuilder, RecordError};
+use crate::source::rate_limit::{RateLimiter, Verdict};
 
 /// Decodes and queues packets.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct Ingest {
     pub counters: Arc<Counters>,
     /// The exporter's lane queues.
     pub queue: LaneQueues,
+    /// Per-source rate limit of HEP packets (`hep_rate_limit`), when configured.
+    pub rate_limit: Option<RateLimiter>,
 }
 
 /// What happened to one packet.
@@ -80,6 +83,12 @@ impl Ingest {
         peer: Option<std::net::SocketAddr>,
     ) -> Outcome {
         self.counters.add("hep_received", 1);
+        // Before decoding: a flooding source costs as little as possible.
+        if let (Some(limiter), Some(peer)) = (&self.rate_limit, peer)
+            && limiter.check(peer.ip(), Instant::now()) == Verdict::Limited
+        {
+            return self.drop_packet("rate_limited", input, &peer);
+        }
         let packet = match hep::decode(data) {
             Ok(p) => p,
             Err(e) => return self.drop_packet(e.reason(), input, &e),
@@ -251,6 +260,7 @@ mod raw_tests {
             auth_key: None,
             counters: Arc::new(Counters::new("collector")),
             queue,
+            rate_limit: None,
         };
         (ingest, lanes.remove(0))
     }

@@ -5,4 +5,5 @@ pub mod hep_listener;
 pub mod ingest;
 pub mod mirror;
 pub mod pcap_file;
+pub mod rate_limit;
 pub mod tls;

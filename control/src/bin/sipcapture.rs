@@ -79,6 +79,18 @@ enum Command {
         /// Bearer token for control (when control has `auth_token`).
         #[arg(long)]
         token: Option<String>,
+        /// CA certificate (PEM) to trust for an `https://` target (default: the system roots).
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        /// Client certificate (PEM) for a control that requires mTLS.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// Private key (PEM) of `--cert`.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Name to verify control's certificate against instead of the target's host.
+        #[arg(long)]
+        server_name: Option<String>,
     },
 }
 
@@ -133,13 +145,26 @@ async fn main() -> anyhow::Result<()> {
             member,
             input,
             token,
+            cacert,
+            cert,
+            key,
+            server_name,
         } => {
+            let tls = sipcapture_proto::tls::GrpcClientTls {
+                ca: cacert,
+                cert,
+                key,
+                server_name,
+            };
+            tls.validate("status --cacert/--cert/--key")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let cmd = sipcapture_control::cli::StatusCommand {
                 action,
                 target,
                 members: member,
                 inputs: input,
                 token,
+                tls,
             };
             let reply = sipcapture_control::cli::status(&cmd).await?;
             print!("{}", sipcapture_control::cli::render(&reply));
