@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sipcapture_proto::config::{ConfigError, de};
 
 use crate::sip::{ExtractConfig, TopohConfig};
+use crate::source::ipip::IpipConfig;
 use crate::source::mirror::{MirrorConfig, PortFilter, RawListen};
 
 /// Collector configuration.
@@ -134,6 +135,21 @@ pub struct CollectorConfig {
     /// Kamailio `promiscuous_on`: put `raw_interface` in promiscuous mode while capturing.
     #[serde(deserialize_with = "de::flag")]
     pub promiscuous_on: bool,
+    /// Kamailio `raw_ipip_capture_on`: capture SIP carried in IP-in-IP (protocol 4) packets sent
+    /// to this host, with a raw socket bound to the `raw_socket_listen` IPv4 address (none or
+    /// `0.0.0.0`: every local address). Needs root or CAP_NET_RAW. May run together with
+    /// `raw_moni_capture_on`.
+    #[serde(deserialize_with = "de::flag")]
+    pub raw_ipip_capture_on: bool,
+    /// Kamailio `raw_moni_bpf_on`: filter mirror frames in the kernel by the
+    /// `raw_socket_listen` port range (classic BPF; IPv4, IPv6, VLAN/QinQ, UDP/TCP/SCTP;
+    /// fragments and tunnels pass). Needs a port range.
+    #[serde(deserialize_with = "de::flag")]
+    pub raw_moni_bpf_on: bool,
+    /// Kamailio `raw_sock_children`: mirror-capture reader threads (1..=64). Above 1 each has its
+    /// own packet socket in a `PACKET_FANOUT` group (flow hash, IPv4 defragmented first), so a
+    /// flow and its fragments stay on one reader.
+    pub raw_sock_children: usize,
     /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
     /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
     pub grpc_tls: sipcapture_proto::tls::GrpcServerTls,
@@ -208,6 +224,9 @@ impl Default for CollectorConfig {
             raw_interface: String::new(),
             raw_socket_listen: String::new(),
             promiscuous_on: false,
+            raw_ipip_capture_on: false,
+            raw_moni_bpf_on: false,
+            raw_sock_children: 1,
             grpc_tls: sipcapture_proto::tls::GrpcServerTls::default(),
             grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
             grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
@@ -319,7 +338,46 @@ impl CollectorConfig {
                 "raw_moni_capture_on needs the interface to capture on",
             ));
         }
+        if !(1..=64).contains(&self.raw_sock_children) {
+            return Err(ConfigError::invalid(
+                "raw_sock_children",
+                "must be within 1..=64",
+            ));
+        }
+        let listen = RawListen::parse(&self.raw_socket_listen).ok();
+        if self.raw_moni_capture_on
+            && self.raw_moni_bpf_on
+            && listen.as_ref().is_none_or(|l| l.ports.range.is_none())
+        {
+            return Err(ConfigError::invalid(
+                "raw_moni_bpf_on",
+                "the kernel filter needs a port or port range in raw_socket_listen \
+                 (ip:port or ip:portA-portB)",
+            ));
+        }
+        if self.raw_ipip_capture_on && listen.as_ref().is_some_and(|l| l.ip.is_ipv6()) {
+            return Err(ConfigError::invalid(
+                "raw_socket_listen",
+                "raw_ipip_capture_on binds an IPv4 raw socket: use an IPv4 address (or 0.0.0.0)",
+            ));
+        }
         Ok(())
+    }
+
+    /// The IPIP-capture settings when `raw_ipip_capture_on` is set (after [`Self::validate`]).
+    pub fn ipip_config(&self) -> Option<IpipConfig> {
+        if !self.raw_ipip_capture_on {
+            return None;
+        }
+        let listen = RawListen::parse(&self.raw_socket_listen).ok();
+        let bind = match listen.as_ref().map(|l| l.ip) {
+            Some(std::net::IpAddr::V4(ip)) if !ip.is_unspecified() => Some(ip),
+            _ => None,
+        };
+        Some(IpipConfig {
+            bind,
+            ports: listen.map(|l| l.ports).unwrap_or(PortFilter::ANY),
+        })
     }
 
     /// The mirror-capture settings when `raw_moni_capture_on` is set (after [`Self::validate`]).
@@ -334,6 +392,8 @@ impl CollectorConfig {
             interface: self.raw_interface.clone(),
             ports,
             promiscuous: self.promiscuous_on,
+            bpf: self.raw_moni_bpf_on,
+            children: self.raw_sock_children,
         })
     }
 
@@ -410,5 +470,45 @@ mod raw_capture_tests {
 
         c.raw_socket_listen = String::new();
         assert_eq!(c.mirror_config().unwrap().ports, PortFilter::ANY);
+    }
+
+    #[test]
+    fn bpf_children_and_ipip_keys_are_validated_by_name() {
+        let mut c = CollectorConfig {
+            raw_moni_capture_on: true,
+            raw_interface: "eth1".to_owned(),
+            raw_moni_bpf_on: true,
+            ..CollectorConfig::default()
+        };
+        // The kernel filter needs a port range.
+        assert_eq!(invalid_key(&c), "raw_moni_bpf_on");
+        c.raw_socket_listen = "10.0.0.1".to_owned();
+        assert_eq!(invalid_key(&c), "raw_moni_bpf_on");
+        c.raw_socket_listen = "10.0.0.1:5060-5090".to_owned();
+        c.validate().unwrap();
+        let m = c.mirror_config().unwrap();
+        assert!(m.bpf);
+        assert_eq!(m.children, 1);
+
+        for bad in [0, 65] {
+            c.raw_sock_children = bad;
+            assert_eq!(invalid_key(&c), "raw_sock_children");
+        }
+        c.raw_sock_children = 4;
+        assert_eq!(c.mirror_config().unwrap().children, 4);
+
+        // IPIP binds the IPv4 address of raw_socket_listen; 0.0.0.0 or none binds nothing.
+        assert!(c.ipip_config().is_none());
+        c.raw_ipip_capture_on = true;
+        let ipip = c.ipip_config().unwrap();
+        assert_eq!(ipip.bind, Some(std::net::Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(ipip.ports.range, Some(5060..=5090));
+        c.raw_socket_listen = "0.0.0.0:5060".to_owned();
+        assert_eq!(c.ipip_config().unwrap().bind, None);
+        c.raw_socket_listen = String::new();
+        c.raw_moni_bpf_on = false;
+        assert_eq!(c.ipip_config().unwrap().ports, PortFilter::ANY);
+        c.raw_socket_listen = "fd00::1:5060".to_owned();
+        assert_eq!(invalid_key(&c), "raw_socket_listen");
     }
 }

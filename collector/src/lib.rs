@@ -1,7 +1,8 @@
 //! The collector: receives HEP and mirrored SIP, decodes it, extracts the SIP columns and streams
 //! `CaptureRecord`s to storers.
 //!
-//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet)
+//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet with
+//! a generated kernel BPF filter and fanout readers; IPIP via a raw socket)
 //! → [`decode`] (pure decoders: HEP v1/v2/v3; Ethernet/VLAN/SLL, IPv4/IPv6, UDP) → [`sip`] (SIP
 //! start line and headers into the `sip_capture` column values) → [`record`] (the only place a
 //! record is built) → [`export`] (lanes of numbered batches to storers, kept until acknowledged,
@@ -72,6 +73,7 @@ pub async fn import_file(
     config.hep_tcp = false;
     config.hep_tls_listen = None;
     config.raw_moni_capture_on = false;
+    config.raw_ipip_capture_on = false;
     config.validate()?;
     let pipeline = Pipeline::start(&config, switch, counters.clone())?;
     let imported = source::pcap_file::import(

@@ -18,6 +18,7 @@ use crate::export::{self, ExportConfig};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
 use crate::source::ingest::Ingest;
+use crate::source::ipip::{self, IpipError};
 use crate::source::mirror::{self, MirrorError};
 use crate::source::rate_limit::RateLimiter;
 
@@ -36,6 +37,9 @@ pub enum PipelineError {
     /// Mirror-port capture (`raw_moni_capture_on`) could not start.
     #[error(transparent)]
     Mirror(#[from] MirrorError),
+    /// IPIP capture (`raw_ipip_capture_on`) could not start.
+    #[error(transparent)]
+    Ipip(#[from] IpipError),
 }
 
 /// A running collector pipeline (inputs and exporter; gRPC is served by the caller).
@@ -88,10 +92,13 @@ impl Pipeline {
         let stop_inputs = CancellationToken::new();
         // Stops the inputs already started if a later one fails to start.
         let stop_on_error = stop_inputs.clone().drop_guard();
-        // Mirror capture opens its packet socket first: a missing CAP_NET_RAW fails start-up
+        // Raw capture opens its sockets first: a missing CAP_NET_RAW fails start-up
         // before anything listens.
         if let Some(mirror_config) = config.mirror_config() {
             mirror::start(&mirror_config, ingest.clone(), &inputs, &stop_inputs)?;
+        }
+        if let Some(ipip_config) = config.ipip_config() {
+            ipip::start(&ipip_config, ingest.clone(), &inputs, &stop_inputs)?;
         }
         let listen = ListenConfig {
             addr: config.hep_listen,

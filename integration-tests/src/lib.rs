@@ -7,6 +7,7 @@
 
 pub mod hep;
 pub mod kamailio;
+pub mod netns;
 pub mod pcap;
 pub mod storer;
 

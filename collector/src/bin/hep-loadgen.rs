@@ -6,6 +6,8 @@
 //!     --target 127.0.0.1:9060 --rate 50000 --seconds 10 --senders 2
 //! # the packets it would send, as a pcap + a CSV of their fields (to check with tshark/hep.lua):
 //! hep-loadgen --count 8 --pcap-out /tmp/loadgen.pcap
+//! # plain SIP over UDP (no HEP), for mirror/IPIP capture benchmarks:
+//! hep-loadgen --sip-only --bind 10.1.2.1:0 --target 10.1.2.2:5060 --rate 20000
 //! ```
 //!
 //! Each packet is an INVITE with SDP (padded to `--size` bytes of HEP), its own Call-ID
@@ -69,6 +71,13 @@ struct Args {
     /// their fields to `<file>.fields.csv`.
     #[arg(long)]
     pcap_out: Option<PathBuf>,
+    /// Send the SIP message itself (padded to `--size`), no HEP: the traffic a mirror port or
+    /// an IPIP tunnel carries, for raw-capture benchmarks.
+    #[arg(long)]
+    sip_only: bool,
+    /// Local address (and port) to send from, e.g. an address in a test namespace.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
 }
 
 /// The fields of one generated packet, kept for the CSV next to `--pcap-out`.
@@ -131,6 +140,9 @@ fn encode(args: &Args, i: usize, run: u64, now: Duration) -> anyhow::Result<Gene
     let ts_sec = u32::try_from(now.as_secs()).context("time past 2106")?;
     let ts_usec = now.subsec_micros();
     let build = |sip: &[u8]| -> anyhow::Result<Vec<u8>> {
+        if args.sip_only {
+            return Ok(sip.to_vec());
+        }
         let packet = HepPacket {
             version: args.hep_version,
             ip_family: Some(if args.ipv6 { 10 } else { 2 }),
@@ -215,10 +227,10 @@ fn send(args: &Args, wires: &Arc<Vec<Vec<u8>>>, sizes: &[usize]) -> anyhow::Resu
     let duration = Duration::from_secs_f64(args.seconds.max(0.0));
     let per_sender_rate = args.rate as f64 / senders as f64;
     let per_sender_count = args.count.div_ceil(senders as u64);
-    let bind: SocketAddr = if args.target.is_ipv6() {
-        "[::]:0".parse()?
-    } else {
-        "0.0.0.0:0".parse()?
+    let bind: SocketAddr = match args.bind {
+        Some(bind) => bind,
+        None if args.target.is_ipv6() => "[::]:0".parse()?,
+        None => "0.0.0.0:0".parse()?,
     };
     let start = Instant::now();
     let mut threads = Vec::new();
@@ -261,9 +273,13 @@ fn send(args: &Args, wires: &Arc<Vec<Vec<u8>>>, sizes: &[usize]) -> anyhow::Resu
         }));
     }
     let avg = sizes.iter().sum::<usize>() / sizes.len().max(1);
+    let kind = if args.sip_only {
+        "SIP".to_owned()
+    } else {
+        format!("HEP{}", args.hep_version)
+    };
     println!(
-        "sending HEP{} ~{avg}-byte packets to {} with {senders} sender(s), rate {}, for {:?}",
-        args.hep_version,
+        "sending {kind} ~{avg}-byte packets to {} with {senders} sender(s), rate {}, for {:?}",
         args.target,
         if args.rate == 0 {
             "max".to_owned()
