@@ -172,6 +172,31 @@ pub struct CollectorConfig {
     /// Sources tracked by the rate limiter; when full, the source idle the longest is forgotten
     /// (it starts again with a full burst).
     pub hep_rate_sources: usize,
+    /// Kamailio `nonsip_hook`: run the Lua hook (`script_file`, `event_callback`) on every HEP
+    /// packet before it becomes a record (docs/SCRIPTING.md).
+    #[serde(deserialize_with = "de::flag")]
+    pub nonsip_hook: bool,
+    /// The Lua script of the hook (Kamailio's KEMI script file).
+    pub script_file: Option<PathBuf>,
+    /// Kamailio `event_callback`: the Lua function called per packet with the event name
+    /// `"sipcapture:request"` and the packet object.
+    pub event_callback: String,
+    /// Longest a hook call may run, milliseconds; a call that runs longer is aborted and counted
+    /// as a script error (the packet takes the default path).
+    pub script_timeout_ms: u64,
+    /// Memory cap of each Lua state, bytes (0: none).
+    pub script_memory_limit: usize,
+    /// Forward rules (`[[forward]]`): records matching `match` (the storer's routing-rule
+    /// conditions) are sent as HEP to every `to` URI (`sip:host:port;transport=udp|tcp|tls`).
+    pub forward: Vec<crate::forward::ForwardRuleConfig>,
+    /// Packets queued per forward destination; beyond it packets are dropped and counted
+    /// (`dropped.forward_queue_full`).
+    pub forward_queue: usize,
+    /// PEM file of the CA certificates that TLS forward destinations are verified against.
+    pub forward_tls_ca: Option<PathBuf>,
+    /// Kamailio siptrace `hep_capture_id`: the capture agent id (chunk 0x000c) of HEP3 packets
+    /// encoded from raw capture for forwarding.
+    pub hep_capture_id: u32,
 }
 
 impl Default for CollectorConfig {
@@ -234,6 +259,15 @@ impl Default for CollectorConfig {
             hep_rate_limit: 0.0,
             hep_rate_burst: 0,
             hep_rate_sources: 65_536,
+            nonsip_hook: false,
+            script_file: None,
+            event_callback: String::new(),
+            script_timeout_ms: 100,
+            script_memory_limit: 64 * 1024 * 1024,
+            forward: Vec::new(),
+            forward_queue: 10_000,
+            forward_tls_ca: None,
+            hep_capture_id: 1,
         }
     }
 }
@@ -323,7 +357,56 @@ impl CollectorConfig {
             ));
         }
         self.validate_raw()?;
+        self.validate_hooks()?;
         Ok(())
+    }
+
+    /// Checks the hook and forwarding keys (Kamailio names where they exist).
+    fn validate_hooks(&self) -> Result<(), ConfigError> {
+        if self.nonsip_hook {
+            let Some(file) = &self.script_file else {
+                return Err(ConfigError::invalid(
+                    "script_file",
+                    "nonsip_hook = 1 needs the Lua script file",
+                ));
+            };
+            if !file.is_file() {
+                return Err(ConfigError::invalid(
+                    "script_file",
+                    format!("{} is not a readable file", file.display()),
+                ));
+            }
+            if self.event_callback.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    "event_callback",
+                    "nonsip_hook = 1 needs the name of the Lua function to call",
+                ));
+            }
+            if self.script_timeout_ms == 0 {
+                return Err(ConfigError::invalid(
+                    "script_timeout_ms",
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.forward_queue == 0 {
+            return Err(ConfigError::invalid("forward_queue", "must be at least 1"));
+        }
+        crate::forward::validate_rules(&self.forward, self.forward_tls_ca.as_deref())
+    }
+
+    /// The hook settings when `nonsip_hook` is on (after [`Self::validate`]).
+    pub fn hook_settings(&self) -> Option<crate::hook::HookSettings> {
+        if !self.nonsip_hook {
+            return None;
+        }
+        Some(crate::hook::HookSettings {
+            script_file: self.script_file.clone()?,
+            event_callback: self.event_callback.trim().to_owned(),
+            timeout: std::time::Duration::from_millis(self.script_timeout_ms),
+            memory_limit: self.script_memory_limit,
+            states: std::thread::available_parallelism().map_or(2, |n| n.get() + 1),
+        })
     }
 
     /// Checks the raw-capture keys (Kamailio names).
@@ -510,5 +593,40 @@ mod raw_capture_tests {
         assert_eq!(c.ipip_config().unwrap().ports, PortFilter::ANY);
         c.raw_socket_listen = "fd00::1:5060".to_owned();
         assert_eq!(invalid_key(&c), "raw_socket_listen");
+    }
+
+    #[test]
+    fn hook_and_forward_keys_are_validated_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hook.lua");
+        let mut c = CollectorConfig {
+            nonsip_hook: true,
+            ..CollectorConfig::default()
+        };
+        assert_eq!(invalid_key(&c), "script_file");
+        c.script_file = Some(script.clone());
+        assert_eq!(invalid_key(&c), "script_file", "missing file");
+        std::fs::write(&script, "function f() return 1 end").unwrap();
+        assert_eq!(invalid_key(&c), "event_callback");
+        c.event_callback = "f".to_owned();
+        c.validate().unwrap();
+        assert_eq!(c.hook_settings().unwrap().event_callback, "f");
+        c.forward_queue = 0;
+        assert_eq!(invalid_key(&c), "forward_queue");
+        c.forward_queue = 10;
+
+        // Kamailio's names and the forward rules, from TOML.
+        let text = format!(
+            "nonsip_hook = 1\nscript_file = {:?}\nevent_callback = \"f\"\n\
+             [[forward]]\nmatch = {{ method = \"INVITE\" }}\nto = [\"sip:10.0.0.1:9060\"]\n",
+            script.display().to_string()
+        );
+        let parsed: CollectorConfig = toml::from_str(&text).unwrap();
+        parsed.validate().unwrap();
+        assert_eq!(parsed.forward.len(), 1);
+        assert!(parsed.forward[0].store);
+        let bad = text.replace("sip:10.0.0.1:9060", "sip:10.0.0.1:x");
+        let parsed: CollectorConfig = toml::from_str(&bad).unwrap();
+        assert_eq!(invalid_key(&parsed), "forward[0].to");
     }
 }

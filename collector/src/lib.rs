@@ -7,11 +7,16 @@
 //! start line and headers into the `sip_capture` column values) → [`record`] (the only place a
 //! record is built) → [`export`] (lanes of numbered batches to storers, kept until acknowledged,
 //! spooled to disk beyond the in-memory window). [`pipeline`] wires it; [`config`] is the one
-//! typed config; [`run`] serves the status service next to it.
+//! typed config; [`run`] serves the status service next to it. Beside the flow: [`hook`] (the
+//! embedded Lua hook, Kamailio's `nonsip_hook` / `event_callback`, run on each HEP packet before
+//! it becomes a record) and [`forward`] (HEP forwarding to other collectors: forward rules and
+//! the script's `sip_capture_forward`).
 
 pub mod config;
 pub mod decode;
 pub mod export;
+pub mod forward;
+pub mod hook;
 pub mod pipeline;
 pub mod record;
 pub mod sip;

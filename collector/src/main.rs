@@ -55,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
     let config: CollectorConfig = load(&sources)?;
     config.validate()?;
     if args.check_config {
+        if let Some(hook) = config.hook_settings() {
+            sipcapture_collector::hook::check_script(&hook.script_file, &hook.event_callback)?;
+        }
         println!("config ok");
         return Ok(());
     }

@@ -15,6 +15,8 @@ use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
 use crate::export::storers::{Storers, refresh_dns, renew_on_rotation};
 use crate::export::{self, ExportConfig};
+use crate::forward::{ForwardSettings, Forwarder};
+use crate::hook::{Hook, Hooks};
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
 use crate::source::ingest::Ingest;
@@ -40,6 +42,39 @@ pub enum PipelineError {
     /// IPIP capture (`raw_ipip_capture_on`) could not start.
     #[error(transparent)]
     Ipip(#[from] IpipError),
+    /// Forward rules could not start.
+    #[error(transparent)]
+    Forward(#[from] sipcapture_proto::config::ConfigError),
+}
+
+/// The Lua hook (reloaded on SIGHUP and file change) and the forwarder, as configured.
+fn start_hooks(
+    config: &CollectorConfig,
+    counters: &Arc<Counters>,
+    stop: &CancellationToken,
+) -> Result<Hooks, PipelineError> {
+    let hook_settings = config.hook_settings();
+    let forwarder = if config.forward.is_empty() && hook_settings.is_none() {
+        None
+    } else {
+        let settings = ForwardSettings {
+            queue: config.forward_queue,
+            tls_ca: config.forward_tls_ca.clone(),
+            capture_id: config.hep_capture_id,
+        };
+        Some(Forwarder::start(
+            &config.forward,
+            settings,
+            counters.clone(),
+            stop.child_token(),
+        )?)
+    };
+    let hook = hook_settings.map(|settings| {
+        let hook = Hook::new(settings, forwarder.clone(), counters.clone());
+        tokio::spawn(hook.clone().watch(stop.child_token()));
+        hook
+    });
+    Ok(Hooks { hook, forwarder })
 }
 
 /// A running collector pipeline (inputs and exporter; gRPC is served by the caller).
@@ -69,6 +104,9 @@ impl Pipeline {
             config.queue_capacity.div_ceil(lanes),
             config.storer_placement,
         );
+        let inputs = TaskTracker::new();
+        let stop_inputs = CancellationToken::new();
+        let hooks = start_hooks(config, &counters, &stop_inputs)?;
         let ingest = Arc::new(Ingest {
             builder: RecordBuilder {
                 capture_node: config.capture_node.clone(),
@@ -81,6 +119,7 @@ impl Pipeline {
             auth_key: config.hep_auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
             counters: counters.clone(),
             queue,
+            hooks,
             rate_limit: RateLimiter::new(
                 config.hep_rate_limit,
                 config.hep_rate_burst,
@@ -88,8 +127,6 @@ impl Pipeline {
                 std::time::Instant::now(),
             ),
         });
-        let inputs = TaskTracker::new();
-        let stop_inputs = CancellationToken::new();
         // Stops the inputs already started if a later one fails to start.
         let stop_on_error = stop_inputs.clone().drop_guard();
         // Raw capture opens its sockets first: a missing CAP_NET_RAW fails start-up

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sipcapture_proto::ip_to_bytes;
 use sipcapture_proto::v1::{
     CaptureRecord, HepChunk as WireChunk, HepMeta, InputKind, Origin, RecordFlags, RecordKind,
-    ReportFields, SipFields,
+    ReportFields, Routing, SipFields,
 };
 
 use crate::decode::hep::{HepPacket, HepPayload};
@@ -151,15 +151,6 @@ impl RecordBuilder {
             return Err(RecordError::NoPayload);
         }
 
-        // Kamailio takes the HEP time when its seconds are non-zero, else "now"; the node gets
-        // the capture id only in the first case.
-        let (capture_time_us, time_from_packet) = match pkt.ts_sec {
-            Some(sec) if sec != 0 => (
-                u64::from(sec) * 1_000_000 + u64::from(pkt.ts_usec.unwrap_or(0)),
-                true,
-            ),
-            _ => (micros(rx.at), false),
-        };
         // v1/v2 carry no payload type: Kamailio treats their payload as SIP.
         let payload_type = u32::from(pkt.proto_type.unwrap_or(1));
         let incomplete = pkt.version == 3
@@ -168,37 +159,12 @@ impl RecordBuilder {
                 || pkt.dst_ip.is_none()
                 || pkt.proto_type.is_none());
 
-        let mut record = CaptureRecord {
-            capture_time_us,
-            time_from_packet,
-            family: family_of(pkt.src_ip.or(pkt.dst_ip), pkt.ip_family),
-            ip_protocol: u32::from(pkt.ip_protocol.unwrap_or(0)),
-            transport: kamailio_proto(pkt.ip_protocol.unwrap_or(0)),
-            src_ip: pkt.src_ip.map(ip_to_bytes).unwrap_or_default(),
-            src_port: u32::from(pkt.src_port.unwrap_or(0)),
-            dst_ip: pkt.dst_ip.map(ip_to_bytes).unwrap_or_default(),
-            dst_port: u32::from(pkt.dst_port.unwrap_or(0)),
-            node: node_column(
-                &self.capture_node,
-                time_from_packet,
-                pkt.capture_id.unwrap_or(0),
-            ),
-            kind: RecordKind::Sip as i32,
-            hep: Some(hep_meta(pkt, payload_type, compressed)),
-            payload: Vec::new(),
-            sip: None,
-            report: None,
-            flags: Some(RecordFlags {
-                incomplete_hep: incomplete,
-                ..Default::default()
-            }),
-            routing: None,
-            origin: Some(Origin {
-                collector_id: self.collector_id.clone(),
-                input: rx.input as i32,
-                peer: rx.peer.map(|p| p.to_string()).unwrap_or_default(),
-            }),
-        };
+        let mut record = self.hep_envelope(pkt, rx);
+        record.hep = Some(hep_meta(pkt, payload_type, compressed));
+        record.flags = Some(RecordFlags {
+            incomplete_hep: incomplete,
+            ..Default::default()
+        });
 
         if payload_type == 1 {
             let columns = sip::extract(&bytes, &self.sip).map_err(RecordError::Sip)?;
@@ -216,6 +182,108 @@ impl RecordBuilder {
         }
         record.payload = bytes.into_owned();
         Ok(record)
+    }
+
+    /// Builds the report row of a script's `report_capture(table, cid, data)` (behaviour doc
+    /// §2.3, script path) for the packet the hook ran on: the table as-is (no strftime), the
+    /// correlation id `cid` (else the packet's chunk 0x0011, else empty), the message `data`
+    /// (else the packet's payload), time and node as for the packet's own record. Addresses,
+    /// ports, transport and family are the packet's (what Kamailio's `request_route` sees after
+    /// the HEP re-parse); `type` is 1/2 for a SIP request/reply payload, else the report type
+    /// of the payload type (docs/COMPATIBILITY.md).
+    pub fn script_report(
+        &self,
+        pkt: &HepPacket<'_>,
+        rx: Reception,
+        table: &str,
+        cid: &[u8],
+        data: &[u8],
+    ) -> CaptureRecord {
+        let payload_type = u32::from(pkt.proto_type.unwrap_or(1));
+        let inner = pkt
+            .payload
+            .and_then(|p| p.inflate(self.max_inflated_payload).ok())
+            .unwrap_or_default();
+        let report_type = if payload_type == 1 {
+            match sip::extract(&inner, &self.sip) {
+                Ok(columns) => u32::from(columns.msg_type),
+                Err(_) => 0,
+            }
+        } else {
+            report_type(payload_type)
+        };
+        let correlation_id = if cid.is_empty() {
+            let id = pkt.correlation_id.unwrap_or_default();
+            let end = id.iter().position(|b| *b == 0).unwrap_or(id.len());
+            id.get(..end).unwrap_or_default().to_vec()
+        } else {
+            cid.to_vec()
+        };
+        let mut meta = hep_meta(
+            pkt,
+            payload_type,
+            matches!(pkt.payload, Some(HepPayload::Compressed(_))),
+        );
+        meta.has_correlation_id = !correlation_id.is_empty();
+        meta.correlation_id = correlation_id;
+        let payload = if data.is_empty() {
+            inner.into_owned()
+        } else {
+            data.to_vec()
+        };
+        CaptureRecord {
+            kind: RecordKind::Report as i32,
+            hep: Some(meta),
+            payload,
+            report: Some(ReportFields { report_type }),
+            routing: Some(Routing {
+                table: table.to_owned(),
+                capture_mode: String::new(),
+            }),
+            ..self.hep_envelope(pkt, rx)
+        }
+    }
+
+    /// The envelope of a HEP packet's record (a SIP record without HEP meta, payload or SIP
+    /// fields): time, family, transport, addresses, node and origin. Kamailio takes the HEP time
+    /// when its seconds are non-zero, else "now"; the node gets the capture id only in the
+    /// first case.
+    fn hep_envelope(&self, pkt: &HepPacket<'_>, rx: Reception) -> CaptureRecord {
+        let (capture_time_us, time_from_packet) = match pkt.ts_sec {
+            Some(sec) if sec != 0 => (
+                u64::from(sec) * 1_000_000 + u64::from(pkt.ts_usec.unwrap_or(0)),
+                true,
+            ),
+            _ => (micros(rx.at), false),
+        };
+        CaptureRecord {
+            capture_time_us,
+            time_from_packet,
+            family: family_of(pkt.src_ip.or(pkt.dst_ip), pkt.ip_family),
+            ip_protocol: u32::from(pkt.ip_protocol.unwrap_or(0)),
+            transport: kamailio_proto(pkt.ip_protocol.unwrap_or(0)),
+            src_ip: pkt.src_ip.map(ip_to_bytes).unwrap_or_default(),
+            src_port: u32::from(pkt.src_port.unwrap_or(0)),
+            dst_ip: pkt.dst_ip.map(ip_to_bytes).unwrap_or_default(),
+            dst_port: u32::from(pkt.dst_port.unwrap_or(0)),
+            node: node_column(
+                &self.capture_node,
+                time_from_packet,
+                pkt.capture_id.unwrap_or(0),
+            ),
+            kind: RecordKind::Sip as i32,
+            hep: None,
+            payload: Vec::new(),
+            sip: None,
+            report: None,
+            flags: None,
+            routing: None,
+            origin: Some(Origin {
+                collector_id: self.collector_id.clone(),
+                input: rx.input as i32,
+                peer: rx.peer.map(|p| p.to_string()).unwrap_or_default(),
+            }),
+        }
     }
 
     /// Builds the record of one SIP message captured raw (mirror port, IPIP, pcap file), as

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-use sipcapture_collector::decode::hep::{HepPacket, HepPayload, encode_v3};
+use sipcapture_collector::decode::hep::{HepPacket, HepPayload, encode_v1v2, encode_v3};
 
 /// A HEP3 SIP packet as Kamailio siptrace sends it (11 chunks).
 pub fn hep3_sip(
@@ -13,12 +13,45 @@ pub fn hep3_sip(
     capture_id: u32,
     sip: &[u8],
 ) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_v3(
+        &sip_packet(3, src, dst, ts_sec, ts_usec, capture_id, sip),
+        &mut out,
+    );
+    out
+}
+
+/// A HEP v2 SIP packet as Kamailio siptrace sends it (`hep_version = 2`).
+pub fn hep2_sip(
+    src: SocketAddr,
+    dst: SocketAddr,
+    ts_sec: u32,
+    ts_usec: u32,
+    capture_id: u32,
+    sip: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    let mut packet = sip_packet(2, src, dst, ts_sec, ts_usec, capture_id, sip);
+    packet.proto_type = None;
+    let mut out = Vec::new();
+    encode_v1v2(&packet, &mut out)?;
+    Ok(out)
+}
+
+fn sip_packet<'a>(
+    version: u8,
+    src: SocketAddr,
+    dst: SocketAddr,
+    ts_sec: u32,
+    ts_usec: u32,
+    capture_id: u32,
+    sip: &'a [u8],
+) -> HepPacket<'a> {
     let family = match src.ip() {
         IpAddr::V4(_) => 2,
         IpAddr::V6(_) => 10,
     };
-    let packet = HepPacket {
-        version: 3,
+    HepPacket {
+        version,
         ip_family: Some(family),
         ip_protocol: Some(17),
         src_ip: Some(src.ip()),
@@ -37,10 +70,7 @@ pub fn hep3_sip(
         node_name: None,
         core_chunks: 0,
         chunk_area: &[],
-    };
-    let mut out = Vec::new();
-    encode_v3(&packet, &mut out);
-    out
+    }
 }
 
 /// Sends datagrams to `target` from an ephemeral loopback socket.

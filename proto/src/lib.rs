@@ -19,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod counters;
 mod helpers;
+pub mod matching;
 pub mod server;
 pub mod status;
 pub mod telemetry;

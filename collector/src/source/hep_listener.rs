@@ -425,6 +425,7 @@ mod tests {
                 auth_key: None,
                 counters: counters.clone(),
                 queue,
+                hooks: crate::hook::Hooks::default(),
                 rate_limit: None,
             });
             let tasks = TaskTracker::new();
@@ -779,6 +780,7 @@ mod tests {
             auth_key: None,
             counters: Arc::new(Counters::new("collector")),
             queue,
+            hooks: crate::hook::Hooks::default(),
             rate_limit: None,
         });
         let err = start(&cfg, ingest, &TaskTracker::new(), &CancellationToken::new())

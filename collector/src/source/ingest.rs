@@ -6,11 +6,12 @@ use std::time::{Instant, SystemTime};
 
 use sipcapture_proto::counters::{Counters, worth_logging};
 use sipcapture_proto::status::CaptureSwitch;
-use sipcapture_proto::v1::InputKind;
+use sipcapture_proto::v1::{InputKind, Routing};
 
 use crate::decode::dissect::{Dissected, PayloadKind};
 use crate::decode::hep;
 use crate::export::lanes::LaneQueues;
+use crate::hook::Hooks;
 use crate::record::{Reception, RecordBuilder, RecordError};
 use crate::source::rate_limit::{RateLimiter, Verdict};
 
@@ -29,6 +30,8 @@ pub struct Ingest {
     pub counters: Arc<Counters>,
     /// The exporter's lane queues.
     pub queue: LaneQueues,
+    /// The Lua hook and HEP forwarding (both optional).
+    pub hooks: Hooks,
     /// Per-source rate limit of HEP packets (`hep_rate_limit`), when configured.
     pub rate_limit: Option<RateLimiter>,
 }
@@ -99,23 +102,77 @@ impl Ingest {
         {
             return self.drop_packet("auth_failed", input, &"auth key missing or wrong");
         }
-        if !self.hep_capture_on || !self.switch.input_on(input) {
-            self.counters.add("discarded.status", 1);
-            return Outcome::Discarded;
-        }
         let rx = Reception {
             input,
             peer,
             at: SystemTime::now(),
         };
-        let record = match self.builder.from_hep(&packet, rx) {
+        // Kamailio's nonsip_hook: the event route runs on every decoded packet, before the
+        // capture switch (forwarding works while capture is off; report_capture checks it).
+        let verdict = self.hooks.hook.as_ref().map(|h| h.run(data, input, peer));
+        if let Some(v) = &verdict {
+            self.script_reports(&packet, v, rx).await;
+            if !v.proceed && v.capture.is_none() {
+                self.counters.count_drop("script");
+                return Outcome::Dropped("script");
+            }
+        }
+        if !self.hep_capture_on || !self.switch.input_on(input) {
+            self.counters.add("discarded.status", 1);
+            return Outcome::Discarded;
+        }
+        let mut record = match self.builder.from_hep(&packet, rx) {
             Ok(r) => r,
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
         if record.flags.as_ref().is_some_and(|f| f.incomplete_hep) {
             self.counters.add("hep_incomplete", 1);
         }
+        if let Some((table, capture_mode)) = verdict.and_then(|v| v.capture) {
+            record.routing = Some(Routing {
+                table,
+                capture_mode,
+            });
+        }
+        if !self.forward_by_rules(&record, Some(data)) {
+            return self.skip_packet("forwarded_only");
+        }
         self.enqueue(record).await
+    }
+
+    /// Queues the report rows a script asked for (`report_capture`), when capture is on for the
+    /// input (Kamailio's `report_capture` checks `capture_on`; a refused row is counted).
+    async fn script_reports(
+        &self,
+        packet: &hep::HepPacket<'_>,
+        verdict: &crate::hook::Verdict,
+        rx: Reception,
+    ) {
+        for req in &verdict.reports {
+            if !self.switch.input_on(rx.input) {
+                self.counters.add("discarded.status", 1);
+                continue;
+            }
+            let record = self
+                .builder
+                .script_report(packet, rx, &req.table, &req.cid, &req.data);
+            self.counters.add("script_reports", 1);
+            if self.enqueue(record).await == Outcome::Closed {
+                return;
+            }
+        }
+    }
+
+    /// Applies the forward rules; false when a matching rule says not to store the record.
+    fn forward_by_rules(
+        &self,
+        record: &sipcapture_proto::v1::CaptureRecord,
+        raw: Option<&[u8]>,
+    ) -> bool {
+        match &self.hooks.forwarder {
+            Some(f) if f.has_rules() => f.apply_rules(record, raw),
+            _ => true,
+        }
     }
 }
 
@@ -222,6 +279,10 @@ impl Ingest {
             Err(RecordError::NotSip) => return self.skip_packet("not_sip"),
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
+        // A raw-captured record is forwarded as HEP3 (the collector as a HEP agent).
+        if !self.forward_by_rules(&record, None) {
+            return self.skip_packet("forwarded_only");
+        }
         self.enqueue(record).await
     }
 }
@@ -260,6 +321,7 @@ mod raw_tests {
             auth_key: None,
             counters: Arc::new(Counters::new("collector")),
             queue,
+            hooks: Hooks::default(),
             rate_limit: None,
         };
         (ingest, lanes.remove(0))
@@ -291,5 +353,47 @@ mod raw_tests {
         assert!(records.try_recv().is_err());
         assert_eq!(ingest.counters.get("raw_received"), 3);
         assert_eq!(ingest.counters.get("records_queued"), 1);
+    }
+
+    #[tokio::test]
+    async fn raw_records_matching_a_forward_rule_go_out_as_hep3() {
+        use crate::forward::{ForwardRuleConfig, ForwardSettings, Forwarder};
+        let (mut ingest, mut records) = ingest();
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rules = vec![ForwardRuleConfig {
+            matches: sipcapture_proto::matching::MatchConfig {
+                method: vec!["OPTIONS".to_owned()],
+                ..Default::default()
+            },
+            to: vec![format!("sip:{}", peer.local_addr().unwrap())],
+            store: false,
+        }];
+        let settings = ForwardSettings {
+            queue: 4,
+            tls_ca: None,
+            capture_id: 77,
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        ingest.hooks.forwarder = Some(
+            Forwarder::start(&rules, settings, ingest.counters.clone(), shutdown.clone()).unwrap(),
+        );
+        let src: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let dst: SocketAddr = "10.0.0.2:5090".parse().unwrap();
+        let out = ingest
+            .raw(src, dst, 17, OPTIONS, InputKind::Mirror, None)
+            .await;
+        assert_eq!(out, Outcome::Dropped("forwarded_only"));
+        assert!(records.try_recv().is_err(), "store = false");
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), peer.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let p = hep::decode(&buf[..n]).unwrap();
+        assert_eq!(p.version, 3);
+        assert_eq!(p.capture_id, Some(77));
+        assert_eq!((p.src_ip, p.dst_port), (Some(src.ip()), Some(5090)));
+        assert_eq!(p.payload, Some(hep::HepPayload::Raw(OPTIONS)));
+        shutdown.cancel();
     }
 }
