@@ -197,6 +197,14 @@ pub struct CollectorConfig {
     /// Kamailio siptrace `hep_capture_id`: the capture agent id (chunk 0x000c) of HEP3 packets
     /// encoded from raw capture for forwarding.
     pub hep_capture_id: u32,
+    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
+    /// unset (the default). Metrics are listed in docs/METRICS.md.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
+    /// env wins when set.
+    pub log_level: String,
 }
 
 impl Default for CollectorConfig {
@@ -268,6 +276,9 @@ impl Default for CollectorConfig {
             forward_queue: 10_000,
             forward_tls_ca: None,
             hep_capture_id: 1,
+            metrics_listen: None,
+            log_format: sipcapture_proto::telemetry::LogFormat::Text,
+            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -356,6 +367,7 @@ impl CollectorConfig {
                 "topoh_unmask needs a mask_key",
             ));
         }
+        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
         self.validate_raw()?;
         self.validate_hooks()?;
         Ok(())

@@ -7,13 +7,15 @@
 //! start line and headers into the `sip_capture` column values) → [`record`] (the only place a
 //! record is built) → [`export`] (lanes of numbered batches to storers, kept until acknowledged,
 //! spooled to disk beyond the in-memory window). [`pipeline`] wires it; [`config`] is the one
-//! typed config; [`run`] serves the status service next to it. Beside the flow: [`hook`] (the
+//! typed config; [`events`] are the typed internal events (log + metric); [`run`] serves the
+//! status service and the Prometheus endpoint next to it. Beside the flow: [`hook`] (the
 //! embedded Lua hook, Kamailio's `nonsip_hook` / `event_callback`, run on each HEP packet before
 //! it becomes a record) and [`forward`] (HEP forwarding to other collectors: forward rules and
 //! the script's `sip_capture_forward`).
 
 pub mod config;
 pub mod decode;
+pub mod events;
 pub mod export;
 pub mod forward;
 pub mod hook;
@@ -53,6 +55,9 @@ pub enum CollectorError {
     /// gRPC failure.
     #[error(transparent)]
     Serve(#[from] sipcapture_proto::server::ServeError),
+    /// The `/metrics` endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] sipcapture_proto::metrics::MetricsError),
     /// A capture file could not be read (`--pcap`).
     #[error(transparent)]
     PcapFile(#[from] source::pcap_file::PcapFileError),
@@ -135,6 +140,8 @@ pub async fn run(
         Duration::from_secs(3),
     )
     .await;
+    sipcapture_proto::metrics::serve_if(config.metrics_listen, vec![counters.clone()], &shutdown)
+        .await?;
     let pipeline = Pipeline::start(&config, switch.clone(), counters.clone())?;
     let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(counters.clone()))
         .map_err(|e| CollectorError::Config(e.into_config()))?;

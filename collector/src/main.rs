@@ -7,6 +7,7 @@ use clap::Parser;
 use figment::value::Value;
 use sipcapture_collector::config::CollectorConfig;
 use sipcapture_proto::config::{Sources, load};
+use sipcapture_proto::telemetry::LogSettings;
 
 /// Receives HEP v1/v2/v3 and streams decoded SIP to storers.
 #[derive(Debug, Parser)]
@@ -41,7 +42,6 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sipcapture_proto::telemetry::init_logging();
     let args = Args::parse();
     let mut sources = Sources::new(args.config, args.set);
     sources
@@ -61,6 +61,10 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
+    let telemetry = sipcapture_proto::telemetry::init(
+        "sipcapture-collector",
+        &LogSettings::new(config.log_format, &config.log_level),
+    )?;
     let shutdown = sipcapture_proto::server::shutdown_on_signal();
     if let Some(path) = args.pcap {
         let switch = std::sync::Arc::new(sipcapture_proto::status::CaptureSwitch::new(
@@ -69,10 +73,14 @@ async fn main() -> anyhow::Result<()> {
         let counters = std::sync::Arc::new(sipcapture_proto::counters::Counters::new("collector"));
         let summary =
             sipcapture_collector::import_file(&config, &path, switch, counters, true, shutdown)
-                .await?;
+                .await;
+        telemetry.shutdown();
+        let summary = summary?;
         print!("{}: imported\n{summary}", path.display());
         return Ok(());
     }
-    sipcapture_collector::run(config, shutdown).await?;
+    let result = sipcapture_collector::run(config, shutdown).await;
+    telemetry.shutdown();
+    result?;
     Ok(())
 }

@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::CollectorConfig;
+use crate::events::{InternalEvent, SpoolCorruptFrames};
 use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
 use crate::export::storers::{Storers, refresh_dns, renew_on_rotation};
-use crate::export::{self, ExportConfig};
+use crate::export::{self, ExportConfig, LaneStats};
 use crate::forward::{ForwardSettings, Forwarder};
 use crate::hook::{Hook, Hooks};
 use crate::record::RecordBuilder;
@@ -107,6 +108,37 @@ impl Pipeline {
         let inputs = TaskTracker::new();
         let stop_inputs = CancellationToken::new();
         let hooks = start_hooks(config, &counters, &stop_inputs)?;
+        let watchers = queue.watchers();
+        let capacity = config.queue_capacity.div_ceil(lanes) as i64;
+        counters.gauge_fn("queue_depth", move |report| {
+            for (lane, weak) in watchers.iter().enumerate() {
+                if let Some(sender) = weak.upgrade() {
+                    let depth = sender.max_capacity() - sender.capacity();
+                    report(&lane.to_string(), depth as i64);
+                }
+            }
+        });
+        counters.gauge_fn("queue_capacity", move |report| {
+            for lane in 0..lanes {
+                report(&lane.to_string(), capacity);
+            }
+        });
+        let lane_stats: Vec<Arc<LaneStats>> =
+            (0..lanes).map(|_| Arc::new(LaneStats::default())).collect();
+        let read = |pick: fn(&LaneStats) -> &std::sync::atomic::AtomicU64| {
+            let stats = lane_stats.clone();
+            move |report: &mut dyn FnMut(&str, i64)| {
+                for (lane, s) in stats.iter().enumerate() {
+                    let v = pick(s).load(std::sync::atomic::Ordering::Relaxed);
+                    report(&lane.to_string(), i64::try_from(v).unwrap_or(i64::MAX));
+                }
+            }
+        };
+        counters.gauge_fn("unacked_batches", read(|s| &s.unacked));
+        if !config.spool_dir.as_os_str().is_empty() {
+            counters.gauge_fn("spool_bytes", read(|s| &s.spool_bytes));
+            counters.gauge_fn("spool_segments", read(|s| &s.spool_segments));
+        }
         let ingest = Arc::new(Ingest {
             builder: RecordBuilder {
                 capture_node: config.capture_node.clone(),
@@ -205,7 +237,10 @@ impl Pipeline {
                         dir = %dir.display(),
                         "spool recovered; replaying"
                     );
-                    counters.add("spool_corrupt_frames", recovered.corrupt);
+                    SpoolCorruptFrames {
+                        frames: recovered.corrupt,
+                    }
+                    .emit(&counters);
                 }
                 Some(spool)
             };
@@ -228,6 +263,7 @@ impl Pipeline {
                 spool,
                 records,
                 counters.clone(),
+                lane_stats.get(lane).cloned().unwrap_or_default(),
             )));
         }
         stop_on_error.disarm();

@@ -44,6 +44,14 @@ pub struct ControlConfig {
     /// Client certificate identities (subject CN or a SAN) allowed to change the fleet status
     /// (and register as members) without the bearer token (needs `grpc_tls.client_ca`).
     pub grpc_admin_identities: Vec<String>,
+    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
+    /// unset (the default). Metrics are listed in docs/METRICS.md.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
+    /// env wins when set.
+    pub log_level: String,
 }
 
 impl Default for ControlConfig {
@@ -63,6 +71,9 @@ impl Default for ControlConfig {
             grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
             grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
             grpc_admin_identities: Vec::new(),
+            metrics_listen: None,
+            log_format: sipcapture_proto::telemetry::LogFormat::Text,
+            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -75,6 +86,7 @@ impl ControlConfig {
             &self.grpc_client_tls,
             &self.grpc_limits,
         )?;
+        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
         for url in &self.member {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::invalid(

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::events::{FanoutFailed, InternalEvent, StatusChanged};
 use crate::members::{MemberLink, Origin, Registry, fan_out};
 use crate::state::DesiredState;
 
@@ -34,6 +35,8 @@ pub struct Control {
     pub admin: Authorizer,
     /// Client TLS for `https://` members.
     pub tls: GrpcClientTls,
+    /// Control's metrics.
+    pub counters: Arc<sipcapture_proto::counters::Counters>,
 }
 
 impl Control {
@@ -71,7 +74,12 @@ impl Control {
             ));
         };
         self.desired.set(on, &inputs, &req.members);
-        tracing::info!(on, ?inputs, members = ?req.members, "capture status requested");
+        StatusChanged {
+            member: "control",
+            on,
+            inputs: &inputs,
+        }
+        .emit(&self.counters);
         let request = SetStatusRequest {
             action: req.action,
             inputs: req.inputs.clone(),
@@ -85,6 +93,10 @@ impl Control {
             &self.tls,
         )
         .await;
+        FanoutFailed {
+            members: members.iter().filter(|m| !m.reachable).count() as u64,
+        }
+        .emit(&self.counters);
         Ok(self.reply(members))
     }
 

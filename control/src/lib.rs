@@ -5,10 +5,11 @@
 //! status, persisted, announced to watching members) → [`members`] (registry of configured,
 //! registered and DNS-found members; fan-out to each member's StatusService with a deadline,
 //! per-member results). [`config`] is the typed config;
-//! [`cli`] prints replies as a table; [`up`] runs collector + storer + control in one process.
+//! [`events`] are the typed internal events (log + metric); [`cli`] prints replies as a table; [`up`] runs collector + storer + control in one process.
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod grpc;
 pub mod import;
 pub mod members;
@@ -52,8 +53,14 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
             shutdown.clone(),
         ));
     }
+    let counters = Arc::new(Counters::new("control"));
+    let members = registry.clone();
+    counters.gauge_fn("members", move |report| {
+        report("", i64::try_from(members.all().len()).unwrap_or(i64::MAX));
+    });
     Arc::new(Control {
         desired: DesiredState::load(config.state_file.clone(), config.capture_on),
+        counters,
         registry,
         timeout: Duration::from_millis(config.member_timeout_ms),
         token: config.auth_token.clone().filter(|t| !t.is_empty()),
@@ -70,7 +77,7 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     config.validate()?;
     let control = build(&config, &shutdown);
     let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
-    let counters = Arc::new(Counters::new("control"));
+    let counters = control.counters.clone();
     let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(counters.clone()))
         .map_err(TlsError::into_config)?;
     if let Some(tls) = &tls {
@@ -80,6 +87,12 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
         );
     }
     let limits = config.grpc_limits;
+    sipcapture_proto::metrics::serve_if(
+        config.metrics_listen,
+        vec![control.counters.clone()],
+        &shutdown,
+    )
+    .await?;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(
         ControlServiceServer::new(ControlServer::new(control))

@@ -7,6 +7,7 @@ use clap::Parser;
 use figment::value::Value;
 use sipcapture_control::config::ControlConfig;
 use sipcapture_proto::config::{Sources, load};
+use sipcapture_proto::telemetry::LogSettings;
 
 /// Holds the fleet's capture status and fans it out to every collector and storer.
 #[derive(Debug, Parser)]
@@ -31,7 +32,6 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sipcapture_proto::telemetry::init_logging();
     let args = Args::parse();
     let mut sources = Sources::new(args.config, args.set);
     sources.flag("grpc_listen", args.grpc_listen.map(|a| a.to_string()));
@@ -45,6 +45,12 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
+    let telemetry = sipcapture_proto::telemetry::init(
+        "sipcapture-control",
+        &LogSettings::new(config.log_format, &config.log_level),
+    )?;
     let shutdown = sipcapture_proto::server::shutdown_on_signal();
-    sipcapture_control::run(config, shutdown).await
+    let result = sipcapture_control::run(config, shutdown).await;
+    telemetry.shutdown();
+    result
 }

@@ -51,6 +51,14 @@ pub struct UpConfig {
     pub storer: StorerConfig,
     /// Control settings (extra members may be listed; the local member is always included).
     pub control: ControlConfig,
+    /// Prometheus scrape endpoint (`GET /metrics`) of the whole process (collector, storer and
+    /// control metrics), e.g. `0.0.0.0:9090`. Off when unset (the default). The sections'
+    /// own `metrics_listen`, `log_format` and `log_level` are not used by `up`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format: `text` (default) or `json`.
+    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    /// Log filter in `RUST_LOG` syntax; the `RUST_LOG` env wins when set.
+    pub log_level: String,
 }
 
 impl Default for UpConfig {
@@ -62,6 +70,9 @@ impl Default for UpConfig {
             collector: CollectorConfig::default(),
             storer: StorerConfig::default(),
             control: ControlConfig::default(),
+            metrics_listen: None,
+            log_format: sipcapture_proto::telemetry::LogFormat::Text,
+            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -166,6 +177,7 @@ impl UpConfig {
                  link needs one (collector.grpc_client_tls.cert and .key)",
             ));
         }
+        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
         Ok(())
     }
 }
@@ -205,6 +217,9 @@ pub enum UpError {
     /// gRPC.
     #[error(transparent)]
     Serve(#[from] sipcapture_proto::server::ServeError),
+    /// The `/metrics` endpoint.
+    #[error(transparent)]
+    Metrics(#[from] sipcapture_proto::metrics::MetricsError),
 }
 
 /// What a started all-in-one exposes (tests read the bound addresses).
@@ -268,6 +283,16 @@ pub async fn run(
     );
     config.control.capture_on = config.collector.capture_on;
     let control = crate::build(&config.control, &server_stop);
+    sipcapture_proto::metrics::serve_if(
+        config.metrics_listen,
+        vec![
+            collector_counters.clone(),
+            storer.counters.clone(),
+            control.counters.clone(),
+        ],
+        &server_stop,
+    )
+    .await?;
     control
         .registry
         .add(MemberLink::Local(status.clone()), Origin::Local);

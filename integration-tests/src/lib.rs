@@ -8,7 +8,9 @@
 pub mod hep;
 pub mod kamailio;
 pub mod netns;
+pub mod otlp;
 pub mod pcap;
+pub mod prometheus;
 pub mod storer;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -120,6 +122,8 @@ impl Drop for Process {
 #[derive(Debug)]
 pub struct Sandbox {
     dir: tempfile::TempDir,
+    /// Extra environment of every process started from now on.
+    env: Vec<(String, String)>,
 }
 
 /// A running `sipcapture up`.
@@ -142,12 +146,19 @@ impl Sandbox {
             dir: tempfile::Builder::new()
                 .prefix("sipcapture-it-")
                 .tempdir()?,
+            env: Vec::new(),
         })
     }
 
     /// The working directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Sets an environment variable for every process started after this call (e.g.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Starts a binary with `args` in the sandbox directory, logging to `<name>.log`.
@@ -160,6 +171,7 @@ impl Sandbox {
             .current_dir(self.path())
             .env("RUST_LOG", "info,sqlx=warn,sea_orm=warn")
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -239,6 +239,7 @@ impl Delivery {
                 message: Some(deliver_request::Message::Batch(RecordBatch {
                     sequence,
                     records,
+                    ..Default::default()
                 })),
             })
             .await

@@ -7,7 +7,9 @@
 //!
 //! Helpers that belong to the generated types live next to them in this crate, together with the
 //! plumbing every service shares: [`server`] (health + reflection + shutdown), [`config`]
-//! (file + env + `--set` + flags, validated) and [`telemetry`] (logging).
+//! (file + env + `--set` + flags, validated), [`telemetry`] (logging, OpenTelemetry export, trace
+//! context propagation), [`counters`] (every metric, [`events`] increment them) and [`metrics`]
+//! (the Prometheus `/metrics` endpoint).
 
 /// Generated types and services of package `sipcapture.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -18,8 +20,10 @@ pub mod v1 {
 pub mod auth;
 pub mod config;
 pub mod counters;
+pub mod events;
 mod helpers;
 pub mod matching;
+pub mod metrics;
 pub mod server;
 pub mod status;
 pub mod telemetry;

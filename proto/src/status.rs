@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tonic::{Request, Response, Status};
 
 use crate::counters::Counters;
+use crate::events::{InternalEvent, StatusChanged};
 use crate::v1::status_service_server::StatusService;
 use crate::v1::{
     CaptureAction, CaptureState, CheckRequest, DesiredStatus, InputKind, InputState, MemberKind,
@@ -196,7 +197,14 @@ impl StatusServer {
             CaptureAction::On | CaptureAction::Off => {
                 let on = action == CaptureAction::On;
                 self.switch.set(on, &inputs);
-                tracing::info!(member = %self.member_id, on, ?inputs, "capture status changed");
+                let event = StatusChanged {
+                    member: &self.member_id,
+                    on,
+                    inputs: &inputs,
+                };
+                if let Some(counters) = self.counters.first() {
+                    event.emit(counters);
+                }
             }
             CaptureAction::Check => {}
             CaptureAction::Unspecified => {

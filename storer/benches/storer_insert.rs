@@ -102,6 +102,7 @@ async fn bench(label: &str, db_url: &str) {
         .map(|seq| RecordBatch {
             sequence: seq,
             records: (0..BATCH).map(|i| record(seq, i)).collect(),
+            ..Default::default()
         })
         .collect();
     let msg_bytes = batches[0].records[0].payload.len();

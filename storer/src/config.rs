@@ -104,6 +104,14 @@ pub struct StorerConfig {
     /// Client certificate identities (subject CN or a SAN) allowed to change the status without
     /// the bearer token (needs `grpc_tls.client_ca`).
     pub grpc_admin_identities: Vec<String>,
+    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
+    /// unset (the default). Metrics are listed in docs/METRICS.md.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
+    /// env wins when set.
+    pub log_level: String,
 }
 
 /// Named capture modes, in either accepted shape.
@@ -280,6 +288,9 @@ impl Default for StorerConfig {
             grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
             grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
             grpc_admin_identities: Vec::new(),
+            metrics_listen: None,
+            log_format: sipcapture_proto::telemetry::LogFormat::Text,
+            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -292,6 +303,7 @@ impl StorerConfig {
             &self.grpc_client_tls,
             &self.grpc_limits,
         )?;
+        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
         if self.insert_retries > MAX_INSERT_RETRIES {
             return Err(ConfigError::invalid(
                 "insert_retries",

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_proto::counters::Counters;
 use sipcapture_proto::status::CaptureSwitch;
 use sipcapture_proto::v1::storer_service_server::StorerService;
 use sipcapture_proto::v1::{
@@ -24,7 +24,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
+use crate::events::{
+    BatchCommitted, BatchDuplicate, BatchReceived, HashSourceEmpty, InternalEvent, RecordDiscarded,
+    RecordUnroutable, RowTruncated,
+};
 use crate::pipeline::route::{Decision, Router};
 use crate::pipeline::rows;
 use crate::pipeline::write::{PreparedBatch, TableRows, Writer};
@@ -79,30 +84,31 @@ impl Intake {
         for record in &batch.records {
             if !self.switch.is_on() {
                 routed.discarded += 1;
-                self.counters.add("discarded.status", 1);
+                RecordDiscarded { reason: "status" }.emit(&self.counters);
                 continue;
             }
             let route = match self.router.route(record) {
                 Ok(Decision::Store(route)) => route,
                 Ok(Decision::Drop) => {
                     routed.discarded += 1;
-                    self.counters.add("discarded.rule", 1);
+                    RecordDiscarded { reason: "rule" }.emit(&self.counters);
                     continue;
                 }
                 Err(e) => {
-                    let total = self.counters.drop_grouped(e.reason(), e.counter());
-                    if worth_logging(total) {
-                        tracing::error!(error = %e, total, "record dropped: no valid table");
+                    RecordUnroutable {
+                        reason: e.reason(),
+                        error: &e,
                     }
+                    .emit(&self.counters);
                     continue;
                 }
             };
             if route.hash_source_empty {
-                self.counters.add("hash_source_empty", 1);
+                HashSourceEmpty.emit(&self.counters);
             }
             let row = rows::row(record, route.family);
             if row.truncated {
-                self.counters.add("rows_truncated", 1);
+                RowTruncated.emit(&self.counters);
             }
             let part = match routed.parts.iter().position(|p| p.mode == route.mode) {
                 Some(i) => routed.parts.get_mut(i),
@@ -193,9 +199,18 @@ impl Intake {
             let Some(deliver_request::Message::Batch(mut batch)) = message.message else {
                 return Err(Status::invalid_argument("expected a RecordBatch"));
             };
+            // The batch's span joins the collector's trace (its context travels in the batch).
+            let span = tracing::info_span!(
+                "intake_batch",
+                stream = %hello.stream_id,
+                sequence = batch.sequence,
+                records = batch.records.len()
+            );
+            sipcapture_proto::telemetry::extract_map(&span, &batch.trace_context);
             stamp_origin(&mut batch, &hello.collector_id);
             let ack = self
                 .commit_batch(&hello.stream_id, &hello.collector_id, last, &batch)
+                .instrument(span)
                 .await?;
             last = last.max(batch.sequence);
             send(out, deliver_response::Message::Ack(ack)).await?;
@@ -210,8 +225,12 @@ impl Intake {
         last: u64,
         batch: &RecordBatch,
     ) -> Result<BatchAck, Status> {
+        BatchReceived.emit(&self.counters);
         if batch.sequence <= last {
-            self.counters.add("batches_duplicate", 1);
+            BatchDuplicate {
+                sequence: batch.sequence,
+            }
+            .emit(&self.counters);
             return Ok(BatchAck {
                 sequence: batch.sequence,
                 stored: 0,
@@ -263,8 +282,7 @@ impl Intake {
             .commit(&prepared)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        self.counters.add("batches_committed", 1);
-        self.counters.add("rows_stored", stored);
+        BatchCommitted.emit(&self.counters);
         Ok(BatchAck {
             sequence: batch.sequence,
             stored: u32::try_from(stored).unwrap_or(u32::MAX),
@@ -317,16 +335,23 @@ impl StorerService for StorerServer {
         request: Request<Streaming<DeliverRequest>>,
     ) -> Result<Response<Self::DeliverStream>, Status> {
         let peer = request.remote_addr();
+        let span = tracing::info_span!("deliver_stream", peer = ?peer);
+        sipcapture_proto::telemetry::extract_metadata(&span, request.metadata());
         let identity = sipcapture_proto::tls::peer_identity(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
         let intake = self.intake.clone();
-        tokio::spawn(async move {
-            if let Err(status) = intake.handle(&mut inbound, &tx, identity).await {
-                tracing::warn!(?peer, code = ?status.code(), message = status.message(), "collector stream ended with an error");
-                let _ignored = tx.send(Err(status)).await;
+        tokio::spawn(
+            async move {
+                intake.counters.add_gauge("streams_open", "", 1);
+                if let Err(status) = intake.handle(&mut inbound, &tx, identity).await {
+                    tracing::warn!(?peer, code = ?status.code(), message = status.message(), "collector stream ended with an error");
+                    let _ignored = tx.send(Err(status)).await;
+                }
+                intake.counters.add_gauge("streams_open", "", -1);
             }
-        });
+            .instrument(span),
+        );
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -6,11 +6,12 @@
 //! capture modes, mt_mode, strftime) → [`pipeline::rows`] (Kamailio's column values) →
 //! [`pipeline::write`] (one transaction per batch and capture mode, retries) → [`db`] (SeaORM
 //! pool per capture mode, schemas from `sql/`, multi-row inserts). [`retention`] drops old dated
-//! tables in the background. [`config`] is the one typed config; [`run`] wires it all and serves
-//! gRPC.
+//! tables in the background. [`events`] are the typed internal events (log + metric); [`config`]
+//! is the one typed config; [`run`] wires it all and serves gRPC and the Prometheus endpoint.
 
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod grpc;
 pub mod pipeline;
 pub mod retention;
@@ -49,6 +50,9 @@ pub enum StorerError {
     /// gRPC failure.
     #[error(transparent)]
     Serve(#[from] sipcapture_proto::server::ServeError),
+    /// The `/metrics` endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] sipcapture_proto::metrics::MetricsError),
 }
 
 /// A storer ready to serve: its gRPC services and the state behind them.
@@ -103,6 +107,7 @@ impl Storer {
             tracing::info!(mode = %mode.name, db = %redact(&mode.db_url), tables = %mode.table_name, "capture mode ready");
             writers.push(Arc::new(writer));
         }
+        register_pool_gauges(&counters, &writers);
         if config.retention_days > 0 {
             let mut patterns: Vec<DatedPattern> = Vec::new();
             let configured = config.retention_tables.iter().map(String::as_str);
@@ -171,11 +176,35 @@ impl Storer {
     }
 }
 
+/// The `db_pool_*` gauges, read from every capture mode's pool at scrape/export time.
+fn register_pool_gauges(counters: &Counters, writers: &[Arc<Writer>]) {
+    type Pick = fn((u32, u32, u32)) -> u32;
+    let gauges: [(&'static str, Pick); 3] = [
+        ("db_pool_connections", |s| s.0),
+        ("db_pool_idle", |s| s.1),
+        ("db_pool_max", |s| s.2),
+    ];
+    for (family, pick) in gauges {
+        let writers: Vec<Arc<Writer>> = writers.to_vec();
+        counters.gauge_fn(family, move |report| {
+            for w in &writers {
+                report(w.mode(), i64::from(pick(db::pool_state(w.db()))));
+            }
+        });
+    }
+}
+
 /// Runs a storer until `shutdown` is cancelled.
 pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<(), StorerError> {
     let switch = Arc::new(CaptureSwitch::new(config.capture_on));
     let storer = Storer::build(&config, switch.clone(), shutdown.clone()).await?;
     let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    sipcapture_proto::metrics::serve_if(
+        config.metrics_listen,
+        vec![storer.counters.clone()],
+        &shutdown,
+    )
+    .await?;
     let registration = sipcapture_proto::v1::WatchRequest {
         member_id: config.storer_id.clone(),
         kind: MemberKind::Storer as i32,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use sipcapture_proto::config::{Sources, load};
+use sipcapture_proto::telemetry::LogSettings;
 use sipcapture_storer::config::StorerConfig;
 
 /// Stores captured SIP and HEP reports into SQLite, PostgreSQL or MySQL/MariaDB.
@@ -33,7 +34,6 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sipcapture_proto::telemetry::init_logging();
     let args = Args::parse();
     let mut sources = Sources::new(args.config, args.set);
     sources
@@ -46,7 +46,13 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
+    let telemetry = sipcapture_proto::telemetry::init(
+        "sipcapture-storer",
+        &LogSettings::new(config.log_format, &config.log_level),
+    )?;
     let shutdown = sipcapture_proto::server::shutdown_on_signal();
-    sipcapture_storer::run(config, shutdown).await?;
+    let result = sipcapture_storer::run(config, shutdown).await;
+    telemetry.shutdown();
+    result?;
     Ok(())
 }

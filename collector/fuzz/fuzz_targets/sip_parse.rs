@@ -1,4 +1,5 @@
-//! SIP column extraction: never panics; every borrowed column lies inside the input; strict
+//! SIP column extraction: never panics; every parser fast path agrees with its general path;
+//! every borrowed column lies inside the input; strict
 //! success implies the same columns with `capture_bad_msgs` (which only turns drops into empty
 //! columns); a lax drop implies a strict drop; topoh unmask inverts mask.
 #![no_main]
@@ -13,6 +14,9 @@ mod sip;
 use sip::{ExtractConfig, SipColumns, TopohCodec, TopohConfig, extract};
 
 fuzz_target!(|data: &[u8]| {
+    // The speed fast paths (header names, sip: URIs, Via, name-addr, Contact) must agree with
+    // the general state machines on every input.
+    sip::assert_fast_paths_agree(data);
     let strict = ExtractConfig::kamailio_defaults();
     let lax = ExtractConfig {
         capture_bad_msgs: true,

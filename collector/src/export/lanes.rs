@@ -63,6 +63,12 @@ impl LaneQueues {
         }
     }
 
+    /// Weak handles on every lane's queue, to read their depth (`queue_depth` gauge) without
+    /// keeping the queues open at shutdown.
+    pub fn watchers(&self) -> Vec<mpsc::WeakSender<CaptureRecord>> {
+        self.senders.iter().map(mpsc::Sender::downgrade).collect()
+    }
+
     /// Queues a record on its lane, waiting while that queue is full (backpressure).
     pub async fn send(&self, record: CaptureRecord) -> Result<(), Closed> {
         let lane = self.lane_of(&record);

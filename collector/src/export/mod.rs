@@ -11,13 +11,19 @@ mod stream;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::v1::{CaptureRecord, RecordBatch, deliver_response};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
+use crate::events::{
+    BatchAcked, BatchDuplicate, BatchSealed, BatchSent, InternalEvent, RecordsDroppedBySpool,
+    RecordsLostAtShutdown, RecordsSpooled, StreamConnectFailed, StreamConnected, StreamLost,
+};
 use spool::{Spool, SpoolError};
 use storers::{Storers, Target};
 use stream::Conn;
@@ -64,12 +70,40 @@ pub struct ExportConfig {
     pub drain_timeout: Duration,
 }
 
+/// A lane's state for the gauges (`unacked_batches`, `spool_bytes`, `spool_segments`): atomics
+/// the exporter stores after every step and `/metrics` reads at scrape time.
+#[derive(Debug, Default)]
+pub struct LaneStats {
+    /// Sealed batches not yet acknowledged, in memory.
+    pub unacked: AtomicU64,
+    /// Spool bytes on disk.
+    pub spool_bytes: AtomicU64,
+    /// Spool segment files.
+    pub spool_segments: AtomicU64,
+}
+
 /// A sealed batch waiting for its acknowledgement.
 #[derive(Debug)]
 struct Pending {
     batch: RecordBatch,
     /// Read back from the spool (so its bytes are on disk already).
     spooled: bool,
+    /// When it was first sent (for the send → ack latency).
+    first_sent: Option<Instant>,
+    /// The batch's span: open from sealing to the acknowledgement (its trace context travels
+    /// in the batch, so the storer's spans join it).
+    _span: tracing::Span,
+}
+
+impl Pending {
+    fn new(batch: RecordBatch, spooled: bool, span: tracing::Span) -> Self {
+        Pending {
+            batch,
+            spooled,
+            first_sent: None,
+            _span: span,
+        }
+    }
 }
 
 /// The batch being filled.
@@ -84,6 +118,7 @@ struct Building {
 struct Exporter {
     cfg: ExportConfig,
     counters: Arc<Counters>,
+    stats: Arc<LaneStats>,
     building: Building,
     pending: VecDeque<Pending>,
     spool: Option<Spool>,
@@ -122,16 +157,17 @@ impl Exporter {
         let building = std::mem::take(&mut self.building);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.counters.add("batches_sealed", 1);
-        let batch = RecordBatch {
+        BatchSealed.emit(&self.counters);
+        let records = building.records.len();
+        let span = tracing::info_span!("export_batch", lane = self.cfg.lane, sequence, records);
+        let mut batch = RecordBatch {
             sequence,
             records: building.records,
+            trace_context: Default::default(),
         };
+        sipcapture_proto::telemetry::inject_map(&span, &mut batch.trace_context);
         let Some(spool) = self.spool.as_mut() else {
-            self.pending.push_back(Pending {
-                batch,
-                spooled: false,
-            });
+            self.pending.push_back(Pending::new(batch, false, span));
             return;
         };
         if let Err(e) = spool.reserve(sequence) {
@@ -139,25 +175,23 @@ impl Exporter {
         }
         // Order: once anything waits in the spool, new batches queue behind it.
         if !spool.has_unread() && self.pending.len() < self.cfg.max_unacked {
-            self.pending.push_back(Pending {
-                batch,
-                spooled: false,
-            });
+            self.pending.push_back(Pending::new(batch, false, span));
             return;
         }
         let records = batch.records.len() as u64;
         match spool.push(&batch) {
-            Ok(()) => self.counters.add("records_spooled", records),
+            Ok(()) => RecordsSpooled { records }.emit(&self.counters),
             Err(e) => {
                 let reason = match e {
-                    SpoolError::Full { .. } => "dropped.spool_full",
-                    SpoolError::Io { .. } | SpoolError::Locked(_) => "dropped.spool_error",
+                    SpoolError::Full { .. } => "spool_full",
+                    SpoolError::Io { .. } | SpoolError::Locked(_) => "spool_error",
                 };
-                self.counters.add(reason, records);
-                let total = self.counters.get(reason);
-                if sipcapture_proto::counters::worth_logging(total) {
-                    tracing::error!(error = %e, records, total, "records dropped: the spool cannot take them");
+                RecordsDroppedBySpool {
+                    reason,
+                    records,
+                    error: &e,
                 }
+                .emit(&self.counters);
             }
         }
     }
@@ -169,10 +203,18 @@ impl Exporter {
         };
         while self.pending.len() < self.cfg.max_unacked && spool.has_unread() {
             match spool.pop() {
-                Ok(Some(batch)) => self.pending.push_back(Pending {
-                    batch,
-                    spooled: true,
-                }),
+                Ok(Some(batch)) => {
+                    let span = tracing::info_span!(
+                        "export_batch",
+                        lane = self.cfg.lane,
+                        sequence = batch.sequence,
+                        records = batch.records.len(),
+                        from_spool = true
+                    );
+                    // The batch keeps the trace context it was sealed with.
+                    sipcapture_proto::telemetry::extract_map(&span, &batch.trace_context);
+                    self.pending.push_back(Pending::new(batch, true, span));
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the spool");
@@ -211,6 +253,18 @@ impl Exporter {
         0
     }
 
+    /// Publishes the lane's gauges (relaxed atomic stores: cheap enough for every step).
+    fn update_stats(&self) {
+        let relaxed = Ordering::Relaxed;
+        self.stats.unacked.store(self.pending.len() as u64, relaxed);
+        if let Some(spool) = &self.spool {
+            self.stats.spool_bytes.store(spool.bytes(), relaxed);
+            self.stats
+                .spool_segments
+                .store(spool.segments() as u64, relaxed);
+        }
+    }
+
     fn flush_deadline(&self) -> Option<Instant> {
         self.building.since.map(|t| t + self.cfg.batch_max_delay)
     }
@@ -220,7 +274,8 @@ impl Exporter {
         let Some(conn) = &self.conn else {
             return;
         };
-        for Pending { batch, .. } in &self.pending {
+        for pending in &mut self.pending {
+            let batch = &pending.batch;
             if batch.sequence <= self.sent_upto {
                 continue;
             }
@@ -228,12 +283,12 @@ impl Exporter {
                 break;
             }
             self.sent_upto = batch.sequence;
-            if batch.sequence <= self.ever_sent {
-                self.counters.add("batches_resent", 1);
-            } else {
+            pending.first_sent.get_or_insert_with(Instant::now);
+            let resend = batch.sequence <= self.ever_sent;
+            if !resend {
                 self.ever_sent = batch.sequence;
-                self.counters.add("batches_sent", 1);
             }
+            BatchSent { resend }.emit(&self.counters);
         }
     }
 
@@ -244,9 +299,9 @@ impl Exporter {
                 break;
             }
             let records = front.batch.records.len() as u64;
+            let latency = front.first_sent.map(|t| t.elapsed());
             self.pending.pop_front();
-            self.counters.add("records_acked", records);
-            self.counters.add("batches_acked", 1);
+            BatchAcked { records, latency }.emit(&self.counters);
         }
         if let Some(spool) = self.spool.as_mut() {
             spool.release(sequence);
@@ -255,8 +310,12 @@ impl Exporter {
 
     fn lose_connection(&mut self, why: &dyn std::fmt::Display) {
         if self.conn.take().is_some() {
-            tracing::warn!(lane = self.cfg.lane, error = %why, pending = self.pending.len(), "storer stream lost; will resend unacknowledged batches");
-            self.counters.add("stream_errors", 1);
+            StreamLost {
+                lane: self.cfg.lane,
+                error: why,
+                pending: self.pending.len(),
+            }
+            .emit(&self.counters);
         }
         if let Some(Target::Url(url)) = self.target.take() {
             self.storers.mark_down(&url);
@@ -287,24 +346,35 @@ impl Exporter {
             self.lose_connection(&"no storer endpoints");
             return;
         };
-        match Conn::open(&target, &self.storers, &self.cfg, self.cfg.max_unacked + 2).await {
+        let span =
+            tracing::info_span!("storer_connect", lane = self.cfg.lane, via = target.label());
+        let opened = Conn::open(&target, &self.storers, &self.cfg, self.cfg.max_unacked + 2)
+            .instrument(span)
+            .await;
+        match opened {
             Ok((conn, welcome)) => {
-                tracing::info!(lane = self.cfg.lane, storer = %welcome.storer_id, via = target.label(), last_committed = welcome.last_committed_sequence, "connected to storer");
+                StreamConnected {
+                    lane: self.cfg.lane,
+                    storer: &welcome.storer_id,
+                    via: target.label(),
+                    last_committed: welcome.last_committed_sequence,
+                }
+                .emit(&self.counters);
                 self.conn = Some(conn);
                 self.target = Some(target);
                 self.backoff = MIN_BACKOFF;
                 self.sent_upto = welcome.last_committed_sequence;
                 self.acknowledge(welcome.last_committed_sequence);
-                self.counters.add("stream_connects", 1);
             }
             Err(e) => {
                 // A refused TLS handshake (untrusted or missing client certificate) ends here:
                 // counted and logged (first and every power of two), not silent.
-                self.counters.add("stream_connect_failed", 1);
-                let total = self.counters.get("stream_connect_failed");
-                if sipcapture_proto::counters::worth_logging(total) {
-                    tracing::warn!(lane = self.cfg.lane, storer = target.label(), error = %ErrorChain(&e), total, "cannot open a stream to the storer");
+                StreamConnectFailed {
+                    lane: self.cfg.lane,
+                    storer: target.label(),
+                    error: &ErrorChain(&e),
                 }
+                .emit(&self.counters);
                 self.target = Some(target.clone());
                 self.lose_connection(&format_args!("{}: {e}", target.label()));
             }
@@ -320,11 +390,13 @@ pub async fn run(
     spool: Option<Spool>,
     mut input: mpsc::Receiver<CaptureRecord>,
     counters: Arc<Counters>,
+    stats: Arc<LaneStats>,
 ) {
     let next_sequence = spool.as_ref().map_or(1, Spool::first_free_sequence);
     let mut ex = Exporter {
         cfg,
         counters,
+        stats,
         building: Building::default(),
         pending: VecDeque::new(),
         spool,
@@ -346,6 +418,7 @@ pub async fn run(
         }
         ex.refill();
         ex.send_pending();
+        ex.update_stats();
         let spool_waiting = ex.spool.as_ref().is_some_and(Spool::has_unread);
         if !input_open && ex.building.records.is_empty() && ex.pending.is_empty() && !spool_waiting
         {
@@ -381,7 +454,7 @@ pub async fn run(
             message = stream::next_message(ex.conn.as_mut()), if ex.conn.is_some() => match message {
                 Ok(Some(deliver_response::Message::Ack(ack))) => {
                     if ack.duplicate {
-                        ex.counters.add("batches_duplicate", 1);
+                        BatchDuplicate.emit(&ex.counters);
                     }
                     ex.acknowledge(ack.sequence);
                 }
@@ -398,8 +471,7 @@ pub async fn run(
             () = tokio::time::sleep_until(drain_at), if drain_deadline.is_some() => {
                 let lost = ex.save_for_restart();
                 if lost > 0 {
-                    ex.counters.add("records_lost_at_shutdown", lost);
-                    tracing::error!(records = lost, "shutdown: storers did not acknowledge everything in time and there is no spool; records lost");
+                    RecordsLostAtShutdown { records: lost }.emit(&ex.counters);
                 }
                 return;
             }

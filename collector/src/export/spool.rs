@@ -260,6 +260,11 @@ impl Spool {
         self.total_bytes
     }
 
+    /// Segment files on disk.
+    pub fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
     /// Frames skipped as corrupt so far.
     pub fn corrupt_frames(&self) -> u64 {
         self.corrupt
@@ -434,6 +439,7 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 

@@ -58,9 +58,14 @@ impl Conn {
                     .await?
             }
         };
-        let mut client = StorerServiceClient::new(channel)
-            .max_encoding_message_size(64 * 1024 * 1024)
-            .max_decoding_message_size(64 * 1024 * 1024);
+        // The stream's span context goes in the call's metadata (W3C traceparent), so the
+        // storer's stream span is its child.
+        let mut client = StorerServiceClient::with_interceptor(
+            channel,
+            sipcapture_proto::telemetry::trace_interceptor as fn(_) -> _,
+        )
+        .max_encoding_message_size(64 * 1024 * 1024)
+        .max_decoding_message_size(64 * 1024 * 1024);
         let (tx, rx) = mpsc::channel(window.max(2));
         let hello = DeliverRequest {
             message: Some(deliver_request::Message::Hello(Hello {

@@ -697,6 +697,11 @@ proptest! {
     }
 
     #[test]
+    fn fast_paths_agree_with_general_paths(bytes in proptest::collection::vec(any::<u8>(), 0..60)) {
+        assert_fast_paths_agree(&bytes);
+    }
+
+    #[test]
     fn never_panics_on_mutated_messages(idx in 0usize..7, edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
         let mut msg = valid_messages()[idx].to_vec();
         for (at, byte) in edits {

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod headers;
 mod name_addr;
+mod scan;
 mod start_line;
 mod topoh;
 mod uri;
@@ -17,6 +18,24 @@ mod values;
 pub use error::SipError;
 pub use extract::extract;
 pub use topoh::{TopohCodec, TopohConfig, topoh_unmask};
+
+/// Runs every fast path of the parsers on `input` (as a header line, URI, Via body, name-addr
+/// and Contact body, bare and behind the prefix that leads into each fast path) and panics when
+/// one disagrees with its general path. For the `sip_parse` fuzz target and the property tests;
+/// the fast paths exist only for speed, so any difference is a bug.
+#[doc(hidden)]
+#[allow(dead_code)]
+pub(crate) fn assert_fast_paths_agree(input: &[u8]) {
+    let prefixed = |prefix: &[u8]| [prefix, input].concat();
+    headers::assert_fast_path_agrees(input);
+    uri::assert_fast_path_agrees(input);
+    uri::assert_fast_path_agrees(&prefixed(b"sip:"));
+    values::assert_fast_path_agrees(input);
+    values::assert_fast_path_agrees(&prefixed(b"SIP/2.0/UDP "));
+    name_addr::assert_fast_paths_agree(input);
+    name_addr::assert_fast_paths_agree(&prefixed(b"<sip:"));
+    name_addr::assert_fast_paths_agree(&prefixed(b"\"A\" <sip:a@"));
+}
 
 /// What the extraction needs from the service configuration.
 #[derive(Debug, Clone, Default)]

@@ -26,38 +26,23 @@ pub(crate) struct NameAddr<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadNameAddr;
 
+use super::scan::{find_class, flag_table};
+
 /// Bytes with a meaning somewhere in a name-addr.
-static SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    let specials = b" \t\r\n\\<>\";,=";
-    let mut i = 0;
-    while i < specials.len() {
-        t[specials[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
+static SPECIAL: [u8; 256] = flag_table(b" \t\r\n\\<>\";,=");
 
 /// Bytes that can end a URI in a Contact body (`skip_uri`'s state changes).
-static CONTACT_URI_SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    let specials = b",;\"<>\\";
-    let mut i = 0;
-    while i < specials.len() {
-        t[specials[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
+static CONTACT_URI_SPECIAL: [u8; 256] = flag_table(b",;\"<>\\");
+
+fn is_special(c: u8) -> bool {
+    SPECIAL[usize::from(c)] != 0
+}
 
 /// The first position at or after `i` whose byte is flagged in `stop` (or `s.len()`): skips a
-/// run of bytes that change nothing in one pass over the slice.
-fn next_flagged(s: &[u8], i: usize, stop: &[bool; 256]) -> usize {
-    let rest = s.get(i..).unwrap_or_default();
-    i + rest
-        .iter()
-        .position(|&c| stop[usize::from(c)])
-        .unwrap_or(rest.len())
+/// run of bytes that change nothing.
+#[inline]
+fn next_flagged(s: &[u8], i: usize, stop: &[u8; 256]) -> usize {
+    find_class(s, i, stop, 1)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +79,100 @@ fn is_crlf(b: u8) -> bool {
     matches!(b, b'\r' | b'\n')
 }
 
+/// Bytes that end a quoted display name on the fast path (`"`, or an escape / fold that the
+/// state machine handles).
+static QUOTED_STOP: [u8; 256] = flag_table(b"\"\\\r\n");
+
+/// Bytes that end `<uri>` on the fast path: `>`, or what the state machine must judge (white
+/// space, escapes, quotes, a second `<`). `;`, `,` and `=` are ordinary inside the brackets.
+static ENCLOSED_STOP: [u8; 256] = flag_table(b" \t\r\n\\<>\"");
+
+/// Bytes that end `<uri>` in a Contact on the fast path (`skip_uri` inside brackets).
+static CONTACT_ENCLOSED_STOP: [u8; 256] = flag_table(b"<>\"");
+
+/// Contact parameters the fast path hands to the general path (quotes, next contact).
+static CONTACT_PARAM_STOP: [u8; 256] = flag_table(b"\",");
+
 /// Parses one name-addr at the start of `body`. With `allow_comma` (lists) it stops at a
 /// top-level comma and returns its position; otherwise it returns `body.len()`.
+#[inline]
 pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usize), BadNameAddr> {
+    match parse_fast(body, allow_comma) {
+        Some(parsed) => parsed,
+        None => parse_general(body, allow_comma),
+    }
+}
+
+/// Fast path for `"Display" <uri>…` and `<uri>…` without escapes or folds: the display name and
+/// the URI are found with table scans, the parameters go to [`parse_params`] as in the general
+/// path. `None` means "use [`parse_general`]"; where it answers, the answer (success or error)
+/// is the general path's (tests below compare them).
+#[inline]
+fn parse_fast(
+    body: &[u8],
+    allow_comma: bool,
+) -> Option<Result<(NameAddr<'_>, usize), BadNameAddr>> {
+    let mut i = 0;
+    if body.first()? == &b'"' {
+        // DisplayQuoted: everything but `"`, `\`, CR and LF is ordinary.
+        let close = next_flagged(body, 1, &QUOTED_STOP);
+        if body.get(close)? != &b'"' {
+            return None;
+        }
+        i = close + 1;
+        while body.get(i).copied().is_some_and(is_ws) {
+            i += 1;
+        }
+    }
+    if body.get(i)? != &b'<' {
+        return None;
+    }
+    let uri_start = i + 1;
+    if is_special(*body.get(uri_start)?) {
+        return None;
+    }
+    let uri_end = next_flagged(body, uri_start + 1, &ENCLOSED_STOP);
+    if body.get(uri_end)? != &b'>' {
+        return None;
+    }
+    i = uri_end + 1;
+    while body.get(i).copied().is_some_and(is_ws) {
+        i += 1;
+    }
+    let (tag, stop) = match body.get(i) {
+        None => (&b""[..], body.len()),
+        Some(b';') => match parse_params(body, i, allow_comma) {
+            Ok(parsed) => parsed,
+            Err(e) => return Some(Err(e)),
+        },
+        Some(b',') if allow_comma => (&b""[..], i),
+        Some(_) => return None,
+    };
+    let uri = body.get(uri_start..uri_end)?;
+    Some(Ok((
+        NameAddr {
+            uri,
+            uri_offset: uri_start,
+            tag,
+        },
+        stop,
+    )))
+}
+
+/// Panics when a name-addr or Contact fast path disagrees with its general path on `body`.
+pub(crate) fn assert_fast_paths_agree(body: &[u8]) {
+    for allow_comma in [false, true] {
+        if let Some(fast) = parse_fast(body, allow_comma) {
+            assert_eq!(fast, parse_general(body, allow_comma));
+        }
+    }
+    if let Some(fast) = parse_contact_fast(body) {
+        assert_eq!(Ok(fast), parse_contact_general(body));
+    }
+}
+
+/// The `parse_addr_spec` state machine, for every name-addr / addr-spec form.
+fn parse_general(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usize), BadNameAddr> {
     let mut st = A::Start;
     let mut uri_start = 0;
     let mut uri_end = 0;
@@ -106,7 +182,7 @@ pub(crate) fn parse(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usi
     let mut stop = body.len();
     while let Some(&c) = body.get(i) {
         // Fast path: ordinary bytes inside a URI or display name change nothing.
-        if !SPECIAL[usize::from(c)]
+        if !is_special(c)
             && matches!(
                 st,
                 A::UriEnclosed | A::UriOrToken | A::DisplayToken | A::DisplayQuoted
@@ -250,7 +326,7 @@ fn parse_params(body: &[u8], at: usize, allow_comma: bool) -> Result<(&[u8], usi
     };
     let mut i = at + 1;
     while let Some(&c) = body.get(i) {
-        if !SPECIAL[usize::from(c)] && matches!(st, P::Name | P::ValueToken | P::ValueQuoted) {
+        if !is_special(c) && matches!(st, P::Name | P::ValueToken | P::ValueQuoted) {
             i += 1;
             continue;
         }
@@ -536,7 +612,49 @@ fn skip_contact_params(body: &[u8], mut i: usize) -> Result<usize, BadNameAddr> 
 
 /// Parses a Contact body (`parse_contact`): `*`, or a list of contacts of which every one must
 /// parse; returns the first.
+#[inline]
 pub(crate) fn parse_contact(body: &[u8]) -> Result<FirstContact<'_>, BadNameAddr> {
+    match parse_contact_fast(body) {
+        Some(first) => Ok(first),
+        None => parse_contact_general(body),
+    }
+}
+
+/// Fast path for a single `<uri>` contact, optionally followed by `;params` without quotes or
+/// commas (so no second contact). `None` means "use [`parse_contact_general`]"; where it
+/// answers, the answer is the general path's (tests below compare them).
+#[inline]
+fn parse_contact_fast(body: &[u8]) -> Option<FirstContact<'_>> {
+    if body.first()? != &b'<' {
+        return None;
+    }
+    let gt = next_flagged(body, 1, &CONTACT_ENCLOSED_STOP);
+    if body.get(gt)? != &b'>' {
+        return None;
+    }
+    let uri = body.get(1..gt)?;
+    let edge_is_space = |c: Option<&u8>| c.is_none_or(|&c| is_ws(c) || is_crlf(c));
+    // At least three bytes and no white space to trim (`1 | 2 => Err`, `*` handling).
+    if uri.len() < 3 || edge_is_space(uri.first()) || edge_is_space(uri.last()) {
+        return None;
+    }
+    match body.get(gt + 1) {
+        None => {}
+        Some(b';') => {
+            let params = gt + 2;
+            if edge_is_space(body.get(params))
+                || next_flagged(body, params, &CONTACT_PARAM_STOP) != body.len()
+            {
+                return None;
+            }
+        }
+        Some(_) => return None,
+    }
+    Some(FirstContact::Uri(uri, 1))
+}
+
+/// `parse_contact` for every form: lists, display names, quoted parts, `*`.
+fn parse_contact_general(body: &[u8]) -> Result<FirstContact<'_>, BadNameAddr> {
     /// Kamailio `KSR_MAX_CONTACTS`.
     const MAX_CONTACTS: usize = 256;
     let (mut p, end) = trim_all(body, 0, body.len());
@@ -602,6 +720,109 @@ mod tests {
             String::from_utf8_lossy(n.uri).into_owned(),
             String::from_utf8_lossy(n.tag).into_owned(),
         )
+    }
+
+    const NAME_ADDR_EDGE_CASES: &[&str] = &[
+        "\"Alice\" <sip:alice@atlanta.example.com>;tag=1928301774",
+        "<sip:bob@biloxi.com>",
+        "<sip:bob@biloxi.com> ;tag=x",
+        "<sip:bob@biloxi.com>;tag=x,y",
+        "<sip:bob@biloxi.com>;tag=x, <sip:c@d>",
+        "<sip:bob@biloxi.com>, <sip:c@d>",
+        "<sip:bob@biloxi.com>x",
+        "<sip:bob@biloxi.com>;",
+        "<sip:bob@biloxi.com>;tag",
+        "<sip:bob@biloxi.com>;tag=\"q\"",
+        "<sip:bob@biloxi.com>;tag=a\\b",
+        "<sip:a;b=c,d@h>",
+        "< sip:bob@biloxi.com>",
+        "<sip:bob@biloxi.com >",
+        "<sip:bob@biloxi.com",
+        "<>",
+        "<=x>",
+        "<sip:a<b>",
+        "\"A\\\"B\" <sip:a@b>",
+        "\"A, B; C <x>\" <sip:a@b>",
+        "\"A\"<sip:a@b>",
+        "\"A\"  \t <sip:a@b>",
+        "\"A\" x <sip:a@b>",
+        "\"A\"",
+        "\"A",
+        "\"A\r\n B\" <sip:a@b>",
+        "<sip:a@b>\r\n ;tag=1",
+        "sip:bob@biloxi.com;tag=1",
+    ];
+
+    #[test]
+    fn name_addr_fast_path_equals_general_path() {
+        for na in NAME_ADDR_EDGE_CASES {
+            for allow_comma in [false, true] {
+                if let Some(fast) = parse_fast(na.as_bytes(), allow_comma) {
+                    assert_eq!(fast, parse_general(na.as_bytes(), allow_comma), "{na}");
+                }
+            }
+        }
+        assert!(parse_fast(NAME_ADDR_EDGE_CASES[0].as_bytes(), false).is_some());
+    }
+
+    const CONTACT_EDGE_CASES: &[&str] = &[
+        "<sip:alice@192.0.2.101:5062;transport=udp>;expires=3600",
+        "<sip:alice@h>",
+        "<sip:alice@h>;",
+        "<sip:alice@h>; expires=1",
+        "<sip:alice@h>;expires=\"1\"",
+        "<sip:alice@h>;expires=1, <sip:b@h>",
+        "<sip:alice@h>, <sip:b@h>",
+        "<sip:alice@h> ;expires=1",
+        "<sip:alice@h>x",
+        "< sip:alice@h>",
+        "<sip:alice@h >",
+        "<ab>",
+        "<*>",
+        "<a\"b>",
+        "<a<b>",
+        "<sip:a@h",
+        "*",
+        "\"A\" <sip:a@h>",
+        "sip:a@h;expires=1",
+    ];
+
+    #[test]
+    fn contact_fast_path_equals_general_path() {
+        for c in CONTACT_EDGE_CASES {
+            if let Some(fast) = parse_contact_fast(c.as_bytes()) {
+                assert_eq!(Ok(fast), parse_contact_general(c.as_bytes()), "{c}");
+            }
+        }
+        assert!(parse_contact_fast(CONTACT_EDGE_CASES[0].as_bytes()).is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn name_addr_fast_path_equals_general_path_on_noise(
+            display in "(\"[a-zA-Z ,;<>\\\\\r\n]{0,6}\")?[ \t]{0,2}",
+            uri in "[a-z:@;,=<> \\\\\"]{0,12}",
+            close in ">?",
+            params in "[ ;a-z=,\"\\\\\r\n]{0,12}",
+            allow_comma in proptest::bool::ANY,
+        ) {
+            let na = format!("{display}<{uri}{close}{params}");
+            if let Some(fast) = parse_fast(na.as_bytes(), allow_comma) {
+                proptest::prop_assert_eq!(fast, parse_general(na.as_bytes(), allow_comma), "{:?}", na);
+            }
+        }
+
+        #[test]
+        fn contact_fast_path_equals_general_path_on_noise(
+            uri in "[a-z:@;,=<>* \\\\\"\r\n]{0,12}",
+            close in ">?",
+            params in "[ ;a-z=,\"\\\\\r\n]{0,12}",
+        ) {
+            let c = format!("<{uri}{close}{params}");
+            if let Some(fast) = parse_contact_fast(c.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(fast), parse_contact_general(c.as_bytes()), "{:?}", c);
+            }
+        }
     }
 
     #[test]

@@ -36,15 +36,12 @@ fn is_leading_junk(b: u8) -> bool {
     matches!(b, b'\n' | b'\r' | 0 | b'\t' | b' ')
 }
 
+/// Bytes that end a token on the start line.
+static TOKEN_END: [u8; 256] = super::scan::flag_table(b" \t\n\r");
+
 /// `eat_token_end`: stops at SP, HT, CR or LF.
-fn token_end(msg: &[u8], mut p: usize) -> usize {
-    while let Some(&b) = msg.get(p) {
-        if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            break;
-        }
-        p += 1;
-    }
-    p
+fn token_end(msg: &[u8], p: usize) -> usize {
+    super::scan::find_class(msg, p, &TOKEN_END, 1)
 }
 
 /// `eat_space_end`: skips SP and HT.
@@ -72,8 +69,16 @@ fn next_line(msg: &[u8], p: usize) -> Option<usize> {
 
 /// True for `SIP/2.0` in any letter case (Kamailio compares case-insensitively).
 fn is_sip_version(v: &[u8]) -> bool {
-    v.get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/2.0"))
+    // One word compare: the case bit is ORed into the three letters only.
+    const SIP_2_0: u64 = u64::from_le_bytes(*b"sip/2.0\0");
+    const LETTERS: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0, 0, 0, 0, 0]);
+    const SEVEN_BYTES: u64 = 0x00ff_ffff_ffff_ffff;
+    let Some(head) = v.first_chunk::<7>() else {
+        return false;
+    };
+    let mut word = [0u8; 8];
+    word[..7].copy_from_slice(head);
+    (u64::from_le_bytes(word) & SEVEN_BYTES) | LETTERS == SIP_2_0
 }
 
 /// Parses the first line. Returns it and the offset of the first header line.
@@ -222,6 +227,37 @@ mod tests {
             parse(b"GET /index.html HTTP/1.1\r\nHost: x\r\n"),
             Err(SipError::NotSip { offset: 16 })
         );
+    }
+
+    #[test]
+    fn sip_version_ignores_letter_case_only() {
+        for (v, ok) in [
+            (&b"SIP/2.0"[..], true),
+            (b"sip/2.0", true),
+            (b"sIp/2.0 x", true),
+            (b"SIP/2.1", false),
+            (b"SIP\x0f2.0", false),
+            (b"SIP/2\x0e0", false),
+            (b"\x13IP/2.0", false),
+            (b"SIP/2.", false),
+        ] {
+            assert_eq!(is_sip_version(v), ok, "{}", String::from_utf8_lossy(v));
+            assert_eq!(
+                is_sip_version(v),
+                v.get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/2.0"))
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sip_version_equals_eq_ignore_ascii_case(v in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..9)) {
+            proptest::prop_assert_eq!(
+                is_sip_version(&v),
+                v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/2.0"))
+            );
+        }
     }
 
     #[test]

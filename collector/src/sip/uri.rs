@@ -347,6 +347,8 @@ impl<'a> Parser<'a> {
 const USER_SPECIAL: u8 = 1;
 const NOT_HOST_CHAR: u8 = 2;
 const PARAM_SPECIAL: u8 = 4;
+/// [`PARAM_SPECIAL`] once the user part is known (`:` no longer matters).
+const PARAM_SPECIAL_NO_COLON: u8 = 8;
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -361,6 +363,9 @@ static CLASS: [u8; 256] = {
         }
         if matches!(c, b'@' | b':' | b';' | b'?') {
             class |= PARAM_SPECIAL;
+        }
+        if matches!(c, b'@' | b';' | b'?') {
+            class |= PARAM_SPECIAL_NO_COLON;
         }
         t[i] = class;
         i += 1;
@@ -380,7 +385,101 @@ fn scheme_of(buf: &[u8]) -> Option<(Scheme, usize)> {
     }
 }
 
+/// The end of the run of bytes at `i` that have none of the `stop` class bits.
+#[inline]
+fn run_end(buf: &[u8], i: usize, stop: u8) -> usize {
+    super::scan::find_class(buf, i, &CLASS, stop)
+}
+
+/// Fast path for the common `sip:user@host[:port][;params]` form (also `sips:`): a straight
+/// scan instead of the state machine. `None` means "not this simple form, use [`parse_general`]"
+/// — never a parse error. For every input where it answers, it gives exactly what
+/// [`parse_general`] gives (unit and property tests below compare them).
+///
+/// What it accepts, and why the state machine agrees:
+/// * the user is a non-empty run without `@ : ; ? [ ]` ended by `@` (state `User` → `Host`,
+///   `found_user`); its first byte is not special, so the `Init` state's "consume the first
+///   byte" rule and the empty-user check do not matter;
+/// * the host starts with a letter or digit and is a run of `[A-Za-z0-9.-]` (`HostP`);
+/// * an optional port of 1–5 digits up to 65535 (`Port`);
+/// * parameters after `;` without `@` or `?` (`Param` with `found_user` set ignores `:`), of
+///   which the last `user=` decides the phone rule.
+#[inline]
+fn parse_fast(buf: &[u8]) -> Option<Uri<'_>> {
+    let (Scheme::Sip, start) = scheme_of(buf)? else {
+        return None;
+    };
+    let at = run_end(buf, start, USER_SPECIAL);
+    if at == start || buf.get(at) != Some(&b'@') {
+        return None;
+    }
+    let host_start = at + 1;
+    if !buf.get(host_start)?.is_ascii_alphanumeric() {
+        return None;
+    }
+    let host_end = run_end(buf, host_start + 1, NOT_HOST_CHAR);
+    let mut i = host_end;
+    let mut port: &[u8] = b"";
+    let mut port_no: u32 = 0;
+    if buf.get(i) == Some(&b':') {
+        let digits_start = i + 1;
+        i = digits_start;
+        while let Some(&c) = buf.get(i).filter(|c| c.is_ascii_digit()) {
+            port_no = port_no * 10 + u32::from(c - b'0');
+            i += 1;
+            if i - digits_start > 5 {
+                return None;
+            }
+        }
+        if i == digits_start || port_no > MAX_PORT {
+            return None;
+        }
+        port = buf.get(digits_start..i)?;
+    }
+    let mut user_is_phone = false;
+    match buf.get(i) {
+        None => {}
+        Some(b';') => {
+            // `;param` segments up to the end; `@` or `?` send it to the state machine.
+            let mut param_start = i + 1;
+            loop {
+                let e = run_end(buf, param_start, PARAM_SPECIAL_NO_COLON);
+                let param = buf.get(param_start..e)?;
+                if let Some(name) = param.get(..5)
+                    && name.eq_ignore_ascii_case(b"user=")
+                {
+                    user_is_phone = param.get(5..) == Some(&b"phone"[..]);
+                }
+                match buf.get(e) {
+                    None => break,
+                    Some(b';') => param_start = e + 1,
+                    Some(_) => return None,
+                }
+            }
+        }
+        Some(_) => return None,
+    }
+    let mut user = buf.get(start..at)?;
+    if user_is_phone && let Some(semi) = user.iter().position(|&b| b == b';') {
+        user = user.get(..semi)?;
+    }
+    Some(Uri {
+        user,
+        host: buf.get(host_start..host_end)?,
+        port,
+        port_no: u16::try_from(port_no).ok()?,
+    })
+}
+
+/// Panics when the fast path disagrees with the general path on `buf`.
+pub(crate) fn assert_fast_path_agrees(buf: &[u8]) {
+    if let Some(fast) = parse_fast(buf) {
+        assert_eq!(Ok(fast), parse_general(buf));
+    }
+}
+
 /// Parses a URI (`parse_uri`). Errors exactly where Kamailio would refuse it.
+#[inline]
 pub(crate) fn parse(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
     parse_kamailio(buf).or_else(|e| unbracketed_ipv6(buf).ok_or(e))
 }
@@ -437,7 +536,16 @@ fn unbracketed_ipv6(buf: &[u8]) -> Option<Uri<'_>> {
     })
 }
 
+/// Kamailio's `parse_uri`: the fast path for the plain `sip:` form, else the state machine.
 fn parse_kamailio(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
+    match parse_fast(buf) {
+        Some(uri) => Ok(uri),
+        None => parse_general(buf),
+    }
+}
+
+/// The whole `parse_uri` state machine, for every URI form.
+fn parse_general(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
     if buf.len() < 5 {
         return Err(BadUri);
     }
@@ -467,11 +575,7 @@ fn parse_kamailio(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
             _ => 0,
         };
         if stop != 0 {
-            let rest = buf.get(i..).unwrap_or_default();
-            i += rest
-                .iter()
-                .position(|&c| CLASS[usize::from(c)] & stop != 0)
-                .unwrap_or(rest.len());
+            i = run_end(buf, i, stop);
         }
         let Some(&c) = buf.get(i) else { break };
         p.step(c, i)?;
@@ -626,6 +730,79 @@ mod tests {
     #[test]
     fn urn() {
         assert_eq!(uh("urn:service:sos"), ("".into(), "service:sos".into()));
+    }
+
+    /// URIs around the fast path's edges: every one must give the same answer both ways.
+    const EDGE_CASES: &[&str] = &[
+        "sip:bob@biloxi.com",
+        "SIPS:bob@biloxi.com:5061",
+        "sip:alice@192.0.2.101:5062;transport=udp",
+        "sip:+1555@gw.example;user=phone",
+        "sip:+1555;npdi@gw.example;USER=phone",
+        "sip:+1555;npdi@gw.example;user=phone;user=ip",
+        "sip:+1555;npdi@gw.example;user=Phone",
+        "sip:a@h:",
+        "sip:a@h:0",
+        "sip:a@h:65535",
+        "sip:a@h:65536",
+        "sip:a@h:000001",
+        "sip:a@h:5x",
+        "sip:a@h;",
+        "sip:a@h;;",
+        "sip:a@h;x:y",
+        "sip:a@h;x@y",
+        "sip:a@h;x?y",
+        "sip:a@h?x",
+        "sip:a@-h",
+        "sip:a@h_",
+        "sip:a@h.",
+        "sip:@h",
+        "sip:;@h",
+        "sip:a:b@h",
+        "sip:a@[::1]",
+        "sip:a@b@c",
+        "sip:h",
+        "sip:a@h:5060;lr;user=phone",
+        "tel:+1555",
+        "sip:a@",
+        "sip:",
+    ];
+
+    #[test]
+    fn fast_path_equals_general_path_on_edge_cases() {
+        for u in EDGE_CASES {
+            if let Some(fast) = parse_fast(u.as_bytes()) {
+                assert_eq!(Ok(fast), parse_general(u.as_bytes()), "{u}");
+            }
+        }
+        assert!(parse_fast(b"sip:bob@biloxi.com").is_some());
+        assert!(parse_fast(b"sip:a@h:5060;transport=udp;user=phone").is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_equals_general_path(
+            scheme in "(sip|SIPS|sIp|tel):",
+            user in "[a-z0-9+;:@?.\\[\\]-]{0,8}",
+            at in "@?",
+            host in "[a-zA-Z0-9._@:;?\\[\\]-]{0,10}",
+            port in "(:[0-9]{0,7})?",
+            params in "(;[a-zA-Z=:@?;]{0,12})?",
+        ) {
+            let uri = format!("{scheme}{user}{at}{host}{port}{params}");
+            if let Some(fast) = parse_fast(uri.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(fast), parse_general(uri.as_bytes()), "{}", uri);
+            }
+        }
+
+        #[test]
+        fn fast_path_equals_general_path_on_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let mut uri = b"sip:".to_vec();
+            uri.extend_from_slice(&bytes);
+            if let Some(fast) = parse_fast(&uri) {
+                proptest::prop_assert_eq!(Ok(fast), parse_general(&uri));
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ const LWS: u8 = 1;
 const PARAM: u8 = 2;
 const HOST: u8 = 4;
 const WORD: u8 = 8;
+const DIGIT: u8 = 16;
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -27,6 +28,9 @@ static CLASS: [u8; 256] = {
         if !lws && !matches!(c, b'/' | b';' | b',') {
             class |= WORD;
         }
+        if c.is_ascii_digit() {
+            class |= DIGIT;
+        }
         t[i] = class;
         i += 1;
     }
@@ -37,14 +41,22 @@ fn is_lws(b: u8) -> bool {
     CLASS[usize::from(b)] & LWS != 0
 }
 
-/// The end of the run of `class` bytes that starts at `i` (one pass over the slice, no
-/// per-byte bounds checks: the scans here are the hot loops of the Via check).
+/// [`CLASS`] inverted: a byte ends a run of `class` bytes where `NOT_CLASS & class != 0`.
+static NOT_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = !CLASS[i];
+        i += 1;
+    }
+    t
+};
+
+/// The end of the run of `class` bytes that starts at `i` (the scans here are the hot loops of
+/// the Via check).
+#[inline]
 fn run_end(s: &[u8], i: usize, class: u8) -> usize {
-    let rest = s.get(i..).unwrap_or_default();
-    i + rest
-        .iter()
-        .position(|&c| CLASS[usize::from(c)] & class == 0)
-        .unwrap_or(rest.len())
+    super::scan::find_class(s, i, &NOT_CLASS, class)
 }
 
 fn skip_lws(s: &[u8], i: usize) -> usize {
@@ -151,7 +163,80 @@ fn quoted_end(s: &[u8], mut i: usize) -> Result<usize, Bad> {
 }
 
 /// Validates a whole Via body (every via-parm) and returns the `branch` of the first one.
+#[inline]
 pub(crate) fn via_branch(s: &[u8]) -> Result<&[u8], Bad> {
+    match via_branch_fast(s) {
+        Some(branch) => Ok(branch),
+        None => via_branch_general(s),
+    }
+}
+
+/// Fast path for the usual single via-parm written without optional white space:
+/// `SIP/2.0/transport SP host[:port](;name[=value])*` with a plain (not bracketed) host and
+/// token values. `None` means "use [`via_branch_general`]" — never a parse error; where it
+/// answers it gives what the general path gives (tests below compare them).
+#[inline]
+fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
+    // "SIP/2.0/" is eight bytes: one word compare, the case bit ORed into the three letters.
+    const SIP_2_0: u64 = u64::from_le_bytes(*b"sip/2.0/");
+    const LETTERS: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0, 0, 0, 0, 0]);
+    let head = u64::from_le_bytes(s.get(..8)?.try_into().ok()?);
+    if head | LETTERS != SIP_2_0 {
+        return None;
+    }
+    let transport_end = run_end(s, 8, WORD);
+    if transport_end == 8 || s.get(transport_end) != Some(&b' ') {
+        return None;
+    }
+    let host_start = transport_end + 1;
+    let mut i = run_end(s, host_start, HOST);
+    if i == host_start {
+        return None;
+    }
+    if s.get(i) == Some(&b':') {
+        let digits = i + 1;
+        i = run_end(s, digits, DIGIT);
+        if i == digits || i - digits > 5 {
+            return None;
+        }
+    }
+    let mut branch: &[u8] = b"";
+    while let Some(&c) = s.get(i) {
+        if c != b';' {
+            return None;
+        }
+        let name_start = i + 1;
+        i = run_end(s, name_start, PARAM);
+        if i == name_start {
+            return None;
+        }
+        let name = s.get(name_start..i)?;
+        let mut value: &[u8] = b"";
+        if s.get(i) == Some(&b'=') {
+            let value_start = i + 1;
+            i = run_end(s, value_start, PARAM);
+            if i == value_start {
+                return None;
+            }
+            value = s.get(value_start..i)?;
+        }
+        if name.eq_ignore_ascii_case(b"branch") {
+            branch = value;
+        }
+    }
+    Some(branch)
+}
+
+/// Panics when the Via fast path disagrees with the general path on `s`.
+pub(crate) fn assert_fast_path_agrees(s: &[u8]) {
+    if let Some(fast) = via_branch_fast(s) {
+        assert_eq!(Ok(fast), via_branch_general(s));
+    }
+}
+
+/// The whole Via grammar of `parse_via`: white space anywhere it may be, several via-parms,
+/// IPv6 references, quoted values and comments.
+fn via_branch_general(s: &[u8]) -> Result<&[u8], Bad> {
     let mut branch: &[u8] = b"";
     let mut first = true;
     let mut i = skip_lws(s, 0);
@@ -375,6 +460,72 @@ mod tests {
             b"SIP/2.0/UDP [::1",
         ] {
             assert!(via_branch(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    const VIA_EDGE_CASES: &[&[u8]] = &[
+        b"SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds",
+        b"sip/2.0/udp h:5060;rport;branch=z9;received=1.2.3.4",
+        b"SIP/2.0/UDP h;BRANCH=x;branch=y",
+        b"SIP/2.0/UDP h;branch",
+        b"SIP/2.0/UDP h;branch=",
+        b"SIP/2.0/UDP h;",
+        b"SIP/2.0/UDP h:",
+        b"SIP/2.0/UDP h:123456",
+        b"SIP/2.0/UDP h:5060x",
+        b"SIP/2.0/UDP  h",
+        b"SIP/2.0/ h",
+        b"SIP/2.0/UDP h ;branch=x",
+        b"SIP/2.0/UDP h;branch=x, SIP/2.0/TCP g;branch=y",
+        b"SIP/2.0/UDP h;branch=\"q\"",
+        b"SIP/2.0/UDP [::1]:5060;branch=x",
+        b"SIP/2.0/UDP h_x;branch=x",
+        b"SIP/2.0/UDP h;branch=x (c)",
+        b"SIP/2.0/UDP h;a=b=c",
+        b"SIP/2.1/UDP h",
+        b"SIP\r2.0/UDP h",
+        b"SIQ/2.0/UDP h",
+        b"SIP/2.0/UDP h\r\n ;branch=f",
+        b"SIP/2.0/UDP h;branch=x\r",
+    ];
+
+    #[test]
+    fn via_fast_path_equals_general_path() {
+        for v in VIA_EDGE_CASES {
+            if let Some(fast) = via_branch_fast(v) {
+                assert_eq!(
+                    Ok(fast),
+                    via_branch_general(v),
+                    "{}",
+                    String::from_utf8_lossy(v)
+                );
+            }
+        }
+        assert!(via_branch_fast(VIA_EDGE_CASES[0]).is_some());
+        assert!(via_branch_fast(VIA_EDGE_CASES[1]).is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn via_fast_path_equals_general_path_on_noise(
+            proto in "(SIP|sip|SIp|SIQ)/(2.0|2.1)/[A-Za-z /;]{0,4}",
+            sp in "[ \t]{0,2}",
+            host in "[a-z0-9.:\\[\\]_-]{0,10}",
+            params in "[a-zA-Z0-9;=\" ,()]{0,20}",
+        ) {
+            let via = format!("{proto}{sp}{host}{params}");
+            if let Some(fast) = via_branch_fast(via.as_bytes()) {
+                proptest::prop_assert_eq!(Ok(fast), via_branch_general(via.as_bytes()), "{}", via);
+            }
+        }
+
+        #[test]
+        fn via_fast_path_equals_general_path_on_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let mut via = b"SIP/2.0/UDP ".to_vec();
+            via.extend_from_slice(&bytes);
+            if let Some(fast) = via_branch_fast(&via) {
+                proptest::prop_assert_eq!(Ok(fast), via_branch_general(&via));
+            }
         }
     }
 

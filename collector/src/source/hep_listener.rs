@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use sipcapture_proto::counters::worth_logging;
 use sipcapture_proto::v1::InputKind;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -22,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::decode::hep::tcp_frame_len;
+use crate::events::{
+    InternalEvent, TcpConnectionAccepted, TcpIdleClosed, TlsConnectionAccepted, TlsHandshakeFailed,
+};
 use crate::source::ingest::{Ingest, Outcome};
 use crate::source::tls::{self, TlsError};
 
@@ -255,7 +257,7 @@ async fn accept_loop(
                     let _permit = permit;
                     match kind {
                         StreamKind::Plain => {
-                            ingest.counters.add("tcp_connections", 1);
+                            TcpConnectionAccepted.emit(&ingest.counters);
                             read_frames(stream, peer, InputKind::HepTcp, &cfg, &ingest, &shutdown)
                                 .await;
                         }
@@ -285,7 +287,7 @@ async fn tls_connection(
     ingest: &Ingest,
     shutdown: &CancellationToken,
 ) {
-    ingest.counters.add("tls_connections", 1);
+    TlsConnectionAccepted.emit(&ingest.counters);
     let handshake = tokio::select! {
         () = shutdown.cancelled() => return,
         r = tokio::time::timeout(cfg.tcp_idle_timeout, acceptor.accept(stream)) => r,
@@ -298,10 +300,7 @@ async fn tls_connection(
         Ok(Err(e)) => e.to_string(),
         Err(_elapsed) => "handshake timed out".to_owned(),
     };
-    ingest.counters.add("tls_handshake_failed", 1);
-    if worth_logging(ingest.counters.get("tls_handshake_failed")) {
-        tracing::warn!(%error, "hep tls handshake failed");
-    }
+    TlsHandshakeFailed { error }.emit(&ingest.counters);
 }
 
 /// Reads HEP3 frames from one stream (TCP or TLS) until EOF, idle time-out, a broken frame or
@@ -340,8 +339,7 @@ async fn read_frames<S: AsyncRead + Unpin>(
         };
         match read {
             Err(_elapsed) => {
-                ingest.counters.add("tcp_idle_closed", 1);
-                tracing::debug!("closing idle hep stream");
+                TcpIdleClosed.emit(&ingest.counters);
                 return;
             }
             Ok(Ok(0)) => {

@@ -4,12 +4,16 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_proto::counters::Counters;
 use sipcapture_proto::status::CaptureSwitch;
 use sipcapture_proto::v1::{InputKind, Routing};
 
 use crate::decode::dissect::{Dissected, PayloadKind};
 use crate::decode::hep;
+use crate::events::{
+    DiscardedByStatus, HepDecoded, HepIncomplete, HepReceived, InternalEvent, PacketDropped,
+    PacketSkipped, RawReceived, RecordQueued,
+};
 use crate::export::lanes::LaneQueues;
 use crate::hook::Hooks;
 use crate::record::{Reception, RecordBuilder, RecordError};
@@ -57,15 +61,12 @@ impl Ingest {
         input: InputKind,
         detail: &dyn std::fmt::Display,
     ) -> Outcome {
-        let total = self.counters.count_drop(reason);
-        if worth_logging(total) {
-            match input {
-                InputKind::HepUdp | InputKind::HepTcp | InputKind::HepTls => {
-                    tracing::warn!(reason, ?input, %detail, total, "dropped hep packet");
-                }
-                _ => tracing::warn!(reason, ?input, %detail, total, "dropped raw packet"),
-            }
+        PacketDropped {
+            reason,
+            input,
+            detail,
         }
+        .emit(&self.counters);
         Outcome::Dropped(reason)
     }
 
@@ -74,7 +75,7 @@ impl Ingest {
         if self.queue.send(record).await.is_err() {
             return Outcome::Closed;
         }
-        self.counters.add("records_queued", 1);
+        RecordQueued.emit(&self.counters);
         Outcome::Queued
     }
 
@@ -85,7 +86,7 @@ impl Ingest {
         input: InputKind,
         peer: Option<std::net::SocketAddr>,
     ) -> Outcome {
-        self.counters.add("hep_received", 1);
+        HepReceived { input }.emit(&self.counters);
         // Before decoding: a flooding source costs as little as possible.
         if let (Some(limiter), Some(peer)) = (&self.rate_limit, peer)
             && limiter.check(peer.ip(), Instant::now()) == Verdict::Limited
@@ -96,7 +97,7 @@ impl Ingest {
             Ok(p) => p,
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
-        self.counters.add("hep_decoded", 1);
+        HepDecoded { input }.emit(&self.counters);
         if let Some(key) = &self.auth_key
             && packet.auth_key != Some(key.as_slice())
         {
@@ -126,7 +127,7 @@ impl Ingest {
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
         if record.flags.as_ref().is_some_and(|f| f.incomplete_hep) {
-            self.counters.add("hep_incomplete", 1);
+            HepIncomplete.emit(&self.counters);
         }
         if let Some((table, capture_mode)) = verdict.and_then(|v| v.capture) {
             record.routing = Some(Routing {
@@ -181,7 +182,7 @@ impl Ingest {
     /// outside `raw_socket_listen`, a fragment, a non-SIP payload) under `dropped.<reason>`,
     /// without logging: on a mirror port it is most of the traffic.
     pub fn skip_packet(&self, reason: &'static str) -> Outcome {
-        self.counters.count_drop(reason);
+        PacketSkipped { reason }.emit(&self.counters);
         Outcome::Dropped(reason)
     }
 
@@ -256,9 +257,9 @@ impl Ingest {
         input: InputKind,
         packet_time: Option<SystemTime>,
     ) -> Outcome {
-        self.counters.add("raw_received", 1);
+        RawReceived { input }.emit(&self.counters);
         if !self.switch.input_on(input) {
-            self.counters.add("discarded.status", 1);
+            DiscardedByStatus.emit(&self.counters);
             return Outcome::Discarded;
         }
         let rx = Reception {

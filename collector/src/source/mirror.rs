@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::decode::frame::LinkType;
+use crate::events::{InternalEvent, MirrorFrame, MirrorReadFailed};
 use crate::source::bpf;
 use crate::source::ingest::Ingest;
 use crate::source::raw::RawWorker;
@@ -437,15 +438,12 @@ fn read_loop(
                 continue;
             }
             Err(e) => {
-                let total = worker.ingest().counters.count_drop("read_error");
-                if sipcapture_proto::counters::worth_logging(total) {
-                    tracing::warn!(error = %e, total, "mirror capture read failed");
-                }
+                MirrorReadFailed { error: &e }.emit(&worker.ingest().counters);
                 std::thread::sleep(ERROR_BACKOFF);
                 continue;
             }
         };
-        worker.ingest().counters.add("mirror_frames", 1);
+        MirrorFrame.emit(&worker.ingest().counters);
         worker.frame(link, frame);
     }
 }

@@ -96,7 +96,6 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sipcapture_proto::telemetry::init_logging();
     match Args::parse().command {
         Command::Up {
             config,
@@ -118,8 +117,17 @@ async fn main() -> anyhow::Result<()> {
                 println!("config ok");
                 return Ok(());
             }
+            let telemetry = sipcapture_proto::telemetry::init(
+                "sipcapture-up",
+                &sipcapture_proto::telemetry::LogSettings::new(
+                    config.log_format,
+                    &config.log_level,
+                ),
+            )?;
             let shutdown = sipcapture_proto::server::shutdown_on_signal();
-            up::run(config, shutdown, None).await?;
+            let result = up::run(config, shutdown, None).await;
+            telemetry.shutdown();
+            result?;
         }
         Command::Import {
             file,
@@ -150,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
             key,
             server_name,
         } => {
+            sipcapture_proto::telemetry::init_logging();
             let tls = sipcapture_proto::tls::GrpcClientTls {
                 ca: cacert,
                 cert,

@@ -125,6 +125,10 @@ of the service are set: the services refuse unknown ones.
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
 {{- end }}
+{{- if .Values.metrics.enabled }}
+- name: SIPCAPTURE_METRICS_LISTEN
+  value: {{ include "sipcapture.listen" (dict "root" . "port" .Values.metrics.port) | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Env of the collector container. */}}

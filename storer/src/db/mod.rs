@@ -113,6 +113,24 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .map_err(DbError::Connect)
 }
 
+/// A pool's state for the `db_pool_*` gauges: (open connections, idle connections, maximum).
+pub fn pool_state(db: &DatabaseConnection) -> (u32, u32, u32) {
+    fn of<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> (u32, u32, u32) {
+        (
+            pool.size(),
+            u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            pool.options().get_max_connections(),
+        )
+    }
+    // Matching on the backend first: sea-orm's pool getters panic on another backend.
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => of(db.get_postgres_connection_pool()),
+        DatabaseBackend::MySql => of(db.get_mysql_connection_pool()),
+        DatabaseBackend::Sqlite => of(db.get_sqlite_connection_pool()),
+        _ => (0, 0, 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

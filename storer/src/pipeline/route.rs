@@ -34,14 +34,6 @@ pub enum RouteError {
 }
 
 impl RouteError {
-    /// The counter a record dropped for this reason is counted under.
-    pub fn counter(&self) -> &'static str {
-        match self {
-            RouteError::UnknownMode(_) => "dropped.unknown_capture_mode",
-            _ => "dropped.route_error",
-        }
-    }
-
     /// Low-cardinality reason label.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -665,7 +657,7 @@ mod tests {
             capture_mode: "nope".into(),
         });
         let err = r.route(&rec).unwrap_err();
-        assert_eq!(err.counter(), "dropped.unknown_capture_mode");
+        assert_eq!(err.reason(), "unknown_capture_mode");
     }
 
     #[test]

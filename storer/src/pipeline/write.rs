@@ -9,10 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
-use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_proto::counters::Counters;
 
 use crate::db::schema::{Schema, TableCache};
 use crate::db::{DbError, insert};
+use crate::events::{
+    InsertFailed, InsertRetried, InsertTimed, InternalEvent, PartAlreadyCommitted, RowRejected,
+    RowsStored,
+};
 use crate::pipeline::route::TableFamily;
 
 /// Rows of one table within a batch.
@@ -42,6 +46,35 @@ pub struct PreparedBatch {
     /// capture mode's database: such a part may have committed while another database failed,
     /// and the resent batch must not store it twice.
     pub skip_if_committed: bool,
+}
+
+/// Rows written per table family in one transaction, counted once it commits.
+#[derive(Debug, Default)]
+struct StoredRows {
+    sip: u64,
+    report: u64,
+}
+
+impl StoredRows {
+    fn add(&mut self, family: TableFamily, n: u64) {
+        match family {
+            TableFamily::Sip => self.sip += n,
+            TableFamily::Report => self.report += n,
+        }
+    }
+
+    /// Emits [`RowsStored`] per family; returns the total.
+    fn emit(&self, counters: &Counters) -> u64 {
+        for (family, count) in [
+            (TableFamily::Sip, self.sip),
+            (TableFamily::Report, self.report),
+        ] {
+            if count > 0 {
+                RowsStored { family, count }.emit(counters);
+            }
+        }
+        self.sip + self.report
+    }
 }
 
 /// Retry policy: Kamailio's knobs plus a backoff (Kamailio busy-spins; we do not).
@@ -157,7 +190,18 @@ impl Writer {
     }
 
     /// Commits a batch; returns the number of rows written.
+    #[tracing::instrument(name = "insert", skip_all, fields(mode = %self.mode, sequence = batch.sequence, tables = batch.tables.len()))]
     pub async fn commit(&self, batch: &PreparedBatch) -> Result<u64, WriteError> {
+        let started = Instant::now();
+        let result = self.commit_with_retries(batch).await;
+        InsertTimed {
+            elapsed: started.elapsed(),
+        }
+        .emit(&self.counters);
+        result
+    }
+
+    async fn commit_with_retries(&self, batch: &PreparedBatch) -> Result<u64, WriteError> {
         let mut attempts = 0u32;
         let mut first_failure: Option<Instant> = None;
         loop {
@@ -179,17 +223,28 @@ impl Writer {
             let started = *first_failure.get_or_insert_with(Instant::now);
             let retries_done = attempts - 1;
             if retries_done >= self.policy.retries || started.elapsed() > self.policy.timeout {
-                self.counters.add("insert_failed", 1);
-                tracing::warn!(mode = %self.mode, sequence = batch.sequence, attempts, error = %err, "insert failed, batch not acknowledged");
+                InsertFailed {
+                    mode: &self.mode,
+                    sequence: batch.sequence,
+                    attempts,
+                    error: &err,
+                }
+                .emit(&self.counters);
                 return Err(WriteError::Exhausted {
                     sequence: batch.sequence,
                     attempts,
                     source: err,
                 });
             }
-            self.counters.add("insert_retried", 1);
             let delay = self.policy.delay(attempts);
-            tracing::info!(mode = %self.mode, sequence = batch.sequence, attempt = attempts, ?delay, error = %err, "insert retried");
+            InsertRetried {
+                mode: &self.mode,
+                sequence: batch.sequence,
+                attempt: attempts,
+                delay,
+                error: &err,
+            }
+            .emit(&self.counters);
             tokio::time::sleep(delay).await;
         }
     }
@@ -212,12 +267,13 @@ impl Writer {
             && insert::last_committed(&txn, &batch.stream_id).await? >= batch.sequence
         {
             txn.rollback().await?;
-            self.counters.add("batch_parts_already_committed", 1);
+            PartAlreadyCommitted.emit(&self.counters);
             return Ok(0);
         }
-        let mut written = 0;
+        let mut written = StoredRows::default();
         for group in &batch.tables {
-            written += insert::insert_rows(&txn, &group.table, group.family, &group.rows).await?;
+            let n = insert::insert_rows(&txn, &group.table, group.family, &group.rows).await?;
+            written.add(group.family, n);
         }
         insert::save_committed(
             &txn,
@@ -228,7 +284,7 @@ impl Writer {
         )
         .await?;
         txn.commit().await?;
-        Ok(written)
+        Ok(written.emit(&self.counters))
     }
 
     /// Row-by-row inside one transaction, each row in its own savepoint: rejected rows are
@@ -240,10 +296,10 @@ impl Writer {
             && insert::last_committed(&txn, &batch.stream_id).await? >= batch.sequence
         {
             txn.rollback().await?;
-            self.counters.add("batch_parts_already_committed", 1);
+            PartAlreadyCommitted.emit(&self.counters);
             return Ok(0);
         }
-        let mut written = 0;
+        let mut written = StoredRows::default();
         for group in &batch.tables {
             for row in &group.rows {
                 let savepoint = txn.begin().await?;
@@ -257,15 +313,17 @@ impl Writer {
                 {
                     Ok(n) => {
                         savepoint.commit().await?;
-                        written += n;
+                        written.add(group.family, n);
                     }
                     Err(e) if crate::db::is_retryable(&e) => return Err(DbError::Query(e)),
                     Err(e) => {
                         savepoint.rollback().await?;
-                        let total = self.counters.count_drop("row_rejected");
-                        if worth_logging(total) {
-                            tracing::error!(mode = %self.mode, table = %group.table, error = %e, total, "row rejected by the database");
+                        RowRejected {
+                            mode: &self.mode,
+                            table: &group.table,
+                            error: &e,
                         }
+                        .emit(&self.counters);
                     }
                 }
             }
@@ -279,7 +337,7 @@ impl Writer {
         )
         .await?;
         txn.commit().await?;
-        Ok(written)
+        Ok(written.emit(&self.counters))
     }
 }
 

@@ -1,0 +1,390 @@
+//! The collector's typed internal events: each one logs and counts together (see
+//! `sipcapture_proto::events`). Metric names and meanings are in `docs/METRICS.md`.
+
+use std::time::Duration;
+
+use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_proto::v1::InputKind;
+
+pub use sipcapture_proto::events::{InternalEvent, StatusChanged};
+
+/// The `input` label of an input kind.
+pub fn input_label(input: InputKind) -> &'static str {
+    match input {
+        InputKind::HepUdp => "hep_udp",
+        InputKind::HepTcp => "hep_tcp",
+        InputKind::HepTls => "hep_tls",
+        InputKind::Ipip => "ipip",
+        InputKind::Mirror => "mirror",
+        InputKind::Pcap => "pcap",
+        InputKind::Unspecified => "unspecified",
+    }
+}
+
+/// A HEP packet (datagram or stream frame) arrived, before decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct HepReceived {
+    /// Where from.
+    pub input: InputKind,
+}
+
+impl InternalEvent for HepReceived {
+    fn emit(self, counters: &Counters) {
+        counters.add_labeled("hep_received", input_label(self.input), 1);
+    }
+}
+
+/// A HEP packet decoded; `incomplete` when core chunks were missing.
+#[derive(Debug, Clone, Copy)]
+pub struct HepDecoded {
+    /// Where from.
+    pub input: InputKind,
+}
+
+impl InternalEvent for HepDecoded {
+    fn emit(self, counters: &Counters) {
+        counters.add_labeled("hep_decoded", input_label(self.input), 1);
+    }
+}
+
+/// A record was built from a HEP packet that lacked core chunks (stored, flagged).
+#[derive(Debug, Clone, Copy)]
+pub struct HepIncomplete;
+
+impl InternalEvent for HepIncomplete {
+    fn emit(self, counters: &Counters) {
+        counters.add("hep_incomplete", 1);
+    }
+}
+
+/// A raw input (mirror port) handed over one transport payload.
+#[derive(Debug, Clone, Copy)]
+pub struct RawReceived {
+    /// Where from.
+    pub input: InputKind,
+}
+
+impl InternalEvent for RawReceived {
+    fn emit(self, counters: &Counters) {
+        counters.add_labeled("raw_received", input_label(self.input), 1);
+    }
+}
+
+/// A packet could not become a record. Logged on the 1st and every 2^n-th drop of a reason.
+#[derive(Clone, Copy)]
+pub struct PacketDropped<'a> {
+    /// Low-cardinality reason (`bad_magic`, `truncated`, `auth_failed`, ...).
+    pub reason: &'static str,
+    /// Where from.
+    pub input: InputKind,
+    /// The error, for the log only.
+    pub detail: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for PacketDropped<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.count_drop(self.reason);
+        if worth_logging(total) {
+            let (reason, input, detail) = (self.reason, self.input, self.detail);
+            match input {
+                InputKind::HepUdp | InputKind::HepTcp | InputKind::HepTls => {
+                    tracing::warn!(reason, ?input, %detail, total, "dropped hep packet");
+                }
+                _ => tracing::warn!(reason, ?input, %detail, total, "dropped raw packet"),
+            }
+        }
+    }
+}
+
+/// Ordinary raw traffic that is not ours (another protocol, a filtered port, a fragment):
+/// counted under `dropped{reason}` but never logged — on a mirror port it is most traffic.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketSkipped {
+    /// Low-cardinality reason.
+    pub reason: &'static str,
+}
+
+impl InternalEvent for PacketSkipped {
+    fn emit(self, counters: &Counters) {
+        counters.count_drop(self.reason);
+    }
+}
+
+/// A decoded packet not captured because capture is off for its input.
+#[derive(Debug, Clone, Copy)]
+pub struct DiscardedByStatus;
+
+impl InternalEvent for DiscardedByStatus {
+    fn emit(self, counters: &Counters) {
+        counters.add_labeled("discarded", "status", 1);
+    }
+}
+
+/// A record entered the exporter's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordQueued;
+
+impl InternalEvent for RecordQueued {
+    fn emit(self, counters: &Counters) {
+        counters.add("records_queued", 1);
+    }
+}
+
+/// A HEP TCP connection was accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpConnectionAccepted;
+
+impl InternalEvent for TcpConnectionAccepted {
+    fn emit(self, counters: &Counters) {
+        counters.add("tcp_connections", 1);
+    }
+}
+
+/// A HEP TLS connection was accepted (before its handshake).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsConnectionAccepted;
+
+impl InternalEvent for TlsConnectionAccepted {
+    fn emit(self, counters: &Counters) {
+        counters.add("tls_connections", 1);
+    }
+}
+
+/// A TLS handshake failed or timed out.
+#[derive(Debug, Clone)]
+pub struct TlsHandshakeFailed {
+    /// Why.
+    pub error: String,
+}
+
+impl InternalEvent for TlsHandshakeFailed {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add_labeled("tls_handshake_failed", "", 1);
+        if worth_logging(total) {
+            tracing::warn!(error = %self.error, total, "hep tls handshake failed");
+        }
+    }
+}
+
+/// A HEP stream was closed after `tcp_idle_timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpIdleClosed;
+
+impl InternalEvent for TcpIdleClosed {
+    fn emit(self, counters: &Counters) {
+        tracing::debug!("closing idle hep stream");
+        counters.add("tcp_idle_closed", 1);
+    }
+}
+
+/// A frame was read from the mirror-port socket.
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorFrame;
+
+impl InternalEvent for MirrorFrame {
+    fn emit(self, counters: &Counters) {
+        counters.add("mirror_frames", 1);
+    }
+}
+
+/// Reading the mirror-port socket failed (counted as `dropped{reason="read_error"}`).
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorReadFailed<'a> {
+    /// The OS error.
+    pub error: &'a std::io::Error,
+}
+
+impl InternalEvent for MirrorReadFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.count_drop("read_error");
+        if worth_logging(total) {
+            tracing::warn!(error = %self.error, total, "mirror capture read failed");
+        }
+    }
+}
+
+/// A batch was numbered and sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSealed;
+
+impl InternalEvent for BatchSealed {
+    fn emit(self, counters: &Counters) {
+        counters.add("batches_sealed", 1);
+    }
+}
+
+/// A batch went onto a Deliver stream (`resend`: again, after a lost stream).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSent {
+    /// Sent before on an earlier stream.
+    pub resend: bool,
+}
+
+impl InternalEvent for BatchSent {
+    fn emit(self, counters: &Counters) {
+        let name = if self.resend {
+            "batches_resent"
+        } else {
+            "batches_sent"
+        };
+        counters.add(name, 1);
+    }
+}
+
+/// A storer acknowledged a batch after its commit.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchAcked {
+    /// Records in it.
+    pub records: u64,
+    /// From its first send to the acknowledgement (None: acknowledged by a Welcome before
+    /// being sent on this run).
+    pub latency: Option<Duration>,
+}
+
+impl InternalEvent for BatchAcked {
+    fn emit(self, counters: &Counters) {
+        counters.add("records_acked", self.records);
+        counters.add("batches_acked", 1);
+        if let Some(latency) = self.latency {
+            counters.observe("batch_ack_seconds", latency);
+        }
+    }
+}
+
+/// The storer said an acknowledged batch had been committed before (a resend).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchDuplicate;
+
+impl InternalEvent for BatchDuplicate {
+    fn emit(self, counters: &Counters) {
+        counters.add("batches_duplicate", 1);
+    }
+}
+
+/// Records went to the on-disk spool.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordsSpooled {
+    /// How many.
+    pub records: u64,
+}
+
+impl InternalEvent for RecordsSpooled {
+    fn emit(self, counters: &Counters) {
+        counters.add("records_spooled", self.records);
+    }
+}
+
+/// The spool could not take a batch: its records are dropped (`spool_full`, `spool_error`).
+pub struct RecordsDroppedBySpool<'a> {
+    /// `spool_full` or `spool_error`.
+    pub reason: &'static str,
+    /// Records lost.
+    pub records: u64,
+    /// The spool error.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for RecordsDroppedBySpool<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.count_drops(self.reason, self.records);
+        // Log the first drop and every time the total passes a power of two.
+        let before = total.saturating_sub(self.records);
+        if (before + 1).next_power_of_two() <= total {
+            tracing::error!(error = %self.error, records = self.records, total, "records dropped: the spool cannot take them");
+        }
+    }
+}
+
+/// Shutdown timed out with unacknowledged records and no spool to keep them.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordsLostAtShutdown {
+    /// Records lost.
+    pub records: u64,
+}
+
+impl InternalEvent for RecordsLostAtShutdown {
+    fn emit(self, counters: &Counters) {
+        counters.add("records_lost_at_shutdown", self.records);
+        tracing::error!(
+            records = self.records,
+            "shutdown: storers did not acknowledge everything in time and there is no spool; records lost"
+        );
+    }
+}
+
+/// Spool recovery skipped frames whose checksum failed.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolCorruptFrames {
+    /// Frames skipped.
+    pub frames: u64,
+}
+
+impl InternalEvent for SpoolCorruptFrames {
+    fn emit(self, counters: &Counters) {
+        if self.frames > 0 {
+            tracing::warn!(
+                frames = self.frames,
+                "corrupt spool frames skipped at recovery"
+            );
+        }
+        counters.add("spool_corrupt_frames", self.frames);
+    }
+}
+
+/// A Deliver stream to a storer was opened.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamConnected<'a> {
+    /// The lane.
+    pub lane: u64,
+    /// The storer's id.
+    pub storer: &'a str,
+    /// How it was reached.
+    pub via: &'a str,
+    /// The storer's last committed sequence of this stream.
+    pub last_committed: u64,
+}
+
+impl InternalEvent for StreamConnected<'_> {
+    fn emit(self, counters: &Counters) {
+        tracing::info!(lane = self.lane, storer = %self.storer, via = self.via, last_committed = self.last_committed, "connected to storer");
+        counters.add("stream_connects", 1);
+    }
+}
+
+/// A Deliver stream could not be opened (storer down, TLS handshake refused, no Welcome).
+/// Logged on the 1st and every 2^n-th failure.
+pub struct StreamConnectFailed<'a> {
+    /// The lane.
+    pub lane: u64,
+    /// The storer it tried.
+    pub storer: &'a str,
+    /// Why (with its source chain).
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for StreamConnectFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add_labeled("stream_connect_failed", "", 1);
+        if worth_logging(total) {
+            tracing::warn!(lane = self.lane, storer = self.storer, error = %self.error, total, "cannot open a stream to the storer");
+        }
+    }
+}
+
+/// A Deliver stream was lost; unacknowledged batches will be resent.
+#[derive(Clone, Copy)]
+pub struct StreamLost<'a> {
+    /// The lane.
+    pub lane: u64,
+    /// Why.
+    pub error: &'a dyn std::fmt::Display,
+    /// Batches waiting for their acknowledgement.
+    pub pending: usize,
+}
+
+impl InternalEvent for StreamLost<'_> {
+    fn emit(self, counters: &Counters) {
+        tracing::warn!(lane = self.lane, error = %self.error, pending = self.pending, "storer stream lost; will resend unacknowledged batches");
+        counters.add("stream_errors", 1);
+    }
+}
