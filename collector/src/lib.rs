@@ -83,6 +83,7 @@ pub async fn import_file(
     config.hep_tcp = false;
     config.hep_tls_listen = None;
     config.raw_moni_capture_on = false;
+    config.raw_ipip_capture_on = false;
     config.validate()?;
     let pipeline = Pipeline::start(&config, switch, counters.clone())?;
     let imported = source::pcap_file::import(
