@@ -49,9 +49,17 @@ NAMESPACE = "voip"
 # Env vars the chart may set per binary: SIPCAPTURE_* names are read as config keys and an
 # unknown one stops the service, so only real keys of that service are allowed.
 ALLOWED_SIPCAPTURE_ENV = {
-    "sipcapture-collector": {"SIPCAPTURE_AUTH_TOKEN", "SIPCAPTURE_HEP_AUTH_KEY"},
-    "sipcapture-storer": {"SIPCAPTURE_AUTH_TOKEN", "SIPCAPTURE_DB_URL"},
-    "sipcapture-control": {"SIPCAPTURE_AUTH_TOKEN"},
+    "sipcapture-collector": {
+        "SIPCAPTURE_AUTH_TOKEN",
+        "SIPCAPTURE_HEP_AUTH_KEY",
+        "SIPCAPTURE_METRICS_LISTEN",
+    },
+    "sipcapture-storer": {
+        "SIPCAPTURE_AUTH_TOKEN",
+        "SIPCAPTURE_DB_URL",
+        "SIPCAPTURE_METRICS_LISTEN",
+    },
+    "sipcapture-control": {"SIPCAPTURE_AUTH_TOKEN", "SIPCAPTURE_METRICS_LISTEN"},
 }
 CAPTURE_MODE_ENV = re.compile(r"^SIPCAPTURE_CAPTURE_MODE__[A-Z0-9_]+__DB_URL$")
 
