@@ -226,9 +226,12 @@ def check_workload(doc: dict, what: str, report: Report) -> None:
                 report.fail(f"{name}: env {env_name} is not a config key of {binary}")
         ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
         for probe in ("readinessProbe", "livenessProbe"):
-            grpc = (container.get(probe) or {}).get("grpc")
-            if not grpc or grpc.get("port") != ports.get("grpc"):
-                report.fail(f"{name}: {probe} is not grpc.health.v1 on the grpc port")
+            # grpc.health.v1 on the grpc port; with grpcTls a TCP connect probe on it (the
+            # kubelet's gRPC probe cannot speak TLS).
+            spec = container.get(probe) or {}
+            check = spec.get("grpc") or spec.get("tcpSocket")
+            if not check or check.get("port") != ports.get("grpc"):
+                report.fail(f"{name}: {probe} is neither grpc.health.v1 nor TCP on the grpc port")
         security = container.get("securityContext") or {}
         if security.get("readOnlyRootFilesystem") is not True:
             report.fail(f"{name}: root filesystem is writable")

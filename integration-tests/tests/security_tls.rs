@@ -377,6 +377,30 @@ async fn mtls_collector_streams_with_its_certificate_identity_and_others_are_ref
     for s in [&mut good, &mut rogue, &mut bare] {
         s.process.terminate(WAIT).unwrap();
     }
+    // A TCP connect probe (the Helm chart's tcpSocket probes under grpcTls) is not a refused
+    // client: it is counted as closed early and leaves `grpc_tls_refused` alone.
+    let admin = pki.client(Some(&pki.admin));
+    let before = tls_counters(storer.grpc, &admin).await;
+    for _ in 0..3 {
+        drop(std::net::TcpStream::connect(storer.grpc).unwrap());
+    }
+    let closed_early = |c: &std::collections::HashMap<String, u64>| {
+        c.get("grpc_tls_closed_early").copied().unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    let after = loop {
+        let now = tls_counters(storer.grpc, &admin).await;
+        if closed_early(&now) >= closed_early(&before) + 3 || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(closed_early(&after), closed_early(&before) + 3, "{after:?}");
+    assert_eq!(
+        after.get("grpc_tls_refused"),
+        before.get("grpc_tls_refused"),
+        "{after:?}"
+    );
     storer.process.terminate(WAIT).unwrap();
 }
 

@@ -469,6 +469,24 @@ pub const CATALOG: &[MetricDef] = &[
     ),
     counter(
         C,
+        "grpc_tls_closed_early",
+        None,
+        "connections to a gRPC TLS listener closed before the handshake completed (TCP probes, scans)",
+    ),
+    counter(
+        S,
+        "grpc_tls_closed_early",
+        None,
+        "connections to a gRPC TLS listener closed before the handshake completed (TCP probes, scans)",
+    ),
+    counter(
+        K,
+        "grpc_tls_closed_early",
+        None,
+        "connections to a gRPC TLS listener closed before the handshake completed (TCP probes, scans)",
+    ),
+    counter(
+        C,
         "tls_reloaded",
         None,
         "TLS certificates reloaded after a change on disk or SIGHUP",

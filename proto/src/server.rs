@@ -361,6 +361,19 @@ fn accept_tls(
                         let _closed = tx.send(Ok(stream)).await;
                         return;
                     }
+                    // Closed before or during the handshake without a TLS error: a TCP probe
+                    // (Kubernetes tcpSocket, load balancer health check) or a port scan, not a
+                    // refused client. Counted apart so `grpc_tls_refused` stays a security signal.
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        if let Some(c) = &counters {
+                            c.add("grpc_tls_closed_early", 1);
+                        }
+                        tracing::debug!(
+                            ?peer,
+                            "connection closed before the tls handshake completed"
+                        );
+                        return;
+                    }
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no handshake within {handshake_timeout:?}"),
                 };

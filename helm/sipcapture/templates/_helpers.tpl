@@ -64,7 +64,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "sipcapture.controlUrl" -}}
 {{- if .Values.control.enabled -}}
-{{- printf "http://%s.%s.svc.%s:%d" (include "sipcapture.controlServiceName" .) .Release.Namespace .Values.clusterDomain (int .Values.control.grpcPort) -}}
+{{- printf "%s://%s.%s.svc.%s:%d" (ternary "https" "http" .Values.grpcTls.enabled) (include "sipcapture.controlServiceName" .) .Release.Namespace .Values.clusterDomain (int .Values.control.grpcPort) -}}
 {{- else -}}
 {{- .Values.control.externalUrl -}}
 {{- end -}}
@@ -194,15 +194,17 @@ of the service are set: the services refuse unknown ones.
 {{/* grpc.health.v1 probes on a port: (dict "root" $ "port" 9063). */}}
 {{- define "sipcapture.probes" -}}
 {{- $p := .root.Values.probes -}}
+{{- /* The kubelet's gRPC probe speaks plaintext only: with grpcTls a TCP connect probe. */}}
+{{- $kind := ternary "tcpSocket" "grpc" .root.Values.grpcTls.enabled -}}
 readinessProbe:
-  grpc:
+  {{ $kind }}:
     port: {{ .port }}
   initialDelaySeconds: {{ $p.initialDelaySeconds }}
   periodSeconds: {{ $p.periodSeconds }}
   timeoutSeconds: {{ $p.timeoutSeconds }}
   failureThreshold: {{ $p.readinessFailureThreshold }}
 livenessProbe:
-  grpc:
+  {{ $kind }}:
     port: {{ .port }}
   initialDelaySeconds: {{ $p.initialDelaySeconds }}
   periodSeconds: {{ $p.periodSeconds }}
@@ -298,6 +300,7 @@ default applies).
 {{- $_ := set $own "hep_tls_cert" "/etc/sipcapture/hep-tls/tls.crt" -}}
 {{- $_ := set $own "hep_tls_key" "/etc/sipcapture/hep-tls/tls.key" -}}
 {{- end -}}
+{{- $own = mergeOverwrite $own (include "sipcapture.grpcTlsConfig" . | fromYaml) -}}
 {{- toYaml (mergeOverwrite (deepCopy (default dict $c.config)) $own) -}}
 {{- end -}}
 
@@ -387,6 +390,7 @@ name (container name, default "collector"), hostPorts (publish the HEP ports on 
       mountPath: /etc/sipcapture/hep-tls
       readOnly: true
     {{- end }}
+    {{- include "sipcapture.grpcTlsMount" (dict "root" $root "name" "collector-grpc-tls") | nindent 4 }}
 {{- end -}}
 
 {{/* The volumes the collector container mounts: (dict "root" $). */}}
@@ -412,5 +416,52 @@ name (container name, default "collector"), hostPorts (publish the HEP ports on 
 - name: collector-hep-tls
   secret:
     secretName: {{ include "sipcapture.hepTlsSecretName" $root }}
+{{- end }}
+{{- include "sipcapture.grpcTlsVolume" (dict "root" $root "name" "collector-grpc-tls") }}
+{{- end -}}
+
+{{/*
+gRPC TLS keys of every service when grpcTls.enabled (docs/SECURITY.md), as YAML to merge into a
+service's own keys: its listener serves the Secret's certificate (clients verified against
+ca.crt when grpcTls.mutual), its client links trust ca.crt, present the same certificate and
+verify servers as grpcTls.serverName.
+*/}}
+{{- define "sipcapture.grpcTlsConfig" -}}
+{{- $t := .Values.grpcTls -}}
+{{- if $t.enabled -}}
+{{- if not $t.secretName -}}
+{{- fail "grpcTls.secretName is required when grpcTls.enabled is true" -}}
+{{- end -}}
+{{- $dir := "/etc/sipcapture/grpc-tls" -}}
+{{- $server := dict "cert" (printf "%s/tls.crt" $dir) "key" (printf "%s/tls.key" $dir) -}}
+{{- $client := dict "ca" (printf "%s/ca.crt" $dir) "server_name" $t.serverName -}}
+{{- if $t.mutual -}}
+{{- $_ := set $server "client_ca" (printf "%s/ca.crt" $dir) -}}
+{{- $_ := set $client "cert" (printf "%s/tls.crt" $dir) -}}
+{{- $_ := set $client "key" (printf "%s/tls.key" $dir) -}}
+{{- end -}}
+{{- $out := dict "grpc_tls" $server "grpc_client_tls" $client -}}
+{{- if $t.adminIdentities -}}
+{{- $_ := set $out "grpc_admin_identities" $t.adminIdentities -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The gRPC TLS Secret mount of a sipcapture container: (dict "root" $ "name" volume). */}}
+{{- define "sipcapture.grpcTlsMount" -}}
+{{- if .root.Values.grpcTls.enabled }}
+- name: {{ .name }}
+  mountPath: /etc/sipcapture/grpc-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The gRPC TLS Secret volume: (dict "root" $ "name" volume). */}}
+{{- define "sipcapture.grpcTlsVolume" -}}
+{{- if .root.Values.grpcTls.enabled }}
+- name: {{ .name }}
+  secret:
+    secretName: {{ .root.Values.grpcTls.secretName }}
 {{- end }}
 {{- end -}}
