@@ -139,7 +139,12 @@ impl Intake {
         out: &mpsc::Sender<Result<DeliverResponse, Status>>,
         identity: Option<String>,
     ) -> Result<(), Status> {
-        let mut hello = match inbound.message().await? {
+        // A storer shutting down does not wait for a collector still opening its stream.
+        let first = tokio::select! {
+            () = self.shutdown.cancelled() => return Ok(()),
+            first = inbound.message() => first?,
+        };
+        let mut hello = match first {
             Some(DeliverRequest {
                 message: Some(deliver_request::Message::Hello(hello)),
             }) => hello,
@@ -171,10 +176,11 @@ impl Intake {
             .writers
             .first()
             .ok_or_else(|| Status::internal("no default capture mode"))?;
-        let mut last = default_writer
-            .last_committed(&hello.stream_id)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let last = tokio::select! {
+            () = self.shutdown.cancelled() => return Ok(()),
+            last = default_writer.last_committed(&hello.stream_id) => last,
+        };
+        let mut last = last.map_err(|e| Status::unavailable(e.to_string()))?;
         tracing::info!(collector = %hello.collector_id, stream = %hello.stream_id, last, authenticated, "collector stream opened");
         send(
             out,
