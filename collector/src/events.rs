@@ -430,8 +430,7 @@ pub struct ScriptFailed<'a> {
 
 impl InternalEvent for ScriptFailed<'_> {
     fn emit(self, counters: &Counters) {
-        counters.add("script_errors", 1);
-        let total = counters.get("script_errors");
+        let total = counters.add("script_errors", 1);
         if worth_logging(total) {
             tracing::error!(file = %self.file.display(), error = %self.error, total, "lua script error; packet takes the default path");
         }
@@ -467,8 +466,7 @@ pub struct ForwardConnectFailed<'a> {
 
 impl InternalEvent for ForwardConnectFailed<'_> {
     fn emit(self, counters: &Counters) {
-        counters.add("forward_connect_failed", 1);
-        let total = counters.get("forward_connect_failed");
+        let total = counters.add("forward_connect_failed", 1);
         if worth_logging(total) {
             tracing::warn!(dest = %self.dest, error = %self.error, total, "forward destination unreachable");
         }

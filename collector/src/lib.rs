@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use sipcapture_proto::auth::Authorizer;
 use sipcapture_proto::server::ServeOptions;
-use sipcapture_proto::tls::ReloadingTls;
 
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
@@ -143,14 +142,14 @@ pub async fn run(
     sipcapture_proto::metrics::serve_if(config.metrics_listen, vec![counters.clone()], &shutdown)
         .await?;
     let pipeline = Pipeline::start(&config, switch.clone(), counters.clone())?;
-    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(counters.clone()))
+    let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
+        .with_grpc_tls(
+            &config.grpc_tls,
+            config.grpc_limits,
+            counters.clone(),
+            &shutdown,
+        )
         .map_err(|e| CollectorError::Config(e.into_config()))?;
-    if let Some(tls) = &tls {
-        tls.spawn_reloader(
-            Duration::from_secs(config.grpc_tls.reload_interval),
-            shutdown.clone(),
-        );
-    }
     let status = StatusServer::new(
         config.collector_id.clone(),
         MemberKind::Collector,
@@ -168,14 +167,7 @@ pub async fn run(
             .max_decoding_message_size(limits.max_decoding_message_size)
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
-    tracing::info!(addr = %config.grpc_listen, tls = tls.is_some(), "collector grpc listening");
-    let options = ServeOptions {
-        limits,
-        tls,
-        handshake_timeout: Duration::from_secs(config.grpc_tls.handshake_timeout),
-        counters: Some(counters),
-        ..ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
-    };
+    tracing::info!(addr = %config.grpc_listen, tls = options.tls.is_some(), "collector grpc listening");
     let served = sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await;
     pipeline.shutdown().await;
     served?;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use sipcapture_proto::auth::Authorizer;
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::server::ServeOptions;
-use sipcapture_proto::tls::{ReloadingTls, TlsError};
+use sipcapture_proto::tls::TlsError;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use tokio_util::sync::CancellationToken;
 
@@ -78,14 +78,14 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
     let control = build(&config, &shutdown);
     let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
     let counters = control.counters.clone();
-    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(counters.clone()))
+    let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
+        .with_grpc_tls(
+            &config.grpc_tls,
+            config.grpc_limits,
+            counters.clone(),
+            &shutdown,
+        )
         .map_err(TlsError::into_config)?;
-    if let Some(tls) = &tls {
-        tls.spawn_reloader(
-            Duration::from_secs(config.grpc_tls.reload_interval),
-            shutdown.clone(),
-        );
-    }
     let limits = config.grpc_limits;
     sipcapture_proto::metrics::serve_if(
         config.metrics_listen,
@@ -99,14 +99,7 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
             .max_decoding_message_size(limits.max_decoding_message_size)
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
-    tracing::info!(addr = %config.grpc_listen, members = config.member.len(), tls = tls.is_some(), "control listening");
-    let options = ServeOptions {
-        limits,
-        tls,
-        handshake_timeout: Duration::from_secs(config.grpc_tls.handshake_timeout),
-        counters: Some(counters),
-        ..ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
-    };
+    tracing::info!(addr = %config.grpc_listen, members = config.member.len(), tls = options.tls.is_some(), "control listening");
     sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await?;
     Ok(())
 }

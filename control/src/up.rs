@@ -14,7 +14,7 @@ use sipcapture_proto::config::{ConfigError, Sources, key_paths};
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::server::{GrpcLimits, ServeOptions};
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
-use sipcapture_proto::tls::{GrpcServerTls, ReloadingTls};
+use sipcapture_proto::tls::GrpcServerTls;
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use sipcapture_storer::Storer;
@@ -302,14 +302,14 @@ pub async fn run(
         config.control.auth_token.clone(),
         config.control.grpc_admin_identities.clone(),
     ));
-    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(storer.counters.clone()))
+    let options = ServeOptions::new(SERVICE_NAMES, config.storer.max_grpc_calls)
+        .with_grpc_tls(
+            &config.grpc_tls,
+            config.grpc_limits,
+            storer.counters.clone(),
+            &server_stop,
+        )
         .map_err(|e| UpError::Config(e.into_config()))?;
-    if let Some(tls) = &tls {
-        tls.spawn_reloader(
-            std::time::Duration::from_secs(config.grpc_tls.reload_interval),
-            server_stop.clone(),
-        );
-    }
 
     let limits = config.grpc_limits;
     let mut routes = tonic::service::RoutesBuilder::default();
@@ -319,13 +319,6 @@ pub async fn run(
             .max_decoding_message_size(limits.max_decoding_message_size)
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
-    let options = ServeOptions {
-        limits,
-        tls,
-        handshake_timeout: std::time::Duration::from_secs(config.grpc_tls.handshake_timeout),
-        counters: Some(storer.counters.clone()),
-        ..ServeOptions::new(SERVICE_NAMES, config.storer.max_grpc_calls)
-    };
     let mut server = tokio::spawn(async move {
         sipcapture_proto::server::serve_with(listener, routes, &options, server_stop_serving).await
     });

@@ -697,9 +697,10 @@ impl Counters {
         self.service
     }
 
-    /// Adds `n` to the unlabelled counter `name`.
-    pub fn add(&self, name: &'static str, n: u64) {
-        self.add_labeled(name, "", n);
+    /// Adds `n` to the unlabelled counter `name`; returns its new total (for "log the first and
+    /// every power of two" without a second lookup).
+    pub fn add(&self, name: &'static str, n: u64) -> u64 {
+        self.add_labeled(name, "", n)
     }
 
     /// Adds `n` to counter `family` with label value `label` (the catalog names the label).

@@ -108,6 +108,29 @@ impl<'a> ServeOptions<'a> {
             counters: None,
         }
     }
+
+    /// A service's `[grpc_tls]` and `[grpc_limits]`: loads the certificates (TLS when `cert` is
+    /// set; the error names the key), starts their reloader (file change every
+    /// `reload_interval`, SIGHUP) until `shutdown`, and counts handshakes in `counters`.
+    pub fn with_grpc_tls(
+        self,
+        tls: &crate::tls::GrpcServerTls,
+        limits: GrpcLimits,
+        counters: Arc<Counters>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, crate::tls::TlsError> {
+        let reloading = ReloadingTls::for_grpc(tls, "grpc_tls", Some(Arc::clone(&counters)))?;
+        if let Some(reloading) = &reloading {
+            reloading.spawn_reloader(Duration::from_secs(tls.reload_interval), shutdown.clone());
+        }
+        Ok(ServeOptions {
+            limits,
+            tls: reloading,
+            handshake_timeout: Duration::from_secs(tls.handshake_timeout),
+            counters: Some(counters),
+            ..self
+        })
+    }
 }
 
 /// Why serving failed.
@@ -377,10 +400,9 @@ fn accept_tls(
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no handshake within {handshake_timeout:?}"),
                 };
-                let total = counters.as_ref().map_or(1, |c| {
-                    c.add("grpc_tls_refused", 1);
-                    c.get("grpc_tls_refused")
-                });
+                let total = counters
+                    .as_ref()
+                    .map_or(1, |c| c.add("grpc_tls_refused", 1));
                 if worth_logging(total) {
                     tracing::warn!(?peer, %error, total, "grpc tls handshake refused");
                 }

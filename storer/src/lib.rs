@@ -23,7 +23,6 @@ use sipcapture_proto::auth::Authorizer;
 use sipcapture_proto::counters::Counters;
 use sipcapture_proto::server::{GrpcLimits, ServeOptions};
 use sipcapture_proto::status::{CaptureSwitch, StatusServer};
-use sipcapture_proto::tls::ReloadingTls;
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::storer_service_server::StorerServiceServer;
@@ -225,28 +224,21 @@ pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<()
         Duration::from_secs(3),
     )
     .await;
-    let tls = ReloadingTls::for_grpc(&config.grpc_tls, "grpc_tls", Some(storer.counters.clone()))
+    let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
+        .with_grpc_tls(
+            &config.grpc_tls,
+            config.grpc_limits,
+            storer.counters.clone(),
+            &shutdown,
+        )
         .map_err(|e| StorerError::Config(e.into_config()))?;
-    if let Some(tls) = &tls {
-        tls.spawn_reloader(
-            Duration::from_secs(config.grpc_tls.reload_interval),
-            shutdown.clone(),
-        );
-    }
-    tracing::info!(addr = %config.grpc_listen, db = %redact(&config.db_url), tls = tls.is_some(), mtls = tls.as_ref().is_some_and(|t| t.requires_client_cert()), "storer listening");
+    tracing::info!(addr = %config.grpc_listen, db = %redact(&config.db_url), tls = options.tls.is_some(), mtls = options.tls.as_ref().is_some_and(|t| t.requires_client_cert()), "storer listening");
     let mut routes = tonic::service::RoutesBuilder::default();
     let status = storer.status_server().with_auth(Authorizer::new(
         config.auth_token.clone(),
         config.grpc_admin_identities.clone(),
     ));
     storer.add_services(&mut routes, Some(status), &config.grpc_limits);
-    let options = ServeOptions {
-        limits: config.grpc_limits,
-        tls,
-        handshake_timeout: Duration::from_secs(config.grpc_tls.handshake_timeout),
-        counters: Some(storer.counters.clone()),
-        ..ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
-    };
     sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await?;
     Ok(())
 }

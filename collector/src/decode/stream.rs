@@ -439,6 +439,13 @@ fn emit(meta: &Meta, transport: Transport, payload: &[u8], out: &mut dyn FnMut(D
     }));
 }
 
+/// Length of the run of CR and LF bytes `buf` starts with.
+fn crlf_run(buf: &[u8]) -> usize {
+    buf.iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count()
+}
+
 /// Frames the messages at the start of the buffer, by mode.
 fn frame(flow: &mut Flow, limits: StreamLimits, meta: &Meta, out: &mut dyn FnMut(Dissected<'_>)) {
     let mut at = 0;
@@ -450,11 +457,8 @@ fn frame(flow: &mut Flow, limits: StreamLimits, meta: &Meta, out: &mut dyn FnMut
                 break;
             }
             Mode::Detect => {
-                let skip = rest
-                    .iter()
-                    .take_while(|b| matches!(b, b'\r' | b'\n'))
-                    .count();
-                at += skip;
+                // CRLF keep-alives (RFC 5626 §4.4.1) between messages.
+                at += crlf_run(rest);
                 let rest = flow.buf.get(at..).unwrap_or_default();
                 if rest.is_empty() {
                     break;
@@ -476,11 +480,8 @@ fn frame(flow: &mut Flow, limits: StreamLimits, meta: &Meta, out: &mut dyn FnMut
                 };
             }
             Mode::Sip => {
-                let skip = rest
-                    .iter()
-                    .take_while(|b| matches!(b, b'\r' | b'\n'))
-                    .count();
-                at += skip;
+                // CRLF keep-alives (RFC 5626 §4.4.1) between messages.
+                at += crlf_run(rest);
                 let rest = flow.buf.get(at..).unwrap_or_default();
                 if rest.is_empty() {
                     break;
