@@ -26,23 +26,23 @@ pub(crate) struct NameAddr<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadNameAddr;
 
-use super::scan::{find_class, flag_table};
+use super::scan::ByteSet;
 
 /// Bytes with a meaning somewhere in a name-addr.
-static SPECIAL: [u8; 256] = flag_table(b" \t\r\n\\<>\";,=");
+static SPECIAL: ByteSet = ByteSet::any_of(b" \t\r\n\\<>\";,=");
 
 /// Bytes that can end a URI in a Contact body (`skip_uri`'s state changes).
-static CONTACT_URI_SPECIAL: [u8; 256] = flag_table(b",;\"<>\\");
+static CONTACT_URI_SPECIAL: ByteSet = ByteSet::any_of(b",;\"<>\\");
 
 fn is_special(c: u8) -> bool {
-    SPECIAL[usize::from(c)] != 0
+    SPECIAL.contains(c)
 }
 
 /// The first position at or after `i` whose byte is flagged in `stop` (or `s.len()`): skips a
 /// run of bytes that change nothing.
 #[inline]
-fn next_flagged(s: &[u8], i: usize, stop: &[u8; 256]) -> usize {
-    find_class(s, i, stop, 1)
+fn next_flagged(s: &[u8], i: usize, stop: &ByteSet) -> usize {
+    super::scan::find(s, i, stop)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,17 +81,17 @@ fn is_crlf(b: u8) -> bool {
 
 /// Bytes that end a quoted display name on the fast path (`"`, or an escape / fold that the
 /// state machine handles).
-static QUOTED_STOP: [u8; 256] = flag_table(b"\"\\\r\n");
+static QUOTED_STOP: ByteSet = ByteSet::any_of(b"\"\\\r\n");
 
 /// Bytes that end `<uri>` on the fast path: `>`, or what the state machine must judge (white
 /// space, escapes, quotes, a second `<`). `;`, `,` and `=` are ordinary inside the brackets.
-static ENCLOSED_STOP: [u8; 256] = flag_table(b" \t\r\n\\<>\"");
+static ENCLOSED_STOP: ByteSet = ByteSet::any_of(b" \t\r\n\\<>\"");
 
 /// Bytes that end `<uri>` in a Contact on the fast path (`skip_uri` inside brackets).
-static CONTACT_ENCLOSED_STOP: [u8; 256] = flag_table(b"<>\"");
+static CONTACT_ENCLOSED_STOP: ByteSet = ByteSet::any_of(b"<>\"");
 
 /// Contact parameters the fast path hands to the general path (quotes, next contact).
-static CONTACT_PARAM_STOP: [u8; 256] = flag_table(b"\",");
+static CONTACT_PARAM_STOP: ByteSet = ByteSet::any_of(b"\",");
 
 /// Parses one name-addr at the start of `body`. With `allow_comma` (lists) it stops at a
 /// top-level comma and returns its position; otherwise it returns `body.len()`.

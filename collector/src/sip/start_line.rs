@@ -37,11 +37,11 @@ fn is_leading_junk(b: u8) -> bool {
 }
 
 /// Bytes that end a token on the start line.
-static TOKEN_END: [u8; 256] = super::scan::flag_table(b" \t\n\r");
+static TOKEN_END: super::scan::ByteSet = super::scan::ByteSet::any_of(b" \t\n\r");
 
 /// `eat_token_end`: stops at SP, HT, CR or LF.
 fn token_end(msg: &[u8], p: usize) -> usize {
-    super::scan::find_class(msg, p, &TOKEN_END, 1)
+    super::scan::find(msg, p, &TOKEN_END)
 }
 
 /// `eat_space_end`: skips SP and HT.

@@ -343,35 +343,18 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Byte classes for the fast path of [`parse`].
-const USER_SPECIAL: u8 = 1;
-const NOT_HOST_CHAR: u8 = 2;
-const PARAM_SPECIAL: u8 = 4;
+use super::scan::ByteSet;
+
+/// Where the runs of the URI scanners end.
+///
+/// The user part (state `User`).
+static USER_SPECIAL: ByteSet = ByteSet::any_of(b"@:;?[]");
+/// A host name or IPv4 address (`HostP`): the first byte outside `[A-Za-z0-9.-]`.
+static NOT_HOST_CHAR: ByteSet = ByteSet::any_of(b".-").or_alphanumeric().complement();
+/// Parameters and headers (`Param`, `Headers`).
+static PARAM_SPECIAL: ByteSet = ByteSet::any_of(b"@:;?");
 /// [`PARAM_SPECIAL`] once the user part is known (`:` no longer matters).
-const PARAM_SPECIAL_NO_COLON: u8 = 8;
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let c = i as u8;
-        let mut class = 0;
-        if matches!(c, b'@' | b':' | b';' | b'?' | b'[' | b']') {
-            class |= USER_SPECIAL;
-        }
-        if !(c.is_ascii_alphanumeric() || c == b'.' || c == b'-') {
-            class |= NOT_HOST_CHAR;
-        }
-        if matches!(c, b'@' | b':' | b';' | b'?') {
-            class |= PARAM_SPECIAL;
-        }
-        if matches!(c, b'@' | b';' | b'?') {
-            class |= PARAM_SPECIAL_NO_COLON;
-        }
-        t[i] = class;
-        i += 1;
-    }
-    t
-};
+static PARAM_SPECIAL_NO_COLON: ByteSet = ByteSet::any_of(b"@;?");
 
 /// Scheme detection as Kamailio does it: the first four bytes OR 0x20 compared as a word.
 fn scheme_of(buf: &[u8]) -> Option<(Scheme, usize)> {
@@ -385,10 +368,10 @@ fn scheme_of(buf: &[u8]) -> Option<(Scheme, usize)> {
     }
 }
 
-/// The end of the run of bytes at `i` that have none of the `stop` class bits.
+/// The end of the run of bytes at `i` that are not in `stop`.
 #[inline]
-fn run_end(buf: &[u8], i: usize, stop: u8) -> usize {
-    super::scan::find_class(buf, i, &CLASS, stop)
+fn run_end(buf: &[u8], i: usize, stop: &ByteSet) -> usize {
+    super::scan::find(buf, i, stop)
 }
 
 /// Fast path for the common `sip:user@host[:port][;params]` form (also `sips:`): a straight
@@ -409,7 +392,7 @@ fn parse_fast(buf: &[u8]) -> Option<Uri<'_>> {
     let (Scheme::Sip, start) = scheme_of(buf)? else {
         return None;
     };
-    let at = run_end(buf, start, USER_SPECIAL);
+    let at = run_end(buf, start, &USER_SPECIAL);
     if at == start || buf.get(at) != Some(&b'@') {
         return None;
     }
@@ -417,7 +400,7 @@ fn parse_fast(buf: &[u8]) -> Option<Uri<'_>> {
     if !buf.get(host_start)?.is_ascii_alphanumeric() {
         return None;
     }
-    let host_end = run_end(buf, host_start + 1, NOT_HOST_CHAR);
+    let host_end = run_end(buf, host_start + 1, &NOT_HOST_CHAR);
     let mut i = host_end;
     let mut port: &[u8] = b"";
     let mut port_no: u32 = 0;
@@ -443,7 +426,7 @@ fn parse_fast(buf: &[u8]) -> Option<Uri<'_>> {
             // `;param` segments up to the end; `@` or `?` send it to the state machine.
             let mut param_start = i + 1;
             loop {
-                let e = run_end(buf, param_start, PARAM_SPECIAL_NO_COLON);
+                let e = run_end(buf, param_start, &PARAM_SPECIAL_NO_COLON);
                 let param = buf.get(param_start..e)?;
                 if let Some(name) = param.get(..5)
                     && name.eq_ignore_ascii_case(b"user=")
@@ -568,15 +551,12 @@ fn parse_general(buf: &[u8]) -> Result<Uri<'_>, BadUri> {
     let mut i = start;
     loop {
         // Fast path: skip the run of bytes that change nothing in the current state.
-        let stop = match p.st {
-            St::User => USER_SPECIAL,
-            St::HostP => NOT_HOST_CHAR,
-            St::Param | St::Headers => PARAM_SPECIAL,
-            _ => 0,
+        i = match p.st {
+            St::User => run_end(buf, i, &USER_SPECIAL),
+            St::HostP => run_end(buf, i, &NOT_HOST_CHAR),
+            St::Param | St::Headers => run_end(buf, i, &PARAM_SPECIAL),
+            _ => i,
         };
-        if stop != 0 {
-            i = run_end(buf, i, stop);
-        }
         let Some(&c) = buf.get(i) else { break };
         p.step(c, i)?;
         i += 1;

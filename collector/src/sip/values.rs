@@ -3,64 +3,35 @@
 //! `digest/digest_parser.c`. Every function works on a trimmed header body, where CR/LF can only
 //! come from line folding and therefore counts as white space.
 
-/// Byte classes for the Via scanner.
-const LWS: u8 = 1;
-const PARAM: u8 = 2;
-const HOST: u8 = 4;
-const WORD: u8 = 8;
-const DIGIT: u8 = 16;
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let c = i as u8;
-        let lws = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
-        let mut class = 0;
-        if lws {
-            class |= LWS;
-        }
-        if !lws && !matches!(c, b';' | b',' | b'=' | b'"' | b'(' | b')') {
-            class |= PARAM;
-        }
-        if c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_') {
-            class |= HOST;
-        }
-        if !lws && !matches!(c, b'/' | b';' | b',') {
-            class |= WORD;
-        }
-        if c.is_ascii_digit() {
-            class |= DIGIT;
-        }
-        t[i] = class;
-        i += 1;
-    }
-    t
-};
+use super::scan::ByteSet;
+
+/// Where the runs of the Via scanner end: the first byte outside the run's class.
+///
+/// Linear white space (SP, HT, CR, LF).
+static LWS: ByteSet = ByteSet::any_of(b" \t\r\n");
+static LWS_END: ByteSet = LWS.complement();
+/// A parameter name or token value: anything but LWS and `; , = " ( )`.
+static PARAM_END: ByteSet = ByteSet::any_of(b" \t\r\n;,=\"()");
+/// A host name or IPv4 address: `[A-Za-z0-9._-]`.
+static HOST_END: ByteSet = ByteSet::any_of(b"._-").or_alphanumeric().complement();
+/// A word of the sent-protocol: anything but LWS and `/ ; ,`.
+static WORD_END: ByteSet = ByteSet::any_of(b" \t\r\n/;,");
+/// A port.
+static DIGIT_END: ByteSet = ByteSet::any_of(b"").or_digits().complement();
 
 fn is_lws(b: u8) -> bool {
-    CLASS[usize::from(b)] & LWS != 0
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-/// [`CLASS`] inverted: a byte ends a run of `class` bytes where `NOT_CLASS & class != 0`.
-static NOT_CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = !CLASS[i];
-        i += 1;
-    }
-    t
-};
-
-/// The end of the run of `class` bytes that starts at `i` (the scans here are the hot loops of
-/// the Via check).
+/// The end of the run that starts at `i` (the first byte at or after `i` in `end`): the scans
+/// here are the hot loops of the Via check.
 #[inline]
-fn run_end(s: &[u8], i: usize, class: u8) -> usize {
-    super::scan::find_class(s, i, &NOT_CLASS, class)
+fn run_end(s: &[u8], i: usize, end: &ByteSet) -> usize {
+    super::scan::find(s, i, end)
 }
 
 fn skip_lws(s: &[u8], i: usize) -> usize {
-    run_end(s, i, LWS)
+    run_end(s, i, &LWS_END)
 }
 
 /// Marker error: the body does not parse.
@@ -70,7 +41,7 @@ pub(crate) struct Bad;
 /// `sent-protocol`, RFC 3261 §20.42: `SIP / 2.0 / transport` (Kamailio insists on SIP/2.0).
 fn sent_protocol(s: &[u8], mut i: usize) -> Result<usize, Bad> {
     let word = |i: usize| {
-        let e = run_end(s, i, WORD);
+        let e = run_end(s, i, &WORD_END);
         (s.get(i..e).unwrap_or_default(), e)
     };
     let (name, e) = word(i);
@@ -109,7 +80,7 @@ fn sent_by(s: &[u8], mut i: usize) -> Result<usize, Bad> {
             .ok_or(Bad)?;
         i += close + 1;
     } else {
-        i = run_end(s, i, HOST);
+        i = run_end(s, i, &HOST_END);
     }
     if i == start {
         return Err(Bad);
@@ -184,18 +155,18 @@ fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
     if head | LETTERS != SIP_2_0 {
         return None;
     }
-    let transport_end = run_end(s, 8, WORD);
+    let transport_end = run_end(s, 8, &WORD_END);
     if transport_end == 8 || s.get(transport_end) != Some(&b' ') {
         return None;
     }
     let host_start = transport_end + 1;
-    let mut i = run_end(s, host_start, HOST);
+    let mut i = run_end(s, host_start, &HOST_END);
     if i == host_start {
         return None;
     }
     if s.get(i) == Some(&b':') {
         let digits = i + 1;
-        i = run_end(s, digits, DIGIT);
+        i = run_end(s, digits, &DIGIT_END);
         if i == digits || i - digits > 5 {
             return None;
         }
@@ -206,7 +177,7 @@ fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
             return None;
         }
         let name_start = i + 1;
-        i = run_end(s, name_start, PARAM);
+        i = run_end(s, name_start, &PARAM_END);
         if i == name_start {
             return None;
         }
@@ -214,7 +185,7 @@ fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
         let mut value: &[u8] = b"";
         if s.get(i) == Some(&b'=') {
             let value_start = i + 1;
-            i = run_end(s, value_start, PARAM);
+            i = run_end(s, value_start, &PARAM_END);
             if i == value_start {
                 return None;
             }
@@ -252,7 +223,7 @@ fn via_branch_general(s: &[u8]) -> Result<&[u8], Bad> {
         while s.get(i) == Some(&b';') {
             i = skip_lws(s, i + 1);
             let ns = i;
-            i = run_end(s, i, PARAM);
+            i = run_end(s, i, &PARAM_END);
             if i == ns {
                 return Err(Bad);
             }
@@ -266,7 +237,7 @@ fn via_branch_general(s: &[u8]) -> Result<&[u8], Bad> {
                     i = quoted_end(s, i)?;
                     value = s.get(vs + 1..i - 1).unwrap_or_default();
                 } else {
-                    i = run_end(s, i, PARAM);
+                    i = run_end(s, i, &PARAM_END);
                     if i == vs {
                         return Err(Bad);
                     }
@@ -299,12 +270,7 @@ fn via_branch_general(s: &[u8]) -> Result<&[u8], Bad> {
 /// CSeq (`parse_cseq`): `number SP method` and nothing but LWS after; returns the method.
 /// Kamailio does not check that the number is numeric.
 pub(crate) fn cseq_method(s: &[u8]) -> Result<&[u8], Bad> {
-    let token_end = |mut i: usize| {
-        while s.get(i).is_some_and(|&c| !is_lws(c)) {
-            i += 1;
-        }
-        i
-    };
+    let token_end = |i: usize| run_end(s, i, &LWS);
     let num_end = token_end(0);
     let mut m = num_end;
     while matches!(s.get(m), Some(b' ' | b'\t')) {
