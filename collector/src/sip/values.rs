@@ -191,11 +191,24 @@ fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
             }
             value = s.get(value_start..i)?;
         }
-        if name.eq_ignore_ascii_case(b"branch") {
+        if is_branch(name) {
             branch = value;
         }
     }
     Some(branch)
+}
+
+/// `name.eq_ignore_ascii_case(b"branch")` as one word compare: OR-ing the case bit (0x20) into
+/// a byte gives a lower-case letter only for that letter's two cases, so for an all-letter word
+/// it is exact.
+#[inline]
+fn is_branch(name: &[u8]) -> bool {
+    const BRANCH: u64 = u64::from_le_bytes(*b"branch\0\0");
+    const CASE: u64 = u64::from_le_bytes(*b"      \0\0");
+    let Ok(&[a, b, c, d, e, f]) = <&[u8; 6]>::try_from(name) else {
+        return false;
+    };
+    u64::from_le_bytes([a, b, c, d, e, f, 0, 0]) | CASE == BRANCH
 }
 
 /// Panics when the Via fast path disagrees with the general path on `s`.
@@ -245,7 +258,7 @@ fn via_branch_general(s: &[u8]) -> Result<&[u8], Bad> {
                 }
                 i = skip_lws(s, i);
             }
-            if first && name.eq_ignore_ascii_case(b"branch") {
+            if first && is_branch(name) {
                 branch = value;
             }
         }
@@ -377,6 +390,23 @@ pub(crate) fn digest_user(body: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_branch_is_eq_ignore_ascii_case() {
+        for word in [&b"branch"[..], b"BRANCH", b"BrAnCh"] {
+            assert!(is_branch(word));
+            for k in 0..word.len() {
+                for c in 0..=255u8 {
+                    let mut w = word.to_vec();
+                    w[k] = c;
+                    assert_eq!(is_branch(&w), w.eq_ignore_ascii_case(b"branch"), "{w:?}");
+                }
+            }
+        }
+        for word in [&b""[..], b"branc", b"branchx", b"xbranch", b"branch\0"] {
+            assert!(!is_branch(word));
+        }
+    }
 
     #[test]
     fn via_with_unbracketed_ipv6() {
