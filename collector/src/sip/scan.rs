@@ -117,7 +117,14 @@ impl ByteSet {
 #[inline(always)]
 pub(crate) fn find(s: &[u8], mut i: usize, set: &ByteSet) -> usize {
     use safe_arch::{load_unaligned_m128i, m128i};
-    while let Some(chunk) = s.get(i..).and_then(|rest| rest.first_chunk::<16>()) {
+    let len = s.len();
+    if i >= len {
+        return i;
+    }
+    while len - i >= 16 {
+        let Some(chunk) = s.get(i..).and_then(|rest| rest.first_chunk::<16>()) else {
+            break;
+        };
         let m = set.mask(load_unaligned_m128i(chunk));
         if m != 0 {
             return i + m.trailing_zeros() as usize;
@@ -126,8 +133,8 @@ pub(crate) fn find(s: &[u8], mut i: usize, set: &ByteSet) -> usize {
     }
     // Fewer than 16 bytes left: test the last 16 (or two overlapping 8) of the slice and drop
     // the bits before `i`.
-    let left = s.len().wrapping_sub(i);
-    if left == 0 || left > 16 {
+    let left = len - i;
+    if left == 0 {
         return i;
     }
     let m = if let Some(last) = s.last_chunk::<16>() {
