@@ -85,7 +85,9 @@ static QUOTED_STOP: ByteSet = ByteSet::any_of(b"\"\\\r\n");
 
 /// Bytes that end `<uri>` on the fast path: `>`, or what the state machine must judge (white
 /// space, escapes, quotes, a second `<`). `;`, `,` and `=` are ordinary inside the brackets.
-static ENCLOSED_STOP: ByteSet = ByteSet::any_of(b" \t\r\n\\<>\"");
+/// All control bytes stop it too (one compare for SP, HT, CR and LF): the state machine takes
+/// the rare URI that holds one.
+static ENCLOSED_STOP: ByteSet = ByteSet::any_of(b"\\<>\"").or_space_and_controls();
 
 /// Bytes that end `<uri>` in a Contact on the fast path (`skip_uri` inside brackets).
 static CONTACT_ENCLOSED_STOP: ByteSet = ByteSet::any_of(b"<>\"");

@@ -14,6 +14,8 @@ pub(crate) struct ByteSet {
     bytes: &'static [u8],
     digits: bool,
     letters: bool,
+    /// Every byte up to and including space (0x00 ..= 0x20).
+    controls: bool,
     negated: bool,
     /// Membership of every byte (the scalar form).
     table: [bool; 256],
@@ -26,6 +28,7 @@ impl ByteSet {
             bytes,
             digits: false,
             letters: false,
+            controls: false,
             negated: false,
             table: [false; 256],
         }
@@ -46,6 +49,17 @@ impl ByteSet {
     pub(crate) const fn or_digits(self) -> Self {
         Self {
             digits: true,
+            ..self
+        }
+        .with_table()
+    }
+
+    /// The set with space and every byte below it (the C0 controls) added. One compare instead
+    /// of four for SP, HT, CR and LF, for fast paths that hand any unusual byte to a general
+    /// path anyway.
+    pub(crate) const fn or_space_and_controls(self) -> Self {
+        Self {
+            controls: true,
             ..self
         }
         .with_table()
@@ -72,7 +86,8 @@ impl ByteSet {
             }
             let member = listed
                 || (self.digits && b.is_ascii_digit())
-                || (self.letters && b.is_ascii_alphabetic());
+                || (self.letters && b.is_ascii_alphabetic())
+                || (self.controls && b <= b' ');
             self.table[c] = member != self.negated;
             c += 1;
         }
@@ -99,6 +114,11 @@ impl ByteSet {
             let shifted = add_i8_m128i(v, set_splat_i8_m128i(0x80u8.wrapping_sub(lo) as i8));
             cmp_lt_mask_i8_m128i(shifted, set_splat_i8_m128i(i8::MIN + n as i8))
         };
+        if self.controls {
+            // `c <= 0x20` as bytes without sign: `min(c, 0x20) == c`.
+            let low = set_splat_i8_m128i(b' ' as i8);
+            m = bitor_m128i(m, cmp_eq_mask_i8_m128i(min_u8_m128i(v, low), v));
+        }
         if self.digits {
             m = bitor_m128i(m, in_range(v, b'0', 10));
         }
@@ -203,12 +223,17 @@ mod tests {
         ByteSet::any_of(b"._-").or_alphanumeric().complement(),
         ByteSet::any_of(b"\x00\x7f\x80\xff"),
         ByteSet::any_of(b"\x80\xff").or_alphanumeric().complement(),
+        ByteSet::any_of(b";,=\"()").or_space_and_controls(),
+        ByteSet::any_of(b"\x7f")
+            .or_space_and_controls()
+            .complement(),
     ];
 
     fn contains_spec(set: &ByteSet, c: u8) -> bool {
         let member = set.bytes.contains(&c)
             || (set.digits && c.is_ascii_digit())
-            || (set.letters && c.is_ascii_alphabetic());
+            || (set.letters && c.is_ascii_alphabetic())
+            || (set.controls && c <= b' ');
         member != set.negated
     }
 

@@ -12,10 +12,16 @@ static LWS: ByteSet = ByteSet::any_of(b" \t\r\n");
 static LWS_END: ByteSet = LWS.complement();
 /// A parameter name or token value: anything but LWS and `; , = " ( )`.
 static PARAM_END: ByteSet = ByteSet::any_of(b" \t\r\n;,=\"()");
+/// [`PARAM_END`] for the fast path: every control byte ends the run too (one compare for SP,
+/// HT, CR and LF); the fast path then sees a byte it does not expect and hands the body to the
+/// general path.
+static PARAM_END_FAST: ByteSet = ByteSet::any_of(b";,=\"()").or_space_and_controls();
 /// A host name or IPv4 address: `[A-Za-z0-9._-]`.
 static HOST_END: ByteSet = ByteSet::any_of(b"._-").or_alphanumeric().complement();
 /// A word of the sent-protocol: anything but LWS and `/ ; ,`.
 static WORD_END: ByteSet = ByteSet::any_of(b" \t\r\n/;,");
+/// [`WORD_END`] for the fast path (control bytes too, as [`PARAM_END_FAST`]).
+static WORD_END_FAST: ByteSet = ByteSet::any_of(b"/;,").or_space_and_controls();
 /// A port.
 static DIGIT_END: ByteSet = ByteSet::any_of(b"").or_digits().complement();
 
@@ -155,7 +161,7 @@ fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
     if head | LETTERS != SIP_2_0 {
         return None;
     }
-    let transport_end = run_end(s, 8, &WORD_END);
+    let transport_end = run_end(s, 8, &WORD_END_FAST);
     if transport_end == 8 || s.get(transport_end) != Some(&b' ') {
         return None;
     }
@@ -177,7 +183,7 @@ fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
             return None;
         }
         let name_start = i + 1;
-        i = run_end(s, name_start, &PARAM_END);
+        i = run_end(s, name_start, &PARAM_END_FAST);
         if i == name_start {
             return None;
         }
@@ -185,7 +191,7 @@ fn via_branch_fast(s: &[u8]) -> Option<&[u8]> {
         let mut value: &[u8] = b"";
         if s.get(i) == Some(&b'=') {
             let value_start = i + 1;
-            i = run_end(s, value_start, &PARAM_END);
+            i = run_end(s, value_start, &PARAM_END_FAST);
             if i == value_start {
                 return None;
             }
