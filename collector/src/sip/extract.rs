@@ -408,8 +408,9 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
     // The single pass over the header block.
     let mut seen = Seen::default();
     let mut named = Named::new(cfg);
+    let mut reader = headers::Reader::new(msg, pos);
     loop {
-        match headers::next(msg, pos) {
+        match reader.next(pos) {
             Ok(Next::End) => break,
             Ok(Next::Header(h, next)) => {
                 if let Err(e) = seen.add(&h) {

@@ -8,6 +8,7 @@ mod corpus_tests;
 mod error;
 mod extract;
 mod headers;
+mod lines;
 mod name_addr;
 mod scan;
 mod start_line;
