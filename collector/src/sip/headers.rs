@@ -233,53 +233,55 @@ pub(crate) fn parse_name(line: &[u8]) -> Option<(usize, usize)> {
 /// words for [`KnownName::matches`].
 struct KnownName {
     kind: HdrKind,
-    /// Length of the name without the colon.
-    len: usize,
     /// The pattern bytes (name + `:`), zero-padded.
     words: [u64; 3],
     /// `0xff` for the pattern bytes, `0` for the padding.
     masks: [u64; 3],
+    /// The case bit (0x20) in the letter positions of the pattern.
+    case: [u64; 3],
 }
 
 impl KnownName {
+    /// The pattern is made of lower-case letters, `-` and `:`, at most 24 bytes.
     const fn new(lower_with_colon: &[u8], kind: HdrKind) -> Self {
         let mut words = [0u64; 3];
         let mut masks = [0u64; 3];
+        let mut case = [0u64; 3];
         let mut i = 0;
         while i < lower_with_colon.len() {
-            words[i / 8] |= (lower_with_colon[i] as u64) << (8 * (i % 8));
-            masks[i / 8] |= 0xff << (8 * (i % 8));
+            let b = lower_with_colon[i];
+            let shift = 8 * (i % 8);
+            words[i / 8] |= (b as u64) << shift;
+            masks[i / 8] |= 0xff << shift;
+            if b.is_ascii_lowercase() {
+                case[i / 8] |= 0x20 << shift;
+            }
             i += 1;
         }
         Self {
             kind,
-            len: lower_with_colon.len() - 1,
             words,
             masks,
+            case,
         }
     }
 
-    /// True when `line` starts with this name (ASCII case ignored) and its colon, with no white
+    /// True when `head` starts with this name (ASCII case ignored) and its colon, with no white
     /// space between them.
     ///
-    /// The pattern is made of lower-case letters, `-` and `:`. Bit 6 is set in exactly the
-    /// letters, so `(pattern & 0x40) >> 1` is the case bit of the letter positions: OR-ing it
-    /// into the input makes the comparison case-insensitive for letters and exact for `-` and
-    /// `:` (a plain OR of 0x20 everywhere would let CR pass for `-`).
-    #[inline]
-    fn matches(&self, line: &[u8]) -> bool {
-        const BIT6: u64 = 0x4040_4040_4040_4040;
-        let pattern_len = self.len + 1;
-        let n_words = pattern_len.div_ceil(8);
-        let Some(head) = line.get(..n_words * 8) else {
-            return false;
-        };
-        head.chunks_exact(8)
-            .zip(self.words.iter().zip(&self.masks))
-            .all(|(chunk, (&word, &mask))| {
-                let input = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes) & mask;
-                input | ((word & BIT6) >> 1) == word
-            })
+    /// OR-ing the case bit into the letter positions only makes the comparison
+    /// case-insensitive for letters and exact for `-` and `:` (a plain OR of 0x20 everywhere
+    /// would let CR pass for `-`). Three words, no loop and no branch: the padding has a zero
+    /// mask.
+    #[inline(always)]
+    fn matches(&self, head: &[u8; 32]) -> bool {
+        let (words, _) = head.as_chunks::<8>();
+        let mut diff = 0;
+        for (k, word) in words.iter().take(3).enumerate() {
+            let input = u64::from_le_bytes(*word) & self.masks[k];
+            diff |= (input | self.case[k]) ^ self.words[k];
+        }
+        diff == 0
     }
 }
 
@@ -309,7 +311,7 @@ static P_PREFERRED_IDENTITY: KnownName = KnownName::new(b"p-preferred-identity:"
 /// and a name that is none of them is checked for valid characters with a byte mask. Returns
 /// the kind and the name length; `None` means "use the general path" (unusual spelling, bad
 /// name, end of the buffer) — never a different answer.
-#[inline]
+#[inline(always)]
 fn known_name(line: &[u8]) -> Option<(HdrKind, usize)> {
     let head = line.first_chunk::<32>()?;
     let (low, high) = head.split_at(16);
@@ -353,7 +355,7 @@ fn known_name(line: &[u8]) -> Option<(HdrKind, usize)> {
         _ => None,
     };
     if let Some(known) = candidate
-        && known.matches(line)
+        && known.matches(head)
     {
         return Some((known.kind, len));
     }
@@ -380,7 +382,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the header line at `p`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn next(&mut self, p: usize) -> Result<Next<'a>, HeaderFault> {
         let msg = self.msg;
         let line = msg.get(p..).unwrap_or_default();
