@@ -35,24 +35,6 @@ fn lf_mask64(block: &[u8; 64]) -> u64 {
     mask
 }
 
-/// Elsewhere: eight bytes per word, exact zero-byte detection on `word ^ LF`.
-#[cfg(not(target_arch = "x86_64"))]
-fn lf_mask64(block: &[u8; 64]) -> u64 {
-    const LF: u64 = 0x0a0a_0a0a_0a0a_0a0a;
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let (words, _) = block.as_chunks::<8>();
-    let mut mask = 0u64;
-    for (i, word) in words.iter().enumerate() {
-        let x = u64::from_le_bytes(*word) ^ LF;
-        // 0x80 in exactly the bytes of `x` that are zero (no carries between bytes).
-        let zero = !(((x & LOW7) + LOW7) | x | LOW7);
-        // Gather the eight high bits into one byte.
-        let byte = ((zero >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
-        mask |= byte << (8 * i);
-    }
-    mask
-}
-
 /// Bit `i` set when `chunk[i] == byte`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -61,16 +43,6 @@ pub(crate) fn byte_mask16(chunk: &[u8; 16], byte: u8) -> u32 {
     let wanted = safe_arch::set_splat_i8_m128i(byte as i8);
     // The mask holds 16 bits (the i32 is never negative).
     move_mask_i8_m128i(cmp_eq_mask_i8_m128i(load_unaligned_m128i(chunk), wanted)) as u32
-}
-
-/// Bit `i` set when `chunk[i] == byte`.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub(crate) fn byte_mask16(chunk: &[u8; 16], byte: u8) -> u32 {
-    chunk
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, &b)| m | u32::from(b == byte) << i)
 }
 
 /// Bit `i` set when `chunk[i]` may appear in a header name: `[0-9A-Za-z-._+~]`
@@ -101,16 +73,51 @@ pub(crate) fn name_char_mask16(chunk: &[u8; 16]) -> u32 {
     (move_mask_i8_m128i(ok) | dd) as u32
 }
 
-/// Bit `i` set when `chunk[i]` may appear in a header name: `[0-9A-Za-z-._+~]`
-/// (Kamailio's `_ksr_hname_chars_list`).
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub(crate) fn name_char_mask16(chunk: &[u8; 16]) -> u32 {
-    chunk.iter().enumerate().fold(0, |m, (i, &b)| {
-        let ok = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~');
-        m | u32::from(ok) << i
-    })
+/// The same masks without SIMD: the code on other architectures, and the reference the tests
+/// compare the SSE2 forms with.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+mod portable {
+    /// Elsewhere: eight bytes per word, exact zero-byte detection on `word ^ LF`.
+    pub(crate) fn lf_mask64(block: &[u8; 64]) -> u64 {
+        const LF: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+        let (words, _) = block.as_chunks::<8>();
+        let mut mask = 0u64;
+        for (i, word) in words.iter().enumerate() {
+            let x = u64::from_le_bytes(*word) ^ LF;
+            // 0x80 in exactly the bytes of `x` that are zero (no carries between bytes).
+            let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+            // Gather the eight high bits into one byte.
+            let byte = ((zero >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+            mask |= byte << (8 * i);
+        }
+        mask
+    }
+
+    /// Bit `i` set when `chunk[i] == byte`.
+    #[inline(always)]
+    pub(crate) fn byte_mask16(chunk: &[u8; 16], byte: u8) -> u32 {
+        chunk
+            .iter()
+            .enumerate()
+            .fold(0, |m, (i, &b)| m | u32::from(b == byte) << i)
+    }
+
+    /// Bit `i` set when `chunk[i]` may appear in a header name: `[0-9A-Za-z-._+~]`
+    /// (Kamailio's `_ksr_hname_chars_list`).
+    #[inline(always)]
+    pub(crate) fn name_char_mask16(chunk: &[u8; 16]) -> u32 {
+        chunk.iter().enumerate().fold(0, |m, (i, &b)| {
+            let ok = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~');
+            m | u32::from(ok) << i
+        })
+    }
 }
+
+#[cfg(not(target_arch = "x86_64"))]
+use portable::lf_mask64;
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use portable::{byte_mask16, name_char_mask16};
 
 /// The scanner over one message.
 pub(crate) struct LineFeeds<'a> {
@@ -209,6 +216,11 @@ mod tests {
                 let mut chunk = [b'a'; 16];
                 chunk[at] = b;
                 let mask = name_char_mask16(&chunk);
+                assert_eq!(mask, portable::name_char_mask16(&chunk));
+                assert_eq!(
+                    lf_mask(&[chunk, chunk, chunk, chunk].concat()),
+                    portable::lf_mask64(&[chunk, chunk, chunk, chunk].concat().try_into().unwrap())
+                );
                 assert_eq!(mask & 1 << at != 0, ok, "byte {b:#04x} at {at}");
                 assert_eq!(mask | 1 << at, 0xffff);
                 let eq = byte_mask16(&chunk, b);
@@ -219,6 +231,27 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn simd_masks_equal_portable_masks(
+            block in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(&b"\n\r:-._+~/@ \t\x80\x8aAZaz09"[..]),
+                    proptest::prelude::any::<u8>(),
+                ],
+                64,
+            ),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let block: [u8; 64] = block.try_into().unwrap();
+            proptest::prop_assert_eq!(lf_mask64(&block), portable::lf_mask64(&block));
+            let (chunks, _) = block.as_chunks::<16>();
+            for chunk in chunks {
+                proptest::prop_assert_eq!(byte_mask16(chunk, byte), portable::byte_mask16(chunk, byte));
+                proptest::prop_assert_eq!(byte_mask16(chunk, b':'), portable::byte_mask16(chunk, b':'));
+                proptest::prop_assert_eq!(name_char_mask16(chunk), portable::name_char_mask16(chunk));
+            }
+        }
+
         #[test]
         fn find_is_the_next_lf(
             msg in proptest::collection::vec(
