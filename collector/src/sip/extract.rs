@@ -176,12 +176,14 @@ impl<'a, 'c> Named<'a, 'c> {
 struct Seen<'a> {
     via: Option<(&'a [u8], &'a [u8])>,
     cseq: Option<(&'a [u8], &'a [u8])>,
-    from: Option<(Header<'a>, name_addr::NameAddr<'a>)>,
-    to: Option<(Header<'a>, name_addr::NameAddr<'a>)>,
+    /// The parsed From / To value and the offset of its body (for errors).
+    from: Option<(usize, name_addr::NameAddr<'a>)>,
+    to: Option<(usize, name_addr::NameAddr<'a>)>,
     callid: Option<&'a [u8]>,
     content_length: bool,
     max_forwards: bool,
-    contact: Option<Header<'a>>,
+    /// The first Contact: body, body offset, header offset.
+    contact: Option<(&'a [u8], usize, usize)>,
     content_type: Option<&'a [u8]>,
     user_agent: Option<&'a [u8]>,
     diversion: Option<&'a [u8]>,
@@ -237,7 +239,7 @@ impl<'a> Seen<'a> {
                 if slot.is_some() {
                     return Err(duplicate(if is_from { "From" } else { "To" }, h));
                 }
-                *slot = Some((*h, na));
+                *slot = Some((h.body_offset, na));
             }
             HdrKind::CallId => {
                 if self.callid.is_some() {
@@ -262,7 +264,8 @@ impl<'a> Seen<'a> {
                 self.max_forwards = true;
             }
             HdrKind::Contact => {
-                self.contact.get_or_insert(*h);
+                self.contact
+                    .get_or_insert((h.body, h.body_offset, h.offset));
             }
             HdrKind::ContentType => {
                 self.content_type.get_or_insert(h.body);
@@ -459,7 +462,7 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
         cols.ruri_domain = parsed.host;
     }
 
-    if let Some((h, na)) = seen.from {
+    if let Some((body_offset, na)) = seen.from {
         match uri::parse(na.uri) {
             Ok(u) => {
                 cols.from_user = u.user;
@@ -467,14 +470,14 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
             }
             Err(_) if strict => {
                 return Err(SipError::BadFromUri {
-                    offset: h.body_offset + na.uri_offset,
+                    offset: body_offset + na.uri_offset,
                 });
             }
             Err(_) => cols.bad = true,
         }
         cols.from_tag = na.tag;
     }
-    if let Some((h, na)) = seen.to {
+    if let Some((body_offset, na)) = seen.to {
         match uri::parse(na.uri) {
             Ok(u) => {
                 cols.to_user = u.user;
@@ -482,7 +485,7 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
             }
             Err(_) if strict => {
                 return Err(SipError::BadToUri {
-                    offset: h.body_offset + na.uri_offset,
+                    offset: body_offset + na.uri_offset,
                 });
             }
             Err(_) => cols.bad = true,
@@ -507,8 +510,8 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
         cols.auth_user = values::digest_user(body).unwrap_or_default();
     }
 
-    if let Some(h) = seen.contact {
-        match name_addr::parse_contact(h.body) {
+    if let Some((body, body_offset, offset)) = seen.contact {
+        match name_addr::parse_contact(body) {
             Ok(FirstContact::Star) => cols.contact_user = b"*",
             Ok(FirstContact::Uri(text, at)) => match uri::parse(text) {
                 Ok(u) => {
@@ -518,12 +521,12 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
                 }
                 Err(_) if strict => {
                     return Err(SipError::BadContactUri {
-                        offset: h.body_offset + at,
+                        offset: body_offset + at,
                     });
                 }
                 Err(_) => cols.bad = true,
             },
-            Err(_) if strict => return Err(SipError::BadContact { offset: h.offset }),
+            Err(_) if strict => return Err(SipError::BadContact { offset }),
             Err(_) => cols.bad = true,
         }
     }
