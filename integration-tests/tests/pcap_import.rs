@@ -18,36 +18,14 @@ use sipcapture_integration_tests::{Sandbox, count_rows, open_db};
 
 const SHARED: &str = "/work/shared/corpus";
 
-/// (file, SIP messages per the corpus README).
-const CORPUS: &[(&str, u64)] = &[
-    ("heplify_erspan_sip_ipv4_udp.pcapng", 140),
-    ("heplify_ipip0.pcap", 8),
-    ("heplify_ipv6_udp_fragmented.pcap", 0),
-    ("heplify_rtp_rtcp_sip_ipv4_udp.pcap", 14),
-    ("heplify_sip_ipv4_tcp.pcap", 7),
-    ("heplify_sip_ipv4_tcp_fragmented.pcap", 406),
-    ("heplify_sip_ipv4_tcp_retrans.pcap", 8),
-    ("heplify_sip_ipv6_udp.pcap", 6),
-    ("heplify_sip_sctp.pcap", 4),
-    ("heplify_sip_tcp_websocket.pcap", 39),
-    ("pcpp_sip_reqs.pcap", 4),
-    ("pcpp_sip_resp.pcap", 7),
-    ("pcpp_sip_non_default_port.pcap", 2),
-    ("pcpp_sip_not_sdp.pcap", 1),
-    ("pcpp_VlanPackets.pcap", 0),
-    ("gen_hep1_kamailio_siptrace.pcap", 120),
-    ("gen_hep2_kamailio_siptrace.pcap", 120),
-    ("gen_hep3_kamailio_siptrace.pcap", 120),
-    ("gen_hep3_tcp_kamailio_siptrace.pcap", 120),
-    ("gen_sip_udp_lo.pcap", 18),
-    ("gen_sip_tcp_lo.pcap", 18),
-    ("gen_sip_udp_vlan100.pcap", 18),
-    ("gen_sip_udp_qinq.pcap", 18),
-    ("gen_sip_udp_ipip.pcap", 18),
-    ("gen_sip_udp_ipv6.pcap", 18),
-    ("gen_sip_udp_ipv4_fragmented.pcap", 18),
-    ("gen_sip_udp_ipv6_fragmented.pcap", 18),
-];
+/// (file, SIP messages per the corpus README), from `testdata/corpus/counts.txt`.
+fn corpus() -> impl Iterator<Item = (&'static str, u64)> {
+    include_str!("../testdata/corpus/counts.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(name, n)| (name, n.parse().unwrap()))
+}
 
 /// Where a capture is: the shared corpus when present, else the project's copy (not for the
 /// AGPL heplify files).
@@ -153,16 +131,16 @@ async fn duplicate_rows(db: &DatabaseConnection) -> u64 {
 async fn every_corpus_capture_yields_its_sip_message_count() {
     let sandbox = Sandbox::new().unwrap();
     let mut skipped = Vec::new();
-    for (name, want) in CORPUS {
+    for (name, want) in corpus() {
         let Some(file) = locate(name) else {
-            skipped.push(*name);
+            skipped.push(name);
             continue;
         };
         let db_path = sandbox.path().join(format!("{name}.db"));
         let db_url = format!("sqlite://{}", db_path.display());
         // pcpp_sip_reqs.pcap's BYE is cut inside its header block ("Content-Lengt" without a
         // colon): Kamailio keeps such a message only with capture_bad_msgs=1.
-        let extra: &[&str] = if *name == "pcpp_sip_reqs.pcap" {
+        let extra: &[&str] = if name == "pcpp_sip_reqs.pcap" {
             &["--set", "capture_bad_msgs=1", "--quiet"]
         } else {
             &["--quiet"]
@@ -170,12 +148,12 @@ async fn every_corpus_capture_yields_its_sip_message_count() {
         let summary = import(&sandbox, &file, &db_url, extra);
         let db = open_db(&db_url).await.unwrap();
         let got = total_rows(&db).await;
-        assert_eq!(got, *want, "{name}: rows\n{summary}");
+        assert_eq!(got, want, "{name}: rows\n{summary}");
         assert_eq!(duplicate_rows(&db).await, 0, "{name}: duplicated rows");
         // The summary counts the same messages (SIP + HEP-carried SIP).
         let sip = summary_value(&summary, "sip messages:");
         let hep = summary_value(&summary, "hep packets:");
-        assert_eq!(sip + hep, *want, "{name}: summary\n{summary}");
+        assert_eq!(sip + hep, want, "{name}: summary\n{summary}");
         db.close().await.unwrap();
     }
     if !skipped.is_empty() {

@@ -435,36 +435,15 @@ mod tests {
         (records, reasons)
     }
 
-    /// Expected SIP message counts from /work/shared/corpus/README.md.
-    pub(crate) const CORPUS: &[(&str, u64)] = &[
-        ("heplify_erspan_sip_ipv4_udp.pcapng", 140),
-        ("heplify_ipip0.pcap", 8),
-        ("heplify_ipv6_udp_fragmented.pcap", 0),
-        ("heplify_rtp_rtcp_sip_ipv4_udp.pcap", 14),
-        ("heplify_sip_ipv4_tcp.pcap", 7),
-        ("heplify_sip_ipv4_tcp_fragmented.pcap", 406),
-        ("heplify_sip_ipv4_tcp_retrans.pcap", 8),
-        ("heplify_sip_ipv6_udp.pcap", 6),
-        ("heplify_sip_sctp.pcap", 4),
-        ("heplify_sip_tcp_websocket.pcap", 39),
-        ("pcpp_sip_reqs.pcap", 4),
-        ("pcpp_sip_resp.pcap", 7),
-        ("pcpp_sip_non_default_port.pcap", 2),
-        ("pcpp_sip_not_sdp.pcap", 1),
-        ("pcpp_VlanPackets.pcap", 0),
-        ("gen_hep1_kamailio_siptrace.pcap", 120),
-        ("gen_hep2_kamailio_siptrace.pcap", 120),
-        ("gen_hep3_kamailio_siptrace.pcap", 120),
-        ("gen_hep3_tcp_kamailio_siptrace.pcap", 120),
-        ("gen_sip_udp_lo.pcap", 18),
-        ("gen_sip_tcp_lo.pcap", 18),
-        ("gen_sip_udp_vlan100.pcap", 18),
-        ("gen_sip_udp_qinq.pcap", 18),
-        ("gen_sip_udp_ipip.pcap", 18),
-        ("gen_sip_udp_ipv6.pcap", 18),
-        ("gen_sip_udp_ipv4_fragmented.pcap", 18),
-        ("gen_sip_udp_ipv6_fragmented.pcap", 18),
-    ];
+    /// Expected SIP message counts from /work/shared/corpus/README.md (the table the
+    /// `pcap_import` integration test uses too).
+    fn corpus() -> impl Iterator<Item = (&'static str, u64)> {
+        include_str!("../../../integration-tests/testdata/corpus/counts.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(name, n)| (name, n.parse().unwrap()))
+    }
 
     #[test]
     fn shared_corpus_counts_match_the_readme() {
@@ -477,13 +456,13 @@ mod tests {
             return;
         }
         let mut failures = Vec::new();
-        for (name, want) in CORPUS {
+        for (name, want) in corpus() {
             // pcpp_sip_reqs.pcap's BYE is cut inside its header block ("Content-Lengt"): Kamailio
             // keeps it only with capture_bad_msgs=1.
-            let bad_msgs = *name == "pcpp_sip_reqs.pcap";
+            let bad_msgs = name == "pcpp_sip_reqs.pcap";
             let (got, reasons) = corpus_counts(&dir.join(name), bad_msgs);
             eprintln!("{name}: {got} (want {want}) {reasons:?}");
-            if got != *want {
+            if got != want {
                 failures.push(format!("{name}: {got} != {want} {reasons:?}"));
             }
         }
