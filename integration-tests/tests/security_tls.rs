@@ -259,6 +259,19 @@ async fn rows_like(db: &sea_orm::DatabaseConnection, tag: &str) -> u64 {
     .unwrap_or(0)
 }
 
+/// The `collector_id` of every stored delivery stream, by stream id.
+async fn stream_owners(db: &sea_orm::DatabaseConnection) -> Vec<Vec<String>> {
+    text_rows(
+        db,
+        "sipcapture_stream_state",
+        &["collector_id"],
+        "1=1",
+        "stream_id",
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_collector_streams_with_its_certificate_identity_and_others_are_refused() {
     let sandbox = Sandbox::new().unwrap();
@@ -351,15 +364,7 @@ async fn mtls_collector_streams_with_its_certificate_identity_and_others_are_ref
     assert_eq!(rows_like(&db, "rogue").await, 0);
     assert_eq!(rows_like(&db, "bare").await, 0);
     assert_eq!(count_rows(&db, "sip_capture").await.unwrap(), 10);
-    let owners = text_rows(
-        &db,
-        "sipcapture_stream_state",
-        &["collector_id"],
-        "1=1",
-        "stream_id",
-    )
-    .await
-    .unwrap();
+    let owners = stream_owners(&db).await;
     assert!(!owners.is_empty());
     assert!(
         owners
@@ -800,15 +805,7 @@ async fn up_serves_mtls_and_its_internal_collector_is_the_certificate_identity()
     );
     let db = open_db(&db_url).await.unwrap();
     wait_for_rows(&db, "sip_capture", 7, WAIT).await.unwrap();
-    let owners = text_rows(
-        &db,
-        "sipcapture_stream_state",
-        &["collector_id"],
-        "1=1",
-        "stream_id",
-    )
-    .await
-    .unwrap();
+    let owners = stream_owners(&db).await;
     assert_eq!(owners, vec![vec!["collector-good".to_owned()]]);
     // Plain gRPC is not served on the TLS port.
     let plain = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))

@@ -53,39 +53,19 @@ pub(crate) enum HdrKind {
 
 impl HdrKind {
     /// Classifies a header name like Kamailio's `_ksr_hdr_map` (case-insensitive, exact length):
-    /// a `match` on length and first letter picks the one candidate, which is then compared.
+    /// [`compact`] or [`candidate`] picks the one name it can be, which is then compared.
     pub(crate) fn of(name: &[u8]) -> Self {
         let Some(&first) = name.first() else {
             return Self::Other;
         };
-        let is = |lower: &[u8]| eq_lower(name, lower);
-        match (name.len(), first | CASE_BIT) {
-            (1, b'v') => Self::Via,
-            (1, b'f') => Self::From,
-            (1, b't') => Self::To,
-            (1, b'i') => Self::CallId,
-            (1, b'm') => Self::Contact,
-            (1, b'c') => Self::ContentType,
-            (1, b'l') => Self::ContentLength,
-            (2, b't') if is(b"to") => Self::To,
-            (3, b'v') if is(b"via") => Self::Via,
-            (4, b'c') if is(b"cseq") => Self::CSeq,
-            (4, b'f') if is(b"from") => Self::From,
-            (7, b'c') if is(b"call-id") => Self::CallId,
-            (7, b'c') if is(b"contact") => Self::Contact,
-            (9, b'd') if is(b"diversion") => Self::Diversion,
-            (10, b'u') if is(b"user-agent") => Self::UserAgent,
-            (11, b'r') if is(b"retry-after") => Self::RetryAfter,
-            (12, b'c') if is(b"content-type") => Self::ContentType,
-            (12, b'm') if is(b"max-forwards") => Self::MaxForwards,
-            (13, b'a') if is(b"authorization") => Self::Authorization,
-            (14, b'c') if is(b"content-length") => Self::ContentLength,
-            (15, b'r') if is(b"remote-party-id") => Self::Rpid,
-            (19, b'p') if is(b"proxy-authorization") => Self::ProxyAuth,
-            (19, b'p') if is(b"p-asserted-identity") => Self::Pai,
-            (20, b'p') if is(b"p-preferred-identity") => Self::Ppi,
-            _ => Self::Other,
+        let first = first | CASE_BIT;
+        if name.len() == 1 {
+            return compact(first).unwrap_or(Self::Other);
         }
+        let second = name.get(1).map_or(0, |&b| b | CASE_BIT);
+        candidate(name.len(), first, second)
+            .filter(|known| eq_lower(name, known.name))
+            .map_or(Self::Other, |known| known.kind)
     }
 }
 
@@ -233,6 +213,8 @@ pub(crate) fn parse_name(line: &[u8]) -> Option<(usize, usize)> {
 /// words for [`KnownName::matches`].
 struct KnownName {
     kind: HdrKind,
+    /// The name without the colon, lower case.
+    name: &'static [u8],
     /// The pattern bytes (name + `:`), zero-padded.
     words: [u64; 3],
     /// `0xff` for the pattern bytes, `0` for the padding.
@@ -243,7 +225,7 @@ struct KnownName {
 
 impl KnownName {
     /// The pattern is made of lower-case letters, `-` and `:`, at most 24 bytes.
-    const fn new(lower_with_colon: &[u8], kind: HdrKind) -> Self {
+    const fn new(lower_with_colon: &'static [u8], kind: HdrKind) -> Self {
         let mut words = [0u64; 3];
         let mut masks = [0u64; 3];
         let mut case = [0u64; 3];
@@ -258,8 +240,13 @@ impl KnownName {
             }
             i += 1;
         }
+        let name = match lower_with_colon.split_last() {
+            Some((_, name)) => name,
+            None => lower_with_colon,
+        };
         Self {
             kind,
+            name,
             words,
             masks,
             case,
@@ -305,6 +292,47 @@ static PROXY_AUTHORIZATION: KnownName = KnownName::new(b"proxy-authorization:", 
 static P_ASSERTED_IDENTITY: KnownName = KnownName::new(b"p-asserted-identity:", HdrKind::Pai);
 static P_PREFERRED_IDENTITY: KnownName = KnownName::new(b"p-preferred-identity:", HdrKind::Ppi);
 
+/// The header a one-letter (compact) name stands for; `first` is lower-cased.
+#[inline(always)]
+fn compact(first: u8) -> Option<HdrKind> {
+    Some(match first {
+        b'v' => HdrKind::Via,
+        b'f' => HdrKind::From,
+        b't' => HdrKind::To,
+        b'i' => HdrKind::CallId,
+        b'm' => HdrKind::Contact,
+        b'c' => HdrKind::ContentType,
+        b'l' => HdrKind::ContentLength,
+        _ => return None,
+    })
+}
+
+/// The one known name of `len` bytes that starts with `first` (and `second`, where two share
+/// the length and first letter), both lower-cased; the caller still compares the whole name.
+#[inline(always)]
+fn candidate(len: usize, first: u8, second: u8) -> Option<&'static KnownName> {
+    Some(match (len, first) {
+        (2, b't') => &TO,
+        (3, b'v') => &VIA,
+        (4, b'c') => &CSEQ,
+        (4, b'f') => &FROM,
+        (7, b'c') if second == b'a' => &CALL_ID,
+        (7, b'c') => &CONTACT,
+        (9, b'd') => &DIVERSION,
+        (10, b'u') => &USER_AGENT,
+        (11, b'r') => &RETRY_AFTER,
+        (12, b'c') => &CONTENT_TYPE,
+        (12, b'm') => &MAX_FORWARDS,
+        (13, b'a') => &AUTHORIZATION,
+        (14, b'c') => &CONTENT_LENGTH,
+        (15, b'r') => &REMOTE_PARTY_ID,
+        (19, b'p') if second == b'r' => &PROXY_AUTHORIZATION,
+        (19, b'p') => &P_ASSERTED_IDENTITY,
+        (20, b'p') => &P_PREFERRED_IDENTITY,
+        _ => return None,
+    })
+}
+
 /// Fast path of [`parse_name`] + [`HdrKind::of`] for a name written the usual way (`Name:`,
 /// no space before the colon, at most 31 bytes, with 32 bytes of the message left): the colon
 /// is found with one byte-mask compare, `(length, first letter)` picks the one candidate name,
@@ -326,35 +354,13 @@ fn known_name(line: &[u8]) -> Option<(HdrKind, usize)> {
         return None;
     }
     let first = head[0] | CASE_BIT;
-    let second = head[1] | CASE_BIT;
-    let candidate = match (len, first) {
-        (1, b'v') => return Some((HdrKind::Via, 1)),
-        (1, b'f') => return Some((HdrKind::From, 1)),
-        (1, b't') => return Some((HdrKind::To, 1)),
-        (1, b'i') => return Some((HdrKind::CallId, 1)),
-        (1, b'm') => return Some((HdrKind::Contact, 1)),
-        (1, b'c') => return Some((HdrKind::ContentType, 1)),
-        (1, b'l') => return Some((HdrKind::ContentLength, 1)),
-        (2, b't') => Some(&TO),
-        (3, b'v') => Some(&VIA),
-        (4, b'c') => Some(&CSEQ),
-        (4, b'f') => Some(&FROM),
-        (7, b'c') if second == b'a' => Some(&CALL_ID),
-        (7, b'c') => Some(&CONTACT),
-        (9, b'd') => Some(&DIVERSION),
-        (10, b'u') => Some(&USER_AGENT),
-        (11, b'r') => Some(&RETRY_AFTER),
-        (12, b'c') => Some(&CONTENT_TYPE),
-        (12, b'm') => Some(&MAX_FORWARDS),
-        (13, b'a') => Some(&AUTHORIZATION),
-        (14, b'c') => Some(&CONTENT_LENGTH),
-        (15, b'r') => Some(&REMOTE_PARTY_ID),
-        (19, b'p') if second == b'r' => Some(&PROXY_AUTHORIZATION),
-        (19, b'p') => Some(&P_ASSERTED_IDENTITY),
-        (20, b'p') => Some(&P_PREFERRED_IDENTITY),
-        _ => None,
-    };
-    if let Some(known) = candidate
+    if len == 1 {
+        // The compact letters are letters: the case bit maps only their two cases onto them.
+        if let Some(kind) = compact(first) {
+            return Some((kind, 1));
+        }
+    }
+    if let Some(known) = candidate(len, first, head[1] | CASE_BIT)
         && known.matches(head)
     {
         return Some((known.kind, len));
