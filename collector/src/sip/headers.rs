@@ -99,7 +99,7 @@ pub(crate) fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
         .all(|(&n, &l)| n | CASE_BIT == l)
 }
 
-use super::lines::{LineFeeds, byte_mask16, name_char_mask16};
+use super::lines::{COLON, LineFeeds, NAME_CHARS};
 
 /// One header line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,9 +345,9 @@ fn known_name(line: &[u8]) -> Option<(HdrKind, usize)> {
     let (low, high) = head.split_at(16);
     let low: &[u8; 16] = low.try_into().ok()?;
     let high: &[u8; 16] = high.try_into().ok()?;
-    let mut colons = byte_mask16(low, b':');
+    let mut colons = COLON.mask16(low);
     if colons == 0 {
-        colons = byte_mask16(high, b':') << 16;
+        colons = COLON.mask16(high) << 16;
     }
     let len = colons.trailing_zeros() as usize;
     if len == 0 || len == 32 {
@@ -367,7 +367,7 @@ fn known_name(line: &[u8]) -> Option<(HdrKind, usize)> {
     }
     // Any other name: `HdrKind::of` has no candidate for it, so it is `Other` when every byte
     // before the colon is a name character.
-    let valid = name_char_mask16(low) | name_char_mask16(high) << 16;
+    let valid = NAME_CHARS.mask16(low) | NAME_CHARS.mask16(high) << 16;
     let wanted = (1u32 << len) - 1;
     (valid & wanted == wanted).then_some((HdrKind::Other, len))
 }

@@ -1,10 +1,12 @@
-//! Line-feed positions of a message, found 64 bytes at a time, and the other byte masks of the
+//! Line-feed positions of a message, found 64 bytes at a time, and the other byte sets of the
 //! header split (colon position, header-name characters).
 //!
 //! Finding line ends is the hot loop of the header split. Calling a search function per line
 //! pays its set-up for every 30–80 byte line; here one pass turns a 64-byte block into a bit
 //! mask (bit `i` set when byte `i` is an LF) and each line end is then a `trailing_zeros`. The
 //! blocks are computed on demand, so the message body after the header block is never scanned.
+
+use super::scan::ByteSet;
 
 /// The LF bit mask of up to 64 bytes (`block` shorter than 64 bytes is taken as zero-padded).
 fn lf_mask(block: &[u8]) -> u64 {
@@ -20,104 +22,20 @@ fn lf_mask(block: &[u8]) -> u64 {
     }
 }
 
-/// SSE2 (part of the x86-64 baseline): four 16-byte compares and byte masks.
-#[cfg(target_arch = "x86_64")]
+/// Line feed.
+static LF: ByteSet = ByteSet::any_of(b"\n");
+/// The colon after a header name.
+pub(crate) static COLON: ByteSet = ByteSet::any_of(b":");
+/// Characters Kamailio accepts in a header name (`_ksr_hname_chars_list`): `[0-9A-Za-z-._+~]`.
+pub(crate) static NAME_CHARS: ByteSet = ByteSet::any_of(b"-._+~").or_alphanumeric();
+
+/// Four 16-byte masks (SSE2 on x86-64) into one.
 fn lf_mask64(block: &[u8; 64]) -> u64 {
-    use safe_arch::{cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i};
-    let lf = safe_arch::set_splat_i8_m128i(b'\n' as i8);
     let (chunks, _) = block.as_chunks::<16>();
-    let mut mask = 0u64;
-    for (i, chunk) in chunks.iter().enumerate() {
-        let bits = move_mask_i8_m128i(cmp_eq_mask_i8_m128i(load_unaligned_m128i(chunk), lf));
-        // The mask holds 16 bits; the cast only drops the zero upper half of the i32.
-        mask |= u64::from(bits as u16) << (16 * i);
-    }
-    mask
+    chunks.iter().enumerate().fold(0, |mask, (i, chunk)| {
+        mask | u64::from(LF.mask16(chunk)) << (16 * i)
+    })
 }
-
-/// Bit `i` set when `chunk[i] == byte`.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) fn byte_mask16(chunk: &[u8; 16], byte: u8) -> u32 {
-    use safe_arch::{cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i};
-    let wanted = safe_arch::set_splat_i8_m128i(byte as i8);
-    // The mask holds 16 bits (the i32 is never negative).
-    move_mask_i8_m128i(cmp_eq_mask_i8_m128i(load_unaligned_m128i(chunk), wanted)) as u32
-}
-
-/// Bit `i` set when `chunk[i]` may appear in a header name: `[0-9A-Za-z-._+~]`
-/// (Kamailio's `_ksr_hname_chars_list`).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) fn name_char_mask16(chunk: &[u8; 16]) -> u32 {
-    use safe_arch::{
-        bitand_m128i, bitor_m128i, cmp_eq_mask_i8_m128i, cmp_gt_mask_i8_m128i,
-        cmp_lt_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
-    };
-    // Signed byte compares: bytes >= 0x80 are negative and fall below every range.
-    let in_range = |x, lo: u8, hi: u8| {
-        bitand_m128i(
-            cmp_gt_mask_i8_m128i(x, set_splat_i8_m128i((lo - 1) as i8)),
-            cmp_lt_mask_i8_m128i(x, set_splat_i8_m128i((hi + 1) as i8)),
-        )
-    };
-    let eq = |x, b: u8| cmp_eq_mask_i8_m128i(x, set_splat_i8_m128i(b as i8));
-    let x = load_unaligned_m128i(chunk);
-    // OR-ing the case bit maps exactly the letters (and nothing else) onto `a..=z`.
-    let letters = in_range(bitor_m128i(x, set_splat_i8_m128i(0x20)), b'a', b'z');
-    let digits_dash_dot = in_range(x, b'-', b'9');
-    let slash = eq(x, b'/');
-    let others = bitor_m128i(bitor_m128i(eq(x, b'_'), eq(x, b'+')), eq(x, b'~'));
-    let ok = bitor_m128i(letters, others);
-    let dd = move_mask_i8_m128i(digits_dash_dot) & !move_mask_i8_m128i(slash);
-    (move_mask_i8_m128i(ok) | dd) as u32
-}
-
-/// The same masks without SIMD: the code on other architectures, and the reference the tests
-/// compare the SSE2 forms with.
-#[cfg(any(test, not(target_arch = "x86_64")))]
-mod portable {
-    /// Elsewhere: eight bytes per word, exact zero-byte detection on `word ^ LF`.
-    pub(crate) fn lf_mask64(block: &[u8; 64]) -> u64 {
-        const LF: u64 = 0x0a0a_0a0a_0a0a_0a0a;
-        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-        let (words, _) = block.as_chunks::<8>();
-        let mut mask = 0u64;
-        for (i, word) in words.iter().enumerate() {
-            let x = u64::from_le_bytes(*word) ^ LF;
-            // 0x80 in exactly the bytes of `x` that are zero (no carries between bytes).
-            let zero = !(((x & LOW7) + LOW7) | x | LOW7);
-            // Gather the eight high bits into one byte.
-            let byte = ((zero >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
-            mask |= byte << (8 * i);
-        }
-        mask
-    }
-
-    /// Bit `i` set when `chunk[i] == byte`.
-    #[inline(always)]
-    pub(crate) fn byte_mask16(chunk: &[u8; 16], byte: u8) -> u32 {
-        chunk
-            .iter()
-            .enumerate()
-            .fold(0, |m, (i, &b)| m | u32::from(b == byte) << i)
-    }
-
-    /// Bit `i` set when `chunk[i]` may appear in a header name: `[0-9A-Za-z-._+~]`
-    /// (Kamailio's `_ksr_hname_chars_list`).
-    #[inline(always)]
-    pub(crate) fn name_char_mask16(chunk: &[u8; 16]) -> u32 {
-        chunk.iter().enumerate().fold(0, |m, (i, &b)| {
-            let ok = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~');
-            m | u32::from(ok) << i
-        })
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-use portable::lf_mask64;
-#[cfg(not(target_arch = "x86_64"))]
-pub(crate) use portable::{byte_mask16, name_char_mask16};
 
 /// The scanner over one message.
 pub(crate) struct LineFeeds<'a> {
@@ -208,31 +126,39 @@ mod tests {
         }
     }
 
+    fn is_name_char(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~')
+    }
+
+    /// The mask of `chunk` by the definition, byte by byte.
+    fn mask_of(chunk: &[u8], wanted: impl Fn(u8) -> bool) -> u64 {
+        chunk
+            .iter()
+            .enumerate()
+            .fold(0, |m, (i, &b)| m | u64::from(wanted(b)) << i)
+    }
+
     #[test]
     fn name_chars_are_exactly_kamailios() {
         for b in 0..=255u8 {
-            let ok = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~');
+            let ok = is_name_char(b);
             for at in [0, 7, 15] {
                 let mut chunk = [b'a'; 16];
                 chunk[at] = b;
-                let mask = name_char_mask16(&chunk);
-                assert_eq!(mask, portable::name_char_mask16(&chunk));
-                assert_eq!(
-                    lf_mask(&[chunk, chunk, chunk, chunk].concat()),
-                    portable::lf_mask64(&[chunk, chunk, chunk, chunk].concat().try_into().unwrap())
-                );
+                let mask = NAME_CHARS.mask16(&chunk);
                 assert_eq!(mask & 1 << at != 0, ok, "byte {b:#04x} at {at}");
                 assert_eq!(mask | 1 << at, 0xffff);
-                let eq = byte_mask16(&chunk, b);
-                assert_eq!(eq & 1 << at, 1 << at);
-                assert_eq!(eq, if b == b'a' { 0xffff } else { 1 << at });
+                let colon = COLON.mask16(&chunk);
+                assert_eq!(colon, if b == b':' { 1 << at } else { 0 });
+                let block = [chunk, chunk, chunk, chunk].concat();
+                assert_eq!(lf_mask(&block), mask_of(&block, |c| c == b'\n'));
             }
         }
     }
 
     proptest::proptest! {
         #[test]
-        fn simd_masks_equal_portable_masks(
+        fn masks_match_their_definitions(
             block in proptest::collection::vec(
                 proptest::prop_oneof![
                     proptest::sample::select(&b"\n\r:-._+~/@ \t\x80\x8aAZaz09"[..]),
@@ -240,15 +166,13 @@ mod tests {
                 ],
                 64,
             ),
-            byte in proptest::prelude::any::<u8>(),
         ) {
             let block: [u8; 64] = block.try_into().unwrap();
-            proptest::prop_assert_eq!(lf_mask64(&block), portable::lf_mask64(&block));
+            proptest::prop_assert_eq!(lf_mask64(&block), mask_of(&block, |c| c == b'\n'));
             let (chunks, _) = block.as_chunks::<16>();
             for chunk in chunks {
-                proptest::prop_assert_eq!(byte_mask16(chunk, byte), portable::byte_mask16(chunk, byte));
-                proptest::prop_assert_eq!(byte_mask16(chunk, b':'), portable::byte_mask16(chunk, b':'));
-                proptest::prop_assert_eq!(name_char_mask16(chunk), portable::name_char_mask16(chunk));
+                proptest::prop_assert_eq!(u64::from(COLON.mask16(chunk)), mask_of(chunk, |c| c == b':'));
+                proptest::prop_assert_eq!(u64::from(NAME_CHARS.mask16(chunk)), mask_of(chunk, is_name_char));
             }
         }
 

@@ -100,6 +100,19 @@ impl ByteSet {
         self.table[usize::from(c)]
     }
 
+    /// Bit `k` set where `chunk[k]` is in the set: one SSE2 mask on x86-64, sixteen table
+    /// lookups elsewhere.
+    #[inline(always)]
+    pub(crate) fn mask16(&self, chunk: &[u8; 16]) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        return self.mask(safe_arch::load_unaligned_m128i(chunk));
+        #[cfg(not(target_arch = "x86_64"))]
+        chunk
+            .iter()
+            .enumerate()
+            .fold(0, |m, (k, &c)| m | u32::from(self.contains(c)) << k)
+    }
+
     /// Bit `k` set where lane `k` of `v` is in the set (the SSE2 form of [`Self::contains`]).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
