@@ -171,6 +171,13 @@ pub(crate) fn assert_fast_paths_agree(body: &[u8]) {
     if let Some(fast) = parse_contact_fast(body) {
         assert_eq!(Ok(fast), parse_contact_general(body));
     }
+    for (at, _) in body.iter().enumerate().filter(|&(_, &c)| c == b';') {
+        for allow_comma in [false, true] {
+            if let Some(fast) = parse_params_fast(body, at, allow_comma) {
+                assert_eq!(Ok(fast), parse_params_general(body, at, allow_comma));
+            }
+        }
+    }
 }
 
 /// The `parse_addr_spec` state machine, for every name-addr / addr-spec form.
@@ -317,7 +324,59 @@ fn parse_general(body: &[u8], allow_comma: bool) -> Result<(NameAddr<'_>, usize)
 }
 
 /// `parse_to_param` from the `;` at `at`: returns the tag value and where parsing stopped.
+#[inline]
 fn parse_params(body: &[u8], at: usize, allow_comma: bool) -> Result<(&[u8], usize), BadNameAddr> {
+    match parse_params_fast(body, at, allow_comma) {
+        Some(parsed) => Ok(parsed),
+        None => parse_params_general(body, at, allow_comma),
+    }
+}
+
+/// Fast path of [`parse_params`] for `;name=token` and `;name` parameters without white space,
+/// quotes or escapes: each name and value is one scan to the next special byte instead of the
+/// per-byte state machine. `None` means "use [`parse_params_general`]" (an empty name or value,
+/// any other byte after a name or value); where it answers, the answer is the state machine's:
+/// every parameter ends at `;`, at a list comma (`allow_comma`) or at the end of the body, and
+/// in each of those cases the state machine sets the tag to the value of a `tag` parameter
+/// (empty without `=`), so the last `tag` wins.
+#[inline]
+fn parse_params_fast(body: &[u8], at: usize, allow_comma: bool) -> Option<(&[u8], usize)> {
+    let mut tag: &[u8] = b"";
+    let mut i = at + 1;
+    loop {
+        let name_end = next_flagged(body, i, &SPECIAL);
+        let name = body.get(i..name_end)?;
+        if name.is_empty() {
+            return None;
+        }
+        let mut end = name_end;
+        let mut value: &[u8] = b"";
+        if body.get(name_end) == Some(&b'=') {
+            let value_start = name_end + 1;
+            end = next_flagged(body, value_start, &SPECIAL);
+            value = body.get(value_start..end)?;
+            if value.is_empty() {
+                return None;
+            }
+        }
+        if name.eq_ignore_ascii_case(b"tag") {
+            tag = value;
+        }
+        match body.get(end) {
+            None => return Some((tag, body.len())),
+            Some(b';') => i = end + 1,
+            Some(b',') if allow_comma => return Some((tag, end)),
+            Some(_) => return None,
+        }
+    }
+}
+
+/// The whole `parse_to_param` state machine.
+fn parse_params_general(
+    body: &[u8],
+    at: usize,
+    allow_comma: bool,
+) -> Result<(&[u8], usize), BadNameAddr> {
     let mut st = P::SName;
     let (mut name_s, mut name_e, mut val_s) = (at + 1, at + 1, at + 1);
     let mut tag: &[u8] = b"";
@@ -790,6 +849,36 @@ mod tests {
     ];
 
     #[test]
+    fn params_fast_path_answers_the_usual_forms_like_the_general_path() {
+        let cases: [(&str, bool, Option<(&str, usize)>); 9] = [
+            (";tag=1928301774", false, Some(("1928301774", 15))),
+            (";lr;TAG=a;tag=b", false, Some(("b", 15))),
+            (";tag=a;tag", false, Some(("", 10))),
+            (";x=1,<sip:b@h>", true, Some(("", 4))),
+            (";tag=a,", true, Some(("a", 6))),
+            (";tag=a,b", false, None),
+            (";tag=", false, None),
+            (";;tag=a", false, None),
+            ("; tag=a", false, None),
+        ];
+        for (body, allow_comma, expected) in cases {
+            let fast = parse_params_fast(body.as_bytes(), 0, allow_comma);
+            assert_eq!(
+                fast,
+                expected.map(|(tag, stop)| (tag.as_bytes(), stop)),
+                "{body}"
+            );
+            if let Some(fast) = fast {
+                assert_eq!(
+                    Ok(fast),
+                    parse_params_general(body.as_bytes(), 0, allow_comma),
+                    "{body}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn contact_fast_path_equals_general_path() {
         for c in CONTACT_EDGE_CASES {
             if let Some(fast) = parse_contact_fast(c.as_bytes()) {
@@ -811,6 +900,27 @@ mod tests {
             let na = format!("{display}<{uri}{close}{params}");
             if let Some(fast) = parse_fast(na.as_bytes(), allow_comma) {
                 proptest::prop_assert_eq!(fast, parse_general(na.as_bytes(), allow_comma), "{:?}", na);
+            }
+        }
+
+        #[test]
+        fn params_fast_path_equals_general_path(
+            params in proptest::prop_oneof![
+                // noise: white space, quotes, escapes, folds, empty names and values
+                "(;[ a-zA-Z=,\"\\\\\r\n]{0,8}){1,4}",
+                // the forms the fast path takes, with `tag` in several spellings
+                "(;(tag|TaG|t|tags|lr|[a-z]{1,3})(=[a-z0-9.\\-]{0,4})?){1,4}(,.{0,3})?",
+            ],
+            allow_comma in proptest::bool::ANY,
+        ) {
+            let body = params.as_bytes();
+            if let Some(fast) = parse_params_fast(body, 0, allow_comma) {
+                proptest::prop_assert_eq!(
+                    Ok(fast),
+                    parse_params_general(body, 0, allow_comma),
+                    "{:?}",
+                    params
+                );
             }
         }
 
