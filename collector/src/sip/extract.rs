@@ -404,7 +404,7 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
     // The single pass over the header block.
     let mut seen = Seen::default();
     let mut named = Named::new(cfg);
-    let mut reader = headers::Reader::new(msg, pos);
+    let mut reader = headers::Reader::new(msg);
     loop {
         match reader.next(pos) {
             Ok(Next::End) => break,

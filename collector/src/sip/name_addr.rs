@@ -850,7 +850,9 @@ mod tests {
 
     #[test]
     fn params_fast_path_answers_the_usual_forms_like_the_general_path() {
-        let cases: [(&str, bool, Option<(&str, usize)>); 9] = [
+        /// Body, `allow_comma`, the fast path's answer (tag, stop).
+        type Case = (&'static str, bool, Option<(&'static str, usize)>);
+        let cases: [Case; 9] = [
             (";tag=1928301774", false, Some(("1928301774", 15))),
             (";lr;TAG=a;tag=b", false, Some(("b", 15))),
             (";tag=a;tag", false, Some(("", 10))),
