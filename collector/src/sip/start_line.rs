@@ -82,6 +82,7 @@ fn is_sip_version(v: &[u8]) -> bool {
 }
 
 /// Parses the first line. Returns it and the offset of the first header line.
+#[inline(always)]
 pub(crate) fn parse(msg: &[u8]) -> Result<(StartLine<'_>, usize), SipError> {
     let start = msg
         .iter()

@@ -353,8 +353,9 @@ static USER_SPECIAL: ByteSet = ByteSet::any_of(b"@:;?[]");
 static NOT_HOST_CHAR: ByteSet = ByteSet::any_of(b".-").or_alphanumeric().complement();
 /// Parameters and headers (`Param`, `Headers`).
 static PARAM_SPECIAL: ByteSet = ByteSet::any_of(b"@:;?");
-/// [`PARAM_SPECIAL`] once the user part is known (`:` no longer matters).
-static PARAM_SPECIAL_NO_COLON: ByteSet = ByteSet::any_of(b"@;?");
+/// What sends parameters after a known user part to the state machine (`:` no longer
+/// matters there, and `;` only starts the next parameter).
+static AT_OR_QUESTION: ByteSet = ByteSet::any_of(b"@?");
 
 /// Scheme detection as Kamailio does it: the first four bytes OR 0x20 compared as a word.
 fn scheme_of(buf: &[u8]) -> Option<(Scheme, usize)> {
@@ -385,8 +386,8 @@ fn run_end(buf: &[u8], i: usize, stop: &ByteSet) -> usize {
 ///   byte" rule and the empty-user check do not matter;
 /// * the host starts with a letter or digit and is a run of `[A-Za-z0-9.-]` (`HostP`);
 /// * an optional port of 1–5 digits up to 65535 (`Port`);
-/// * parameters after `;` without `@` or `?` (`Param` with `found_user` set ignores `:`), of
-///   which the last `user=` decides the phone rule.
+/// * parameters after `;` without `@` or `?` (`Param` with `found_user` set ignores `:`); the
+///   phone rule (`user=phone` cuts the user at `;`) has nothing to cut in a user without `;`.
 #[inline]
 fn parse_fast(buf: &[u8]) -> Option<Uri<'_>> {
     let (Scheme::Sip, start) = scheme_of(buf)? else {
@@ -419,33 +420,15 @@ fn parse_fast(buf: &[u8]) -> Option<Uri<'_>> {
         }
         port = buf.get(digits_start..i)?;
     }
-    let mut user_is_phone = false;
     match buf.get(i) {
         None => {}
-        Some(b';') => {
-            // `;param` segments up to the end; `@` or `?` send it to the state machine.
-            let mut param_start = i + 1;
-            loop {
-                let e = run_end(buf, param_start, &PARAM_SPECIAL_NO_COLON);
-                let param = buf.get(param_start..e)?;
-                if let Some(name) = param.get(..5)
-                    && name.eq_ignore_ascii_case(b"user=")
-                {
-                    user_is_phone = param.get(5..) == Some(&b"phone"[..]);
-                }
-                match buf.get(e) {
-                    None => break,
-                    Some(b';') => param_start = e + 1,
-                    Some(_) => return None,
-                }
-            }
-        }
+        // `;params` to the end. Only `@` or `?` among them matter (they send the URI to the state
+        // machine). `user=phone` changes nothing here: it cuts the user at its first `;`, and the
+        // user scan above stops at `;`, so this user holds none.
+        Some(b';') if run_end(buf, i + 1, &AT_OR_QUESTION) == buf.len() => {}
         Some(_) => return None,
     }
-    let mut user = buf.get(start..at)?;
-    if user_is_phone && let Some(semi) = user.iter().position(|&b| b == b';') {
-        user = user.get(..semi)?;
-    }
+    let user = buf.get(start..at)?;
     Some(Uri {
         user,
         host: buf.get(host_start..host_end)?,
