@@ -405,8 +405,7 @@ impl<'a> Reader<'a> {
     /// Reads the header line at `p`.
     #[inline(always)]
     pub(crate) fn next(&mut self, p: usize) -> Result<Next<'a>, HeaderFault> {
-        let msg = self.msg;
-        let line = msg.get(p..).unwrap_or_default();
+        let line = self.msg.get(p..).unwrap_or_default();
         match line.first() {
             None | Some(b'\r' | b'\n') => return Ok(Next::End),
             Some(_) => {}
@@ -430,20 +429,24 @@ impl<'a> Reader<'a> {
         if body_start >= line.len() {
             return Err(HeaderFault::Empty);
         }
-        let body_at = p + body_start;
+        // Positions from here on are relative to `line`.
         let first_lf = match head_lf_mask(line) {
             Some(head) if body_start < 64 => match head >> body_start {
-                0 => find_lf(msg, p + 64),
-                m => Some(body_at + m.trailing_zeros() as usize),
+                0 => find_lf(line, 64),
+                m => Some(body_start + m.trailing_zeros() as usize),
             },
-            _ => find_lf(msg, body_at),
+            _ => find_lf(line, body_start),
         };
-        let end = first_lf
-            .and_then(|lf| line_end(msg, lf))
-            .ok_or(HeaderFault::NoEol)?;
-        let name = line.get(..name_len).unwrap_or_default();
-        // `end` is just past the LF; usually only "\r\n" is to cut, so try that before `trim_r`.
-        let mut body = msg.get(p + body_start..end - 1).unwrap_or_default();
+        let Some(end) = first_lf.and_then(|lf| line_end(line, lf)) else {
+            return Err(HeaderFault::NoEol);
+        };
+        // `end` is just past the LF (so `end - 1 >= body_start`); usually only "\r\n" is to
+        // cut, so try that before `trim_r`. Failed `get`s cannot happen (the positions come from
+        // `line`); they branch to an error instead of a panic.
+        let (Some(name), Some(mut body)) = (line.get(..name_len), line.get(body_start..end - 1))
+        else {
+            return Err(HeaderFault::NoEol);
+        };
         if let [rest @ .., b'\r'] = body {
             body = rest;
         }
@@ -457,7 +460,7 @@ impl<'a> Reader<'a> {
             offset: p,
             body_offset: p + body_start,
         };
-        Ok(Next::Header(header, end))
+        Ok(Next::Header(header, p + end))
     }
 }
 
