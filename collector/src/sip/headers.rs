@@ -475,11 +475,49 @@ fn name_general(line: &[u8]) -> Option<(HdrKind, usize, usize)> {
     Some((HdrKind::of(line.get(..len)?), len, after_colon))
 }
 
-/// Panics when the known-name fast path disagrees with the general path on `line`.
+/// Panics when the known-name fast path disagrees with the general path on `line`, or the
+/// header reader (name fast path, line ends from the 64-byte head mask) with
+/// [`next_reference`] at the start of `line` or after its first LF.
 pub(crate) fn assert_fast_path_agrees(line: &[u8]) {
     if let Some((kind, len)) = known_name(line) {
         assert_eq!(Some((kind, len, len + 1)), name_general(line));
     }
+    let after_first_lf = line.iter().position(|&c| c == b'\n').map_or(0, |i| i + 1);
+    for p in [0, after_first_lf] {
+        assert_eq!(next(line, p), next_reference(line, p));
+    }
+}
+
+/// [`next`] by the definition: the general name parser, then the line end found byte by
+/// byte (an LF not followed by SP/HT), then the trims.
+fn next_reference(msg: &[u8], p: usize) -> Result<Next<'_>, HeaderFault> {
+    let line = msg.get(p..).unwrap_or_default();
+    if matches!(line.first(), None | Some(b'\r' | b'\n')) {
+        return Ok(Next::End);
+    }
+    let (kind, name_len, after_colon) = name_general(line).ok_or(HeaderFault::BadName)?;
+    let body_start = skip_lws(line, after_colon);
+    if body_start >= line.len() {
+        return Err(HeaderFault::Empty);
+    }
+    let mut end = None;
+    for (i, &b) in line.iter().enumerate().skip(body_start) {
+        if b == b'\n' && !line.get(i + 1).copied().is_some_and(is_sp) {
+            end = Some(i + 1);
+            break;
+        }
+    }
+    let end = end.ok_or(HeaderFault::NoEol)?;
+    Ok(Next::Header(
+        Header {
+            name: line.get(..name_len).ok_or(HeaderFault::NoEol)?,
+            kind,
+            body: trim_r(line.get(body_start..end).ok_or(HeaderFault::NoEol)?),
+            offset: p,
+            body_offset: p + body_start,
+        },
+        p + end,
+    ))
 }
 
 /// Kamailio `get_hdr_by_name` matching: same length, the first character compared exactly, the
@@ -701,38 +739,6 @@ mod tests {
                 proptest::prop_assert_eq!(h.kind, HdrKind::of(h.name));
             }
         }
-    }
-
-    /// [`next`] by the definition: the general name parser, then the line end found byte by
-    /// byte (an LF not followed by SP/HT), then the trims.
-    fn next_reference(msg: &[u8], p: usize) -> Result<Next<'_>, HeaderFault> {
-        let line = msg.get(p..).unwrap_or_default();
-        if matches!(line.first(), None | Some(b'\r' | b'\n')) {
-            return Ok(Next::End);
-        }
-        let (kind, name_len, after_colon) = name_general(line).ok_or(HeaderFault::BadName)?;
-        let body_start = skip_lws(line, after_colon);
-        if body_start >= line.len() {
-            return Err(HeaderFault::Empty);
-        }
-        let mut end = None;
-        for (i, &b) in line.iter().enumerate().skip(body_start) {
-            if b == b'\n' && !line.get(i + 1).copied().is_some_and(is_sp) {
-                end = Some(i + 1);
-                break;
-            }
-        }
-        let end = end.ok_or(HeaderFault::NoEol)?;
-        Ok(Next::Header(
-            Header {
-                name: &line[..name_len],
-                kind,
-                body: trim_r(&line[body_start..end]),
-                offset: p,
-                body_offset: p + body_start,
-            },
-            p + end,
-        ))
     }
 
     /// Header lines whose LF (and folds) fall before, on and after the 64-byte head the reader
