@@ -156,11 +156,7 @@ impl<'a, 'c> Named<'a, 'c> {
         if word & (1 << (b & 63)) == 0 || self.lengths & length_bit(h.name.len()) == 0 {
             return;
         }
-        // The length is compared here first: most configured names differ in length, and that
-        // saves the call.
-        let matches = |name: &String| {
-            name.len() == h.name.len() && headers::name_matches(h.name, name.as_bytes())
-        };
+        let matches = |name: &String| headers::name_matches(h.name, name.as_bytes());
         for (name, found) in self.cfg.custom_field_headers.iter().zip(&mut self.custom) {
             if found.is_none() && matches(name) {
                 *found = Some(h.body);

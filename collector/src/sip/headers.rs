@@ -136,20 +136,8 @@ pub(crate) enum Next<'a> {
     End,
 }
 
-/// Characters Kamailio accepts in a header name (`_ksr_hname_chars_list`).
-static NAME_CHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'+' | b'~');
-        i += 1;
-    }
-    t
-};
-
 fn is_name_char(b: u8) -> bool {
-    NAME_CHAR[usize::from(b)]
+    NAME_CHARS.contains(b)
 }
 
 fn is_sp(b: u8) -> bool {
@@ -200,13 +188,13 @@ fn head_lf_mask(line: &[u8]) -> Option<u64> {
 
 /// Position after the LF that ends the (possibly folded) line whose first LF is at `lf`.
 #[inline(always)]
-fn line_end(msg: &[u8], mut lf: usize) -> Option<usize> {
+fn line_end(line: &[u8], mut lf: usize) -> Option<usize> {
     loop {
         let next = lf + 1;
-        if !msg.get(next).copied().is_some_and(is_sp) {
+        if !line.get(next).copied().is_some_and(is_sp) {
             return Some(next);
         }
-        lf = find_lf(msg, next)?;
+        lf = find_lf(line, next)?;
     }
 }
 

@@ -26,7 +26,7 @@ static WORD_END_FAST: ByteSet = ByteSet::any_of(b"/;,").or_space_and_controls();
 static DIGIT_END: ByteSet = ByteSet::any_of(b"").or_digits().complement();
 
 fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    LWS.contains(b)
 }
 
 /// The end of the run that starts at `i` (the first byte at or after `i` in `end`): the scans
