@@ -14,7 +14,7 @@ use crate::config::CollectorConfig;
 use crate::events::{InternalEvent, SpoolCorruptFrames};
 use crate::export::lanes::LaneQueues;
 use crate::export::spool::{Spool, SpoolError};
-use crate::export::storers::{Storers, refresh_dns, renew_on_rotation};
+use crate::export::storers::{Storers, refresh_dns};
 use crate::export::{self, ExportConfig, LaneStats};
 use crate::forward::{ForwardSettings, Forwarder};
 use crate::hook::{Hook, Hooks};
@@ -199,13 +199,6 @@ impl Pipeline {
             &config.storer,
             config.grpc_client_tls.clone(),
         ));
-        if config.grpc_client_tls.has_identity() && config.grpc_tls.reload_interval > 0 {
-            tokio::spawn(renew_on_rotation(
-                storers.clone(),
-                Duration::from_secs(config.grpc_tls.reload_interval),
-                stop_inputs.child_token(),
-            ));
-        }
         if !config.storer_dns.is_empty() {
             tokio::spawn(refresh_dns(
                 storers.clone(),

@@ -1,7 +1,7 @@
 //! Several storers: with `storer_placement = "call_id"` every record of one Call-ID lands on the
-//! same storer (consistent hashing of lanes), and with the default balanced placement the load is
-//! spread over the storers. Each storer writes its own database here, so the placement is
-//! visible in the rows.
+//! same storer (consistent hashing of lanes), and with the default balanced placement the lanes
+//! are spread evenly over the storers, including one that starts after the collector. Each
+//! storer writes its own database here, so the placement is visible in the rows.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -140,5 +140,77 @@ async fn balanced_placement_uses_every_storer() {
     let a = count_rows(&dbs[0], TABLE).await.unwrap();
     let b = count_rows(&dbs[1], TABLE).await.unwrap();
     eprintln!("balanced placement: {a} rows on storer1, {b} on storer2");
-    assert!(a > 0 && b > 0, "both storers used: {a} / {b}");
+    // 8 lanes, 4 per storer, records in turn over the lanes: 500 / 500 unless a connection
+    // failed and a lane moved; never everything on one storer.
+    assert!(a >= 250 && b >= 250, "both storers used evenly: {a} / {b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balanced_placement_gives_a_late_storer_its_lanes() {
+    let sandbox = Sandbox::new().unwrap();
+    let urls_dbs: Vec<(std::net::SocketAddr, String)> = (1..=2)
+        .map(|i| {
+            let addr = std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                sipcapture_integration_tests::free_port().unwrap(),
+            ));
+            let db = format!(
+                "sqlite://{}",
+                sandbox.path().join(format!("late{i}.db")).display()
+            );
+            (addr, db)
+        })
+        .collect();
+    let _storer1 = sandbox
+        .storer_at("storer1", urls_dbs[0].0, &urls_dbs[0].1, &[])
+        .await
+        .unwrap();
+    let urls: Vec<String> = urls_dbs
+        .iter()
+        .map(|(a, _)| format!("http://{a}"))
+        .collect();
+    let extra: Vec<String> = ["--set", "storer_lanes=8"].map(str::to_owned).to_vec();
+    let collector = sandbox.collector("collector", &urls, &extra).await.unwrap();
+    let db1 = open_db(&urls_dbs[0].1).await.unwrap();
+    // Storer 2 is down: everything goes to storer 1.
+    send(collector.hep.unwrap(), 400, 1).await;
+    wait_until("400 rows on storer 1", Duration::from_secs(60), || async {
+        Ok(count_rows(&db1, TABLE).await? == 400)
+    })
+    .await
+    .unwrap();
+    // Storer 2 starts: within a placement check (5 s) plus the down mark (5 s) half of the
+    // lanes move to it, so rounds of 400 records end up split 200 / 200.
+    let _storer2 = sandbox
+        .storer_at("storer2", urls_dbs[1].0, &urls_dbs[1].1, &[])
+        .await
+        .unwrap();
+    let db2 = open_db(&urls_dbs[1].1).await.unwrap();
+    let mut total = 400;
+    let mut last = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let before = (
+            count_rows(&db1, TABLE).await.unwrap(),
+            count_rows(&db2, TABLE).await.unwrap(),
+        );
+        send(collector.hep.unwrap(), 400, 1).await;
+        total += 400;
+        wait_until("every row stored", Duration::from_secs(60), || async {
+            Ok(count_rows(&db1, TABLE).await? + count_rows(&db2, TABLE).await? == total)
+        })
+        .await
+        .unwrap();
+        let after = (
+            count_rows(&db1, TABLE).await.unwrap(),
+            count_rows(&db2, TABLE).await.unwrap(),
+        );
+        last = (after.0 - before.0, after.1 - before.1);
+        if last == (200, 200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("late storer: last round {} / {}", last.0, last.1);
+    assert_eq!(last, (200, 200), "the late storer gets half of the lanes");
 }

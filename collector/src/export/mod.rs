@@ -25,7 +25,7 @@ use crate::events::{
     RecordsLostAtShutdown, RecordsSpooled, StreamConnectFailed, StreamConnected, StreamLost,
 };
 use spool::{Spool, SpoolError};
-use storers::{Storers, Target};
+use storers::Storers;
 use stream::Conn;
 
 /// An error with its sources, `a: b: c` (tonic's transport errors hide the TLS reason in the
@@ -129,14 +129,22 @@ struct Exporter {
     /// Highest sequence ever sent (to count resends).
     ever_sent: u64,
     storers: Arc<Storers>,
-    /// The storer the current connection goes to (hash placement).
-    target: Option<Target>,
+    /// The storer (URL) the current connection goes to.
+    target: Option<String>,
+    /// Since when the placement wants this lane on another storer: no new batches are sent,
+    /// and the connection closes once the in-flight ones are acknowledged (so a move resends
+    /// nothing), or after `MOVE_GRACE`.
+    moving_since: Option<Instant>,
     backoff: Duration,
     reconnect_at: Instant,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often a lane re-checks its placement (a storer back from failure gets its lanes back).
+const PLACEMENT_CHECK: Duration = Duration::from_secs(5);
+/// How long a lane that should move waits for its in-flight batches' acknowledgements.
+const MOVE_GRACE: Duration = Duration::from_secs(30);
 
 impl Exporter {
     fn add(&mut self, record: CaptureRecord) {
@@ -274,6 +282,9 @@ impl Exporter {
         let Some(conn) = &self.conn else {
             return;
         };
+        if self.moving_since.is_some() {
+            return;
+        }
         for pending in &mut self.pending {
             let batch = &pending.batch;
             if batch.sequence <= self.sent_upto {
@@ -306,6 +317,7 @@ impl Exporter {
         if let Some(spool) = self.spool.as_mut() {
             spool.release(sequence);
         }
+        self.move_when_idle();
     }
 
     fn lose_connection(&mut self, why: &dyn std::fmt::Display) {
@@ -317,28 +329,59 @@ impl Exporter {
             }
             .emit(&self.counters);
         }
-        if let Some(Target::Url(url)) = self.target.take() {
+        if let Some(url) = self.target.take() {
             self.storers.mark_down(&url);
         }
+        self.moving_since = None;
         self.reconnect_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
-    /// Hash placement: when the endpoint set changed and this lane now belongs to another
-    /// storer, move (unacknowledged batches follow; the storers' shared stream state drops what
-    /// was committed already).
+    /// After a change of the endpoint set and every `PLACEMENT_CHECK`: when the placement now
+    /// wants this lane on another storer (hash placement: the rendezvous winner changed;
+    /// balanced: its storer has more lanes than the least loaded), stop sending and move once
+    /// the in-flight batches are acknowledged. What was not sent yet goes to the new storer.
     fn follow_placement(&mut self) {
-        let (Some(Target::Url(current)), Some(Target::Url(wanted))) =
-            (&self.target, self.storers.target_for(self.cfg.lane))
+        if self.conn.is_none() {
+            return;
+        }
+        if let Some(since) = self.moving_since {
+            if since.elapsed() >= MOVE_GRACE {
+                tracing::warn!(
+                    lane = self.cfg.lane,
+                    "in-flight batches not acknowledged in time; lane moves anyway (they are resent)"
+                );
+                self.switch_storer();
+            }
+            return;
+        }
+        let (Some(current), Some(wanted)) = (&self.target, self.storers.target_for(self.cfg.lane))
         else {
             return;
         };
-        if *current != wanted && self.conn.is_some() {
-            tracing::info!(lane = self.cfg.lane, from = %current, to = %wanted, "storer set changed; lane moves");
-            self.conn = None;
-            self.target = None;
-            self.reconnect_at = Instant::now();
+        if *current != wanted {
+            tracing::info!(lane = self.cfg.lane, from = %current, to = %wanted, "placement moves the lane");
+            self.moving_since = Some(Instant::now());
+            self.move_when_idle();
         }
+    }
+
+    /// Completes a pending move when nothing sent on this connection waits for its ack.
+    fn move_when_idle(&mut self) {
+        let in_flight = self
+            .pending
+            .front()
+            .is_some_and(|p| p.batch.sequence <= self.sent_upto);
+        if self.moving_since.is_some() && !in_flight {
+            self.switch_storer();
+        }
+    }
+
+    fn switch_storer(&mut self) {
+        self.conn = None;
+        self.target = None;
+        self.moving_since = None;
+        self.reconnect_at = Instant::now();
     }
 
     async fn connect(&mut self) {
@@ -346,8 +389,7 @@ impl Exporter {
             self.lose_connection(&"no storer endpoints");
             return;
         };
-        let span =
-            tracing::info_span!("storer_connect", lane = self.cfg.lane, via = target.label());
+        let span = tracing::info_span!("storer_connect", lane = self.cfg.lane, storer = %target);
         let opened = Conn::open(&target, &self.storers, &self.cfg, self.cfg.max_unacked + 2)
             .instrument(span)
             .await;
@@ -356,7 +398,7 @@ impl Exporter {
                 StreamConnected {
                     lane: self.cfg.lane,
                     storer: &welcome.storer_id,
-                    via: target.label(),
+                    via: &target,
                     last_committed: welcome.last_committed_sequence,
                 }
                 .emit(&self.counters);
@@ -371,12 +413,12 @@ impl Exporter {
                 // counted and logged (first and every power of two), not silent.
                 StreamConnectFailed {
                     lane: self.cfg.lane,
-                    storer: target.label(),
+                    storer: &target,
                     error: &ErrorChain(&e),
                 }
                 .emit(&self.counters);
-                self.target = Some(target.clone());
-                self.lose_connection(&format_args!("{}: {e}", target.label()));
+                self.lose_connection(&format_args!("{target}: {e}"));
+                self.storers.mark_down(&target);
             }
         }
     }
@@ -406,10 +448,13 @@ pub async fn run(
         ever_sent: 0,
         storers: storers.clone(),
         target: None,
+        moving_since: None,
         backoff: MIN_BACKOFF,
         reconnect_at: Instant::now(),
     };
     let mut endpoint_changes = storers.subscribe();
+    let mut placement_check = tokio::time::interval(PLACEMENT_CHECK);
+    placement_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut input_open = true;
     let mut drain_deadline: Option<Instant> = None;
     loop {
@@ -468,6 +513,7 @@ pub async fn run(
                     ex.follow_placement();
                 }
             }
+            _ = placement_check.tick() => ex.follow_placement(),
             () = tokio::time::sleep_until(drain_at), if drain_deadline.is_some() => {
                 let lost = ex.save_for_restart();
                 if lost > 0 {

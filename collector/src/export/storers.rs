@@ -1,9 +1,14 @@
 //! Where lanes deliver: the current storer endpoints (a static list and/or DNS names of a
 //! headless Service, re-resolved periodically) and the two placements.
 //!
-//! - `balanced`: every lane opens its stream through one tonic balanced channel, i.e. tower's
-//!   discover + power-of-two-choices balancer over the ready (healthy) endpoints; endpoints that
-//!   DNS adds or drops are inserted into / removed from the balancer.
+//! - `balanced`: each lane goes to the healthy storer with the fewest lanes (ties broken by
+//!   rendezvous weight, so lanes spread the same way every time). A delivery stream lives for
+//!   hours, so balancing is per lane, not per request: a request-level balancer (tower p2c)
+//!   pins every stream to whichever storer was ready first and never moves one to a storer that
+//!   joins later. Here a lane re-checks its place when the endpoint set changes and every few
+//!   seconds, and moves (after its in-flight batches are acknowledged) when its storer has more
+//!   lanes than the least loaded one: a storer that starts late, recovers or is added by DNS
+//!   gets its share.
 //! - `call_id`: a record goes to the lane of its Call-ID's CRC-32, and a lane goes to the storer
 //!   that wins rendezvous (highest random weight) hashing of the lane over the healthy
 //!   endpoints. All records of one Call-ID thus reach the same storer, and when a storer joins
@@ -15,15 +20,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sipcapture_proto::tls::GrpcClientTls;
-use tokio::sync::{mpsc, watch};
-use tonic::transport::channel::Change;
-use tonic::transport::{Channel, Endpoint};
+use tokio::sync::watch;
+use tonic::transport::Endpoint;
 
 /// How records and lanes are spread over storers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
-    /// Lanes balanced over healthy storers (tower p2c through a tonic balanced channel).
+    /// Lanes spread evenly over the healthy storers (and rebalanced when the set changes).
     #[default]
     Balanced,
     /// Records of one Call-ID always on the same storer (consistent hashing).
@@ -33,31 +37,13 @@ pub enum Placement {
 /// How long a storer that failed is skipped by hash placement.
 const DOWN_FOR: Duration = Duration::from_secs(5);
 
-/// What a lane connects to.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// The balanced channel (tower p2c over every endpoint).
-    Balanced(Channel),
-    /// One storer.
-    Url(String),
-}
-
-impl Target {
-    /// For logs.
-    pub fn label(&self) -> &str {
-        match self {
-            Target::Balanced(_) => "balanced",
-            Target::Url(url) => url,
-        }
-    }
-}
-
 /// The storer endpoints shared by every lane.
 #[derive(Debug)]
 pub struct Storers {
     placement: Placement,
     urls: watch::Sender<Vec<String>>,
-    balanced: Option<(Channel, mpsc::Sender<Change<String, Endpoint>>)>,
+    /// Balanced placement: the storer each lane is on (or moving to).
+    assigned: Mutex<HashMap<u64, String>>,
     down: Mutex<HashMap<String, Instant>>,
     tls: GrpcClientTls,
 }
@@ -70,12 +56,10 @@ impl Storers {
 
     /// Endpoints from a static list; `https://` ones use `tls` (`grpc_client_tls`).
     pub fn with_tls(placement: Placement, urls: &[String], tls: GrpcClientTls) -> Self {
-        let balanced =
-            (placement == Placement::Balanced).then(|| Channel::balance_channel::<String>(64));
         let storers = Storers {
             placement,
             urls: watch::channel(Vec::new()).0,
-            balanced,
+            assigned: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
             tls,
         };
@@ -100,19 +84,6 @@ impl Storers {
         }
     }
 
-    /// Re-creates every balanced endpoint, so new connections present the current client
-    /// certificate (after a rotation).
-    pub fn renew_endpoints(&self) {
-        let Some((_, changes)) = &self.balanced else {
-            return;
-        };
-        for url in self.urls.borrow().iter() {
-            if let Some(ep) = self.endpoint(url) {
-                let _closed = changes.try_send(Change::Insert(url.clone(), ep));
-            }
-        }
-    }
-
     /// Whether DNS-found storers are reached over TLS (a client CA or certificate configured).
     pub fn dns_scheme(&self) -> &'static str {
         if self.tls.ca.is_some() || self.tls.cert.is_some() {
@@ -127,23 +98,12 @@ impl Storers {
         self.placement
     }
 
-    /// Replaces the endpoint set (after a DNS refresh); the balancer gets the differences.
+    /// Replaces the endpoint set (after a DNS refresh); lanes are told and re-check their place.
     pub fn update(&self, mut urls: Vec<String>) {
         urls.sort();
         urls.dedup();
-        let old = self.urls.borrow().clone();
-        if old == urls {
+        if *self.urls.borrow() == urls {
             return;
-        }
-        if let Some((_, changes)) = &self.balanced {
-            for gone in old.iter().filter(|u| !urls.contains(u)) {
-                let _closed = changes.try_send(Change::Remove(gone.clone()));
-            }
-            for new in urls.iter().filter(|u| !old.contains(u)) {
-                if let Some(ep) = self.endpoint(new) {
-                    let _closed = changes.try_send(Change::Insert(new.clone(), ep));
-                }
-            }
         }
         tracing::info!(storers = ?urls, "storer endpoints");
         self.urls.send_replace(urls);
@@ -169,11 +129,11 @@ impl Storers {
             .is_some_and(|until| until > Instant::now())
     }
 
-    /// Where lane `lane` should deliver now.
-    pub fn target_for(&self, lane: u64) -> Option<Target> {
-        if let Some((channel, _)) = &self.balanced {
-            return Some(Target::Balanced(channel.clone()));
-        }
+    /// The storer (URL) lane `lane` should deliver to now. Hash placement: the rendezvous winner among the
+    /// healthy storers. Balanced placement: the lane's current storer while it has no more lanes
+    /// than the least loaded healthy one, else the least loaded (the choice is recorded, so
+    /// lanes asking at the same time spread instead of all picking the same storer).
+    pub fn target_for(&self, lane: u64) -> Option<String> {
         let urls = self.urls.borrow().clone();
         let healthy: Vec<&String> = urls.iter().filter(|u| !self.is_down(u)).collect();
         let pool = if healthy.is_empty() {
@@ -181,37 +141,41 @@ impl Storers {
         } else {
             healthy
         };
-        rendezvous(lane, &pool).map(|u| Target::Url(u.clone()))
+        if self.placement == Placement::CallId {
+            return rendezvous(lane, &pool).cloned();
+        }
+        let Ok(mut assigned) = self.assigned.lock() else {
+            return rendezvous(lane, &pool).cloned();
+        };
+        let chosen = least_loaded(lane, &pool, &assigned)?.clone();
+        assigned.insert(lane, chosen.clone());
+        Some(chosen)
     }
 }
 
-/// Renews the balanced endpoints when the client certificate files change (checked every
-/// `every`), until `shutdown`. Lanes on single-storer targets re-read the files on every
-/// reconnect and need nothing.
-pub async fn renew_on_rotation(
-    storers: std::sync::Arc<Storers>,
-    every: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let files: Vec<std::path::PathBuf> = [&storers.tls.ca, &storers.tls.cert, &storers.tls.key]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-    let read = || -> Vec<Option<Vec<u8>>> { files.iter().map(|f| std::fs::read(f).ok()).collect() };
-    let mut seen = read();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        let now = read();
-        if now != seen {
-            seen = now;
-            tracing::info!("client tls files changed; renewing storer endpoints");
-            storers.renew_endpoints();
-        }
+/// Balanced placement's choice for `lane` among `pool`, given where the lanes are: its current
+/// storer unless another has fewer of the other lanes; among the least loaded, the rendezvous
+/// winner.
+fn least_loaded<'a>(
+    lane: u64,
+    pool: &[&'a String],
+    assigned: &HashMap<u64, String>,
+) -> Option<&'a String> {
+    let load = |url: &String| {
+        assigned
+            .iter()
+            .filter(|(l, u)| **l != lane && *u == url)
+            .count()
+    };
+    let min = pool.iter().map(|u| load(u)).min()?;
+    if let Some(current) = assigned.get(&lane)
+        && let Some(url) = pool.iter().find(|u| **u == current)
+        && load(url) <= min
+    {
+        return Some(url);
     }
+    let least: Vec<&String> = pool.iter().copied().filter(|u| load(u) == min).collect();
+    rendezvous(lane, &least)
 }
 
 /// Highest-random-weight choice of `lane` among `urls`: stable for a given set, and adding or
@@ -342,13 +306,55 @@ mod tests {
     async fn hash_placement_skips_a_down_storer() {
         let list = urls(3);
         let storers = Storers::new(Placement::CallId, &list);
-        let Some(Target::Url(first)) = storers.target_for(42) else {
-            panic!()
-        };
+        let first = storers.target_for(42).unwrap();
         storers.mark_down(&first);
-        let Some(Target::Url(second)) = storers.target_for(42) else {
-            panic!()
-        };
+        let second = storers.target_for(42).unwrap();
         assert_ne!(first, second);
+    }
+
+    fn spread(storers: &Storers, lanes: u64) -> HashMap<String, usize> {
+        let mut per = HashMap::new();
+        for lane in 0..lanes {
+            *per.entry(storers.target_for(lane).unwrap()).or_insert(0) += 1;
+        }
+        per
+    }
+
+    #[test]
+    fn balanced_placement_spreads_lanes_evenly_and_keeps_them() {
+        let storers = Storers::new(Placement::Balanced, &urls(3));
+        let per = spread(&storers, 8);
+        let mut counts: Vec<usize> = per.values().copied().collect();
+        counts.sort_unstable();
+        assert_eq!(counts, vec![2, 3, 3], "{per:?}");
+        // Asking again changes nothing: a balanced lane stays where it is.
+        let before: Vec<String> = (0..8).map(|l| storers.target_for(l).unwrap()).collect();
+        let after: Vec<String> = (0..8).map(|l| storers.target_for(l).unwrap()).collect();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn balanced_placement_gives_a_late_storer_its_share() {
+        let all = urls(2);
+        let storers = Storers::new(Placement::Balanced, &all[..1]);
+        assert_eq!(spread(&storers, 8).len(), 1, "one storer takes every lane");
+        storers.update(all.clone());
+        // Each lane re-checks its place (as the exporters do on the change): half move.
+        let per = spread(&storers, 8);
+        assert_eq!(per.get(&all[0]), Some(&4), "{per:?}");
+        assert_eq!(per.get(&all[1]), Some(&4), "{per:?}");
+    }
+
+    #[test]
+    fn balanced_placement_avoids_a_down_storer_and_returns_to_it() {
+        let all = urls(2);
+        let storers = Storers::new(Placement::Balanced, &all);
+        storers.mark_down(&all[1]);
+        let per = spread(&storers, 4);
+        assert_eq!(per.get(&all[0]), Some(&4), "{per:?}");
+        // Back up (the down mark expired): the lanes rebalance.
+        storers.down.lock().unwrap().clear();
+        let per = spread(&storers, 4);
+        assert_eq!(per.get(&all[1]), Some(&2), "{per:?}");
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::ExportConfig;
-use super::storers::{Storers, Target};
+use super::storers::Storers;
 use sipcapture_proto::v1::storer_service_client::StorerServiceClient;
 use sipcapture_proto::v1::{
     DeliverRequest, Hello, RecordBatch, Welcome, deliver_request, deliver_response,
@@ -42,22 +42,17 @@ pub struct Conn {
 impl Conn {
     /// Connects, says Hello and waits for the Welcome.
     pub async fn open(
-        target: &Target,
+        url: &str,
         storers: &Storers,
         cfg: &ExportConfig,
         window: usize,
     ) -> Result<(Conn, Welcome), StreamError> {
-        let channel = match target {
-            Target::Balanced(channel) => channel.clone(),
-            Target::Url(url) => {
-                storers
-                    .endpoint(url)
-                    .ok_or_else(|| StreamError::Endpoint(url.clone()))?
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .connect()
-                    .await?
-            }
-        };
+        let channel = storers
+            .endpoint(url)
+            .ok_or_else(|| StreamError::Endpoint(url.to_owned()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect()
+            .await?;
         // The stream's span context goes in the call's metadata (W3C traceparent), so the
         // storer's stream span is its child.
         let mut client = StorerServiceClient::with_interceptor(
