@@ -494,19 +494,20 @@ impl CollectorConfig {
 
     /// The SIP extraction settings.
     pub fn extract_config(&self) -> ExtractConfig {
-        ExtractConfig {
-            callid_aleg_headers: ExtractConfig::parse_aleg_list(&self.callid_aleg_header),
-            custom_field_headers: [
+        let mut cfg = ExtractConfig::new(
+            ExtractConfig::parse_aleg_list(&self.callid_aleg_header),
+            [
                 self.custom_field1_header.clone(),
                 self.custom_field2_header.clone(),
                 self.custom_field3_header.clone(),
             ],
-            capture_bad_msgs: self.capture_bad_msgs,
-            topoh: self.topoh_unmask.then(|| TopohConfig {
-                mask_key: self.mask_key.clone(),
-                callid_prefix: self.callid_prefix.clone(),
-            }),
-        }
+        );
+        cfg.capture_bad_msgs = self.capture_bad_msgs;
+        cfg.topoh = self.topoh_unmask.then(|| TopohConfig {
+            mask_key: self.mask_key.clone(),
+            callid_prefix: self.callid_prefix.clone(),
+        });
+        cfg
     }
 
     /// Number of delivery lanes.

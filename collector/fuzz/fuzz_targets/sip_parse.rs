@@ -18,10 +18,8 @@ fuzz_target!(|data: &[u8]| {
     // the general state machines on every input.
     sip::assert_fast_paths_agree(data);
     let strict = ExtractConfig::kamailio_defaults();
-    let lax = ExtractConfig {
-        capture_bad_msgs: true,
-        ..ExtractConfig::kamailio_defaults()
-    };
+    let mut lax = ExtractConfig::kamailio_defaults();
+    lax.capture_bad_msgs = true;
     let s = extract(data, &strict);
     let l = extract(data, &lax);
     if let Ok(c) = &s {

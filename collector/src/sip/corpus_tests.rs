@@ -19,10 +19,9 @@ fn strict() -> ExtractConfig {
 }
 
 fn lax() -> ExtractConfig {
-    ExtractConfig {
-        capture_bad_msgs: true,
-        ..ExtractConfig::kamailio_defaults()
-    }
+    let mut cfg = ExtractConfig::kamailio_defaults();
+    cfg.capture_bad_msgs = true;
+    cfg
 }
 
 fn ok(msg: &[u8]) -> SipColumns<'_> {
@@ -348,10 +347,11 @@ fn utf8_display_names() {
 
 #[test]
 fn callid_aleg_list_order_and_matching() {
-    let cfg = ExtractConfig {
-        callid_aleg_headers: ExtractConfig::parse_aleg_list("X-CID;X-Leg-ID"),
-        ..strict()
-    };
+    let custom = strict().custom_field_headers().clone();
+    let cfg = ExtractConfig::new(
+        ExtractConfig::parse_aleg_list("X-CID;X-Leg-ID"),
+        custom.clone(),
+    );
     let m = req("X-Leg-ID: leg\r\nX-CID: cid\r\n");
     assert_eq!(
         s(extract(m, &cfg).unwrap().callid_aleg),
@@ -360,10 +360,7 @@ fn callid_aleg_list_order_and_matching() {
     );
     let m = req("X-LEG-id: leg\r\n");
     assert_eq!(s(extract(m, &cfg).unwrap().callid_aleg), "leg");
-    let cfg = ExtractConfig {
-        callid_aleg_headers: vec![],
-        ..strict()
-    };
+    let cfg = ExtractConfig::new(vec![], custom);
     assert_eq!(
         s(extract(req("X-CID: c\r\n"), &cfg).unwrap().callid_aleg),
         ""
@@ -382,10 +379,10 @@ fn parse_aleg_list_rules() {
 
 #[test]
 fn custom_fields_configurable_and_empty_name() {
-    let cfg = ExtractConfig {
-        custom_field_headers: ["X-Tenant".into(), String::new(), "Via".into()],
-        ..strict()
-    };
+    let cfg = ExtractConfig::new(
+        strict().callid_aleg_headers().to_vec(),
+        ["X-Tenant".into(), String::new(), "Via".into()],
+    );
     let m = req("X-Tenant: acme\r\n");
     let c = extract(m, &cfg).unwrap();
     assert_eq!(s(c.custom_field1), "acme");

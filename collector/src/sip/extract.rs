@@ -69,20 +69,54 @@ impl Fixed {
 }
 
 /// Kamailio `MAX_HEADERS` for `callid_aleg_header`.
-const MAX_ALEG: usize = 16;
+pub(crate) const MAX_ALEG: usize = 16;
+
+/// A quick filter over the configured header names (`callid_aleg_header`,
+/// `custom_field1..3_header`), built with the configuration: most headers are rejected by their
+/// first byte and length without a string comparison.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NameFilter {
+    /// The first bytes of the names (a 256-bit set).
+    first_bytes: [u64; 4],
+    /// The lengths of the names (bit `len`, lengths ≥ 64 share bit 63).
+    lengths: u64,
+}
+
+impl NameFilter {
+    pub(crate) fn new<'n>(names: impl Iterator<Item = &'n String>) -> Self {
+        let mut filter = Self::default();
+        for name in names {
+            if let Some(&b) = name.as_bytes().first()
+                && let Some(word) = filter.first_bytes.get_mut(usize::from(b >> 6))
+            {
+                *word |= 1 << (b & 63);
+                filter.lengths |= length_bit(name.len());
+            }
+        }
+        filter
+    }
+
+    /// False when no configured name can be `name`.
+    #[inline(always)]
+    fn may_match(&self, name: &[u8]) -> bool {
+        let Some(&b) = name.first() else { return false };
+        let word = self
+            .first_bytes
+            .get(usize::from(b >> 6))
+            .copied()
+            .unwrap_or_default();
+        word & (1 << (b & 63)) != 0 && self.lengths & length_bit(name.len()) != 0
+    }
+}
 
 /// Headers looked up with `get_hdr_by_name` semantics; the first occurrence of each is kept.
 ///
-/// The fixed names are classified by a `match`; the configured names (`callid_aleg_header`,
-/// `custom_field1..3_header`) go through a length and first-byte filter built once per message
-/// from the configuration (a few instructions per name, no allocation), so most headers are
-/// rejected without a string comparison.
+/// The fixed names are classified by a `match`; the configured names go through the
+/// configuration's [`NameFilter`] first.
 struct Named<'a, 'c> {
     cfg: &'c ExtractConfig,
-    /// Quick filter on the first byte of the configured names (a 256-bit set).
-    first_bytes: [u64; 4],
-    /// Quick filter on the lengths of the configured names (bit `len`, lengths ≥ 64 share bit 63).
-    lengths: u64,
+    /// A copy of the configuration's filter (a local is cheaper to test than through `cfg`).
+    filter: NameFilter,
     reason: Option<&'a [u8]>,
     xoip: Option<&'a [u8]>,
     /// The best `rtp_stat` source so far: (priority, body).
@@ -107,24 +141,9 @@ fn keep_best<'a>(best: &mut Option<(usize, &'a [u8])>, rank: usize, body: &'a [u
 
 impl<'a, 'c> Named<'a, 'c> {
     fn new(cfg: &'c ExtractConfig) -> Self {
-        let configured = cfg
-            .custom_field_headers
-            .iter()
-            .chain(cfg.callid_aleg_headers.iter().take(MAX_ALEG));
-        let mut first_bytes = [0u64; 4];
-        let mut lengths = 0;
-        for name in configured {
-            if let Some(&b) = name.as_bytes().first()
-                && let Some(word) = first_bytes.get_mut(usize::from(b >> 6))
-            {
-                *word |= 1 << (b & 63);
-                lengths |= length_bit(name.len());
-            }
-        }
         Self {
             cfg,
-            first_bytes,
-            lengths,
+            filter: cfg.name_filter.clone(),
             reason: None,
             xoip: None,
             rtp_stat: None,
@@ -147,23 +166,16 @@ impl<'a, 'c> Named<'a, 'c> {
                 None => {}
             }
         }
-        let Some(&b) = h.name.first() else { return };
-        let word = self
-            .first_bytes
-            .get(usize::from(b >> 6))
-            .copied()
-            .unwrap_or_default();
-        if word & (1 << (b & 63)) == 0 || self.lengths & length_bit(h.name.len()) == 0 {
+        if !self.filter.may_match(h.name) {
             return;
         }
         let matches = |name: &String| headers::name_matches(h.name, name.as_bytes());
-        for (name, found) in self.cfg.custom_field_headers.iter().zip(&mut self.custom) {
+        for (name, found) in self.cfg.custom_field_headers().iter().zip(&mut self.custom) {
             if found.is_none() && matches(name) {
                 *found = Some(h.body);
             }
         }
-        let aleg = self.cfg.callid_aleg_headers.iter().take(MAX_ALEG);
-        if let Some(rank) = aleg.into_iter().position(matches) {
+        if let Some(rank) = self.cfg.callid_aleg_headers().iter().position(matches) {
             keep_best(&mut self.aleg, rank, h.body);
         }
     }

@@ -39,12 +39,17 @@ pub(crate) fn assert_fast_paths_agree(input: &[u8]) {
 }
 
 /// What the extraction needs from the service configuration.
+///
+/// The configured header names are private: they are set together with the quick filter built
+/// from them ([`ExtractConfig::new`]), so a message pays nothing for building it.
 #[derive(Debug, Clone, Default)]
 pub struct ExtractConfig {
-    /// Kamailio `callid_aleg_header`, already split on `;` (default `["X-CID"]`).
-    pub callid_aleg_headers: Vec<String>,
-    /// Header names for `custom_field1..3` (defaults `Mac`, `IP`, `Port`); empty = column empty.
-    pub custom_field_headers: [String; 3],
+    /// Kamailio `callid_aleg_header`, already split on `;` (at most 16 names).
+    callid_aleg_headers: Vec<String>,
+    /// Header names for `custom_field1..3`; empty = column empty.
+    custom_field_headers: [String; 3],
+    /// Length and first-byte filter over the names above.
+    name_filter: extract::NameFilter,
     /// Kamailio `capture_bad_msgs`: keep rows whose From/To/Contact or header block is broken.
     pub capture_bad_msgs: bool,
     /// Kamailio `topoh_unmask=1`: the topoh key and Call-ID prefix (applied by the caller).
@@ -55,12 +60,36 @@ impl ExtractConfig {
     /// The Kamailio module defaults: `callid_aleg_header="X-CID"`, custom fields `Mac`/`IP`/`Port`,
     /// `capture_bad_msgs=0`, `topoh_unmask=0`.
     pub fn kamailio_defaults() -> Self {
+        Self::new(
+            vec!["X-CID".to_owned()],
+            ["Mac".to_owned(), "IP".to_owned(), "Port".to_owned()],
+        )
+    }
+
+    /// The `callid_aleg_header` names (see [`Self::parse_aleg_list`]; only the first 16 count,
+    /// as Kamailio's `MAX_HEADERS`) and the `custom_field1..3_header` names, with
+    /// `capture_bad_msgs=0` and `topoh_unmask=0`.
+    pub fn new(mut callid_aleg_headers: Vec<String>, custom_field_headers: [String; 3]) -> Self {
+        callid_aleg_headers.truncate(extract::MAX_ALEG);
+        let name_filter =
+            extract::NameFilter::new(custom_field_headers.iter().chain(&callid_aleg_headers));
         Self {
-            callid_aleg_headers: vec!["X-CID".to_owned()],
-            custom_field_headers: ["Mac".to_owned(), "IP".to_owned(), "Port".to_owned()],
+            callid_aleg_headers,
+            custom_field_headers,
+            name_filter,
             capture_bad_msgs: false,
             topoh: None,
         }
+    }
+
+    /// The `callid_aleg_header` names, in priority order.
+    pub fn callid_aleg_headers(&self) -> &[String] {
+        &self.callid_aleg_headers
+    }
+
+    /// The `custom_field1..3_header` names.
+    pub fn custom_field_headers(&self) -> &[String; 3] {
+        &self.custom_field_headers
     }
 
     /// Splits a `callid_aleg_header` value like Kamailio's `parse_aleg_callid_headers` (§4):
