@@ -413,7 +413,11 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
 
     // The single pass over the header block.
     let mut seen = Seen::default();
-    let mut named = Named::new(cfg);
+    // `named` stays in memory (behind an opaque reference): its dozen rarely written fields
+    // would otherwise be promoted to loop-carried registers that the compiler shuffles on
+    // every header line (measured: 190 fewer instructions per INVITE this way).
+    let mut named_storage = Named::new(cfg);
+    let named = std::hint::black_box(&mut named_storage);
     let mut reader = headers::Reader::new(msg);
     loop {
         match reader.next(pos) {
