@@ -351,6 +351,29 @@ impl InternalEvent for StreamConnected<'_> {
     }
 }
 
+/// A lane moved to another storer because the placement wanted it there (a storer joined,
+/// left or came back, or the lanes were uneven).
+pub struct LaneMoves<'a> {
+    /// The lane.
+    pub lane: u64,
+    /// The storer it leaves.
+    pub from: &'a str,
+    /// The storer it goes to.
+    pub to: &'a str,
+}
+
+impl InternalEvent for LaneMoves<'_> {
+    fn emit(self, counters: &Counters) {
+        tracing::info!(
+            lane = self.lane,
+            from = self.from,
+            to = self.to,
+            "lane moved to another storer"
+        );
+        counters.add("lane_moves", 1);
+    }
+}
+
 /// A Deliver stream could not be opened (storer down, TLS handshake refused, no Welcome).
 /// Logged on the 1st and every 2^n-th failure.
 pub struct StreamConnectFailed<'a> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Statement};
 use sipcapture_integration_tests::hep::{hep3_sip, request};
-use sipcapture_integration_tests::{Sandbox, count_rows, open_db, wait_until};
+use sipcapture_integration_tests::{Sandbox, count_rows, member_counters, open_db, wait_until};
 use tokio::io::AsyncWriteExt;
 
 const TABLE: &str = "sip_capture_rest_20270115";
@@ -179,6 +179,21 @@ async fn balanced_placement_gives_a_late_storer_its_lanes() {
     })
     .await
     .unwrap();
+    // Storer 2 stays down past its down mark (5 s) and a placement check (every 5 s): the
+    // lanes try it (make before break), fail and stay where they are; nothing flaps.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    send(collector.hep.unwrap(), 400, 1).await;
+    wait_until("800 rows on storer 1", Duration::from_secs(60), || async {
+        Ok(count_rows(&db1, TABLE).await? == 800)
+    })
+    .await
+    .unwrap();
+    let counters = member_counters(collector.grpc).await.unwrap();
+    assert_eq!(
+        counters.get("lane_moves").copied().unwrap_or(0),
+        0,
+        "{counters:?}"
+    );
     // Storer 2 starts: within a placement check (5 s) plus the down mark (5 s) half of the
     // lanes move to it, so rounds of 400 records end up split 200 / 200.
     let _storer2 = sandbox
@@ -186,7 +201,7 @@ async fn balanced_placement_gives_a_late_storer_its_lanes() {
         .await
         .unwrap();
     let db2 = open_db(&urls_dbs[1].1).await.unwrap();
-    let mut total = 400;
+    let mut total = 800;
     let mut last = (0, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < deadline {
@@ -213,4 +228,7 @@ async fn balanced_placement_gives_a_late_storer_its_lanes() {
     }
     eprintln!("late storer: last round {} / {}", last.0, last.1);
     assert_eq!(last, (200, 200), "the late storer gets half of the lanes");
+    // Exactly the four lanes that moved are counted (no lane moved back and forth).
+    let counters = member_counters(collector.grpc).await.unwrap();
+    assert_eq!(counters.get("lane_moves"), Some(&4), "{counters:?}");
 }

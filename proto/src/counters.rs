@@ -239,6 +239,12 @@ pub const CATALOG: &[MetricDef] = &[
     counter(C, "stream_errors", None, "Deliver streams lost"),
     counter(
         C,
+        "lane_moves",
+        None,
+        "delivery lanes moved to another storer by the placement (rebalancing, storer set change)",
+    ),
+    counter(
+        C,
         "stream_connect_failed",
         None,
         "Deliver streams that could not be opened (storer down, TLS refused, no Welcome)",

@@ -21,8 +21,9 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::events::{
-    BatchAcked, BatchDuplicate, BatchSealed, BatchSent, InternalEvent, RecordsDroppedBySpool,
-    RecordsLostAtShutdown, RecordsSpooled, StreamConnectFailed, StreamConnected, StreamLost,
+    BatchAcked, BatchDuplicate, BatchSealed, BatchSent, InternalEvent, LaneMoves,
+    RecordsDroppedBySpool, RecordsLostAtShutdown, RecordsSpooled, StreamConnectFailed,
+    StreamConnected, StreamLost,
 };
 use spool::{Spool, SpoolError};
 use storers::Storers;
@@ -131,10 +132,12 @@ struct Exporter {
     storers: Arc<Storers>,
     /// The storer (URL) the current connection goes to.
     target: Option<String>,
-    /// Since when the placement wants this lane on another storer: no new batches are sent,
-    /// and the connection closes once the in-flight ones are acknowledged (so a move resends
-    /// nothing), or after `MOVE_GRACE`.
+    /// Since when the placement wants this lane on another storer: no new batches are sent
+    /// until the in-flight ones are acknowledged (so a move resends nothing), or `MOVE_GRACE`
+    /// has passed.
     moving_since: Option<Instant>,
+    /// The move can be made now: open the stream to the new storer, then drop the old one.
+    move_ready: bool,
     backoff: Duration,
     reconnect_at: Instant,
 }
@@ -333,6 +336,7 @@ impl Exporter {
             self.storers.mark_down(&url);
         }
         self.moving_since = None;
+        self.move_ready = false;
         self.reconnect_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
@@ -346,12 +350,12 @@ impl Exporter {
             return;
         }
         if let Some(since) = self.moving_since {
-            if since.elapsed() >= MOVE_GRACE {
+            if since.elapsed() >= MOVE_GRACE && !self.move_ready {
                 tracing::warn!(
                     lane = self.cfg.lane,
                     "in-flight batches not acknowledged in time; lane moves anyway (they are resent)"
                 );
-                self.switch_storer();
+                self.move_ready = true;
             }
             return;
         }
@@ -360,28 +364,48 @@ impl Exporter {
             return;
         };
         if *current != wanted {
-            tracing::info!(lane = self.cfg.lane, from = %current, to = %wanted, "placement moves the lane");
+            tracing::debug!(lane = self.cfg.lane, from = %current, to = %wanted, "placement wants the lane on another storer");
             self.moving_since = Some(Instant::now());
             self.move_when_idle();
         }
     }
 
-    /// Completes a pending move when nothing sent on this connection waits for its ack.
+    /// Marks a pending move ready when nothing sent on this connection waits for its ack.
     fn move_when_idle(&mut self) {
         let in_flight = self
             .pending
             .front()
             .is_some_and(|p| p.batch.sequence <= self.sent_upto);
         if self.moving_since.is_some() && !in_flight {
-            self.switch_storer();
+            self.move_ready = true;
         }
     }
 
-    fn switch_storer(&mut self) {
-        self.conn = None;
-        self.target = None;
+    /// Make before break: opens the stream to the storer the placement wants and only then
+    /// drops the current one. A storer that cannot be reached is marked down and the lane
+    /// stays where it is (so a dead storer in the list does not make lanes flap).
+    async fn complete_move(&mut self) {
+        self.move_ready = false;
         self.moving_since = None;
-        self.reconnect_at = Instant::now();
+        let (Some(current), Some(wanted)) =
+            (self.target.clone(), self.storers.target_for(self.cfg.lane))
+        else {
+            return;
+        };
+        if current == wanted {
+            return;
+        }
+        if self.open(wanted.clone()).await {
+            LaneMoves {
+                lane: self.cfg.lane,
+                from: &current,
+                to: &wanted,
+            }
+            .emit(&self.counters);
+        } else {
+            self.storers.mark_down(&wanted);
+            self.storers.assign(self.cfg.lane, &current);
+        }
     }
 
     async fn connect(&mut self) {
@@ -389,6 +413,15 @@ impl Exporter {
             self.lose_connection(&"no storer endpoints");
             return;
         };
+        if !self.open(target.clone()).await {
+            self.lose_connection(&format_args!("cannot open a stream to {target}"));
+            self.storers.mark_down(&target);
+        }
+    }
+
+    /// Opens a stream to `target` and makes it the lane's connection (replacing, and so
+    /// closing, any previous one); false when it cannot be opened (counted and logged).
+    async fn open(&mut self, target: String) -> bool {
         let span = tracing::info_span!("storer_connect", lane = self.cfg.lane, storer = %target);
         let opened = Conn::open(&target, &self.storers, &self.cfg, self.cfg.max_unacked + 2)
             .instrument(span)
@@ -407,6 +440,7 @@ impl Exporter {
                 self.backoff = MIN_BACKOFF;
                 self.sent_upto = welcome.last_committed_sequence;
                 self.acknowledge(welcome.last_committed_sequence);
+                true
             }
             Err(e) => {
                 // A refused TLS handshake (untrusted or missing client certificate) ends here:
@@ -417,8 +451,7 @@ impl Exporter {
                     error: &ErrorChain(&e),
                 }
                 .emit(&self.counters);
-                self.lose_connection(&format_args!("{target}: {e}"));
-                self.storers.mark_down(&target);
+                false
             }
         }
     }
@@ -449,6 +482,7 @@ pub async fn run(
         storers: storers.clone(),
         target: None,
         moving_since: None,
+        move_ready: false,
         backoff: MIN_BACKOFF,
         reconnect_at: Instant::now(),
     };
@@ -460,6 +494,9 @@ pub async fn run(
     loop {
         if ex.conn.is_none() && Instant::now() >= ex.reconnect_at {
             ex.connect().await;
+        }
+        if ex.move_ready {
+            ex.complete_move().await;
         }
         ex.refill();
         ex.send_pending();

@@ -6,9 +6,10 @@
 //!   hours, so balancing is per lane, not per request: a request-level balancer (tower p2c)
 //!   pins every stream to whichever storer was ready first and never moves one to a storer that
 //!   joins later. Here a lane re-checks its place when the endpoint set changes and every few
-//!   seconds, and moves (after its in-flight batches are acknowledged) when its storer has more
-//!   lanes than the least loaded one: a storer that starts late, recovers or is added by DNS
-//!   gets its share.
+//!   seconds, and moves (after its in-flight batches are acknowledged, opening the new stream
+//!   before closing the old one) when its storer has more lanes than the least loaded one: a
+//!   storer that starts late, recovers or is added by DNS gets its share, and one that cannot
+//!   be reached is marked down while the lane stays.
 //! - `call_id`: a record goes to the lane of its Call-ID's CRC-32, and a lane goes to the storer
 //!   that wins rendezvous (highest random weight) hashing of the lane over the healthy
 //!   endpoints. All records of one Call-ID thus reach the same storer, and when a storer joins
@@ -150,6 +151,18 @@ impl Storers {
         let chosen = least_loaded(lane, &pool, &assigned)?.clone();
         assigned.insert(lane, chosen.clone());
         Some(chosen)
+    }
+}
+
+impl Storers {
+    /// Records that `lane` is on `url` (balanced placement; after a move that could not be
+    /// made, so the lane counts where it really is).
+    pub fn assign(&self, lane: u64, url: &str) {
+        if self.placement == Placement::Balanced
+            && let Ok(mut assigned) = self.assigned.lock()
+        {
+            assigned.insert(lane, url.to_owned());
+        }
     }
 }
 
