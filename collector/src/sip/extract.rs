@@ -68,13 +68,10 @@ impl Fixed {
     }
 }
 
-/// Kamailio `MAX_HEADERS` for `callid_aleg_header`.
-pub(crate) const MAX_ALEG: usize = 16;
-
 /// A quick filter over the configured header names (`callid_aleg_header`,
 /// `custom_field1..3_header`), built with the configuration: most headers are rejected by their
 /// first byte and length without a string comparison.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct NameFilter {
     /// The first bytes of the names (a 256-bit set).
     first_bytes: [u64; 4],
@@ -115,8 +112,6 @@ impl NameFilter {
 /// configuration's [`NameFilter`] first.
 struct Named<'a, 'c> {
     cfg: &'c ExtractConfig,
-    /// A copy of the configuration's filter (a local is cheaper to test than through `cfg`).
-    filter: NameFilter,
     reason: Option<&'a [u8]>,
     xoip: Option<&'a [u8]>,
     /// The best `rtp_stat` source so far: (priority, body).
@@ -143,7 +138,6 @@ impl<'a, 'c> Named<'a, 'c> {
     fn new(cfg: &'c ExtractConfig) -> Self {
         Self {
             cfg,
-            filter: cfg.name_filter.clone(),
             reason: None,
             xoip: None,
             rtp_stat: None,
@@ -166,7 +160,7 @@ impl<'a, 'c> Named<'a, 'c> {
                 None => {}
             }
         }
-        if !self.filter.may_match(h.name) {
+        if !self.cfg.name_filter.may_match(h.name) {
             return;
         }
         let matches = |name: &String| headers::name_matches(h.name, name.as_bytes());
@@ -418,9 +412,8 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
     // every header line (measured: 190 fewer instructions per INVITE this way).
     let mut named_storage = Named::new(cfg);
     let named = std::hint::black_box(&mut named_storage);
-    let mut reader = headers::Reader::new(msg);
     loop {
-        match reader.next(pos) {
+        match headers::next(msg, pos) {
             Ok(Next::End) => break,
             Ok(Next::Header(h, next)) => {
                 if let Err(e) = seen.add(&h) {

@@ -379,82 +379,64 @@ fn known_name(line: &[u8]) -> Option<(HdrKind, usize)> {
     (valid & wanted == wanted).then_some((HdrKind::Other, len))
 }
 
-/// Reads the header lines of one message.
-pub(crate) struct Reader<'a> {
-    msg: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    /// A reader over `msg`.
-    pub(crate) fn new(msg: &'a [u8]) -> Self {
-        Self { msg }
-    }
-
-    /// Reads the header line at `p`.
-    #[inline(always)]
-    pub(crate) fn next(&mut self, p: usize) -> Result<Next<'a>, HeaderFault> {
-        let line = self.msg.get(p..).unwrap_or_default();
-        match line.first() {
-            None | Some(b'\r' | b'\n') => return Ok(Next::End),
-            Some(_) => {}
-        }
-        let (kind, name_len, after_colon) = match known_name(line) {
-            Some((kind, len)) => (kind, len, len + 1),
-            None => {
-                let (len, after_colon) = parse_name(line).ok_or(HeaderFault::BadName)?;
-                (
-                    HdrKind::of(line.get(..len).unwrap_or_default()),
-                    len,
-                    after_colon,
-                )
-            }
-        };
-        // Usually exactly one space precedes the body.
-        let body_start = match line.get(after_colon..after_colon + 2) {
-            Some([b' ', b]) if !matches!(b, b' ' | b'\t' | b'\r' | b'\n') => after_colon + 1,
-            _ => skip_lws(line, after_colon),
-        };
-        if body_start >= line.len() {
-            return Err(HeaderFault::Empty);
-        }
-        // Positions from here on are relative to `line`.
-        let first_lf = match head_lf_mask(line) {
-            Some(head) if body_start < 64 => match head >> body_start {
-                0 => find_lf(line, 64),
-                m => Some(body_start + m.trailing_zeros() as usize),
-            },
-            _ => find_lf(line, body_start),
-        };
-        let Some(end) = first_lf.and_then(|lf| line_end(line, lf)) else {
-            return Err(HeaderFault::NoEol);
-        };
-        // `end` is just past the LF (so `end - 1 >= body_start`); usually only "\r\n" is to
-        // cut, so try that before `trim_r`. Failed `get`s cannot happen (the positions come from
-        // `line`); they branch to an error instead of a panic.
-        let (Some(name), Some(mut body)) = (line.get(..name_len), line.get(body_start..end - 1))
-        else {
-            return Err(HeaderFault::NoEol);
-        };
-        if let [rest @ .., b'\r'] = body {
-            body = rest;
-        }
-        if let [.., b'\r' | b'\n' | 0] = body {
-            body = trim_r(body);
-        }
-        let header = Header {
-            name,
-            kind,
-            body,
-            offset: p,
-            body_offset: p + body_start,
-        };
-        Ok(Next::Header(header, p + end))
-    }
-}
-
-/// Reads the one header line at `p` (see [`Reader`] for a whole header block).
+/// Reads the header line of `msg` at `p`.
+#[inline(always)]
 pub(crate) fn next(msg: &[u8], p: usize) -> Result<Next<'_>, HeaderFault> {
-    Reader::new(msg).next(p)
+    let line = msg.get(p..).unwrap_or_default();
+    match line.first() {
+        None | Some(b'\r' | b'\n') => return Ok(Next::End),
+        Some(_) => {}
+    }
+    let (kind, name_len, after_colon) = match known_name(line) {
+        Some((kind, len)) => (kind, len, len + 1),
+        None => {
+            let (len, after_colon) = parse_name(line).ok_or(HeaderFault::BadName)?;
+            (
+                HdrKind::of(line.get(..len).unwrap_or_default()),
+                len,
+                after_colon,
+            )
+        }
+    };
+    // Usually exactly one space precedes the body.
+    let body_start = match line.get(after_colon..after_colon + 2) {
+        Some([b' ', b]) if !matches!(b, b' ' | b'\t' | b'\r' | b'\n') => after_colon + 1,
+        _ => skip_lws(line, after_colon),
+    };
+    if body_start >= line.len() {
+        return Err(HeaderFault::Empty);
+    }
+    // Positions from here on are relative to `line`.
+    let first_lf = match head_lf_mask(line) {
+        Some(head) if body_start < 64 => match head >> body_start {
+            0 => find_lf(line, 64),
+            m => Some(body_start + m.trailing_zeros() as usize),
+        },
+        _ => find_lf(line, body_start),
+    };
+    let Some(end) = first_lf.and_then(|lf| line_end(line, lf)) else {
+        return Err(HeaderFault::NoEol);
+    };
+    // `end` is just past the LF (so `end - 1 >= body_start`); usually only "\r\n" is to
+    // cut, so try that before `trim_r`. Failed `get`s cannot happen (the positions come from
+    // `line`); they branch to an error instead of a panic.
+    let (Some(name), Some(mut body)) = (line.get(..name_len), line.get(body_start..end - 1)) else {
+        return Err(HeaderFault::NoEol);
+    };
+    if let [rest @ .., b'\r'] = body {
+        body = rest;
+    }
+    if let [.., b'\r' | b'\n' | 0] = body {
+        body = trim_r(body);
+    }
+    let header = Header {
+        name,
+        kind,
+        body,
+        offset: p,
+        body_offset: p + body_start,
+    };
+    Ok(Next::Header(header, p + end))
 }
 
 /// The general path of [`next`]'s name handling, for the checks comparing it with the fast one.

@@ -38,6 +38,9 @@ pub(crate) fn assert_fast_paths_agree(input: &[u8]) {
     name_addr::assert_fast_paths_agree(&prefixed(b"\"A\" <sip:a@"));
 }
 
+/// Kamailio `MAX_HEADERS`: how many `callid_aleg_header` names count.
+const MAX_ALEG_HEADERS: usize = 16;
+
 /// What the extraction needs from the service configuration.
 ///
 /// The configured header names are private: they are set together with the quick filter built
@@ -70,7 +73,7 @@ impl ExtractConfig {
     /// as Kamailio's `MAX_HEADERS`) and the `custom_field1..3_header` names, with
     /// `capture_bad_msgs=0` and `topoh_unmask=0`.
     pub fn new(mut callid_aleg_headers: Vec<String>, custom_field_headers: [String; 3]) -> Self {
-        callid_aleg_headers.truncate(extract::MAX_ALEG);
+        callid_aleg_headers.truncate(MAX_ALEG_HEADERS);
         let name_filter =
             extract::NameFilter::new(custom_field_headers.iter().chain(&callid_aleg_headers));
         Self {
@@ -95,11 +98,9 @@ impl ExtractConfig {
     /// Splits a `callid_aleg_header` value like Kamailio's `parse_aleg_callid_headers` (§4):
     /// split on `;`, skip empty items, keep a trailing item, at most 16 names.
     pub fn parse_aleg_list(s: &str) -> Vec<String> {
-        /// Kamailio `MAX_HEADERS`.
-        const MAX_HEADERS: usize = 16;
         s.split(';')
             .filter(|item| !item.is_empty())
-            .take(MAX_HEADERS)
+            .take(MAX_ALEG_HEADERS)
             .map(str::to_owned)
             .collect()
     }
