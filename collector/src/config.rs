@@ -36,8 +36,8 @@ pub struct CollectorConfig {
     pub storer_dns: Vec<String>,
     /// Seconds between re-resolutions of `storer_dns`.
     pub storer_dns_refresh: u64,
-    /// How records are spread over storers: `balanced` (lanes spread evenly over the healthy storers) or
-    /// `call_id` (all records of a Call-ID on the same storer, consistent hashing).
+    /// How records are spread over storers: `balanced` (lanes spread evenly over the healthy
+    /// storers) or `call_id` (all records of a Call-ID on the same storer, consistent hashing).
     pub storer_placement: crate::export::storers::Placement,
     /// Delivery lanes (parallel streams, each with its own sequence and spool). 0: one per
     /// static storer endpoint, or 4 with `storer_dns`.

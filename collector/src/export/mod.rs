@@ -134,10 +134,8 @@ struct Exporter {
     target: Option<String>,
     /// Since when the placement wants this lane on another storer: no new batches are sent
     /// until the in-flight ones are acknowledged (so a move resends nothing), or `MOVE_GRACE`
-    /// has passed.
+    /// has passed ([`Exporter::move_due`]).
     moving_since: Option<Instant>,
-    /// The move can be made now: open the stream to the new storer, then drop the old one.
-    move_ready: bool,
     backoff: Duration,
     reconnect_at: Instant,
 }
@@ -320,7 +318,6 @@ impl Exporter {
         if let Some(spool) = self.spool.as_mut() {
             spool.release(sequence);
         }
-        self.move_when_idle();
     }
 
     fn lose_connection(&mut self, why: &dyn std::fmt::Display) {
@@ -336,7 +333,6 @@ impl Exporter {
             self.storers.mark_down(&url);
         }
         self.moving_since = None;
-        self.move_ready = false;
         self.reconnect_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
@@ -346,17 +342,7 @@ impl Exporter {
     /// balanced: its storer has more lanes than the least loaded), stop sending and move once
     /// the in-flight batches are acknowledged. What was not sent yet goes to the new storer.
     fn follow_placement(&mut self) {
-        if self.conn.is_none() {
-            return;
-        }
-        if let Some(since) = self.moving_since {
-            if since.elapsed() >= MOVE_GRACE && !self.move_ready {
-                tracing::warn!(
-                    lane = self.cfg.lane,
-                    "in-flight batches not acknowledged in time; lane moves anyway (they are resent)"
-                );
-                self.move_ready = true;
-            }
+        if self.conn.is_none() || self.moving_since.is_some() {
             return;
         }
         let (Some(current), Some(wanted)) = (&self.target, self.storers.target_for(self.cfg.lane))
@@ -366,27 +352,33 @@ impl Exporter {
         if *current != wanted {
             tracing::debug!(lane = self.cfg.lane, from = %current, to = %wanted, "placement wants the lane on another storer");
             self.moving_since = Some(Instant::now());
-            self.move_when_idle();
         }
     }
 
-    /// Marks a pending move ready when nothing sent on this connection waits for its ack.
-    fn move_when_idle(&mut self) {
-        let in_flight = self
-            .pending
+    /// Whether something sent on this connection still waits for its acknowledgement.
+    fn in_flight(&self) -> bool {
+        self.pending
             .front()
-            .is_some_and(|p| p.batch.sequence <= self.sent_upto);
-        if self.moving_since.is_some() && !in_flight {
-            self.move_ready = true;
-        }
+            .is_some_and(|p| p.batch.sequence <= self.sent_upto)
+    }
+
+    /// A pending move can be made: nothing in flight, or `MOVE_GRACE` has passed.
+    fn move_due(&self) -> bool {
+        self.moving_since
+            .is_some_and(|since| !self.in_flight() || since.elapsed() >= MOVE_GRACE)
     }
 
     /// Make before break: opens the stream to the storer the placement wants and only then
     /// drops the current one. A storer that cannot be reached is marked down and the lane
     /// stays where it is (so a dead storer in the list does not make lanes flap).
     async fn complete_move(&mut self) {
-        self.move_ready = false;
         self.moving_since = None;
+        if self.in_flight() {
+            tracing::warn!(
+                lane = self.cfg.lane,
+                "in-flight batches not acknowledged in time; lane moves anyway (they are resent)"
+            );
+        }
         let (Some(current), Some(wanted)) =
             (self.target.clone(), self.storers.target_for(self.cfg.lane))
         else {
@@ -403,7 +395,6 @@ impl Exporter {
             }
             .emit(&self.counters);
         } else {
-            self.storers.mark_down(&wanted);
             self.storers.assign(self.cfg.lane, &current);
         }
     }
@@ -415,12 +406,12 @@ impl Exporter {
         };
         if !self.open(target.clone()).await {
             self.lose_connection(&format_args!("cannot open a stream to {target}"));
-            self.storers.mark_down(&target);
         }
     }
 
     /// Opens a stream to `target` and makes it the lane's connection (replacing, and so
-    /// closing, any previous one); false when it cannot be opened (counted and logged).
+    /// closing, any previous one); false when it cannot be opened (counted, logged, and the
+    /// storer marked down).
     async fn open(&mut self, target: String) -> bool {
         let span = tracing::info_span!("storer_connect", lane = self.cfg.lane, storer = %target);
         let opened = Conn::open(&target, &self.storers, &self.cfg, self.cfg.max_unacked + 2)
@@ -451,6 +442,7 @@ impl Exporter {
                     error: &ErrorChain(&e),
                 }
                 .emit(&self.counters);
+                self.storers.mark_down(&target);
                 false
             }
         }
@@ -482,7 +474,6 @@ pub async fn run(
         storers: storers.clone(),
         target: None,
         moving_since: None,
-        move_ready: false,
         backoff: MIN_BACKOFF,
         reconnect_at: Instant::now(),
     };
@@ -495,7 +486,7 @@ pub async fn run(
         if ex.conn.is_none() && Instant::now() >= ex.reconnect_at {
             ex.connect().await;
         }
-        if ex.move_ready {
+        if ex.move_due() {
             ex.complete_move().await;
         }
         ex.refill();

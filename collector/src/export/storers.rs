@@ -35,7 +35,7 @@ pub enum Placement {
     CallId,
 }
 
-/// How long a storer that failed is skipped by hash placement.
+/// How long a storer that failed is skipped by both placements.
 const DOWN_FOR: Duration = Duration::from_secs(5);
 
 /// The storer endpoints shared by every lane.
@@ -130,8 +130,8 @@ impl Storers {
             .is_some_and(|until| until > Instant::now())
     }
 
-    /// The storer (URL) lane `lane` should deliver to now. Hash placement: the rendezvous winner among the
-    /// healthy storers. Balanced placement: the lane's current storer while it has no more lanes
+    /// The storer (URL) lane `lane` should deliver to now. Hash placement: the rendezvous
+    /// winner among the healthy storers. Balanced placement: the lane's current storer while it has no more lanes
     /// than the least loaded healthy one, else the least loaded (the choice is recorded, so
     /// lanes asking at the same time spread instead of all picking the same storer).
     pub fn target_for(&self, lane: u64) -> Option<String> {
@@ -152,9 +152,7 @@ impl Storers {
         assigned.insert(lane, chosen.clone());
         Some(chosen)
     }
-}
 
-impl Storers {
     /// Records that `lane` is on `url` (balanced placement; after a move that could not be
     /// made, so the lane counts where it really is).
     pub fn assign(&self, lane: u64, url: &str) {
@@ -174,20 +172,29 @@ fn least_loaded<'a>(
     pool: &[&'a String],
     assigned: &HashMap<u64, String>,
 ) -> Option<&'a String> {
-    let load = |url: &String| {
-        assigned
-            .iter()
-            .filter(|(l, u)| **l != lane && *u == url)
-            .count()
-    };
-    let min = pool.iter().map(|u| load(u)).min()?;
-    if let Some(current) = assigned.get(&lane)
-        && let Some(url) = pool.iter().find(|u| **u == current)
-        && load(url) <= min
+    // The other lanes on each storer of the pool, counted once.
+    let loads: Vec<usize> = pool
+        .iter()
+        .map(|url| {
+            assigned
+                .iter()
+                .filter(|(l, u)| **l != lane && u == url)
+                .count()
+        })
+        .collect();
+    let min = loads.iter().copied().min()?;
+    let current = assigned.get(&lane);
+    if let Some(at) = pool.iter().position(|u| Some(*u) == current)
+        && loads.get(at) == Some(&min)
     {
-        return Some(url);
+        return pool.get(at).copied();
     }
-    let least: Vec<&String> = pool.iter().copied().filter(|u| load(u) == min).collect();
+    let least: Vec<&String> = pool
+        .iter()
+        .zip(&loads)
+        .filter(|(_, load)| **load == min)
+        .map(|(url, _)| *url)
+        .collect();
     rendezvous(lane, &least)
 }
 
