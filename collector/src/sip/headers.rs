@@ -492,10 +492,73 @@ fn next_reference(msg: &[u8], p: usize) -> Result<Next<'_>, HeaderFault> {
 
 /// Kamailio `get_hdr_by_name` matching: same length, the first character compared exactly, the
 /// rest case-insensitively. So `x-cid` is not found when the configured name is `X-CID`.
+#[cfg(test)]
 pub(crate) fn name_matches(hdr_name: &[u8], wanted: &[u8]) -> bool {
     hdr_name.len() == wanted.len()
         && hdr_name.first() == wanted.first()
         && hdr_name.eq_ignore_ascii_case(wanted)
+}
+
+/// A header name looked up with `get_hdr_by_name` matching, prepared once (with the
+/// configuration) so that a header costs a length compare and a few word compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct WantedName {
+    /// Every byte with the case bit set ([`eq_folded`]); empty when no header name can match.
+    folded: Vec<u8>,
+    /// The first byte, compared exactly.
+    first: u8,
+}
+
+impl WantedName {
+    /// A name made of anything but header-name characters (or an empty one) matches nothing:
+    /// Kamailio's parser never produces such a header name.
+    pub(crate) fn new(name: &[u8]) -> Self {
+        match name.first() {
+            Some(&first) if name.iter().all(|&b| is_name_char(b)) => Self {
+                folded: name.iter().map(|b| b | CASE_BIT).collect(),
+                first,
+            },
+            _ => Self::default(),
+        }
+    }
+
+    /// Whether the header name `hdr_name` (made of name characters, as the header reader
+    /// guarantees) is this name with `get_hdr_by_name` matching.
+    #[inline(always)]
+    pub(crate) fn matches(&self, hdr_name: &[u8]) -> bool {
+        hdr_name.len() == self.folded.len()
+            && hdr_name.first() == Some(&self.first)
+            && eq_folded(hdr_name, &self.folded)
+    }
+}
+
+/// True when `name` (header-name characters) equals `folded` (header-name characters with the
+/// case bit set) ignoring ASCII case: the case bit is set in `name`'s bytes too, which is exact
+/// for name characters (see [`eq_lower`]; the bytes `_` and `~` are their own folded forms and
+/// no other name character folds onto them). Two overlapping word loads for the usual lengths,
+/// no byte loop.
+#[inline(always)]
+pub(crate) fn eq_folded(name: &[u8], folded: &[u8]) -> bool {
+    const CASE4: u32 = 0x2020_2020;
+    const CASE8: u64 = 0x2020_2020_2020_2020;
+    if name.len() != folded.len() {
+        return false;
+    }
+    let w4 = |c: Option<&[u8; 4]>| c.map_or(0, |c| u32::from_le_bytes(*c));
+    let w8 = |c: Option<&[u8; 8]>| c.map_or(0, |c| u64::from_le_bytes(*c));
+    match name.len() {
+        0..4 => name.iter().zip(folded).all(|(&n, &f)| n | CASE_BIT == f),
+        4..=8 => {
+            w4(name.first_chunk()) | CASE4 == w4(folded.first_chunk())
+                && w4(name.last_chunk()) | CASE4 == w4(folded.last_chunk())
+        }
+        _ => {
+            name.chunks_exact(8)
+                .zip(folded.chunks_exact(8))
+                .all(|(n, f)| w8(n.first_chunk()) | CASE8 == w8(f.first_chunk()))
+                && w8(name.last_chunk()) | CASE8 == w8(folded.last_chunk())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -758,9 +821,44 @@ mod tests {
 
     #[test]
     fn get_hdr_by_name_first_char_is_case_sensitive() {
-        assert!(name_matches(b"X-CID", b"X-CID"));
-        assert!(name_matches(b"X-cid", b"X-CID"));
-        assert!(!name_matches(b"x-CID", b"X-CID"));
-        assert!(!name_matches(b"X-CIDS", b"X-CID"));
+        let x_cid = WantedName::new(b"X-CID");
+        for (name, found) in [
+            (&b"X-CID"[..], true),
+            (b"X-cid", true),
+            (b"x-CID", false),
+            (b"X-CIDS", false),
+            (b"X-CI", false),
+        ] {
+            assert_eq!(name_matches(name, b"X-CID"), found);
+            assert_eq!(x_cid.matches(name), found, "{name:?}");
+        }
+        // A configured name with bytes no header name has never matches.
+        assert!(!WantedName::new(b"X CID").matches(b"X-CID"));
+        assert!(!WantedName::new(b"").matches(b"X"));
+        assert!(!WantedName::new(b"A^B").matches(b"A~B"));
+    }
+
+    proptest::proptest! {
+        /// The prepared matcher is `get_hdr_by_name` matching for every pair of names made of
+        /// header-name characters and their near misses (case and the case bit flipped).
+        #[test]
+        fn wanted_name_is_get_hdr_by_name(
+            wanted in "[-._+~^A-Za-z0-9\\x7f]{0,24}",
+            flips in proptest::collection::vec(proptest::prelude::any::<bool>(), 24),
+            cut in 0usize..3,
+        ) {
+            let wanted = wanted.as_bytes();
+            let mut hdr: Vec<u8> = wanted
+                .iter()
+                .zip(&flips)
+                .map(|(&b, &f)| if f { b ^ CASE_BIT } else { b })
+                .collect();
+            hdr.truncate(hdr.len().saturating_sub(cut));
+            if !hdr.is_empty() && hdr.iter().all(|&b| is_name_char(b)) {
+                let kamailio = name_matches(&hdr, wanted)
+                    && wanted.iter().all(|&b| is_name_char(b));
+                proptest::prop_assert_eq!(WantedName::new(wanted).matches(&hdr), kamailio);
+            }
+        }
     }
 }

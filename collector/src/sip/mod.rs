@@ -53,6 +53,9 @@ pub struct ExtractConfig {
     custom_field_headers: [String; 3],
     /// Length and first-byte filter over the names above.
     name_filter: extract::NameFilter,
+    /// The names above prepared for matching, in the same order.
+    callid_aleg_names: Vec<headers::WantedName>,
+    custom_field_names: [headers::WantedName; 3],
     /// Kamailio `capture_bad_msgs`: keep rows whose From/To/Contact or header block is broken.
     pub capture_bad_msgs: bool,
     /// Kamailio `topoh_unmask=1`: the topoh key and Call-ID prefix (applied by the caller).
@@ -76,7 +79,10 @@ impl ExtractConfig {
         callid_aleg_headers.truncate(MAX_ALEG_HEADERS);
         let name_filter =
             extract::NameFilter::new(custom_field_headers.iter().chain(&callid_aleg_headers));
+        let wanted = |name: &String| headers::WantedName::new(name.as_bytes());
         Self {
+            callid_aleg_names: callid_aleg_headers.iter().map(wanted).collect(),
+            custom_field_names: custom_field_headers.each_ref().map(wanted),
             callid_aleg_headers,
             custom_field_headers,
             name_filter,
