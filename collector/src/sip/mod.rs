@@ -29,6 +29,7 @@ pub use topoh::{TopohCodec, TopohConfig, topoh_unmask};
 pub(crate) fn assert_fast_paths_agree(input: &[u8]) {
     let prefixed = |prefix: &[u8]| [prefix, input].concat();
     headers::assert_fast_path_agrees(input);
+    start_line::assert_fast_path_agrees(input);
     uri::assert_fast_path_agrees(input);
     uri::assert_fast_path_agrees(&prefixed(b"sip:"));
     values::assert_fast_path_agrees(input);

@@ -81,9 +81,81 @@ fn is_sip_version(v: &[u8]) -> bool {
     (u64::from_le_bytes(word) & SEVEN_BYTES) | LETTERS == SIP_2_0
 }
 
+/// Space and the control bytes: the start-line fast path finds every token end among them
+/// with one compare per 16 bytes and then insists that each is exactly the byte it expects.
+static SPACE_AND_CONTROLS: super::scan::ByteSet =
+    super::scan::ByteSet::any_of(b"").or_space_and_controls();
+
 /// Parses the first line. Returns it and the offset of the first header line.
 #[inline(always)]
 pub(crate) fn parse(msg: &[u8]) -> Result<(StartLine<'_>, usize), SipError> {
+    match request_fast(msg) {
+        Some(parsed) => Ok(parsed),
+        None => parse_general(msg),
+    }
+}
+
+/// Fast path of [`parse`] for a request line written the usual way within the first 64 bytes:
+/// `Method SP Request-URI SP SIP/2.0 CRLF` at the very start of the message, followed by a
+/// header line. The token ends come from one mask of the space and control bytes of those 64
+/// bytes; each must be the one byte the usual form has there. `None` means "use
+/// [`parse_general`]" (leading junk, a reply, white space runs, another version, a long
+/// Request-URI, a short message) — never a different answer (tests below compare them).
+///
+/// Out of line: inlined, its 64-byte mask made the compiler allocate the header loop that
+/// follows worse (measured, docs/BENCHMARKS.md).
+#[inline(never)]
+fn request_fast(msg: &[u8]) -> Option<(StartLine<'_>, usize)> {
+    const SIP_2_0_CR: u64 = u64::from_le_bytes(*b"sip/2.0\r");
+    const LETTERS: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0, 0, 0, 0, 0]);
+    let head = msg.first_chunk::<64>()?;
+    let (chunks, _) = head.as_chunks::<16>();
+    let ends = chunks.iter().enumerate().fold(0u64, |mask, (i, chunk)| {
+        mask | u64::from(SPACE_AND_CONTROLS.mask16(chunk)) << (16 * i)
+    });
+    // Leading junk (all of it is white space or NUL) gives 0; "SIP/2.0 " starts a reply.
+    let method_end = ends.trailing_zeros() as usize;
+    if method_end == 0 || method_end > 48 || head.get(method_end) != Some(&b' ') {
+        return None;
+    }
+    if is_sip_version(head) {
+        return None;
+    }
+    let uri_start = method_end + 1;
+    let uri_end = uri_start + (ends >> uri_start).trailing_zeros() as usize;
+    // The version and its CRLF, and the byte after them, are in the 64 bytes.
+    let version = uri_end + 1;
+    if uri_end == uri_start || version + 10 > 64 || head.get(uri_end) != Some(&b' ') {
+        return None;
+    }
+    let word = u64::from_le_bytes(*head.get(version..)?.first_chunk::<8>()?);
+    // `eat_line` would also step over a CR right after the LF (an empty header block).
+    if word | LETTERS != SIP_2_0_CR
+        || head.get(version + 8) != Some(&b'\n')
+        || head.get(version + 9) == Some(&b'\r')
+    {
+        return None;
+    }
+    Some((
+        StartLine::Request {
+            method: head.get(..method_end)?,
+            uri: head.get(uri_start..uri_end)?,
+            uri_offset: uri_start,
+        },
+        version + 9,
+    ))
+}
+
+/// Panics when the request-line fast path disagrees with the general path on `msg`.
+pub(crate) fn assert_fast_path_agrees(msg: &[u8]) {
+    if let Some(fast) = request_fast(msg) {
+        assert_eq!(Ok(fast), parse_general(msg));
+    }
+}
+
+/// The whole of `parse_first_line`: leading junk, requests and replies, white space runs,
+/// any version text (rejected as not SIP), lines of any length.
+fn parse_general(msg: &[u8]) -> Result<(StartLine<'_>, usize), SipError> {
     let start = msg
         .iter()
         .position(|&b| !is_leading_junk(b))
@@ -258,6 +330,76 @@ mod tests {
                 is_sip_version(&v),
                 v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/2.0"))
             );
+        }
+    }
+
+    /// Request lines around every rule of the fast path, padded to 64 bytes and more with a
+    /// header line.
+    #[test]
+    fn request_fast_path_agrees_with_the_general_path() {
+        let long_uri = format!("sip:{}@example.com", "u".repeat(40));
+        let lines = [
+            "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n",
+            "INVITE sip:bob@biloxi.example.com sip/2.0\r\n",
+            "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\r\n",
+            "INVITE sip:bob@biloxi.example.com SIP/2.0\n",
+            "INVITE sip:bob@biloxi.example.com SIP/2.1\r\n",
+            "INVITE sip:bob@biloxi.example.com SIP/2.0 \r\n",
+            "INVITE  sip:bob@biloxi.example.com SIP/2.0\r\n",
+            "INVITE sip:bob@biloxi.example.com  SIP/2.0\r\n",
+            "INVITE\tsip:bob@biloxi.example.com SIP/2.0\r\n",
+            "INV\x01TE sip:bob@b\x02 SIP/2.0\r\n",
+            " INVITE sip:bob@biloxi.example.com SIP/2.0\r\n",
+            "\0INVITE sip:b@b SIP/2.0\r\n",
+            "SIP/2.0 sip:bob@biloxi.example.com SIP/2.0\r\n",
+            "SIP/2.0 200 OK\r\n",
+            "SIP/2.0x sip:b@b SIP/2.0\r\n",
+            "I sip:b SIP/2.0\r\n",
+            &format!("INVITE {long_uri} SIP/2.0\r\n"),
+        ];
+        let mut checked = 0;
+        for line in lines {
+            for pad in [0, 1, 8, 40] {
+                let msg = format!("{line}Via: SIP/2.0/UDP h{}\r\n", "x".repeat(pad));
+                let msg = msg.as_bytes();
+                assert_fast_path_agrees(msg);
+                // Every cut of the message too (the fast path needs 64 bytes).
+                for cut in 0..msg.len() {
+                    assert_fast_path_agrees(&msg[..cut]);
+                }
+                checked += usize::from(request_fast(msg).is_some());
+            }
+        }
+        // The usual forms do take the fast path.
+        assert_eq!(checked, 7);
+        let (fast, next) = request_fast(
+            b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\nVia: SIP/2.0/UDP host.example.com\r\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            fast,
+            StartLine::Request {
+                method: b"INVITE",
+                uri: b"sip:bob@biloxi.example.com",
+                uri_offset: 7
+            }
+        ));
+        assert_eq!(next, 43);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn request_fast_path_never_disagrees(
+            method in "[A-Z]{1,9}|SIP/2\\.0|[ \\t]?[A-Z\\x00-\\x20]{1,4}",
+            sep1 in "[ \\t]{1,2}",
+            uri in "[!-~]{0,50}",
+            sep2 in "[ \\t\\r\\n]{1,2}",
+            version in "(SIP|sip|SIp)/2\\.[01]|[!-~]{0,9}",
+            eol in "\\r\\n|\\n|\\r|\\r\\n\\r\\n| \\r\\n",
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let msg = [format!("{method}{sep1}{uri}{sep2}{version}{eol}").as_bytes(), &tail].concat();
+            assert_fast_path_agrees(&msg);
         }
     }
 
