@@ -277,6 +277,23 @@ fn named_headers_rtp_xoip_reason_diversion_custom() {
 }
 
 #[test]
+fn fixed_names_match_like_get_hdr_by_name() {
+    // The first byte exactly, the rest in any case; a name one byte longer or shorter is
+    // another header.
+    let c = ok(req("reason: lower\r\nREASON: upper\r\nReason: later\r\n"));
+    assert_eq!(s(c.reason), "upper");
+    let c = ok(req("Reasons: no\r\nReaso: no\r\nReAsOn: yes\r\n"));
+    assert_eq!(s(c.reason), "yes");
+    let c = ok(req("x-OIP: 192.0.2.1\r\nX-oip: 192.0.2.2:5070\r\n"));
+    assert_eq!(s(c.originator_ip), "192.0.2.2");
+    assert_eq!(c.originator_port, 5070);
+    let c = ok(req(
+        "p-rtp-stat: lower\r\nrtp-rxstat: lower\r\nP-rtp-STAT: p\r\n",
+    ));
+    assert_eq!(s(c.rtp_stat), "p");
+}
+
+#[test]
 fn rtp_stat_priority_list() {
     let c = ok(req(
         "RTP-RxStat: rx\r\nX-NG-RTP-STATS: ng\r\nX-RTP-Stat-T38: t38\r\n",

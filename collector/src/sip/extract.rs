@@ -84,16 +84,18 @@ pub(crate) struct NameFilter {
 
 impl NameFilter {
     pub(crate) fn new<'n>(configured: impl Iterator<Item = &'n String>) -> Self {
-        let fixed = [&b"Reason"[..], b"X-OIP"]
+        let configured =
+            configured.filter_map(|name| Some((*name.as_bytes().first()?, name.len())));
+        let fixed = [(b'R', b"Reason".len()), (b'X', b"X-OIP".len())]
             .into_iter()
-            .chain(RTP_STAT_HEADERS.iter().map(|&(_, folded)| folded));
+            .chain(
+                RTP_STAT_HEADERS
+                    .iter()
+                    .map(|&(first, folded)| (first, folded.len())),
+            );
         let mut filter = Self { by_len: [0; 32] };
-        for name in configured.map(String::as_bytes).chain(fixed) {
-            if let Some(&first) = name.first() {
-                // The fixed names' folded forms have a lower-case first byte; bit `first & 31`
-                // is the same for both cases.
-                filter.by_len[name.len().min(31)] |= 1 << (first & 31);
-            }
+        for (first, len) in configured.chain(fixed) {
+            filter.by_len[len.min(31)] |= 1 << (first & 31);
         }
         filter
     }

@@ -52,7 +52,8 @@ pub struct ExtractConfig {
     callid_aleg_headers: Vec<String>,
     /// Header names for `custom_field1..3`; empty = column empty.
     custom_field_headers: [String; 3],
-    /// Length and first-byte filter over the names above.
+    /// (length, first byte) filter over the names above and the fixed names `sip_capture`
+    /// looks up (Reason, X-OIP, the rtp_stat names).
     name_filter: extract::NameFilter,
     /// The names above prepared for matching, in the same order.
     callid_aleg_names: Vec<headers::WantedName>,
