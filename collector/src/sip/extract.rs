@@ -15,7 +15,7 @@
 //! required-header check has not run; we model that route, so the lax mode does not require
 //! Via/From/To/Call-ID/CSeq.
 
-use super::headers::{self, HdrKind, Header, HeaderFault, Next};
+use super::headers::{self, HdrKind, Header, HeaderFault, Next, WantedName};
 use super::name_addr::{self, FirstContact};
 use super::start_line::{self, StartLine};
 use super::{ExtractConfig, SipColumns, SipError, uri, values};
@@ -83,9 +83,8 @@ pub(crate) struct NameFilter {
 }
 
 impl NameFilter {
-    pub(crate) fn new<'n>(configured: impl Iterator<Item = &'n String>) -> Self {
-        let configured =
-            configured.filter_map(|name| Some((*name.as_bytes().first()?, name.len())));
+    pub(crate) fn new<'n>(configured: impl Iterator<Item = &'n WantedName>) -> Self {
+        let configured = configured.filter_map(WantedName::first_and_len);
         let fixed = [(b'R', b"Reason".len()), (b'X', b"X-OIP".len())]
             .into_iter()
             .chain(

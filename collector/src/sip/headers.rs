@@ -64,40 +64,13 @@ impl HdrKind {
         }
         let second = name.get(1).map_or(0, |&b| b | CASE_BIT);
         candidate(name.len(), first, second)
-            .filter(|known| eq_lower(name, known.name))
+            .filter(|known| eq_folded(name, known.name))
             .map_or(Self::Other, |known| known.kind)
     }
 }
 
 /// The bit that separates ASCII upper- and lower-case letters.
 const CASE_BIT: u8 = 0x20;
-
-/// True when the header `name` equals `lower` (a lower-case name made of letters, digits and `-`)
-/// ignoring ASCII case, compared eight bytes at a time by setting the case bit.
-///
-/// Setting the case bit is exact for header names: among the characters Kamailio accepts in a
-/// name (`[0-9A-Za-z-._+~]`) only an upper-case letter turns into a letter, digit or `-` that it
-/// was not already; the bytes that also would (`\r` → `-`, `0x10..=0x19` → digits) are never
-/// name characters.
-pub(crate) fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
-    const CASE_WORD: u64 = 0x2020_2020_2020_2020;
-    if name.len() != lower.len() {
-        return false;
-    }
-    let word = |chunk: &[u8]| <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
-    let mut names = name.chunks_exact(8);
-    let mut lowers = lower.chunks_exact(8);
-    for (n, l) in (&mut names).zip(&mut lowers) {
-        if word(n) | CASE_WORD != word(l) {
-            return false;
-        }
-    }
-    names
-        .remainder()
-        .iter()
-        .zip(lowers.remainder())
-        .all(|(&n, &l)| n | CASE_BIT == l)
-}
 
 use super::lines::{COLON, LF, NAME_CHARS};
 
@@ -180,10 +153,7 @@ fn find_lf(msg: &[u8], p: usize) -> Option<usize> {
 /// lines end inside them and need no search.
 #[inline(always)]
 fn head_lf_mask(line: &[u8]) -> Option<u64> {
-    let (chunks, _) = line.first_chunk::<64>()?.as_chunks::<16>();
-    Some(chunks.iter().enumerate().fold(0, |mask, (i, chunk)| {
-        mask | u64::from(LF.mask16(chunk)) << (16 * i)
-    }))
+    Some(LF.mask64(line.first_chunk::<64>()?))
 }
 
 /// Position after the LF that ends the (possibly folded) line whose first LF is at `lf`.
@@ -518,7 +488,7 @@ pub(crate) fn name_matches(hdr_name: &[u8], wanted: &[u8]) -> bool {
 
 /// A header name looked up with `get_hdr_by_name` matching, prepared once (with the
 /// configuration) so that a header costs a length compare and a few word compares.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct WantedName {
     /// Every byte with the case bit set ([`eq_folded`]); empty when no header name can match.
     folded: Vec<u8>,
@@ -543,17 +513,24 @@ impl WantedName {
     /// guarantees) is this name with `get_hdr_by_name` matching.
     #[inline(always)]
     pub(crate) fn matches(&self, hdr_name: &[u8]) -> bool {
-        hdr_name.len() == self.folded.len()
-            && hdr_name.first() == Some(&self.first)
-            && eq_folded(hdr_name, &self.folded)
+        hdr_name.first() == Some(&self.first) && eq_folded(hdr_name, &self.folded)
+    }
+
+    /// The first byte and the length, for the configuration's name filter (`None` for a name
+    /// that matches nothing).
+    pub(crate) fn first_and_len(&self) -> Option<(u8, usize)> {
+        (!self.folded.is_empty()).then_some((self.first, self.folded.len()))
     }
 }
 
-/// True when `name` (header-name characters) equals `folded` (header-name characters with the
-/// case bit set) ignoring ASCII case: the case bit is set in `name`'s bytes too, which is exact
-/// for name characters (see [`eq_lower`]; the bytes `_` and `~` are their own folded forms and
-/// no other name character folds onto them). Two overlapping word loads for the usual lengths,
-/// no byte loop.
+/// True when the header `name` equals `folded` (a name whose every byte has the case bit set,
+/// such as a lower-case name of letters, digits and `-`) ignoring ASCII case, by setting the case
+/// bit in `name`'s bytes too. Two overlapping word loads for the usual lengths, no byte loop.
+///
+/// Setting the case bit is exact for header names: among the characters Kamailio accepts in a
+/// name (`[0-9A-Za-z-._+~]`) only an upper-case letter turns into a name character it was not
+/// already; the bytes that also would (`\r` → `-`, `0x10..=0x19` → digits, `^` → `~`, DEL ←
+/// `_`) are never name characters.
 #[inline(always)]
 pub(crate) fn eq_folded(name: &[u8], folded: &[u8]) -> bool {
     const CASE4: u32 = 0x2020_2020;

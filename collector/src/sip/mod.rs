@@ -44,20 +44,19 @@ const MAX_ALEG_HEADERS: usize = 16;
 
 /// What the extraction needs from the service configuration.
 ///
-/// The configured header names are private: they are set together with the quick filter built
-/// from them ([`ExtractConfig::new`]), so a message pays nothing for building it.
+/// The configured header names are private: they are kept prepared for matching, together
+/// with the quick filter built from them ([`ExtractConfig::new`]), so a message pays nothing
+/// for building either.
 #[derive(Debug, Clone, Default)]
 pub struct ExtractConfig {
-    /// Kamailio `callid_aleg_header`, already split on `;` (at most 16 names).
-    callid_aleg_headers: Vec<String>,
+    /// Kamailio `callid_aleg_header`, already split on `;` (at most 16 names), in priority
+    /// order.
+    callid_aleg_names: Vec<headers::WantedName>,
     /// Header names for `custom_field1..3`; empty = column empty.
-    custom_field_headers: [String; 3],
+    custom_field_names: [headers::WantedName; 3],
     /// (length, first byte) filter over the names above and the fixed names `sip_capture`
     /// looks up (Reason, X-OIP, the rtp_stat names).
     name_filter: extract::NameFilter,
-    /// The names above prepared for matching, in the same order.
-    callid_aleg_names: Vec<headers::WantedName>,
-    custom_field_names: [headers::WantedName; 3],
     /// Kamailio `capture_bad_msgs`: keep rows whose From/To/Contact or header block is broken.
     pub capture_bad_msgs: bool,
     /// Kamailio `topoh_unmask=1`: the topoh key and Call-ID prefix (applied by the caller).
@@ -77,30 +76,23 @@ impl ExtractConfig {
     /// The `callid_aleg_header` names (see [`Self::parse_aleg_list`]; only the first 16 count,
     /// as Kamailio's `MAX_HEADERS`) and the `custom_field1..3_header` names, with
     /// `capture_bad_msgs=0` and `topoh_unmask=0`.
-    pub fn new(mut callid_aleg_headers: Vec<String>, custom_field_headers: [String; 3]) -> Self {
-        callid_aleg_headers.truncate(MAX_ALEG_HEADERS);
-        let name_filter =
-            extract::NameFilter::new(custom_field_headers.iter().chain(&callid_aleg_headers));
+    pub fn new(callid_aleg_headers: Vec<String>, custom_field_headers: [String; 3]) -> Self {
         let wanted = |name: &String| headers::WantedName::new(name.as_bytes());
+        let callid_aleg_names: Vec<_> = callid_aleg_headers
+            .iter()
+            .take(MAX_ALEG_HEADERS)
+            .map(wanted)
+            .collect();
+        let custom_field_names = custom_field_headers.each_ref().map(wanted);
+        let name_filter =
+            extract::NameFilter::new(custom_field_names.iter().chain(&callid_aleg_names));
         Self {
-            callid_aleg_names: callid_aleg_headers.iter().map(wanted).collect(),
-            custom_field_names: custom_field_headers.each_ref().map(wanted),
-            callid_aleg_headers,
-            custom_field_headers,
+            callid_aleg_names,
+            custom_field_names,
             name_filter,
             capture_bad_msgs: false,
             topoh: None,
         }
-    }
-
-    /// The `callid_aleg_header` names, in priority order.
-    pub fn callid_aleg_headers(&self) -> &[String] {
-        &self.callid_aleg_headers
-    }
-
-    /// The `custom_field1..3_header` names.
-    pub fn custom_field_headers(&self) -> &[String; 3] {
-        &self.custom_field_headers
     }
 
     /// Splits a `callid_aleg_header` value like Kamailio's `parse_aleg_callid_headers` (§4):

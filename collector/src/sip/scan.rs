@@ -113,6 +113,17 @@ impl ByteSet {
             .fold(0, |m, (k, &c)| m | u32::from(self.contains(c)) << k)
     }
 
+    /// Bit `k` set where `block[k]` is in the set: [`Self::mask16`] of each quarter.
+    #[inline(always)]
+    pub(crate) fn mask64(&self, block: &[u8; 64]) -> u64 {
+        let (chunks, _) = block.as_chunks::<16>();
+        let mut mask = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            mask |= u64::from(self.mask16(chunk)) << (16 * i);
+        }
+        mask
+    }
+
     /// Bit `k` set where lane `k` of `v` is in the set (the SSE2 form of [`Self::contains`]).
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]

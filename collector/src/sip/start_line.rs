@@ -109,10 +109,7 @@ fn request_fast(msg: &[u8]) -> Option<(StartLine<'_>, usize)> {
     const SIP_2_0_CR: u64 = u64::from_le_bytes(*b"sip/2.0\r");
     const LETTERS: u64 = u64::from_le_bytes([0x20, 0x20, 0x20, 0, 0, 0, 0, 0]);
     let head = msg.first_chunk::<64>()?;
-    let (chunks, _) = head.as_chunks::<16>();
-    let ends = chunks.iter().enumerate().fold(0u64, |mask, (i, chunk)| {
-        mask | u64::from(SPACE_AND_CONTROLS.mask16(chunk)) << (16 * i)
-    });
+    let ends = SPACE_AND_CONTROLS.mask64(head);
     // Leading junk (all of it is white space or NUL) gives 0; "SIP/2.0 " starts a reply.
     let method_end = ends.trailing_zeros() as usize;
     if method_end == 0 || method_end > 48 || head.get(method_end) != Some(&b' ') {
