@@ -345,14 +345,17 @@ impl Exporter {
         if self.conn.is_none() || self.moving_since.is_some() {
             return;
         }
-        let (Some(current), Some(wanted)) = (&self.target, self.storers.target_for(self.cfg.lane))
-        else {
-            return;
-        };
-        if *current != wanted {
+        if let Some((current, wanted)) = self.wanted_move() {
             tracing::debug!(lane = self.cfg.lane, from = %current, to = %wanted, "placement wants the lane on another storer");
             self.moving_since = Some(Instant::now());
         }
+    }
+
+    /// The lane's storer and the one the placement wants it on, when they differ.
+    fn wanted_move(&self) -> Option<(String, String)> {
+        let current = self.target.as_ref()?;
+        let wanted = self.storers.target_for(self.cfg.lane)?;
+        (*current != wanted).then(|| (current.clone(), wanted))
     }
 
     /// Whether something sent on this connection still waits for its acknowledgement.
@@ -373,19 +376,14 @@ impl Exporter {
     /// stays where it is (so a dead storer in the list does not make lanes flap).
     async fn complete_move(&mut self) {
         self.moving_since = None;
+        let Some((current, wanted)) = self.wanted_move() else {
+            return;
+        };
         if self.in_flight() {
             tracing::warn!(
                 lane = self.cfg.lane,
                 "in-flight batches not acknowledged in time; lane moves anyway (they are resent)"
             );
-        }
-        let (Some(current), Some(wanted)) =
-            (self.target.clone(), self.storers.target_for(self.cfg.lane))
-        else {
-            return;
-        };
-        if current == wanted {
-            return;
         }
         if self.open(wanted.clone()).await {
             LaneMoves {

@@ -131,9 +131,10 @@ impl Storers {
     }
 
     /// The storer (URL) lane `lane` should deliver to now. Hash placement: the rendezvous
-    /// winner among the healthy storers. Balanced placement: the lane's current storer while it has no more lanes
-    /// than the least loaded healthy one, else the least loaded (the choice is recorded, so
-    /// lanes asking at the same time spread instead of all picking the same storer).
+    /// winner among the healthy storers. Balanced placement: the lane's current storer while it
+    /// has no more lanes than the least loaded healthy one, else the least loaded (the choice is
+    /// recorded, so lanes asking at the same time spread instead of all picking the same
+    /// storer).
     pub fn target_for(&self, lane: u64) -> Option<String> {
         let urls = self.urls.borrow().clone();
         let healthy: Vec<&String> = urls.iter().filter(|u| !self.is_down(u)).collect();
