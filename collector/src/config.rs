@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use sipcapture_proto::config::{ConfigError, de};
+use sipcapture_runtime::config::{ConfigError, de};
 
 use crate::sip::{ExtractConfig, TopohConfig};
 use crate::source::ipip::IpipConfig;
@@ -152,13 +152,13 @@ pub struct CollectorConfig {
     pub raw_sock_children: usize,
     /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
     /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
-    pub grpc_tls: sipcapture_proto::tls::GrpcServerTls,
+    pub grpc_tls: sipcapture_runtime::tls::GrpcServerTls,
     /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
     /// `server_name`); docs/SECURITY.md.
-    pub grpc_client_tls: sipcapture_proto::tls::GrpcClientTls,
+    pub grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls,
     /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
     /// connections); docs/SECURITY.md.
-    pub grpc_limits: sipcapture_proto::server::GrpcLimits,
+    pub grpc_limits: sipcapture_runtime::server::GrpcLimits,
     /// Client certificate identities (subject CN or a SAN) allowed to change the status without
     /// the bearer token (needs `grpc_tls.client_ca`).
     pub grpc_admin_identities: Vec<String>,
@@ -201,7 +201,7 @@ pub struct CollectorConfig {
     /// unset (the default). Metrics are listed in docs/METRICS.md.
     pub metrics_listen: Option<SocketAddr>,
     /// Log line format: `text` (default) or `json` (one object per line).
-    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    pub log_format: sipcapture_runtime::telemetry::LogFormat,
     /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
     /// env wins when set.
     pub log_level: String,
@@ -210,7 +210,7 @@ pub struct CollectorConfig {
 impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
-            collector_id: format!("collector-{}", sipcapture_proto::config::host_name()),
+            collector_id: format!("collector-{}", sipcapture_runtime::config::host_name()),
             grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9062)),
             control: None,
             advertise_url: None,
@@ -260,9 +260,9 @@ impl Default for CollectorConfig {
             raw_ipip_capture_on: false,
             raw_moni_bpf_on: false,
             raw_sock_children: 1,
-            grpc_tls: sipcapture_proto::tls::GrpcServerTls::default(),
-            grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
-            grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
+            grpc_tls: sipcapture_runtime::tls::GrpcServerTls::default(),
+            grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls::default(),
+            grpc_limits: sipcapture_runtime::server::GrpcLimits::default(),
             grpc_admin_identities: Vec::new(),
             hep_rate_limit: 0.0,
             hep_rate_burst: 0,
@@ -277,8 +277,8 @@ impl Default for CollectorConfig {
             forward_tls_ca: None,
             hep_capture_id: 1,
             metrics_listen: None,
-            log_format: sipcapture_proto::telemetry::LogFormat::Text,
-            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
+            log_format: sipcapture_runtime::telemetry::LogFormat::Text,
+            log_level: sipcapture_runtime::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -286,7 +286,7 @@ impl Default for CollectorConfig {
 impl CollectorConfig {
     /// Checks ranges; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        sipcapture_proto::tls::validate_grpc(
+        sipcapture_runtime::tls::validate_grpc(
             &self.grpc_tls,
             &self.grpc_client_tls,
             &self.grpc_limits,
@@ -367,7 +367,7 @@ impl CollectorConfig {
                 "topoh_unmask needs a mask_key",
             ));
         }
-        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
+        sipcapture_runtime::telemetry::validate_log_level(&self.log_level)?;
         self.validate_raw()?;
         self.validate_hooks()?;
         Ok(())

@@ -1,12 +1,12 @@
 //! The collector's typed internal events: each one logs and counts together (see
-//! `sipcapture_proto::events`). Metric names and meanings are in `docs/METRICS.md`.
+//! `sipcapture_runtime::events`). Metric names and meanings are in `docs/METRICS.md`.
 
 use std::time::Duration;
 
-use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_runtime::counters::{Counters, worth_logging};
 use sipcapture_proto::v1::InputKind;
 
-pub use sipcapture_proto::events::{InternalEvent, StatusChanged};
+pub use sipcapture_runtime::events::{InternalEvent, StatusChanged};
 
 /// The `input` label of an input kind.
 pub fn input_label(input: InputKind) -> &'static str {

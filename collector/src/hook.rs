@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mlua::{
     AnyUserData, Function, HookTriggers, Lua, MetaMethod, UserData, UserDataMethods, Value, VmState,
 };
-use sipcapture_proto::counters::Counters;
+use sipcapture_runtime::counters::Counters;
 use sipcapture_proto::v1::InputKind;
 use tokio_util::sync::CancellationToken;
 

@@ -27,11 +27,11 @@ pub mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::auth::Authorizer;
-use sipcapture_proto::server::ServeOptions;
+use sipcapture_runtime::auth::Authorizer;
+use sipcapture_runtime::server::ServeOptions;
 
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::status::{CaptureSwitch, StatusServer};
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::{MemberKind, WatchRequest};
 use tokio_util::sync::CancellationToken;
@@ -47,16 +47,16 @@ pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.StatusService"];
 pub enum CollectorError {
     /// Bad config.
     #[error(transparent)]
-    Config(#[from] sipcapture_proto::config::ConfigError),
+    Config(#[from] sipcapture_runtime::config::ConfigError),
     /// A HEP listener or the spool could not start.
     #[error(transparent)]
     Pipeline(#[from] pipeline::PipelineError),
     /// gRPC failure.
     #[error(transparent)]
-    Serve(#[from] sipcapture_proto::server::ServeError),
+    Serve(#[from] sipcapture_runtime::server::ServeError),
     /// The `/metrics` endpoint could not start.
     #[error(transparent)]
-    Metrics(#[from] sipcapture_proto::metrics::MetricsError),
+    Metrics(#[from] sipcapture_runtime::metrics::MetricsError),
     /// A capture file could not be read (`--pcap`).
     #[error(transparent)]
     PcapFile(#[from] source::pcap_file::PcapFileError),
@@ -117,7 +117,7 @@ pub async fn run(
     config.validate()?;
     let switch = Arc::new(CaptureSwitch::new(config.capture_on));
     let counters = Arc::new(Counters::new("collector"));
-    let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    let listener = sipcapture_runtime::server::bind(config.grpc_listen).await?;
     let registration = WatchRequest {
         member_id: config.collector_id.clone(),
         kind: MemberKind::Collector as i32,
@@ -125,12 +125,12 @@ pub async fn run(
         status_port: u32::from(config.grpc_listen.port()),
         status_tls: config.grpc_tls.enabled(),
     };
-    let control_link = sipcapture_proto::watch::ControlLink {
+    let control_link = sipcapture_runtime::watch::ControlLink {
         tls: config.grpc_client_tls.clone(),
         token: config.auth_token.clone(),
     };
     // Converge to the fleet's status before the inputs open.
-    sipcapture_proto::watch::start(
+    sipcapture_runtime::watch::start(
         config.control.clone(),
         control_link,
         registration,
@@ -139,7 +139,7 @@ pub async fn run(
         Duration::from_secs(3),
     )
     .await;
-    sipcapture_proto::metrics::serve_if(config.metrics_listen, vec![counters.clone()], &shutdown)
+    sipcapture_runtime::metrics::serve_if(config.metrics_listen, vec![counters.clone()], &shutdown)
         .await?;
     let pipeline = Pipeline::start(&config, switch.clone(), counters.clone())?;
     let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
@@ -168,7 +168,7 @@ pub async fn run(
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
     tracing::info!(addr = %config.grpc_listen, tls = options.tls.is_some(), "collector grpc listening");
-    let served = sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await;
+    let served = sipcapture_runtime::server::serve_with(listener, routes, &options, shutdown).await;
     pipeline.shutdown().await;
     served?;
     Ok(())

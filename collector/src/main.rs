@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use figment::value::Value;
 use sipcapture_collector::config::CollectorConfig;
-use sipcapture_proto::config::{Sources, load};
-use sipcapture_proto::telemetry::LogSettings;
+use sipcapture_runtime::config::{Sources, load};
+use sipcapture_runtime::telemetry::LogSettings;
 
 /// Receives HEP v1/v2/v3 and streams decoded SIP to storers.
 #[derive(Debug, Parser)]
@@ -61,16 +61,16 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
-    let telemetry = sipcapture_proto::telemetry::init(
+    let telemetry = sipcapture_runtime::telemetry::init(
         "sipcapture-collector",
         &LogSettings::new(config.log_format, &config.log_level),
     )?;
-    let shutdown = sipcapture_proto::server::shutdown_on_signal();
+    let shutdown = sipcapture_runtime::server::shutdown_on_signal();
     if let Some(path) = args.pcap {
-        let switch = std::sync::Arc::new(sipcapture_proto::status::CaptureSwitch::new(
+        let switch = std::sync::Arc::new(sipcapture_runtime::status::CaptureSwitch::new(
             config.capture_on,
         ));
-        let counters = std::sync::Arc::new(sipcapture_proto::counters::Counters::new("collector"));
+        let counters = std::sync::Arc::new(sipcapture_runtime::counters::Counters::new("collector"));
         let summary =
             sipcapture_collector::import_file(&config, &path, switch, counters, true, shutdown)
                 .await;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::status::CaptureSwitch;
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::status::CaptureSwitch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,7 +45,7 @@ pub enum PipelineError {
     Ipip(#[from] IpipError),
     /// Forward rules could not start.
     #[error(transparent)]
-    Forward(#[from] sipcapture_proto::config::ConfigError),
+    Forward(#[from] sipcapture_runtime::config::ConfigError),
 }
 
 /// The Lua hook (reloaded on SIGHUP and file change) and the forwarder, as configured.

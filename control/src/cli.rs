@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use sipcapture_proto::auth::with_bearer;
+use sipcapture_runtime::auth::with_bearer;
 use sipcapture_proto::v1::control_service_client::ControlServiceClient;
 use sipcapture_proto::v1::{
     CaptureAction, CaptureState, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply,
@@ -59,7 +59,7 @@ pub struct StatusCommand {
     /// Bearer token for control.
     pub token: Option<String>,
     /// TLS for an `https://` target (`--cacert`, `--cert`, `--key`, `--server-name`).
-    pub tls: sipcapture_proto::tls::GrpcClientTls,
+    pub tls: sipcapture_runtime::tls::GrpcClientTls,
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use sipcapture_proto::config::ConfigError;
+use sipcapture_runtime::config::ConfigError;
 
 /// Control configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -28,19 +28,19 @@ pub struct ControlConfig {
     /// Per-member call deadline for SetStatus / Check fan-out, milliseconds.
     pub member_timeout_ms: u64,
     /// Desired capture state at start-up.
-    #[serde(deserialize_with = "sipcapture_proto::config::de::flag")]
+    #[serde(deserialize_with = "sipcapture_runtime::config::de::flag")]
     pub capture_on: bool,
     /// Maximum concurrent gRPC calls.
     pub max_grpc_calls: usize,
     /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
     /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
-    pub grpc_tls: sipcapture_proto::tls::GrpcServerTls,
+    pub grpc_tls: sipcapture_runtime::tls::GrpcServerTls,
     /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
     /// `server_name`); docs/SECURITY.md.
-    pub grpc_client_tls: sipcapture_proto::tls::GrpcClientTls,
+    pub grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls,
     /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
     /// connections); docs/SECURITY.md.
-    pub grpc_limits: sipcapture_proto::server::GrpcLimits,
+    pub grpc_limits: sipcapture_runtime::server::GrpcLimits,
     /// Client certificate identities (subject CN or a SAN) allowed to change the fleet status
     /// (and register as members) without the bearer token (needs `grpc_tls.client_ca`).
     pub grpc_admin_identities: Vec<String>,
@@ -48,7 +48,7 @@ pub struct ControlConfig {
     /// unset (the default). Metrics are listed in docs/METRICS.md.
     pub metrics_listen: Option<SocketAddr>,
     /// Log line format: `text` (default) or `json` (one object per line).
-    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    pub log_format: sipcapture_runtime::telemetry::LogFormat,
     /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
     /// env wins when set.
     pub log_level: String,
@@ -57,7 +57,7 @@ pub struct ControlConfig {
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
-            control_id: format!("control-{}", sipcapture_proto::config::host_name()),
+            control_id: format!("control-{}", sipcapture_runtime::config::host_name()),
             grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9061)),
             member: Vec::new(),
             member_dns: Vec::new(),
@@ -67,13 +67,13 @@ impl Default for ControlConfig {
             member_timeout_ms: 2000,
             capture_on: true,
             max_grpc_calls: 1024,
-            grpc_tls: sipcapture_proto::tls::GrpcServerTls::default(),
-            grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
-            grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
+            grpc_tls: sipcapture_runtime::tls::GrpcServerTls::default(),
+            grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls::default(),
+            grpc_limits: sipcapture_runtime::server::GrpcLimits::default(),
             grpc_admin_identities: Vec::new(),
             metrics_listen: None,
-            log_format: sipcapture_proto::telemetry::LogFormat::Text,
-            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
+            log_format: sipcapture_runtime::telemetry::LogFormat::Text,
+            log_level: sipcapture_runtime::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -81,12 +81,12 @@ impl Default for ControlConfig {
 impl ControlConfig {
     /// Checks values; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        sipcapture_proto::tls::validate_grpc(
+        sipcapture_runtime::tls::validate_grpc(
             &self.grpc_tls,
             &self.grpc_client_tls,
             &self.grpc_limits,
         )?;
-        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
+        sipcapture_runtime::telemetry::validate_log_level(&self.log_level)?;
         for url in &self.member {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::invalid(

@@ -1,9 +1,9 @@
 //! Control's typed internal events: each one logs and counts together (see
-//! `sipcapture_proto::events`). Metric names and meanings are in `docs/METRICS.md`.
+//! `sipcapture_runtime::events`). Metric names and meanings are in `docs/METRICS.md`.
 
-use sipcapture_proto::counters::Counters;
+use sipcapture_runtime::counters::Counters;
 
-pub use sipcapture_proto::events::{InternalEvent, StatusChanged};
+pub use sipcapture_runtime::events::{InternalEvent, StatusChanged};
 
 /// A status push to members left some of them unreachable (their state is reported as such).
 #[derive(Debug, Clone, Copy)]

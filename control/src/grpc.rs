@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::auth::Authorizer;
-use sipcapture_proto::tls::GrpcClientTls;
+use sipcapture_runtime::auth::Authorizer;
+use sipcapture_runtime::tls::GrpcClientTls;
 use sipcapture_proto::v1::control_service_server::ControlService;
 use sipcapture_proto::v1::{
     CaptureAction, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply, DesiredStatus,
@@ -36,7 +36,7 @@ pub struct Control {
     /// Client TLS for `https://` members.
     pub tls: GrpcClientTls,
     /// Control's metrics.
-    pub counters: Arc<sipcapture_proto::counters::Counters>,
+    pub counters: Arc<sipcapture_runtime::counters::Counters>,
 }
 
 impl Control {
@@ -174,7 +174,7 @@ impl ControlService for ControlServer {
     ) -> Result<Response<Self::WatchStream>, Status> {
         // Registering adds a member that control will call with its bearer token: with auth
         // configured, only a caller with the token or a verified client certificate may.
-        if !self.control.admin.is_open() && sipcapture_proto::tls::peer_identity(&request).is_none()
+        if !self.control.admin.is_open() && sipcapture_runtime::tls::peer_identity(&request).is_none()
         {
             self.control.admin.check(&request)?;
         }

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sipcapture_collector::source::pcap_file::ImportSummary;
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::status::CaptureSwitch;
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::status::CaptureSwitch;
 use sipcapture_storer::Storer;
 use tokio_util::sync::CancellationToken;
 
@@ -39,11 +39,11 @@ pub async fn run(
 ) -> Result<ImportSummary, ImportError> {
     config.grpc_listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.validate().map_err(UpError::from)?;
-    let listener = sipcapture_proto::server::bind(config.grpc_listen)
+    let listener = sipcapture_runtime::server::bind(config.grpc_listen)
         .await
         .map_err(UpError::from)?;
     let grpc_addr = listener.local_addr().map_err(|source| {
-        UpError::from(sipcapture_proto::server::ServeError::Bind {
+        UpError::from(sipcapture_runtime::server::ServeError::Bind {
             addr: config.grpc_listen,
             source,
         })
@@ -59,7 +59,7 @@ pub async fn run(
         .map_err(UpError::from)?;
     let mut routes = tonic::service::RoutesBuilder::default();
     storer.add_services(&mut routes, None, &config.grpc_limits);
-    let server = tokio::spawn(sipcapture_proto::server::serve(
+    let server = tokio::spawn(sipcapture_runtime::server::serve(
         listener,
         routes,
         SERVICE_NAMES,

@@ -19,10 +19,10 @@ pub mod up;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::auth::Authorizer;
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::server::ServeOptions;
-use sipcapture_proto::tls::TlsError;
+use sipcapture_runtime::auth::Authorizer;
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::server::ServeOptions;
+use sipcapture_runtime::tls::TlsError;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +76,7 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
 pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), anyhow::Error> {
     config.validate()?;
     let control = build(&config, &shutdown);
-    let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    let listener = sipcapture_runtime::server::bind(config.grpc_listen).await?;
     let counters = control.counters.clone();
     let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
         .with_grpc_tls(
@@ -87,7 +87,7 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
         )
         .map_err(TlsError::into_config)?;
     let limits = config.grpc_limits;
-    sipcapture_proto::metrics::serve_if(
+    sipcapture_runtime::metrics::serve_if(
         config.metrics_listen,
         vec![control.counters.clone()],
         &shutdown,
@@ -100,6 +100,6 @@ pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
     tracing::info!(addr = %config.grpc_listen, members = config.member.len(), tls = options.tls.is_some(), "control listening");
-    sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await?;
+    sipcapture_runtime::server::serve_with(listener, routes, &options, shutdown).await?;
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use figment::value::Value;
 use sipcapture_control::config::ControlConfig;
-use sipcapture_proto::config::{Sources, load};
-use sipcapture_proto::telemetry::LogSettings;
+use sipcapture_runtime::config::{Sources, load};
+use sipcapture_runtime::telemetry::LogSettings;
 
 /// Holds the fleet's capture status and fans it out to every collector and storer.
 #[derive(Debug, Parser)]
@@ -45,11 +45,11 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
-    let telemetry = sipcapture_proto::telemetry::init(
+    let telemetry = sipcapture_runtime::telemetry::init(
         "sipcapture-control",
         &LogSettings::new(config.log_format, &config.log_level),
     )?;
-    let shutdown = sipcapture_proto::server::shutdown_on_signal();
+    let shutdown = sipcapture_runtime::server::shutdown_on_signal();
     let result = sipcapture_control::run(config, shutdown).await;
     telemetry.shutdown();
     result

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
-use sipcapture_proto::auth::with_bearer;
-use sipcapture_proto::status::StatusServer;
-use sipcapture_proto::tls::GrpcClientTls;
+use sipcapture_runtime::auth::with_bearer;
+use sipcapture_runtime::status::StatusServer;
+use sipcapture_runtime::tls::GrpcClientTls;
 use sipcapture_proto::v1::status_service_client::StatusServiceClient;
 use sipcapture_proto::v1::{
     CaptureState, CheckRequest, MemberKind, MemberStatus, SetStatusRequest, StatusReply,

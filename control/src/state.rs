@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use sipcapture_proto::status::{CaptureSwitch, INPUT_KINDS};
+use sipcapture_runtime::status::{CaptureSwitch, INPUT_KINDS};
 use sipcapture_proto::v1::{CaptureState, DesiredStatus, InputKind, InputState};
 use tokio::sync::watch;
 

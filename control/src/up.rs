@@ -9,12 +9,12 @@ use figment::value::Value;
 use serde::{Deserialize, Serialize};
 use sipcapture_collector::config::CollectorConfig;
 use sipcapture_collector::pipeline::Pipeline;
-use sipcapture_proto::auth::Authorizer;
-use sipcapture_proto::config::{ConfigError, Sources, key_paths};
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::server::{GrpcLimits, ServeOptions};
-use sipcapture_proto::status::{CaptureSwitch, StatusServer};
-use sipcapture_proto::tls::GrpcServerTls;
+use sipcapture_runtime::auth::Authorizer;
+use sipcapture_runtime::config::{ConfigError, Sources, key_paths};
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
+use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
+use sipcapture_runtime::tls::GrpcServerTls;
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use sipcapture_storer::Storer;
@@ -56,7 +56,7 @@ pub struct UpConfig {
     /// own `metrics_listen`, `log_format` and `log_level` are not used by `up`.
     pub metrics_listen: Option<SocketAddr>,
     /// Log line format: `text` (default) or `json`.
-    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    pub log_format: sipcapture_runtime::telemetry::LogFormat,
     /// Log filter in `RUST_LOG` syntax; the `RUST_LOG` env wins when set.
     pub log_level: String,
 }
@@ -71,8 +71,8 @@ impl Default for UpConfig {
             storer: StorerConfig::default(),
             control: ControlConfig::default(),
             metrics_listen: None,
-            log_format: sipcapture_proto::telemetry::LogFormat::Text,
-            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
+            log_format: sipcapture_runtime::telemetry::LogFormat::Text,
+            log_level: sipcapture_runtime::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -125,7 +125,7 @@ pub fn load(mut sources: Sources, flags: &UpFlags) -> Result<UpConfig, ConfigErr
             flags.grpc_listen.map(|a| Value::from(a.to_string())),
         );
     let config: UpConfig =
-        sipcapture_proto::config::figment::<UpConfig>(&sources, resolve_key)?.extract()?;
+        sipcapture_runtime::config::figment::<UpConfig>(&sources, resolve_key)?.extract()?;
     config.validate()?;
     Ok(config)
 }
@@ -177,7 +177,7 @@ impl UpConfig {
                  link needs one (collector.grpc_client_tls.cert and .key)",
             ));
         }
-        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
+        sipcapture_runtime::telemetry::validate_log_level(&self.log_level)?;
         Ok(())
     }
 }
@@ -216,10 +216,10 @@ pub enum UpError {
     Pipeline(#[from] sipcapture_collector::pipeline::PipelineError),
     /// gRPC.
     #[error(transparent)]
-    Serve(#[from] sipcapture_proto::server::ServeError),
+    Serve(#[from] sipcapture_runtime::server::ServeError),
     /// The `/metrics` endpoint.
     #[error(transparent)]
-    Metrics(#[from] sipcapture_proto::metrics::MetricsError),
+    Metrics(#[from] sipcapture_runtime::metrics::MetricsError),
 }
 
 /// What a started all-in-one exposes (tests read the bound addresses).
@@ -240,11 +240,11 @@ pub async fn run(
     ready: Option<tokio::sync::oneshot::Sender<UpAddrs>>,
 ) -> Result<(), UpError> {
     config.validate()?;
-    let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
+    let listener = sipcapture_runtime::server::bind(config.grpc_listen).await?;
     let grpc_addr =
         listener
             .local_addr()
-            .map_err(|source| sipcapture_proto::server::ServeError::Bind {
+            .map_err(|source| sipcapture_runtime::server::ServeError::Bind {
                 addr: config.grpc_listen,
                 source,
             })?;
@@ -256,7 +256,7 @@ pub async fn run(
             config.collector.grpc_client_tls.ca = config.grpc_tls.cert.clone();
         }
         if let Some(cert) = &config.grpc_tls.cert {
-            sipcapture_proto::tls::check_trust(
+            sipcapture_runtime::tls::check_trust(
                 &config.collector.grpc_client_tls,
                 "collector.grpc_client_tls",
                 cert,
@@ -276,14 +276,14 @@ pub async fn run(
     let storer = Storer::build(&config.storer, switch.clone(), server_stop.clone()).await?;
     let collector_counters = Arc::new(Counters::new("collector"));
     let status = StatusServer::new(
-        format!("allinone-{}", sipcapture_proto::config::host_name()),
+        format!("allinone-{}", sipcapture_runtime::config::host_name()),
         MemberKind::AllInOne,
         switch.clone(),
         vec![collector_counters.clone(), storer.counters.clone()],
     );
     config.control.capture_on = config.collector.capture_on;
     let control = crate::build(&config.control, &server_stop);
-    sipcapture_proto::metrics::serve_if(
+    sipcapture_runtime::metrics::serve_if(
         config.metrics_listen,
         vec![
             collector_counters.clone(),
@@ -320,7 +320,7 @@ pub async fn run(
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
     let mut server = tokio::spawn(async move {
-        sipcapture_proto::server::serve_with(listener, routes, &options, server_stop_serving).await
+        sipcapture_runtime::server::serve_with(listener, routes, &options, server_stop_serving).await
     });
 
     let pipeline = Pipeline::start(&config.collector, switch, collector_counters)?;

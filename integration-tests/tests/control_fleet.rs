@@ -14,7 +14,7 @@ use sipcapture_integration_tests::hep::{hep3_sip, request, send_udp};
 use sipcapture_integration_tests::{
     Sandbox, Service, count_rows, grpcurl, member_counters, open_db, wait_until,
 };
-use sipcapture_proto::auth::with_bearer;
+use sipcapture_runtime::auth::with_bearer;
 use sipcapture_proto::v1::control_service_client::ControlServiceClient;
 use sipcapture_proto::v1::status_service_client::StatusServiceClient;
 use sipcapture_proto::v1::{

@@ -19,7 +19,7 @@ use sipcapture_integration_tests::{
     Process, Sandbox, Service, bin_path, count_rows, free_port, grpcurl, member_counters, open_db,
     signal, wait_for_rows, wait_until,
 };
-use sipcapture_proto::tls::GrpcClientTls;
+use sipcapture_runtime::tls::GrpcClientTls;
 use tokio_rustls::rustls;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,15 +1,14 @@
-//! The `sipcapture.v1` wire contract, generated from `proto/` at build time.
+//! The `sipcapture.v1` wire contract, generated from `proto/` at build time — nothing else.
 //!
 //! - `record.proto`: [`v1::CaptureRecord`], what a collector produces for every captured packet.
 //! - `storer.proto`: [`v1::storer_service_server`], the collector → storer batch/ack stream.
 //! - `status.proto`: [`v1::status_service_server`], on/off/check served by every member.
 //! - `control.proto`: [`v1::control_service_server`], fan-out of the status to every member.
 //!
-//! Helpers that belong to the generated types live next to them in this crate, together with the
-//! plumbing every service shares: [`server`] (health + reflection + shutdown), [`config`]
-//! (file + env + `--set` + flags, validated), [`telemetry`] (logging, OpenTelemetry export, trace
-//! context propagation), [`counters`] (every metric, [`events`] increment them) and [`metrics`]
-//! (the Prometheus `/metrics` endpoint).
+//! Next to the generated types: thin conversions ([`ip_to_bytes`], [`ip_from_bytes`], the
+//! capture state and action helpers) and the descriptor set served by reflection. The service
+//! plumbing every member shares (server, TLS, auth, telemetry, metrics, config loading) is the
+//! `sipcapture-runtime` crate.
 
 /// Generated types and services of package `sipcapture.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -17,18 +16,7 @@ pub mod v1 {
     tonic::include_proto!("sipcapture.v1");
 }
 
-pub mod auth;
-pub mod config;
-pub mod counters;
-pub mod events;
 mod helpers;
-pub mod matching;
-pub mod metrics;
-pub mod server;
-pub mod status;
-pub mod telemetry;
-pub mod tls;
-pub mod watch;
 
 pub use helpers::{ip_from_bytes, ip_to_bytes};
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Statement};
-use sipcapture_proto::status::CaptureSwitch;
+use sipcapture_runtime::status::CaptureSwitch;
 use sipcapture_proto::v1::{CaptureRecord, HepMeta, RecordBatch, RecordKind, SipFields};
 use sipcapture_storer::Storer;
 use sipcapture_storer::config::StorerConfig;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use sipcapture_proto::config::{ConfigError, de};
+use sipcapture_runtime::config::{ConfigError, de};
 
 use crate::pipeline::mode::{DEFAULT_MODE, HashSource, ModeSpec, MtMode};
 use crate::pipeline::route::TablePattern;
@@ -94,13 +94,13 @@ pub struct StorerConfig {
     pub retention_interval: u64,
     /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
     /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
-    pub grpc_tls: sipcapture_proto::tls::GrpcServerTls,
+    pub grpc_tls: sipcapture_runtime::tls::GrpcServerTls,
     /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
     /// `server_name`); docs/SECURITY.md.
-    pub grpc_client_tls: sipcapture_proto::tls::GrpcClientTls,
+    pub grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls,
     /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
     /// connections); docs/SECURITY.md.
-    pub grpc_limits: sipcapture_proto::server::GrpcLimits,
+    pub grpc_limits: sipcapture_runtime::server::GrpcLimits,
     /// Client certificate identities (subject CN or a SAN) allowed to change the status without
     /// the bearer token (needs `grpc_tls.client_ca`).
     pub grpc_admin_identities: Vec<String>,
@@ -108,7 +108,7 @@ pub struct StorerConfig {
     /// unset (the default). Metrics are listed in docs/METRICS.md.
     pub metrics_listen: Option<SocketAddr>,
     /// Log line format: `text` (default) or `json` (one object per line).
-    pub log_format: sipcapture_proto::telemetry::LogFormat,
+    pub log_format: sipcapture_runtime::telemetry::LogFormat,
     /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
     /// env wins when set.
     pub log_level: String,
@@ -201,7 +201,7 @@ pub struct RouteRuleConfig {
     pub drop: bool,
 }
 
-pub use sipcapture_proto::matching::{HeaderMatchConfig, MatchConfig};
+pub use sipcapture_runtime::matching::{HeaderMatchConfig, MatchConfig};
 
 /// Parses Kamailio's one-line mode definition `name=>key=value;key=value[;]` (behaviour doc §3).
 /// Unlike Kamailio, a trailing `;` is accepted and unknown keys are refused (named in the error).
@@ -255,7 +255,7 @@ pub fn parse_mode_line(line: &str, key: &str) -> Result<(String, ModeConfig), Co
 impl Default for StorerConfig {
     fn default() -> Self {
         StorerConfig {
-            storer_id: format!("storer-{}", sipcapture_proto::config::host_name()),
+            storer_id: format!("storer-{}", sipcapture_runtime::config::host_name()),
             grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9063)),
             control: None,
             advertise_url: None,
@@ -284,13 +284,13 @@ impl Default for StorerConfig {
                 "sip_capture_rest_%Y%m%d".to_owned(),
             ],
             retention_interval: 3600,
-            grpc_tls: sipcapture_proto::tls::GrpcServerTls::default(),
-            grpc_client_tls: sipcapture_proto::tls::GrpcClientTls::default(),
-            grpc_limits: sipcapture_proto::server::GrpcLimits::default(),
+            grpc_tls: sipcapture_runtime::tls::GrpcServerTls::default(),
+            grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls::default(),
+            grpc_limits: sipcapture_runtime::server::GrpcLimits::default(),
             grpc_admin_identities: Vec::new(),
             metrics_listen: None,
-            log_format: sipcapture_proto::telemetry::LogFormat::Text,
-            log_level: sipcapture_proto::telemetry::DEFAULT_FILTER.to_owned(),
+            log_format: sipcapture_runtime::telemetry::LogFormat::Text,
+            log_level: sipcapture_runtime::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -298,12 +298,12 @@ impl Default for StorerConfig {
 impl StorerConfig {
     /// Checks ranges and patterns; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        sipcapture_proto::tls::validate_grpc(
+        sipcapture_runtime::tls::validate_grpc(
             &self.grpc_tls,
             &self.grpc_client_tls,
             &self.grpc_limits,
         )?;
-        sipcapture_proto::telemetry::validate_log_level(&self.log_level)?;
+        sipcapture_runtime::telemetry::validate_log_level(&self.log_level)?;
         if self.insert_retries > MAX_INSERT_RETRIES {
             return Err(ConfigError::invalid(
                 "insert_retries",

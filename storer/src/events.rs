@@ -1,11 +1,11 @@
 //! The storer's typed internal events: each one logs and counts together (see
-//! `sipcapture_proto::events`). Metric names and meanings are in `docs/METRICS.md`.
+//! `sipcapture_runtime::events`). Metric names and meanings are in `docs/METRICS.md`.
 
 use std::time::Duration;
 
-use sipcapture_proto::counters::{Counters, worth_logging};
+use sipcapture_runtime::counters::{Counters, worth_logging};
 
-pub use sipcapture_proto::events::{InternalEvent, StatusChanged};
+pub use sipcapture_runtime::events::{InternalEvent, StatusChanged};
 
 use crate::pipeline::route::TableFamily;
 

@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::status::CaptureSwitch;
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::status::CaptureSwitch;
 use sipcapture_proto::v1::storer_service_server::StorerService;
 use sipcapture_proto::v1::{
     BatchAck, DeliverRequest, DeliverResponse, RecordBatch, Welcome, deliver_request,
@@ -212,7 +212,7 @@ impl Intake {
                 sequence = batch.sequence,
                 records = batch.records.len()
             );
-            sipcapture_proto::telemetry::extract_map(&span, &batch.trace_context);
+            sipcapture_runtime::telemetry::extract_map(&span, &batch.trace_context);
             stamp_origin(&mut batch, &hello.collector_id);
             let ack = self
                 .commit_batch(&hello.stream_id, &hello.collector_id, last, &batch)
@@ -342,8 +342,8 @@ impl StorerService for StorerServer {
     ) -> Result<Response<Self::DeliverStream>, Status> {
         let peer = request.remote_addr();
         let span = tracing::info_span!("deliver_stream", peer = ?peer);
-        sipcapture_proto::telemetry::extract_metadata(&span, request.metadata());
-        let identity = sipcapture_proto::tls::peer_identity(&request);
+        sipcapture_runtime::telemetry::extract_metadata(&span, request.metadata());
+        let identity = sipcapture_runtime::tls::peer_identity(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
         let intake = self.intake.clone();

@@ -19,10 +19,10 @@ pub mod retention;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::auth::Authorizer;
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::server::{GrpcLimits, ServeOptions};
-use sipcapture_proto::status::{CaptureSwitch, StatusServer};
+use sipcapture_runtime::auth::Authorizer;
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
+use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::storer_service_server::StorerServiceServer;
@@ -42,16 +42,16 @@ pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.StorerService", "sipcapture.
 pub enum StorerError {
     /// Bad config.
     #[error(transparent)]
-    Config(#[from] sipcapture_proto::config::ConfigError),
+    Config(#[from] sipcapture_runtime::config::ConfigError),
     /// Database unusable at start-up.
     #[error(transparent)]
     Db(#[from] db::DbError),
     /// gRPC failure.
     #[error(transparent)]
-    Serve(#[from] sipcapture_proto::server::ServeError),
+    Serve(#[from] sipcapture_runtime::server::ServeError),
     /// The `/metrics` endpoint could not start.
     #[error(transparent)]
-    Metrics(#[from] sipcapture_proto::metrics::MetricsError),
+    Metrics(#[from] sipcapture_runtime::metrics::MetricsError),
 }
 
 /// A storer ready to serve: its gRPC services and the state behind them.
@@ -88,7 +88,7 @@ impl Storer {
         .map_err(|e| match e {
             RouterBuildError::Rules(e) => e,
             RouterBuildError::Pattern { key, source } => {
-                sipcapture_proto::config::ConfigError::invalid(key, source.to_string())
+                sipcapture_runtime::config::ConfigError::invalid(key, source.to_string())
             }
         })?;
         let counters = Arc::new(Counters::new("storer"));
@@ -197,8 +197,8 @@ fn register_pool_gauges(counters: &Counters, writers: &[Arc<Writer>]) {
 pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<(), StorerError> {
     let switch = Arc::new(CaptureSwitch::new(config.capture_on));
     let storer = Storer::build(&config, switch.clone(), shutdown.clone()).await?;
-    let listener = sipcapture_proto::server::bind(config.grpc_listen).await?;
-    sipcapture_proto::metrics::serve_if(
+    let listener = sipcapture_runtime::server::bind(config.grpc_listen).await?;
+    sipcapture_runtime::metrics::serve_if(
         config.metrics_listen,
         vec![storer.counters.clone()],
         &shutdown,
@@ -211,11 +211,11 @@ pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<()
         status_port: u32::from(config.grpc_listen.port()),
         status_tls: config.grpc_tls.enabled(),
     };
-    let control_link = sipcapture_proto::watch::ControlLink {
+    let control_link = sipcapture_runtime::watch::ControlLink {
         tls: config.grpc_client_tls.clone(),
         token: config.auth_token.clone(),
     };
-    sipcapture_proto::watch::start(
+    sipcapture_runtime::watch::start(
         config.control.clone(),
         control_link,
         registration,
@@ -239,7 +239,7 @@ pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<()
         config.grpc_admin_identities.clone(),
     ));
     storer.add_services(&mut routes, Some(status), &config.grpc_limits);
-    sipcapture_proto::server::serve_with(listener, routes, &options, shutdown).await?;
+    sipcapture_runtime::server::serve_with(listener, routes, &options, shutdown).await?;
     Ok(())
 }
 

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use sipcapture_proto::config::{Sources, load};
-use sipcapture_proto::telemetry::LogSettings;
+use sipcapture_runtime::config::{Sources, load};
+use sipcapture_runtime::telemetry::LogSettings;
 use sipcapture_storer::config::StorerConfig;
 
 /// Stores captured SIP and HEP reports into SQLite, PostgreSQL or MySQL/MariaDB.
@@ -46,11 +46,11 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
-    let telemetry = sipcapture_proto::telemetry::init(
+    let telemetry = sipcapture_runtime::telemetry::init(
         "sipcapture-storer",
         &LogSettings::new(config.log_format, &config.log_level),
     )?;
-    let shutdown = sipcapture_proto::server::shutdown_on_signal();
+    let shutdown = sipcapture_runtime::server::shutdown_on_signal();
     let result = sipcapture_storer::run(config, shutdown).await;
     telemetry.shutdown();
     result?;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sipcapture_proto::counters::Counters;
+use sipcapture_runtime::counters::Counters;
 use sipcapture_proto::v1::{CaptureRecord, RecordBatch, deliver_response};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -174,7 +174,7 @@ impl Exporter {
             records: building.records,
             trace_context: Default::default(),
         };
-        sipcapture_proto::telemetry::inject_map(&span, &mut batch.trace_context);
+        sipcapture_runtime::telemetry::inject_map(&span, &mut batch.trace_context);
         let Some(spool) = self.spool.as_mut() else {
             self.pending.push_back(Pending::new(batch, false, span));
             return;
@@ -221,7 +221,7 @@ impl Exporter {
                         from_spool = true
                     );
                     // The batch keeps the trace context it was sealed with.
-                    sipcapture_proto::telemetry::extract_map(&span, &batch.trace_context);
+                    sipcapture_runtime::telemetry::extract_map(&span, &batch.trace_context);
                     self.pending.push_back(Pending::new(batch, true, span));
                 }
                 Ok(None) => break,

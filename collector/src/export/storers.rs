@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sipcapture_proto::tls::GrpcClientTls;
+use sipcapture_runtime::tls::GrpcClientTls;
 use tokio::sync::watch;
 use tonic::transport::Endpoint;
 

@@ -57,7 +57,7 @@ impl Conn {
         // storer's stream span is its child.
         let mut client = StorerServiceClient::with_interceptor(
             channel,
-            sipcapture_proto::telemetry::trace_interceptor as fn(_) -> _,
+            sipcapture_runtime::telemetry::trace_interceptor as fn(_) -> _,
         )
         .max_encoding_message_size(64 * 1024 * 1024)
         .max_decoding_message_size(64 * 1024 * 1024);

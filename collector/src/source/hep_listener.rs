@@ -99,7 +99,7 @@ enum StreamKind {
     /// HEP3 frames directly on TCP.
     Plain,
     /// A TLS handshake, then HEP3 frames inside TLS.
-    Tls(Arc<sipcapture_proto::tls::ReloadingTls>),
+    Tls(Arc<sipcapture_runtime::tls::ReloadingTls>),
 }
 
 impl StreamKind {
@@ -367,8 +367,8 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::path::Path;
 
-    use sipcapture_proto::counters::Counters;
-    use sipcapture_proto::status::CaptureSwitch;
+    use sipcapture_runtime::counters::Counters;
+    use sipcapture_runtime::status::CaptureSwitch;
     use sipcapture_proto::v1::CaptureRecord;
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpStream;

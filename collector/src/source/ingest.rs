@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::status::CaptureSwitch;
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::status::CaptureSwitch;
 use sipcapture_proto::v1::{InputKind, Routing};
 
 use crate::decode::dissect::{Dissected, PayloadKind};
@@ -362,7 +362,7 @@ mod raw_tests {
         let (mut ingest, mut records) = ingest();
         let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let rules = vec![ForwardRuleConfig {
-            matches: sipcapture_proto::matching::MatchConfig {
+            matches: sipcapture_runtime::matching::MatchConfig {
                 method: vec!["OPTIONS".to_owned()],
                 ..Default::default()
             },

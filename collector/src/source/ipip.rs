@@ -145,7 +145,7 @@ fn read_loop(socket: &Socket, worker: &mut RawWorker, stop: &CancellationToken) 
             }
             Err(e) => {
                 let total = worker.ingest().counters.count_drop("read_error");
-                if sipcapture_proto::counters::worth_logging(total) {
+                if sipcapture_runtime::counters::worth_logging(total) {
                     tracing::warn!(error = %e, total, "ipip capture read failed");
                 }
                 std::thread::sleep(ERROR_BACKOFF);

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_proto::counters::Counters;
-use sipcapture_proto::tls::{DEFAULT_RELOAD_INTERVAL, ReloadingTls, TlsSource};
-pub use sipcapture_proto::tls::{TlsError, load_certs, load_key};
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::tls::{DEFAULT_RELOAD_INTERVAL, ReloadingTls, TlsSource};
+pub use sipcapture_runtime::tls::{TlsError, load_certs, load_key};
 use tokio_util::sync::CancellationToken;
 
 /// The TLS server config of HEP over TCP (TLS 1.2 and 1.3, no client authentication), reloaded

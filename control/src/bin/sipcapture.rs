@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use sipcapture_control::up::{self, UpFlags};
-use sipcapture_proto::config::Sources;
+use sipcapture_runtime::config::Sources;
 
 /// SIP capture (HOMER / Kamailio sipcapture compatible).
 #[derive(Debug, Parser)]
@@ -117,14 +117,14 @@ async fn main() -> anyhow::Result<()> {
                 println!("config ok");
                 return Ok(());
             }
-            let telemetry = sipcapture_proto::telemetry::init(
+            let telemetry = sipcapture_runtime::telemetry::init(
                 "sipcapture-up",
-                &sipcapture_proto::telemetry::LogSettings::new(
+                &sipcapture_runtime::telemetry::LogSettings::new(
                     config.log_format,
                     &config.log_level,
                 ),
             )?;
-            let shutdown = sipcapture_proto::server::shutdown_on_signal();
+            let shutdown = sipcapture_runtime::server::shutdown_on_signal();
             let result = up::run(config, shutdown, None).await;
             telemetry.shutdown();
             result?;
@@ -143,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
                 ..Default::default()
             };
             let config = up::load(Sources::new(config, set), &flags)?;
-            let stop = sipcapture_proto::server::shutdown_on_signal();
+            let stop = sipcapture_runtime::server::shutdown_on_signal();
             let summary = sipcapture_control::import::run(config, &file, !quiet, stop).await?;
             print!("{}: imported\n{summary}", file.display());
         }
@@ -158,8 +158,8 @@ async fn main() -> anyhow::Result<()> {
             key,
             server_name,
         } => {
-            sipcapture_proto::telemetry::init_logging();
-            let tls = sipcapture_proto::tls::GrpcClientTls {
+            sipcapture_runtime::telemetry::init_logging();
+            let tls = sipcapture_runtime::tls::GrpcClientTls {
                 ca: cacert,
                 cert,
                 key,

@@ -222,7 +222,7 @@ pub enum RouterBuildError {
     },
     /// A routing rule is invalid.
     #[error(transparent)]
-    Rules(#[from] sipcapture_proto::config::ConfigError),
+    Rules(#[from] sipcapture_runtime::config::ConfigError),
 }
 
 impl Router {

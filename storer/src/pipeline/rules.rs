@@ -3,8 +3,8 @@
 //! decides: store (a table pattern and/or a capture mode) or drop. This file only matches;
 //! [`crate::pipeline::route`] turns the decision into a table.
 
-use sipcapture_proto::config::ConfigError;
-use sipcapture_proto::matching::Matcher;
+use sipcapture_runtime::config::ConfigError;
+use sipcapture_runtime::matching::Matcher;
 use sipcapture_proto::v1::CaptureRecord;
 
 use crate::config::RouteRuleConfig;

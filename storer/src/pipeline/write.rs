@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
-use sipcapture_proto::counters::Counters;
+use sipcapture_runtime::counters::Counters;
 
 use crate::db::schema::{Schema, TableCache};
 use crate::db::{DbError, insert};

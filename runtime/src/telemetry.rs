@@ -188,7 +188,8 @@ pub fn init(service: &'static str, log: &LogSettings) -> Result<Telemetry, Telem
             .with_target("sipcapture_collector", tracing::Level::INFO)
             .with_target("sipcapture_storer", tracing::Level::INFO)
             .with_target("sipcapture_control", tracing::Level::INFO)
-            .with_target("sipcapture_proto", tracing::Level::INFO);
+            .with_target("sipcapture_runtime", tracing::Level::INFO)
+            .with_target("sipcapture_cli", tracing::Level::INFO);
         Some(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)

@@ -8,8 +8,8 @@ use tonic::{Request, Response, Status};
 
 use crate::counters::Counters;
 use crate::events::{InternalEvent, StatusChanged};
-use crate::v1::status_service_server::StatusService;
-use crate::v1::{
+use sipcapture_proto::v1::status_service_server::StatusService;
+use sipcapture_proto::v1::{
     CaptureAction, CaptureState, CheckRequest, DesiredStatus, InputKind, InputState, MemberKind,
     SetStatusRequest, StatusReply,
 };

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::status::CaptureSwitch;
 use crate::tls::GrpcClientTls;
-use crate::v1::WatchRequest;
-use crate::v1::control_service_client::ControlServiceClient;
+use sipcapture_proto::v1::WatchRequest;
+use sipcapture_proto::v1::control_service_client::ControlServiceClient;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

@@ -19,7 +19,7 @@ pub struct StatusChanged<'a> {
     /// The new state.
     pub on: bool,
     /// The input kinds switched (empty: all).
-    pub inputs: &'a [crate::v1::InputKind],
+    pub inputs: &'a [sipcapture_proto::v1::InputKind],
 }
 
 impl InternalEvent for StatusChanged<'_> {

@@ -8,8 +8,8 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::ConfigError;
-use crate::ip_from_bytes;
-use crate::v1::{CaptureRecord, RecordKind, SipFields};
+use sipcapture_proto::ip_from_bytes;
+use sipcapture_proto::v1::{CaptureRecord, RecordKind, SipFields};
 
 /// The conditions of a routing rule. Each takes one value or a list.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

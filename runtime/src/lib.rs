@@ -1,0 +1,27 @@
+//! The service plumbing every sipcapture service (collector, storer, control and the all-in-one
+//! `sipcapture up`) shares; the wire contract itself is `sipcapture-proto`.
+//!
+//! In the order a service uses them at start-up:
+//! - [`config`]: loading a typed config (defaults < file < `SIPCAPTURE_*` env < `--set` < flags),
+//!   validated, errors naming the key.
+//! - [`telemetry`]: logging, OpenTelemetry export, trace context propagation.
+//! - [`counters`]: the metrics registry of one service (lock-free atomics registered once from
+//!   the service's own catalog); [`events`] increment it; [`metrics`] serves `/metrics`.
+//! - [`tls`] and [`auth`]: certificates (reloaded on change) and who may change the status.
+//! - [`server`]: the gRPC server builder (health, reflection, limits, TLS, graceful shutdown).
+//! - [`status`]: the capture switch and the `StatusService` every member serves.
+//! - [`watch`]: the client side of `ControlService/Watch` (members follow control's status).
+//! - [`matching`]: record conditions shared by the storer's routing rules and the collector's
+//!   forward rules.
+
+pub mod auth;
+pub mod config;
+pub mod counters;
+pub mod events;
+pub mod matching;
+pub mod metrics;
+pub mod server;
+pub mod status;
+pub mod telemetry;
+pub mod tls;
+pub mod watch;
