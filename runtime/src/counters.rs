@@ -90,7 +90,11 @@ pub const fn counter(
 }
 
 /// A gauge family (catalog builder).
-pub const fn gauge(name: &'static str, label: Option<&'static str>, help: &'static str) -> MetricDef {
+pub const fn gauge(
+    name: &'static str,
+    label: Option<&'static str>,
+    help: &'static str,
+) -> MetricDef {
     MetricDef {
         name,
         kind: Kind::Gauge,
@@ -380,8 +384,10 @@ impl Inner {
         {
             return self.gauges.get(*i);
         }
-        self.spare_gauges
-            .slot(|(f, l)| *f == family && &**l == label, || (family, label.into()))
+        self.spare_gauges.slot(
+            |(f, l)| *f == family && &**l == label,
+            || (family, label.into()),
+        )
     }
 
     /// Every series of gauge `family`: set ones, then callbacks.
@@ -437,7 +443,9 @@ pub struct Counter {
 
 impl std::fmt::Debug for Counter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counter").field("index", &self.index).finish()
+        f.debug_struct("Counter")
+            .field("index", &self.index)
+            .finish()
     }
 }
 
@@ -828,73 +836,311 @@ pub const DROP_REASONS: &[&str] = &[
     "forward_unencodable",
 ];
 /// collector
-pub const COLLECTOR: Catalog = Catalog { service: "collector", metrics: &[
-    counter("hep_received", Some("input"), "HEP packets received (UDP datagrams, TCP/TLS frames), before decoding").values(INPUTS),
-    counter("hep_decoded", Some("input"), "HEP packets decoded successfully").values(INPUTS),
-    counter("hep_incomplete", None, "HEP packets missing core chunks, stored with the gaps flagged"),
-    counter("raw_received", Some("input"), "raw transport payloads seen by a raw input (mirror port)").values(INPUTS),
-    counter("mirror_frames", None, "frames read from the mirror-port packet socket"),
-    counter("ipip_packets", None, "IP-in-IP packets read from the raw IPIP socket"),
-    counter("pcap_frames", None, "frames read from an imported pcap/pcapng file"),
-    counter("tcp_connections", None, "HEP TCP connections accepted"),
-    counter("tls_connections", None, "HEP TLS connections accepted (handshake done)"),
-    counter("tls_handshake_failed", None, "HEP TLS handshakes that failed or timed out"),
-    counter("tcp_idle_closed", None, "HEP TCP/TLS connections closed after tcp_idle_timeout"),
-    counter("dropped", Some("reason"), "packets or records dropped, by reason (every drop is counted)").values(DROP_REASONS),
-    counter("discarded", Some("reason"), "packets decoded but deliberately not captured (reason status: capture is off)").values(&["status"]),
-    counter("records_queued", None, "records built and queued for export"),
-    counter("batches_sealed", None, "batches sealed (numbered) for delivery"),
-    counter("batches_sent", None, "batches sent to a storer for the first time"),
-    counter("batches_resent", None, "batches sent again after a lost stream"),
-    counter("batches_acked", None, "batches acknowledged by a storer after commit"),
-    counter("batches_duplicate", None, "acknowledgements saying the batch was committed before (a resend)"),
-    counter("records_acked", None, "records in acknowledged batches"),
-    counter("records_spooled", None, "records written to the on-disk spool"),
-    counter("records_lost_at_shutdown", None, "records neither acknowledged nor spooled when shutdown timed out (no spool)"),
-    counter("spool_corrupt_frames", None, "spool frames skipped at recovery because their checksum failed"),
-    counter("stream_connects", None, "Deliver streams opened to a storer"),
-    counter("stream_errors", None, "Deliver streams lost"),
-    counter("lane_moves", None, "delivery lanes moved to another storer by the placement (rebalancing, storer set change)"),
-    counter("stream_connect_failed", None, "Deliver streams that could not be opened (storer down, TLS refused, no Welcome)"),
-    gauge("queue_depth", Some("lane"), "records waiting in a lane's queue between the inputs and the exporter"),
-    gauge("queue_capacity", Some("lane"), "capacity of a lane's queue"),
-    gauge("unacked_batches", Some("lane"), "batches sealed and not yet acknowledged, in memory"),
-    gauge("spool_bytes", Some("lane"), "bytes of a lane's spool on disk"),
-    gauge("spool_segments", Some("lane"), "segment files of a lane's spool"),
-    histogram("batch_ack_seconds", "time from a batch's first send to its acknowledgement"),
-    counter("script_reloads", None, "Lua hook script loads (start-up, SIGHUP, file change)"),
-    counter("script_errors", None, "Lua hook errors (load failures, runtime errors, time-outs); the packet takes the default path"),
-    counter("script_reports", None, "report rows queued by the script's report_capture()"),
-    counter("forwarded", None, "HEP packets sent to forward destinations (forward rules and sip_capture_forward)"),
-    counter("forward_connects", None, "connections opened to HEP forward destinations"),
-    counter("forward_connect_failed", None, "failed attempts to reach a HEP forward destination (retried with backoff)"),
-    counter("forward_errors", None, "sends to a HEP forward destination that failed (the connection is reopened)"),
-]};
+pub const COLLECTOR: Catalog = Catalog {
+    service: "collector",
+    metrics: &[
+        counter(
+            "hep_received",
+            Some("input"),
+            "HEP packets received (UDP datagrams, TCP/TLS frames), before decoding",
+        )
+        .values(INPUTS),
+        counter(
+            "hep_decoded",
+            Some("input"),
+            "HEP packets decoded successfully",
+        )
+        .values(INPUTS),
+        counter(
+            "hep_incomplete",
+            None,
+            "HEP packets missing core chunks, stored with the gaps flagged",
+        ),
+        counter(
+            "raw_received",
+            Some("input"),
+            "raw transport payloads seen by a raw input (mirror port)",
+        )
+        .values(INPUTS),
+        counter(
+            "mirror_frames",
+            None,
+            "frames read from the mirror-port packet socket",
+        ),
+        counter(
+            "ipip_packets",
+            None,
+            "IP-in-IP packets read from the raw IPIP socket",
+        ),
+        counter(
+            "pcap_frames",
+            None,
+            "frames read from an imported pcap/pcapng file",
+        ),
+        counter("tcp_connections", None, "HEP TCP connections accepted"),
+        counter(
+            "tls_connections",
+            None,
+            "HEP TLS connections accepted (handshake done)",
+        ),
+        counter(
+            "tls_handshake_failed",
+            None,
+            "HEP TLS handshakes that failed or timed out",
+        ),
+        counter(
+            "tcp_idle_closed",
+            None,
+            "HEP TCP/TLS connections closed after tcp_idle_timeout",
+        ),
+        counter(
+            "dropped",
+            Some("reason"),
+            "packets or records dropped, by reason (every drop is counted)",
+        )
+        .values(DROP_REASONS),
+        counter(
+            "discarded",
+            Some("reason"),
+            "packets decoded but deliberately not captured (reason status: capture is off)",
+        )
+        .values(&["status"]),
+        counter(
+            "records_queued",
+            None,
+            "records built and queued for export",
+        ),
+        counter(
+            "batches_sealed",
+            None,
+            "batches sealed (numbered) for delivery",
+        ),
+        counter(
+            "batches_sent",
+            None,
+            "batches sent to a storer for the first time",
+        ),
+        counter(
+            "batches_resent",
+            None,
+            "batches sent again after a lost stream",
+        ),
+        counter(
+            "batches_acked",
+            None,
+            "batches acknowledged by a storer after commit",
+        ),
+        counter(
+            "batches_duplicate",
+            None,
+            "acknowledgements saying the batch was committed before (a resend)",
+        ),
+        counter("records_acked", None, "records in acknowledged batches"),
+        counter(
+            "records_spooled",
+            None,
+            "records written to the on-disk spool",
+        ),
+        counter(
+            "records_lost_at_shutdown",
+            None,
+            "records neither acknowledged nor spooled when shutdown timed out (no spool)",
+        ),
+        counter(
+            "spool_corrupt_frames",
+            None,
+            "spool frames skipped at recovery because their checksum failed",
+        ),
+        counter(
+            "stream_connects",
+            None,
+            "Deliver streams opened to a storer",
+        ),
+        counter("stream_errors", None, "Deliver streams lost"),
+        counter(
+            "lane_moves",
+            None,
+            "delivery lanes moved to another storer by the placement (rebalancing, storer set change)",
+        ),
+        counter(
+            "stream_connect_failed",
+            None,
+            "Deliver streams that could not be opened (storer down, TLS refused, no Welcome)",
+        ),
+        gauge(
+            "queue_depth",
+            Some("lane"),
+            "records waiting in a lane's queue between the inputs and the exporter",
+        ),
+        gauge("queue_capacity", Some("lane"), "capacity of a lane's queue"),
+        gauge(
+            "unacked_batches",
+            Some("lane"),
+            "batches sealed and not yet acknowledged, in memory",
+        ),
+        gauge(
+            "spool_bytes",
+            Some("lane"),
+            "bytes of a lane's spool on disk",
+        ),
+        gauge(
+            "spool_segments",
+            Some("lane"),
+            "segment files of a lane's spool",
+        ),
+        histogram(
+            "batch_ack_seconds",
+            "time from a batch's first send to its acknowledgement",
+        ),
+        counter(
+            "script_reloads",
+            None,
+            "Lua hook script loads (start-up, SIGHUP, file change)",
+        ),
+        counter(
+            "script_errors",
+            None,
+            "Lua hook errors (load failures, runtime errors, time-outs); the packet takes the default path",
+        ),
+        counter(
+            "script_reports",
+            None,
+            "report rows queued by the script's report_capture()",
+        ),
+        counter(
+            "forwarded",
+            None,
+            "HEP packets sent to forward destinations (forward rules and sip_capture_forward)",
+        ),
+        counter(
+            "forward_connects",
+            None,
+            "connections opened to HEP forward destinations",
+        ),
+        counter(
+            "forward_connect_failed",
+            None,
+            "failed attempts to reach a HEP forward destination (retried with backoff)",
+        ),
+        counter(
+            "forward_errors",
+            None,
+            "sends to a HEP forward destination that failed (the connection is reopened)",
+        ),
+    ],
+};
 /// storer
-pub const STORER: Catalog = Catalog { service: "storer", metrics: &[
-    counter("batches_received", None, "batches received from collectors"),
-    counter("batches_committed", None, "batches committed and acknowledged"),
-    counter("batches_duplicate", None, "batches received again after they were committed (acknowledged, not stored)"),
-    counter("batch_parts_already_committed", None, "parts of a resent batch already committed in a capture mode's database"),
-    counter("rows_stored", Some("family"), "rows inserted, by table family (sip, report)").values(&["sip", "report"]),
-    counter("rows_truncated", None, "rows with a value cut to its column width"),
-    counter("hash_source_empty", None, "records whose mt_mode hash source was empty (first table used)"),
-    counter("insert_retried", None, "batch transactions retried after a transient database error"),
-    counter("insert_failed", None, "batch transactions given up after insert_retries (batch not acknowledged)"),
-    counter("dropped", Some("reason"), "records dropped, by reason (no valid table, row rejected by the database)").values(&["unknown_capture_mode", "bad_table_pattern", "unsafe_table_name", "empty_table", "row_rejected"]),
-    counter("discarded", Some("reason"), "records acknowledged but deliberately not stored (status off, routing rule drop)").values(&["status", "rule"]),
-    gauge("streams_open", None, "collector Deliver streams being served"),
-    gauge("db_pool_connections", Some("mode"), "connections open in a capture mode's database pool"),
-    gauge("db_pool_idle", Some("mode"), "idle connections in a capture mode's database pool"),
-    gauge("db_pool_max", Some("mode"), "configured maximum connections of a capture mode's pool"),
-    histogram("insert_seconds", "time to commit one batch part (all attempts included)"),
-]};
+pub const STORER: Catalog = Catalog {
+    service: "storer",
+    metrics: &[
+        counter("batches_received", None, "batches received from collectors"),
+        counter(
+            "batches_committed",
+            None,
+            "batches committed and acknowledged",
+        ),
+        counter(
+            "batches_duplicate",
+            None,
+            "batches received again after they were committed (acknowledged, not stored)",
+        ),
+        counter(
+            "batch_parts_already_committed",
+            None,
+            "parts of a resent batch already committed in a capture mode's database",
+        ),
+        counter(
+            "rows_stored",
+            Some("family"),
+            "rows inserted, by table family (sip, report)",
+        )
+        .values(&["sip", "report"]),
+        counter(
+            "rows_truncated",
+            None,
+            "rows with a value cut to its column width",
+        ),
+        counter(
+            "hash_source_empty",
+            None,
+            "records whose mt_mode hash source was empty (first table used)",
+        ),
+        counter(
+            "insert_retried",
+            None,
+            "batch transactions retried after a transient database error",
+        ),
+        counter(
+            "insert_failed",
+            None,
+            "batch transactions given up after insert_retries (batch not acknowledged)",
+        ),
+        counter(
+            "dropped",
+            Some("reason"),
+            "records dropped, by reason (no valid table, row rejected by the database)",
+        )
+        .values(&[
+            "unknown_capture_mode",
+            "bad_table_pattern",
+            "unsafe_table_name",
+            "empty_table",
+            "row_rejected",
+        ]),
+        counter(
+            "discarded",
+            Some("reason"),
+            "records acknowledged but deliberately not stored (status off, routing rule drop)",
+        )
+        .values(&["status", "rule"]),
+        gauge(
+            "streams_open",
+            None,
+            "collector Deliver streams being served",
+        ),
+        gauge(
+            "db_pool_connections",
+            Some("mode"),
+            "connections open in a capture mode's database pool",
+        ),
+        gauge(
+            "db_pool_idle",
+            Some("mode"),
+            "idle connections in a capture mode's database pool",
+        ),
+        gauge(
+            "db_pool_max",
+            Some("mode"),
+            "configured maximum connections of a capture mode's pool",
+        ),
+        histogram(
+            "insert_seconds",
+            "time to commit one batch part (all attempts included)",
+        ),
+    ],
+};
 /// control
-pub const CONTROL: Catalog = Catalog { service: "control", metrics: &[
-    counter("status_changed", Some("state"), "desired status changes accepted by control").values(&["on", "off"]),
-    counter("fanout_failed", None, "status pushes to a member that failed or timed out"),
-    gauge("members", None, "members known to control (configured, registered, DNS)"),
-]};
+pub const CONTROL: Catalog = Catalog {
+    service: "control",
+    metrics: &[
+        counter(
+            "status_changed",
+            Some("state"),
+            "desired status changes accepted by control",
+        )
+        .values(&["on", "off"]),
+        counter(
+            "fanout_failed",
+            None,
+            "status pushes to a member that failed or timed out",
+        ),
+        gauge(
+            "members",
+            None,
+            "members known to control (configured, registered, DNS)",
+        ),
+    ],
+};
 
 /// TRANSITION: a catalog by service name or by value.
 pub trait IntoCatalog {
@@ -914,7 +1160,10 @@ impl IntoCatalog for &'static str {
             "collector" => COLLECTOR,
             "storer" => STORER,
             "control" => CONTROL,
-            other => Catalog { service: other, metrics: &[] },
+            other => Catalog {
+                service: other,
+                metrics: &[],
+            },
         }
     }
 }
@@ -967,7 +1216,10 @@ mod tests {
         assert_eq!(sent.clone().add(1), 3);
         assert_eq!(c.get("batches_sent"), 3);
         assert!(c.counter("hep_received", "hep_udp").is_some());
-        assert!(c.counter("hep_received", "mirror").is_none(), "not catalogued");
+        assert!(
+            c.counter("hep_received", "mirror").is_none(),
+            "not catalogued"
+        );
         c.add_gauge("streams_open", "", 1);
         c.add_gauge("streams_open", "", 1);
         c.add_gauge("streams_open", "", -3);
@@ -1000,7 +1252,11 @@ mod tests {
             .map(|t| {
                 let c = c.clone();
                 std::thread::spawn(move || {
-                    let label: &'static str = if t % 2 == 0 { "new_reason" } else { "truncated" };
+                    let label: &'static str = if t % 2 == 0 {
+                        "new_reason"
+                    } else {
+                        "truncated"
+                    };
                     for _ in 0..10_000 {
                         c.count_drop(label);
                         c.add_labeled("hep_received", "hep_udp", 1);
@@ -1030,7 +1286,10 @@ mod tests {
         c.render_prometheus(&mut out);
         assert!(out.contains("# TYPE sipcapture_collector_hep_received_total counter\n"));
         assert!(out.contains("sipcapture_collector_hep_received_total{input=\"hep_udp\"} 3\n"));
-        assert!(!out.contains("hep_tcp"), "labelled series appear once they move: {out}");
+        assert!(
+            !out.contains("hep_tcp"),
+            "labelled series appear once they move: {out}"
+        );
         assert!(out.contains("sipcapture_collector_dropped_total{reason=\"bad\\\"magic\"} 1\n"));
         assert!(out.contains("sipcapture_collector_batches_sent_total 0\n"));
         assert!(out.contains("sipcapture_collector_streams_open 0\n"));
@@ -1041,8 +1300,14 @@ mod tests {
         assert!(out.contains("sipcapture_collector_batch_ack_seconds_bucket{le=\"60\"} 1\n"));
         assert!(out.contains("sipcapture_collector_batch_ack_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(out.contains("sipcapture_collector_batch_ack_seconds_count 2\n"));
-        assert!(out.contains("sipcapture_collector_batch_ack_seconds_sum 100.003\n"), "{out}");
-        assert!(out.contains("sipcapture_collector_tls_reloaded_total 0\n"), "COMMON metrics");
+        assert!(
+            out.contains("sipcapture_collector_batch_ack_seconds_sum 100.003\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("sipcapture_collector_tls_reloaded_total 0\n"),
+            "COMMON metrics"
+        );
         assert!(!out.contains("sipcapture_storer_"));
     }
 
@@ -1050,19 +1315,35 @@ mod tests {
     fn common_metrics_yield_to_the_service_entry() {
         const CONTROL_LIKE: Catalog = Catalog {
             service: "control",
-            metrics: &[counter("status_changed", Some("state"), "accepted by control")],
+            metrics: &[counter(
+                "status_changed",
+                Some("state"),
+                "accepted by control",
+            )],
         };
-        let all: Vec<_> = CONTROL_LIKE.all().filter(|d| d.name == "status_changed").collect();
+        let all: Vec<_> = CONTROL_LIKE
+            .all()
+            .filter(|d| d.name == "status_changed")
+            .collect();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].help, "accepted by control");
-        assert_eq!(CONTROL_LIKE.undocumented("`sipcapture_control_status_changed_total`").len(), COMMON.len() - 1);
+        assert_eq!(
+            CONTROL_LIKE
+                .undocumented("`sipcapture_control_status_changed_total`")
+                .len(),
+            COMMON.len() - 1
+        );
     }
 
     #[test]
     fn docs_list_every_metric() {
         let docs = include_str!("../../docs/METRICS.md");
         for catalog in [COLLECTOR, STORER, CONTROL] {
-            assert!(catalog.undocumented(docs).is_empty(), "{:?}", catalog.undocumented(docs));
+            assert!(
+                catalog.undocumented(docs).is_empty(),
+                "{:?}",
+                catalog.undocumented(docs)
+            );
         }
     }
 }
