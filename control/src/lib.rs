@@ -1,20 +1,19 @@
-//! Control: the desired capture status of the whole fleet, fanned out to every member, plus the
-//! operator CLI and the all-in-one `sipcapture up`.
+//! Control: the desired capture status of the whole fleet, fanned out to every member. The
+//! `sipcapture` command (its `status` client and the all-in-one `up`) is the `sipcapture-cli`
+//! crate.
 //!
 //! Data flow: [`grpc`] (ControlService: SetStatus / Check / Watch) → [`state`] (the desired
 //! status, persisted, announced to watching members) → [`members`] (registry of configured,
 //! registered and DNS-found members; fan-out to each member's StatusService with a deadline,
-//! per-member results). [`config`] is the typed config;
-//! [`events`] are the typed internal events (log + metric); [`cli`] prints replies as a table; [`up`] runs collector + storer + control in one process.
+//! per-member results). [`config`] is the typed config; [`events`] are the typed internal
+//! events (log + metric); [`build`] makes control's state for a server ([`run`] or the
+//! all-in-one), [`run`] serves it.
 
-pub mod cli;
 pub mod config;
 pub mod events;
 pub mod grpc;
-pub mod import;
 pub mod members;
 pub mod state;
-pub mod up;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use sipcapture_control::up::{self, UpFlags};
+use sipcapture_cli::up::{self, UpFlags};
 use sipcapture_runtime::config::Sources;
 
 /// SIP capture (HOMER / Kamailio sipcapture compatible).
@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let config = up::load(Sources::new(config, set), &flags)?;
             let stop = sipcapture_runtime::server::shutdown_on_signal();
-            let summary = sipcapture_control::import::run(config, &file, !quiet, stop).await?;
+            let summary = sipcapture_cli::import::run(config, &file, !quiet, stop).await?;
             print!("{}: imported\n{summary}", file.display());
         }
         Command::Status {
@@ -167,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
             };
             tls.validate("status --cacert/--cert/--key")
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let cmd = sipcapture_control::cli::StatusCommand {
+            let cmd = sipcapture_cli::status::StatusCommand {
                 action,
                 target,
                 members: member,
@@ -175,8 +175,8 @@ async fn main() -> anyhow::Result<()> {
                 token,
                 tls,
             };
-            let reply = sipcapture_control::cli::status(&cmd).await?;
-            print!("{}", sipcapture_control::cli::render(&reply));
+            let reply = sipcapture_cli::status::status(&cmd).await?;
+            print!("{}", sipcapture_cli::status::render(&reply));
             if reply.members.iter().any(|m| !m.reachable) {
                 std::process::exit(2);
             }

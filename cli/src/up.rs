@@ -21,9 +21,9 @@ use sipcapture_storer::Storer;
 use sipcapture_storer::config::StorerConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ControlConfig;
-use crate::grpc::ControlServer;
-use crate::members::{MemberLink, Origin};
+use sipcapture_control::config::ControlConfig;
+use sipcapture_control::grpc::ControlServer;
+use sipcapture_control::members::{MemberLink, Origin};
 
 /// gRPC service names the all-in-one serves.
 pub const SERVICE_NAMES: &[&str] = &[
@@ -282,7 +282,7 @@ pub async fn run(
         vec![collector_counters.clone(), storer.counters.clone()],
     );
     config.control.capture_on = config.collector.capture_on;
-    let control = crate::build(&config.control, &server_stop);
+    let control = sipcapture_control::build(&config.control, &server_stop);
     sipcapture_runtime::metrics::serve_if(
         config.metrics_listen,
         vec![

@@ -1,0 +1,10 @@
+//! The `sipcapture` command, built on the services' facades.
+//!
+//! - [`up`]: collector + storer + control in one process with one gRPC listener, SQLite by
+//!   default (`Collector`, `Storer::build` and `sipcapture_control::build`).
+//! - [`import`]: a pcap/pcapng file through a collector into an in-process storer, then exit.
+//! - [`status`]: `sipcapture status on|off|check`, a ControlService client printing a table.
+
+pub mod import;
+pub mod status;
+pub mod up;
