@@ -1,5 +1,5 @@
 //! Rows/s from the storer alone into each database: batches of 500 realistic SIP records
-//! (~800-byte messages, every column source filled) through `Intake::commit_batch` — routing,
+//! (~800-byte messages, every column source filled) through `Batcher::commit_batch` — routing,
 //! row building, one transaction per batch with the stream state — without gRPC.
 //!
 //! ```sh
@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Statement};
-use sipcapture_runtime::status::CaptureSwitch;
 use sipcapture_proto::v1::{CaptureRecord, HepMeta, RecordBatch, RecordKind, SipFields};
+use sipcapture_runtime::status::CaptureSwitch;
 use sipcapture_storer::Storer;
 use sipcapture_storer::config::StorerConfig;
 use tokio_util::sync::CancellationToken;
@@ -110,6 +110,7 @@ async fn bench(label: &str, db_url: &str) {
     // One warm-up batch creates the table.
     storer
         .intake
+        .batcher
         .commit_batch(&stream, "bench", 0, &batches[0])
         .await
         .unwrap();
@@ -118,6 +119,7 @@ async fn bench(label: &str, db_url: &str) {
     for (i, batch) in batches.iter().enumerate().skip(1) {
         let ack = storer
             .intake
+            .batcher
             .commit_batch(&stream, "bench", i as u64, batch)
             .await
             .unwrap();
@@ -131,7 +133,7 @@ async fn bench(label: &str, db_url: &str) {
         BATCHES - 1,
         elapsed.as_secs_f64() * 1000.0 / (BATCHES - 1) as f64
     );
-    let db = storer.intake.writers[0].db();
+    let db = storer.intake.batcher.writers[0].db();
     let backend = db.get_database_backend();
     let _ignored = db
         .execute_raw(Statement::from_string(

@@ -11,8 +11,11 @@ use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use sipcapture_runtime::config::{ConfigError, de};
 
+pub use crate::pipeline::rules::{HeaderMatchConfig, MatchConfig, RouteRuleConfig};
+
 use crate::pipeline::mode::{DEFAULT_MODE, HashSource, ModeSpec, MtMode};
-use crate::pipeline::route::TablePattern;
+use crate::pipeline::rules::Rules;
+use crate::table::{DatedPattern, TablePattern};
 
 /// Kamailio's `insert_retries` range.
 pub const MAX_INSERT_RETRIES: u32 = 500;
@@ -182,27 +185,6 @@ fn default_hash_source() -> String {
     "call_id".to_owned()
 }
 
-/// One routing rule as configured (`[[route]]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteRuleConfig {
-    /// Conditions; all given ones must hold (a list holds when any entry matches). An empty
-    /// `match` matches every record.
-    #[serde(rename = "match", default)]
-    pub matches: MatchConfig,
-    /// Table pattern to store in (strftime allowed); Kamailio's `sip_capture(table)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub table: Option<String>,
-    /// Capture mode to store with; Kamailio's `sip_capture("", mode)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capture_mode: Option<String>,
-    /// Do not store matching records (acknowledged and counted as discarded).
-    #[serde(default)]
-    pub drop: bool,
-}
-
-pub use sipcapture_runtime::matching::{HeaderMatchConfig, MatchConfig};
-
 /// Parses Kamailio's one-line mode definition `name=>key=value;key=value[;]` (behaviour doc §3).
 /// Unlike Kamailio, a trailing `;` is accepted and unknown keys are refused (named in the error).
 pub fn parse_mode_line(line: &str, key: &str) -> Result<(String, ModeConfig), ConfigError> {
@@ -336,20 +318,19 @@ impl StorerConfig {
                 "must be at least 1",
             ));
         }
-        crate::pipeline::route::TablePattern::parse_list(&self.table_name)
+        TablePattern::parse_list(&self.table_name)
             .map_err(|e| ConfigError::invalid("table_name", e.to_string()))?;
         for (key, table) in [
             ("rtcp_table", &self.rtcp_table),
             ("report_table", &self.report_table),
             ("logs_table", &self.logs_table),
         ] {
-            crate::pipeline::route::TablePattern::parse(table)
-                .map_err(|e| ConfigError::invalid(key, e.to_string()))?;
+            TablePattern::parse(table).map_err(|e| ConfigError::invalid(key, e.to_string()))?;
         }
         let modes = self.modes()?;
-        crate::pipeline::rules::Rules::compile(&self.route, &modes)?;
+        Rules::compile(&self.route, &modes)?;
         for (i, pattern) in self.retention_tables.iter().enumerate() {
-            crate::retention::DatedPattern::parse(pattern)
+            DatedPattern::parse(pattern)
                 .map_err(|e| ConfigError::invalid(format!("retention_tables[{i}]"), e))?;
         }
         if self.retention_interval == 0 {

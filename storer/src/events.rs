@@ -7,7 +7,7 @@ use sipcapture_runtime::counters::{Counters, worth_logging};
 
 pub use sipcapture_runtime::events::{InternalEvent, StatusChanged};
 
-use crate::pipeline::route::TableFamily;
+use crate::table::TableFamily;
 
 /// The `family` label of a table family.
 pub fn family_label(family: TableFamily) -> &'static str {

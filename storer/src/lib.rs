@@ -1,13 +1,21 @@
 //! The storer: receives record batches from collectors and stores them with Kamailio
 //! `sipcapture` semantics.
 //!
-//! Data flow: [`grpc`] (intake: the Deliver stream, acks after commit) →
-//! [`pipeline::rules`] (routing rules) → [`pipeline::route`] (table choice: HOMER 5 split,
-//! capture modes, mt_mode, strftime) → [`pipeline::rows`] (Kamailio's column values) →
-//! [`pipeline::write`] (one transaction per batch and capture mode, retries) → [`db`] (SeaORM
-//! pool per capture mode, schemas from `sql/`, multi-row inserts). [`retention`] drops old dated
-//! tables in the background. [`events`] are the typed internal events (log + metric); [`config`]
-//! is the one typed config; [`run`] wires it all and serves gRPC and the Prometheus endpoint.
+//! Data flow, arrows pointing down (a module never imports from a module that uses it):
+//! [`grpc`] (transport only: the Deliver stream, backpressure, acks after commit) →
+//! [`pipeline`]: [`pipeline::mode`] (capture modes, mt_mode) → [`pipeline::rules`] (routing
+//! rules and their config) → [`pipeline::route`] (the one place a table is chosen: HOMER 5 split,
+//! capture modes, strftime) → [`pipeline::rows`] (Kamailio's column values) →
+//! [`pipeline::batch`] (one batch: route, group per mode and table, commit the parts, the ack;
+//! a typed error that [`grpc`] maps to a gRPC code) → [`pipeline::write`] (one transaction per
+//! batch part, retries) → [`db`] (all SQL per backend: SeaORM pool per capture mode, schemas from
+//! `sql/`, multi-row inserts, table listing and dropping; imports nothing from [`pipeline`]) →
+//! [`table`] (ground: table families, table patterns and strftime naming, the column list).
+//!
+//! Beside the flow: [`retention`] drops old dated tables in the background (through
+//! [`pipeline::write::Writer`] and [`db::tables`]); [`events`] are the typed internal events
+//! (log + metric), importing only [`table`]; [`config`] is the one typed config, built from the
+//! lower modules' config types; [`run`] wires it all and serves gRPC and the Prometheus endpoint.
 
 pub mod config;
 pub mod db;
@@ -15,24 +23,26 @@ pub mod events;
 pub mod grpc;
 pub mod pipeline;
 pub mod retention;
+pub mod table;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use sipcapture_proto::v1::MemberKind;
+use sipcapture_proto::v1::status_service_server::StatusServiceServer;
+use sipcapture_proto::v1::storer_service_server::StorerServiceServer;
 use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::counters::Counters;
 use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
 use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
-use sipcapture_proto::v1::MemberKind;
-use sipcapture_proto::v1::status_service_server::StatusServiceServer;
-use sipcapture_proto::v1::storer_service_server::StorerServiceServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StorerConfig;
 use crate::grpc::{Intake, StorerServer};
+use crate::pipeline::batch::Batcher;
 use crate::pipeline::route::{Router, RouterBuildError, RouterConfig};
 use crate::pipeline::write::{RetryPolicy, Writer};
-use crate::retention::DatedPattern;
+use crate::table::DatedPattern;
 
 /// gRPC service names the storer serves (for health).
 pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.StorerService", "sipcapture.v1.StatusService"];
@@ -129,9 +139,12 @@ impl Storer {
         }
         let intake = Arc::new(Intake {
             storer_id: config.storer_id.clone(),
-            router,
-            writers,
-            switch: switch.clone(),
+            batcher: Batcher {
+                router,
+                writers,
+                switch: switch.clone(),
+                counters: counters.clone(),
+            },
             counters: counters.clone(),
             shutdown,
         });

@@ -5,8 +5,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DbErr, Value};
 
 use crate::db::schema::STREAM_STATE_TABLE;
-use crate::pipeline::route::TableFamily;
-use crate::pipeline::rows::{Column, columns};
+use crate::table::{Column, TableFamily, columns};
 
 /// Bind parameters per statement we stay under (SQLite allows 32766, PostgreSQL and MySQL 65535).
 const MAX_PARAMS: usize = 30_000;

@@ -1,9 +1,12 @@
-//! The database side: [`connect`] a SeaORM pool for a `db_url`, create tables from the schemas in
-//! `sql/` on first use ([`schema`]), and insert batches of rows into runtime-named tables
-//! ([`insert`]).
+//! The database side, all SQL per backend: [`connect`] a SeaORM pool for a `db_url`, create
+//! tables from the schemas in `sql/` on first use ([`schema`]), insert rows (in the column order
+//! of [`crate::table::columns`]) into runtime-named tables and keep the per-stream committed
+//! sequence ([`insert`]), list and drop tables for retention ([`tables`]). Imports nothing from
+//! `crate::pipeline`: only the ground module [`crate::table`].
 
 pub mod insert;
 pub mod schema;
+pub mod tables;
 
 use std::time::Duration;
 

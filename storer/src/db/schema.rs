@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 use tokio::sync::Mutex;
 
 use crate::db::DbError;
-use crate::pipeline::route::TableFamily;
+use crate::table::TableFamily;
 
 /// The table holding the last committed batch per collector stream.
 pub const STREAM_STATE_TABLE: &str = "sipcapture_stream_state";
@@ -112,7 +112,7 @@ mod tests {
             assert!(stmts.iter().all(|s| !s.contains("{table}")));
             assert!(stmts[0].contains("sip_capture_call_20261126"));
             // every one of the 44 columns is in the schema
-            for c in crate::pipeline::rows::SIP_COLUMNS {
+            for c in crate::table::SIP_COLUMNS {
                 let quoted_pg = format!("\"{}\"", c.name);
                 let quoted_my = format!("`{}`", c.name);
                 assert!(

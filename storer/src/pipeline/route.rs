@@ -2,32 +2,18 @@
 //! split), then the capture mode's table list and mt_mode, then strftime with the packet's UTC
 //! time (behaviour doc §3).
 
-use std::fmt::Write as _;
-
-use chrono::format::{Item, StrftimeItems};
-use chrono::{DateTime, Utc};
 use sipcapture_proto::v1::{CaptureRecord, RecordKind};
 
-use crate::config::RouteRuleConfig;
 use crate::pipeline::mode::{Chooser, HashSource, ModeSpec, MtMode};
-use crate::pipeline::rules::{Action, Rules};
-
-/// Longest table name we create (PostgreSQL's identifier limit is 63 bytes, MySQL's 64).
-pub const MAX_TABLE_NAME: usize = 63;
+use crate::pipeline::rules::{Action, RouteRuleConfig, Rules};
+use crate::table::{TableFamily, TableNameError, TablePattern, capture_time};
 
 /// Why a table could not be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    /// The pattern is empty.
-    #[error("empty table name")]
-    Empty,
-    /// The pattern has a `%` sequence chrono's strftime does not know.
-    #[error("table pattern {0:?} has an invalid strftime sequence")]
-    BadStrftime(String),
-    /// The expanded name holds characters other than `[A-Za-z0-9_]` or is too long; we never
-    /// build SQL identifiers from anything else.
-    #[error("table name {0:?} is not a safe identifier ([A-Za-z0-9_], at most 63 characters)")]
-    UnsafeName(String),
+    /// The table pattern or its expansion is not a usable table name.
+    #[error(transparent)]
+    Table(#[from] TableNameError),
     /// The record names a capture mode this storer does not have.
     #[error("no capture mode named {0:?}")]
     UnknownMode(String),
@@ -37,109 +23,10 @@ impl RouteError {
     /// Low-cardinality reason label.
     pub fn reason(&self) -> &'static str {
         match self {
-            RouteError::Empty => "empty_table",
-            RouteError::BadStrftime(_) => "bad_table_pattern",
-            RouteError::UnsafeName(_) => "unsafe_table_name",
+            RouteError::Table(e) => e.reason(),
             RouteError::UnknownMode(_) => "unknown_capture_mode",
         }
     }
-}
-
-/// A validated table name pattern (strftime sequences allowed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TablePattern {
-    raw: String,
-    dated: bool,
-}
-
-impl TablePattern {
-    /// Validates a pattern: strftime sequences must be known, literal characters must be
-    /// `[A-Za-z0-9_]`, and the expansion for a sample date must be a safe identifier.
-    pub fn parse(raw: &str) -> Result<Self, RouteError> {
-        let raw = raw.trim();
-        if raw.is_empty() {
-            return Err(RouteError::Empty);
-        }
-        let mut dated = false;
-        for item in StrftimeItems::new(raw) {
-            match item {
-                Item::Error => return Err(RouteError::BadStrftime(raw.to_owned())),
-                Item::Literal(s) | Item::Space(s) => {
-                    if !s.bytes().all(is_ident_byte) {
-                        return Err(RouteError::UnsafeName(raw.to_owned()));
-                    }
-                }
-                Item::OwnedLiteral(_) | Item::OwnedSpace(_) => {
-                    return Err(RouteError::UnsafeName(raw.to_owned()));
-                }
-                Item::Numeric(..) | Item::Fixed(_) => dated = true,
-            }
-        }
-        let pattern = TablePattern {
-            raw: raw.to_owned(),
-            dated,
-        };
-        pattern.render(DateTime::<Utc>::UNIX_EPOCH)?;
-        Ok(pattern)
-    }
-
-    /// Parses Kamailio's `a|b|c` list (empty entries skipped, surrounding blanks trimmed).
-    pub fn parse_list(raw: &str) -> Result<Vec<Self>, RouteError> {
-        let list = raw
-            .split('|')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(TablePattern::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        if list.is_empty() {
-            return Err(RouteError::Empty);
-        }
-        Ok(list)
-    }
-
-    /// The pattern as configured.
-    pub fn as_str(&self) -> &str {
-        &self.raw
-    }
-
-    /// Whether the pattern holds strftime sequences.
-    pub fn is_dated(&self) -> bool {
-        self.dated
-    }
-
-    /// Expands the pattern with `time` (UTC, the packet's capture time) and checks the result.
-    pub fn render(&self, time: DateTime<Utc>) -> Result<String, RouteError> {
-        if !self.dated {
-            return Ok(self.raw.clone());
-        }
-        let mut name = String::with_capacity(self.raw.len() + 8);
-        if write!(
-            name,
-            "{}",
-            time.format_with_items(StrftimeItems::new(&self.raw))
-        )
-        .is_err()
-        {
-            return Err(RouteError::BadStrftime(self.raw.clone()));
-        }
-        if name.is_empty() || name.len() > MAX_TABLE_NAME || !name.bytes().all(is_ident_byte) {
-            return Err(RouteError::UnsafeName(name));
-        }
-        Ok(name)
-    }
-}
-
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// Which schema a table gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TableFamily {
-    /// `sip_capture.sql`: 44 columns.
-    Sip,
-    /// `report_capture.sql`: 12 columns.
-    Report,
 }
 
 /// Where one record goes.
@@ -218,7 +105,7 @@ pub enum RouterBuildError {
         /// The config key.
         key: String,
         /// The problem.
-        source: RouteError,
+        source: TableNameError,
     },
     /// A routing rule is invalid.
     #[error(transparent)]
@@ -253,7 +140,7 @@ impl Router {
         if modes.is_empty() {
             return Err(RouterBuildError::Pattern {
                 key: "table_name".to_owned(),
-                source: RouteError::Empty,
+                source: TableNameError::Empty,
             });
         }
         Ok(Router {
@@ -353,7 +240,10 @@ impl Router {
         if mode == 0 && self.homer5_split {
             return store(self.homer5_table(record), false);
         }
-        let spec = self.modes.get(mode).ok_or(RouteError::Empty)?;
+        let spec = self
+            .modes
+            .get(mode)
+            .ok_or(RouteError::Table(TableNameError::Empty))?;
         let sip = record.sip.as_ref();
         let hash_value = sip.map_or("", |sip| match spec.hash_source {
             HashSource::CallId => sip.callid.as_str(),
@@ -366,7 +256,10 @@ impl Router {
             hash_value,
             spec.tables.len(),
         );
-        let pattern = spec.tables.get(choice.index).ok_or(RouteError::Empty)?;
+        let pattern = spec
+            .tables
+            .get(choice.index)
+            .ok_or(RouteError::Table(TableNameError::Empty))?;
         store(pattern, choice.hash_source_empty)
     }
 
@@ -388,12 +281,6 @@ impl Router {
             &self.rest
         }
     }
-}
-
-/// The record's capture time as UTC.
-pub fn capture_time(record: &CaptureRecord) -> DateTime<Utc> {
-    let micros = i64::try_from(record.capture_time_us).unwrap_or(i64::MAX);
-    DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
 #[cfg(test)]
@@ -523,22 +410,10 @@ mod tests {
             table: "x; DROP TABLE y".into(),
             capture_mode: String::new(),
         });
-        assert!(matches!(r.route(&rec), Err(RouteError::UnsafeName(_))));
-    }
-
-    #[test]
-    fn patterns_are_validated() {
-        assert!(TablePattern::parse("sip_capture_%Y%m%d").is_ok());
         assert!(matches!(
-            TablePattern::parse("bad-name"),
-            Err(RouteError::UnsafeName(_))
+            r.route(&rec),
+            Err(RouteError::Table(TableNameError::UnsafeName(_)))
         ));
-        assert!(matches!(
-            TablePattern::parse("t_%Q"),
-            Err(RouteError::BadStrftime(_))
-        ));
-        assert!(matches!(TablePattern::parse(""), Err(RouteError::Empty)));
-        assert_eq!(TablePattern::parse_list(" a | b||c ").unwrap().len(), 3);
     }
 
     fn record_with(source: HashSource, value: &str) -> CaptureRecord {
@@ -562,7 +437,7 @@ mod tests {
     fn every_mode_mt_mode_and_hash_source_combination() {
         let golden = crate::pipeline::mode::tests::golden();
         let rule = RouteRuleConfig {
-            matches: crate::config::MatchConfig {
+            matches: crate::pipeline::rules::MatchConfig {
                 node: vec!["by-rule".into()],
                 ..Default::default()
             },
@@ -663,7 +538,7 @@ mod tests {
     #[test]
     fn rules_drop_and_default_split_stays_for_the_rest() {
         let rules = vec![RouteRuleConfig {
-            matches: crate::config::MatchConfig {
+            matches: crate::pipeline::rules::MatchConfig {
                 method: vec!["OPTIONS".into()],
                 ..Default::default()
             },

@@ -1,4 +1,5 @@
-//! Column values of one row, in Kamailio's column order, cut to the schema's widths.
+//! Column values of one row, in Kamailio's column order ([`crate::table::columns`]), cut to the
+//! schema's widths.
 //!
 //! Kamailio does no truncation: an over-long value fails the insert on strict databases and the
 //! row is lost (homer #174, #262, #296). We cut the value to its column width, flag the record and
@@ -9,110 +10,7 @@ use sea_orm::Value;
 use sipcapture_proto::ip_from_bytes;
 use sipcapture_proto::v1::{CaptureRecord, SipFields};
 
-use crate::pipeline::route::{TableFamily, capture_time};
-
-/// The type of a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnKind {
-    /// `varchar(n)`: cut to n characters.
-    Str(usize),
-    /// INT.
-    Int,
-    /// BIGINT.
-    BigInt,
-    /// DATETIME / TIMESTAMP.
-    DateTime,
-    /// BLOB / bytea: no limit.
-    Blob,
-}
-
-/// One column of a table family.
-#[derive(Debug, Clone, Copy)]
-pub struct Column {
-    /// Kamailio's column name.
-    pub name: &'static str,
-    /// Its type.
-    pub kind: ColumnKind,
-}
-
-const fn col(name: &'static str, kind: ColumnKind) -> Column {
-    Column { name, kind }
-}
-
-use ColumnKind::{BigInt, Blob, DateTime, Int, Str};
-
-/// Kamailio's 44 `sip_capture` columns in its insert order (behaviour doc §2.1), with the HOMER 5
-/// schema widths.
-pub const SIP_COLUMNS: [Column; 44] = [
-    col("date", DateTime),
-    col("micro_ts", BigInt),
-    col("method", Str(50)),
-    col("reply_reason", Str(100)),
-    col("ruri", Str(200)),
-    col("ruri_user", Str(100)),
-    col("from_user", Str(100)),
-    col("from_tag", Str(64)),
-    col("to_user", Str(100)),
-    col("to_tag", Str(64)),
-    col("pid_user", Str(100)),
-    col("contact_user", Str(120)),
-    col("auth_user", Str(120)),
-    col("callid", Str(120)),
-    col("callid_aleg", Str(120)),
-    col("via_1", Str(256)),
-    col("via_1_branch", Str(80)),
-    col("cseq", Str(25)),
-    col("reason", Str(200)),
-    col("content_type", Str(256)),
-    col("auth", Str(256)),
-    col("user_agent", Str(256)),
-    col("source_ip", Str(60)),
-    col("source_port", Int),
-    col("destination_ip", Str(60)),
-    col("destination_port", Int),
-    col("contact_ip", Str(60)),
-    col("contact_port", Int),
-    col("originator_ip", Str(60)),
-    col("originator_port", Int),
-    col("proto", Int),
-    col("family", Int),
-    col("rtp_stat", Str(256)),
-    col("type", Int),
-    col("node", Str(125)),
-    col("correlation_id", Str(256)),
-    col("from_domain", Str(150)),
-    col("to_domain", Str(150)),
-    col("ruri_domain", Str(150)),
-    col("diversion", Str(256)),
-    col("msg", Blob),
-    col("custom_field1", Str(120)),
-    col("custom_field2", Str(120)),
-    col("custom_field3", Str(120)),
-];
-
-/// Kamailio's 12 report columns (`rtcp_capture`, `report_capture`, `logs_capture`), §2.3.
-pub const REPORT_COLUMNS: [Column; 12] = [
-    col("date", DateTime),
-    col("micro_ts", BigInt),
-    col("correlation_id", Str(256)),
-    col("source_ip", Str(60)),
-    col("source_port", Int),
-    col("destination_ip", Str(60)),
-    col("destination_port", Int),
-    col("proto", Int),
-    col("family", Int),
-    col("type", Int),
-    col("node", Str(125)),
-    col("msg", Blob),
-];
-
-/// The columns of a family.
-pub fn columns(family: TableFamily) -> &'static [Column] {
-    match family {
-        TableFamily::Sip => &SIP_COLUMNS,
-        TableFamily::Report => &REPORT_COLUMNS,
-    }
-}
+use crate::table::{Column, ColumnKind, REPORT_COLUMNS, SIP_COLUMNS, TableFamily, capture_time};
 
 /// One row's values plus what building it found.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +46,7 @@ impl Builder {
 
     fn width(&self) -> usize {
         match self.columns.get(self.values.len()).map(|c| c.kind) {
-            Some(Str(n)) => n,
+            Some(ColumnKind::Str(n)) => n,
             _ => usize::MAX,
         }
     }

@@ -1,15 +1,37 @@
 //! Routing rules: the declarative replacement of Kamailio's routing script around
 //! `sip_capture(table, mode)`. Rules are tried in order; the first whose conditions all hold
-//! decides: store (a table pattern and/or a capture mode) or drop. This file only matches;
-//! [`crate::pipeline::route`] turns the decision into a table.
+//! decides: store (a table pattern and/or a capture mode) or drop. This file owns the rules' config
+//! type ([`RouteRuleConfig`], `[[route]]`) and only matches; [`crate::pipeline::route`] turns the
+//! decision into a table.
 
+use serde::{Deserialize, Serialize};
+use sipcapture_proto::v1::CaptureRecord;
 use sipcapture_runtime::config::ConfigError;
 use sipcapture_runtime::matching::Matcher;
-use sipcapture_proto::v1::CaptureRecord;
 
-use crate::config::RouteRuleConfig;
+pub use sipcapture_runtime::matching::{HeaderMatchConfig, MatchConfig};
+
 use crate::pipeline::mode::ModeSpec;
-use crate::pipeline::route::TablePattern;
+use crate::table::TablePattern;
+
+/// One routing rule as configured (`[[route]]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRuleConfig {
+    /// Conditions; all given ones must hold (a list holds when any entry matches). An empty
+    /// `match` matches every record.
+    #[serde(rename = "match", default)]
+    pub matches: MatchConfig,
+    /// Table pattern to store in (strftime allowed); Kamailio's `sip_capture(table)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Capture mode to store with; Kamailio's `sip_capture("", mode)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_mode: Option<String>,
+    /// Do not store matching records (acknowledged and counted as discarded).
+    #[serde(default)]
+    pub drop: bool,
+}
 
 /// What a matching rule says.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,16 +8,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
+use sea_orm::{DatabaseConnection, TransactionTrait, Value};
 use sipcapture_runtime::counters::Counters;
 
 use crate::db::schema::{Schema, TableCache};
-use crate::db::{DbError, insert};
+use crate::db::{DbError, insert, tables};
 use crate::events::{
     InsertFailed, InsertRetried, InsertTimed, InternalEvent, PartAlreadyCommitted, RowRejected,
     RowsStored,
 };
-use crate::pipeline::route::TableFamily;
+use crate::table::TableFamily;
 
 /// Rows of one table within a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,17 +158,7 @@ impl Writer {
     /// Drops a table (retention) and forgets it, so a late record recreates it.
     pub async fn drop_table(&self, table: &str) -> Result<(), DbError> {
         self.tables.forget(table).await;
-        let backend = self.db.get_database_backend();
-        let quoted = match backend {
-            sea_orm::DatabaseBackend::MySql => format!("`{table}`"),
-            _ => format!("\"{table}\""),
-        };
-        self.db
-            .execute_raw(sea_orm::Statement::from_string(
-                backend,
-                format!("DROP TABLE IF EXISTS {quoted}"),
-            ))
-            .await?;
+        tables::drop_table(&self.db, table).await?;
         self.tables.forget(table).await;
         Ok(())
     }
