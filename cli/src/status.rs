@@ -2,12 +2,12 @@
 
 use std::fmt::Write as _;
 
-use sipcapture_runtime::auth::with_bearer;
 use sipcapture_proto::v1::control_service_client::ControlServiceClient;
 use sipcapture_proto::v1::{
     CaptureAction, CaptureState, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply,
     InputKind, MemberKind,
 };
+use sipcapture_runtime::auth::with_bearer;
 
 /// CLI failures.
 #[derive(Debug, thiserror::Error)]

@@ -9,14 +9,14 @@ use figment::value::Value;
 use serde::{Deserialize, Serialize};
 use sipcapture_collector::config::CollectorConfig;
 use sipcapture_collector::pipeline::Pipeline;
+use sipcapture_proto::v1::MemberKind;
+use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::config::{ConfigError, Sources, key_paths};
 use sipcapture_runtime::counters::Counters;
 use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
 use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use sipcapture_runtime::tls::GrpcServerTls;
-use sipcapture_proto::v1::MemberKind;
-use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use sipcapture_storer::Storer;
 use sipcapture_storer::config::StorerConfig;
 use tokio_util::sync::CancellationToken;
@@ -320,7 +320,8 @@ pub async fn run(
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
     let mut server = tokio::spawn(async move {
-        sipcapture_runtime::server::serve_with(listener, routes, &options, server_stop_serving).await
+        sipcapture_runtime::server::serve_with(listener, routes, &options, server_stop_serving)
+            .await
     });
 
     let pipeline = Pipeline::start(&config.collector, switch, collector_counters)?;

@@ -1,7 +1,8 @@
 //! Control's typed internal events: each one logs and counts together (see
-//! `sipcapture_runtime::events`). Metric names and meanings are in `docs/METRICS.md`.
+//! `sipcapture_runtime::events`). [`CATALOG`] lists every metric they move; `docs/METRICS.md`
+//! documents each one (a test checks it).
 
-use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::counters::{Catalog, Counters, counter, gauge};
 
 pub use sipcapture_runtime::events::{InternalEvent, StatusChanged};
 
@@ -18,5 +19,40 @@ impl InternalEvent for FanoutFailed {
             tracing::warn!(members = self.members, "status not applied by every member");
             counters.add("fanout_failed", self.members);
         }
+    }
+}
+
+/// Every metric control exports (plus the runtime's `COMMON` ones, whose `status_changed` this
+/// catalog redefines).
+pub const CATALOG: Catalog = Catalog {
+    service: "control",
+    metrics: &[
+        counter(
+            "status_changed",
+            Some("state"),
+            "desired status changes accepted by control",
+        )
+        .values(&["on", "off"]),
+        counter(
+            "fanout_failed",
+            None,
+            "status pushes to a member that failed or timed out",
+        ),
+        gauge(
+            "members",
+            None,
+            "members known to control (configured, registered, DNS)",
+        ),
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_list_every_metric() {
+        let docs = include_str!("../../docs/METRICS.md");
+        assert_eq!(CATALOG.undocumented(docs), Vec::<String>::new());
     }
 }

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_runtime::auth::Authorizer;
-use sipcapture_runtime::tls::GrpcClientTls;
 use sipcapture_proto::v1::control_service_server::ControlService;
 use sipcapture_proto::v1::{
     CaptureAction, ControlCheckRequest, ControlSetStatusRequest, ControlStatusReply, DesiredStatus,
     InputKind, MemberKind, SetStatusRequest, WatchRequest,
 };
+use sipcapture_runtime::auth::Authorizer;
+use sipcapture_runtime::tls::GrpcClientTls;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -174,7 +174,8 @@ impl ControlService for ControlServer {
     ) -> Result<Response<Self::WatchStream>, Status> {
         // Registering adds a member that control will call with its bearer token: with auth
         // configured, only a caller with the token or a verified client certificate may.
-        if !self.control.admin.is_open() && sipcapture_runtime::tls::peer_identity(&request).is_none()
+        if !self.control.admin.is_open()
+            && sipcapture_runtime::tls::peer_identity(&request).is_none()
         {
             self.control.admin.check(&request)?;
         }

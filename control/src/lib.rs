@@ -18,11 +18,11 @@ pub mod state;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::counters::Counters;
 use sipcapture_runtime::server::ServeOptions;
 use sipcapture_runtime::tls::TlsError;
-use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControlConfig;
@@ -52,7 +52,7 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
             shutdown.clone(),
         ));
     }
-    let counters = Arc::new(Counters::new("control"));
+    let counters = Arc::new(Counters::new(&events::CATALOG));
     let members = registry.clone();
     counters.gauge_fn("members", move |report| {
         report("", i64::try_from(members.all().len()).unwrap_or(i64::MAX));

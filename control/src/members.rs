@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::future::join_all;
-use sipcapture_runtime::auth::with_bearer;
-use sipcapture_runtime::status::StatusServer;
-use sipcapture_runtime::tls::GrpcClientTls;
 use sipcapture_proto::v1::status_service_client::StatusServiceClient;
 use sipcapture_proto::v1::{
     CaptureState, CheckRequest, MemberKind, MemberStatus, SetStatusRequest, StatusReply,
 };
+use sipcapture_runtime::auth::with_bearer;
+use sipcapture_runtime::status::StatusServer;
+use sipcapture_runtime::tls::GrpcClientTls;
 
 /// How control reaches a member.
 #[derive(Debug, Clone)]

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use sipcapture_runtime::status::{CaptureSwitch, INPUT_KINDS};
 use sipcapture_proto::v1::{CaptureState, DesiredStatus, InputKind, InputState};
+use sipcapture_runtime::status::{CaptureSwitch, INPUT_KINDS};
 use tokio::sync::watch;
 
 /// The file form of the desired status.

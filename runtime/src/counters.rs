@@ -1119,28 +1119,6 @@ pub const STORER: Catalog = Catalog {
         ),
     ],
 };
-/// control
-pub const CONTROL: Catalog = Catalog {
-    service: "control",
-    metrics: &[
-        counter(
-            "status_changed",
-            Some("state"),
-            "desired status changes accepted by control",
-        )
-        .values(&["on", "off"]),
-        counter(
-            "fanout_failed",
-            None,
-            "status pushes to a member that failed or timed out",
-        ),
-        gauge(
-            "members",
-            None,
-            "members known to control (configured, registered, DNS)",
-        ),
-    ],
-};
 
 /// TRANSITION: a catalog by service name or by value.
 pub trait IntoCatalog {
@@ -1159,7 +1137,6 @@ impl IntoCatalog for &'static str {
         match self {
             "collector" => COLLECTOR,
             "storer" => STORER,
-            "control" => CONTROL,
             other => Catalog {
                 service: other,
                 metrics: &[],
@@ -1338,7 +1315,7 @@ mod tests {
     #[test]
     fn docs_list_every_metric() {
         let docs = include_str!("../../docs/METRICS.md");
-        for catalog in [COLLECTOR, STORER, CONTROL] {
+        for catalog in [COLLECTOR, STORER] {
             assert!(
                 catalog.undocumented(docs).is_empty(),
                 "{:?}",
