@@ -1,21 +1,27 @@
 //! The storer: receives record batches from collectors and stores them with Kamailio
 //! `sipcapture` semantics.
 //!
-//! Data flow, arrows pointing down (a module never imports from a module that uses it):
-//! [`grpc`] (transport only: the Deliver stream, backpressure, acks after commit) →
-//! [`pipeline`]: [`pipeline::mode`] (capture modes, mt_mode) → [`pipeline::rules`] (routing
-//! rules and their config) → [`pipeline::route`] (the one place a table is chosen: HOMER 5 split,
-//! capture modes, strftime) → [`pipeline::rows`] (Kamailio's column values) →
-//! [`pipeline::batch`] (one batch: route, group per mode and table, commit the parts, the ack;
-//! a typed error that [`grpc`] maps to a gRPC code) → [`pipeline::write`] (one transaction per
-//! batch part, retries) → [`db`] (all SQL per backend: SeaORM pool per capture mode, schemas from
-//! `sql/`, multi-row inserts, table listing and dropping; imports nothing from [`pipeline`]) →
-//! [`table`] (ground: table families, table patterns and strftime naming, the column list).
+//! Data flow: [`grpc`] (transport only: the Deliver stream, backpressure, acks after commit) →
+//! [`pipeline::batch`] (one batch: route every record, build its row, group per capture mode and
+//! table, commit the parts, build the ack; a typed error that [`grpc`] maps to a gRPC code) →
+//! [`pipeline::route`] (the one place a table is chosen: routing hint, [`pipeline::rules`], the
+//! HOMER 5 split, the capture mode's table list and mt_mode from [`pipeline::mode`], strftime) →
+//! [`pipeline::rows`] (Kamailio's column values) → [`pipeline::write`] (one transaction per batch
+//! part, retries) → [`db`] (all SQL per backend: SeaORM pool per capture mode, schemas from
+//! `sql/`, multi-row inserts, the stream state, table listing and dropping) → [`table`] (ground:
+//! table families, table patterns and strftime naming, dated patterns, the column list).
 //!
 //! Beside the flow: [`retention`] drops old dated tables in the background (through
 //! [`pipeline::write::Writer`] and [`db::tables`]); [`events`] are the typed internal events
-//! (log + metric), importing only [`table`]; [`config`] is the one typed config, built from the
-//! lower modules' config types; [`run`] wires it all and serves gRPC and the Prometheus endpoint.
+//! (log + metric); [`config`] is the one typed config, built from the lower modules' config types
+//! ([`pipeline::rules::RouteRuleConfig`], [`pipeline::mode::MtMode`], ...); [`run`] wires it all
+//! and serves gRPC and the Prometheus endpoint.
+//!
+//! Imports point down only (no cycles): `lib` → [`grpc`] → [`pipeline`] → [`db`] → [`table`].
+//! Inside [`pipeline`]: `batch` → `route`, `rows`, `write`; `route` → `rules` → `mode`. [`config`]
+//! and [`retention`] sit beside [`grpc`] (they import [`pipeline`], [`db`], [`table`]);
+//! [`events`] imports only [`table`]; [`db`] imports nothing from [`pipeline`]; [`table`] imports
+//! nothing from the crate.
 
 pub mod config;
 pub mod db;

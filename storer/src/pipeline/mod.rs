@@ -1,9 +1,11 @@
-//! From a received record to a committed row, one file per stage: [`mode`] (capture modes and
-//! their table choice) → [`rules`] (routing rules, which own their `[[route]]` config type) →
-//! [`route`] (which table: routing rules, sharding, strftime) → [`rows`] (column values) →
-//! [`batch`] (one batch: route, group per capture mode and table, commit the parts, the ack) →
-//! [`write`] (one transaction per batch part, with retries). Below: [`crate::db`] (SQL) and
-//! [`crate::table`] (naming, columns); nothing here imports [`crate::grpc`] or [`crate::config`].
+//! From a received record to a committed row, one file per stage. [`batch`] takes a whole batch
+//! through the stages: [`route`] (which table: the routing hint, the routing [`rules`] — which own
+//! their `[[route]]` config type —, the capture [`mode`]'s table list and mt_mode, strftime) →
+//! [`rows`] (column values) → [`write`](mod@write) (one transaction per batch part, with retries).
+//!
+//! Imports: `batch` → `route`, `rows`, `write`; `route` → `rules` → `mode`; below them only
+//! [`crate::db`] (SQL), [`crate::events`] and [`crate::table`] (naming, columns). Nothing here
+//! imports [`crate::grpc`], [`crate::config`] or [`crate::retention`].
 
 pub mod batch;
 pub mod mode;
