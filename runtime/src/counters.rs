@@ -1029,96 +1029,6 @@ pub const COLLECTOR: Catalog = Catalog {
         ),
     ],
 };
-/// storer
-pub const STORER: Catalog = Catalog {
-    service: "storer",
-    metrics: &[
-        counter("batches_received", None, "batches received from collectors"),
-        counter(
-            "batches_committed",
-            None,
-            "batches committed and acknowledged",
-        ),
-        counter(
-            "batches_duplicate",
-            None,
-            "batches received again after they were committed (acknowledged, not stored)",
-        ),
-        counter(
-            "batch_parts_already_committed",
-            None,
-            "parts of a resent batch already committed in a capture mode's database",
-        ),
-        counter(
-            "rows_stored",
-            Some("family"),
-            "rows inserted, by table family (sip, report)",
-        )
-        .values(&["sip", "report"]),
-        counter(
-            "rows_truncated",
-            None,
-            "rows with a value cut to its column width",
-        ),
-        counter(
-            "hash_source_empty",
-            None,
-            "records whose mt_mode hash source was empty (first table used)",
-        ),
-        counter(
-            "insert_retried",
-            None,
-            "batch transactions retried after a transient database error",
-        ),
-        counter(
-            "insert_failed",
-            None,
-            "batch transactions given up after insert_retries (batch not acknowledged)",
-        ),
-        counter(
-            "dropped",
-            Some("reason"),
-            "records dropped, by reason (no valid table, row rejected by the database)",
-        )
-        .values(&[
-            "unknown_capture_mode",
-            "bad_table_pattern",
-            "unsafe_table_name",
-            "empty_table",
-            "row_rejected",
-        ]),
-        counter(
-            "discarded",
-            Some("reason"),
-            "records acknowledged but deliberately not stored (status off, routing rule drop)",
-        )
-        .values(&["status", "rule"]),
-        gauge(
-            "streams_open",
-            None,
-            "collector Deliver streams being served",
-        ),
-        gauge(
-            "db_pool_connections",
-            Some("mode"),
-            "connections open in a capture mode's database pool",
-        ),
-        gauge(
-            "db_pool_idle",
-            Some("mode"),
-            "idle connections in a capture mode's database pool",
-        ),
-        gauge(
-            "db_pool_max",
-            Some("mode"),
-            "configured maximum connections of a capture mode's pool",
-        ),
-        histogram(
-            "insert_seconds",
-            "time to commit one batch part (all attempts included)",
-        ),
-    ],
-};
 
 /// TRANSITION: a catalog by service name or by value.
 pub trait IntoCatalog {
@@ -1136,7 +1046,6 @@ impl IntoCatalog for &'static str {
     fn into_catalog(self) -> Catalog {
         match self {
             "collector" => COLLECTOR,
-            "storer" => STORER,
             other => Catalog {
                 service: other,
                 metrics: &[],
@@ -1315,7 +1224,7 @@ mod tests {
     #[test]
     fn docs_list_every_metric() {
         let docs = include_str!("../../docs/METRICS.md");
-        for catalog in [COLLECTOR, STORER] {
+        for catalog in [COLLECTOR] {
             assert!(
                 catalog.undocumented(docs).is_empty(),
                 "{:?}",

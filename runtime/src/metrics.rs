@@ -91,9 +91,18 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    const STORER: crate::counters::Catalog = crate::counters::Catalog {
+        service: "storer",
+        metrics: &[crate::counters::counter(
+            "batches_committed",
+            None,
+            "committed",
+        )],
+    };
+
     #[tokio::test]
     async fn serves_the_text_format() {
-        let counters = Arc::new(Counters::new("storer"));
+        let counters = Arc::new(Counters::new(&STORER));
         counters.add("batches_committed", 2);
         let stop = CancellationToken::new();
         let addr = serve("127.0.0.1:0".parse().unwrap(), vec![counters], stop.clone())

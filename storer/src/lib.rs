@@ -107,7 +107,7 @@ impl Storer {
                 sipcapture_runtime::config::ConfigError::invalid(key, source.to_string())
             }
         })?;
-        let counters = Arc::new(Counters::new("storer"));
+        let counters = Arc::new(Counters::new(&events::CATALOG));
         let policy = RetryPolicy {
             retries: config.insert_retries,
             timeout: Duration::from_secs(config.insert_retry_timeout),
