@@ -1,12 +1,17 @@
 //! Loading a service's typed config: defaults < TOML file < `SIPCAPTURE_*` env < `--set KEY=VALUE`
 //! < dedicated flags. Every service struct uses `deny_unknown_fields`, so a misspelt key stops
 //! start-up with a message naming it.
+//!
+//! The keys every service shares live in a nested `service` section in Rust
+//! ([`crate::service::ServiceConfig`]); every source may still give them flat, next to the
+//! service's own keys: each provider's data is rewritten ([`Lifted`]) so that a flat shared key
+//! moves into the section wherever the config's defaults have one.
 
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::value::{Dict, Value};
+use figment::value::{Dict, Map, Tag, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -106,13 +111,134 @@ pub fn parse_set(arg: &str) -> Result<(String, Value), ConfigError> {
     Ok((key.to_owned(), value))
 }
 
-/// Every dotted key path of a serialised config (leaves and tables), for `--set` key resolution.
+/// Every dotted key path of a serialised config (leaves and tables), for `--set` key resolution;
+/// the keys of a shared `service` section are listed flat too (`grpc_listen` beside
+/// `service.grpc_listen`).
 pub fn key_paths<T: Serialize>(config: &T) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(Value::Dict(_, dict)) = Value::serialize(config) {
         collect_paths("", &dict, &mut out);
     }
+    let section = format!("{}.", crate::service::SECTION);
+    let flat: Vec<String> = out
+        .iter()
+        .filter_map(|path| {
+            let (parent, rest) = match path.find(&format!(".{section}")) {
+                Some(i) => (&path[..=i], &path[i + 1 + section.len()..]),
+                None => ("", path.strip_prefix(&section)?),
+            };
+            Some(format!("{parent}{rest}"))
+        })
+        .collect();
+    out.extend(flat);
     out
+}
+
+/// The dict paths of `T`'s defaults that hold a shared `service` section (`[]` for a service
+/// config, `["collector"]`, … for the all-in-one).
+fn shared_sections<T: Serialize + Default>() -> Vec<Vec<String>> {
+    fn find(dict: &Dict, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        for (key, value) in dict {
+            if let Value::Dict(_, inner) = value {
+                if key == crate::service::SECTION {
+                    out.push(at.clone());
+                } else {
+                    at.push(key.clone());
+                    find(inner, at, out);
+                    at.pop();
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(Value::Dict(_, dict)) = Value::serialize(T::default()) {
+        find(&dict, &mut Vec::new(), &mut out);
+    }
+    out
+}
+
+/// The shared keys (those of [`crate::service::ServiceConfig`]).
+fn shared_keys() -> Vec<String> {
+    match Value::serialize(crate::service::ServiceConfig::default()) {
+        Ok(Value::Dict(_, dict)) => dict.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A provider whose data has its flat shared keys moved into the `service` section at each of
+/// `sections`; metadata (file, env) stays the inner provider's, so errors still say where a
+/// value came from.
+pub struct Lifted<P> {
+    inner: P,
+    sections: Vec<Vec<String>>,
+    keys: Vec<String>,
+}
+
+impl<P: Provider> Lifted<P> {
+    /// Wraps `inner` for a config whose defaults have shared sections at `sections`.
+    fn new(inner: P, sections: &[Vec<String>], keys: &[String]) -> Self {
+        Lifted {
+            inner,
+            sections: sections.to_vec(),
+            keys: keys.to_vec(),
+        }
+    }
+}
+
+impl<P: Provider> Provider for Lifted<P> {
+    fn metadata(&self) -> Metadata {
+        self.inner.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut data = self.inner.data()?;
+        for dict in data.values_mut() {
+            for section in &self.sections {
+                lift(dict, section, &self.keys)?;
+            }
+        }
+        Ok(data)
+    }
+
+    fn profile(&self) -> Option<Profile> {
+        self.inner.profile()
+    }
+}
+
+/// Moves the flat `keys` of the dict at `path` into its `service` section.
+fn lift(dict: &mut Dict, path: &[String], keys: &[String]) -> Result<(), figment::Error> {
+    if let Some((first, rest)) = path.split_first() {
+        return match dict.get_mut(first) {
+            Some(Value::Dict(_, inner)) => lift(inner, rest, keys),
+            _ => Ok(()),
+        };
+    }
+    let moved: Vec<(String, Value)> = keys
+        .iter()
+        .filter_map(|key| dict.remove(key).map(|value| (key.clone(), value)))
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let section = dict
+        .entry(crate::service::SECTION.to_owned())
+        .or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
+    let Value::Dict(_, section) = section else {
+        return Err(figment::Error::from(format!(
+            "`{}` must be a table",
+            crate::service::SECTION
+        )));
+    };
+    for (key, value) in moved {
+        if section.contains_key(&key) {
+            return Err(figment::Error::from(format!(
+                "`{key}` is given both flat and in [{}]",
+                crate::service::SECTION
+            )));
+        }
+        section.insert(key, value);
+    }
+    Ok(())
 }
 
 fn collect_paths(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
@@ -136,15 +262,22 @@ pub fn figment<T: Serialize + Default>(
     sources: &Sources,
     resolve: impl Fn(&str) -> Vec<String>,
 ) -> Result<Figment, ConfigError> {
+    let sections = shared_sections::<T>();
+    let keys = shared_keys();
+    let lifted = |p| Lifted::new(p, &sections, &keys);
     let mut fig = Figment::from(Serialized::defaults(T::default()));
     if let Some(file) = &sources.file {
         if !Path::new(file).exists() {
             return Err(ConfigError::MissingFile(file.clone()));
         }
-        fig = fig.merge(Toml::file_exact(file));
+        fig = fig.merge(Lifted::new(Toml::file_exact(file), &sections, &keys));
     }
     if sources.env {
-        fig = fig.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        fig = fig.merge(Lifted::new(
+            Env::prefixed(ENV_PREFIX).split("__"),
+            &sections,
+            &keys,
+        ));
     }
     for arg in &sources.sets {
         let (key, value) = parse_set(arg)?;
@@ -153,11 +286,11 @@ pub fn figment<T: Serialize + Default>(
             return Err(ConfigError::UnknownSetKey { key });
         }
         for path in paths {
-            fig = fig.merge(Serialized::global(&path, value.clone()));
+            fig = fig.merge(lifted(Serialized::global(&path, value.clone())));
         }
     }
     for (key, value) in &sources.flags {
-        fig = fig.merge(Serialized::global(key, value.clone()));
+        fig = fig.merge(lifted(Serialized::global(key, value.clone())));
     }
     Ok(fig)
 }
@@ -251,6 +384,76 @@ mod tests {
             flags: Vec::new(),
             env: false,
         }
+    }
+
+    /// A service config with the shared section.
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Svc {
+        own: u32,
+        service: crate::service::ServiceConfig,
+    }
+
+    /// An all-in-one config: sections that each have the shared section.
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Both {
+        log_level: String,
+        a: Svc,
+        b: Svc,
+    }
+
+    #[test]
+    fn shared_keys_are_accepted_flat_and_nested() {
+        let dir = tempfile_dir();
+        let path = dir.join("svc.toml");
+        std::fs::write(
+            &path,
+            "own = 2\ngrpc_listen = \"127.0.0.1:7000\"\n[grpc_limits]\nmax_connections = 9\n",
+        )
+        .unwrap();
+        let cfg: Svc = load(&Sources {
+            file: Some(path.clone()),
+            ..sources(&["capture_on=0", "service.log_level=debug"])
+        })
+        .unwrap();
+        assert_eq!(cfg.own, 2);
+        assert_eq!(cfg.service.grpc_listen.port(), 7000);
+        assert_eq!(cfg.service.grpc_limits.max_connections, 9);
+        assert!(!cfg.service.capture_on);
+        assert_eq!(cfg.service.log_level, "debug");
+        // The nested form works too; both at once is refused, naming the key.
+        std::fs::write(&path, "[service]\nmax_grpc_calls = 5\n").unwrap();
+        let cfg: Svc = load(&Sources {
+            file: Some(path.clone()),
+            ..sources(&[])
+        })
+        .unwrap();
+        assert_eq!(cfg.service.max_grpc_calls, 5);
+        std::fs::write(&path, "max_grpc_calls = 4\n[service]\nmax_grpc_calls = 5\n").unwrap();
+        let err = load::<Svc>(&Sources {
+            file: Some(path),
+            ..sources(&[])
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("max_grpc_calls"), "{err}");
+        let err = load::<Svc>(&sources(&["max_grpc_calls=many"])).unwrap_err();
+        assert!(err.to_string().contains("max_grpc_calls"), "{err}");
+    }
+
+    #[test]
+    fn shared_keys_lift_inside_sections() {
+        assert!(key_paths(&Both::default()).contains(&"a.grpc_listen".to_owned()));
+        assert!(key_paths(&Both::default()).contains(&"a.service.grpc_listen".to_owned()));
+        let resolve = |key: &str| vec![key.to_owned()];
+        let cfg: Both = figment::<Both>(&sources(&["a.auth_token=t", "log_level=warn"]), resolve)
+            .unwrap()
+            .extract()
+            .unwrap();
+        assert_eq!(cfg.a.service.auth_token.as_deref(), Some("t"));
+        assert_eq!(cfg.b.service.auth_token, None);
+        assert_eq!(cfg.log_level, "warn", "the top level has no shared section");
     }
 
     #[test]

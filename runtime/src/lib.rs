@@ -9,6 +9,9 @@
 //!   the service's own catalog); [`events`] increment it; [`metrics`] serves `/metrics`.
 //! - [`tls`] and [`auth`]: certificates (reloaded on change) and who may change the status.
 //! - [`server`]: the gRPC server builder (health, reflection, limits, TLS, graceful shutdown).
+//! - [`service`]: the keys every service shares ([`service::ServiceConfig`], validated once)
+//!   and the start-up sequence around them (a binary's [`service::main`], the gRPC
+//!   [`service::Listener`]).
 //! - [`status`]: the capture switch and the `StatusService` every member serves.
 //! - [`watch`]: the client side of `ControlService/Watch` (members follow control's status).
 //! - [`matching`]: record conditions shared by the storer's routing rules and the collector's
@@ -21,6 +24,7 @@ pub mod events;
 pub mod matching;
 pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

@@ -1,0 +1,269 @@
+//! What every service (collector, storer, control) shares: the keys of its gRPC side, its
+//! security, its logs and metrics ([`ServiceConfig`], validated once here), and the start-up
+//! sequence around them ([`main`] for a binary, [`Listener`] for its gRPC server).
+//!
+//! In Rust the shared keys are one nested section (`service`); in the TOML file, the
+//! environment and `--set` they are accepted flat at the level of the service's own keys, as
+//! they always were (`grpc_listen = ...`, `SIPCAPTURE_LOG_LEVEL`), or as a `[service]` table.
+//! [`crate::config`] moves the flat ones into the section before serde sees them, because
+//! serde's `flatten` does not combine with `deny_unknown_fields`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+use crate::auth::Authorizer;
+use crate::config::ConfigError;
+use crate::counters::Counters;
+use crate::metrics::MetricsError;
+use crate::server::{GrpcLimits, ServeError, ServeOptions};
+use crate::telemetry::{LogFormat, LogSettings, TelemetryError};
+use crate::tls::{GrpcClientTls, GrpcServerTls};
+
+/// The name of the nested section holding the shared keys.
+pub const SECTION: &str = "service";
+
+/// The keys every service has (`[service]`, or flat next to the service's own keys).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// gRPC listen address (the service's gRPC services, health, reflection).
+    pub grpc_listen: SocketAddr,
+    /// Bearer token required on the calls that change the capture status (collectors and
+    /// storers: StatusService.SetStatus; control: SetStatus), and sent to control / members.
+    /// Unset: no token needed.
+    pub auth_token: Option<String>,
+    /// Kamailio `capture_on`: initial capture state (control: the desired state at start-up).
+    #[serde(deserialize_with = "crate::config::de::flag")]
+    pub capture_on: bool,
+    /// Maximum concurrent gRPC calls (streams included).
+    pub max_grpc_calls: usize,
+    /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
+    /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
+    pub grpc_tls: GrpcServerTls,
+    /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
+    /// `server_name`); docs/SECURITY.md.
+    pub grpc_client_tls: GrpcClientTls,
+    /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
+    /// connections); docs/SECURITY.md.
+    pub grpc_limits: GrpcLimits,
+    /// Client certificate identities (subject CN or a SAN) allowed to change the status without
+    /// the bearer token (needs `grpc_tls.client_ca`).
+    pub grpc_admin_identities: Vec<String>,
+    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
+    /// unset (the default). Metrics are listed in docs/METRICS.md.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log line format: `text` (default) or `json` (one object per line).
+    pub log_format: LogFormat,
+    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
+    /// env wins when set.
+    pub log_level: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig::listening_on(SocketAddr::from(([0, 0, 0, 0], 9061)))
+    }
+}
+
+impl ServiceConfig {
+    /// The defaults, with the service's own default gRPC address.
+    pub fn listening_on(grpc_listen: SocketAddr) -> Self {
+        ServiceConfig {
+            grpc_listen,
+            auth_token: None,
+            capture_on: true,
+            max_grpc_calls: 1024,
+            grpc_tls: GrpcServerTls::default(),
+            grpc_client_tls: GrpcClientTls::default(),
+            grpc_limits: GrpcLimits::default(),
+            grpc_admin_identities: Vec::new(),
+            metrics_listen: None,
+            log_format: LogFormat::Text,
+            log_level: crate::telemetry::DEFAULT_FILTER.to_owned(),
+        }
+    }
+
+    /// Checks the shared keys: TLS material is loaded once (a missing file or bad PEM names its
+    /// key), limits and the log filter are checked. Keys are named flat, as users write them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.grpc_tls.validate("grpc_tls")?;
+        self.grpc_client_tls.validate("grpc_client_tls")?;
+        self.grpc_limits.validate("grpc_limits")?;
+        crate::telemetry::validate_log_level(&self.log_level)?;
+        if self.max_grpc_calls == 0 {
+            return Err(ConfigError::invalid("max_grpc_calls", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The log settings of the binary.
+    pub fn log_settings(&self) -> LogSettings {
+        LogSettings::new(self.log_format, &self.log_level)
+    }
+
+    /// Who may change the status: the bearer token or an admin client certificate.
+    pub fn authorizer(&self) -> Authorizer {
+        Authorizer::new(self.auth_token.clone(), self.grpc_admin_identities.clone())
+    }
+
+    /// The URL scheme of links this service opens to its peers (`https` with client TLS).
+    pub fn peer_scheme(&self) -> &'static str {
+        if self.grpc_client_tls.ca.is_some() || self.grpc_client_tls.cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// Why a service could not start its gRPC side.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS material or another shared key is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The gRPC listener.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The `/metrics` endpoint.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// The gRPC side of a service, bound and ready: the listener, its options (limits, TLS with
+/// reloading) and the `/metrics` endpoint already serving. Every service starts the same way:
+/// [`Listener::bind`], add its services to a [`RoutesBuilder`] (with [`Listener::limits`]),
+/// [`Listener::serve`].
+#[derive(Debug)]
+pub struct Listener {
+    listener: TcpListener,
+    addr: SocketAddr,
+    options: ServeOptions<'static>,
+}
+
+impl Listener {
+    /// Binds `config.grpc_listen`, loads its TLS (counting handshakes in `tls_counters`),
+    /// and serves `/metrics` for `metrics` on `config.metrics_listen` until `shutdown`.
+    pub async fn bind(
+        config: &ServiceConfig,
+        service_names: &'static [&'static str],
+        tls_counters: Arc<Counters>,
+        metrics: Vec<Arc<Counters>>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, StartError> {
+        let listener = crate::server::bind(config.grpc_listen).await?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.grpc_listen,
+            source,
+        })?;
+        crate::metrics::serve_if(config.metrics_listen, metrics, shutdown).await?;
+        let options = ServeOptions::new(service_names, config.max_grpc_calls)
+            .with_grpc_tls(&config.grpc_tls, config.grpc_limits, tls_counters, shutdown)
+            .map_err(crate::tls::TlsError::into_config)?;
+        Ok(Listener {
+            listener,
+            addr,
+            options,
+        })
+    }
+
+    /// The bound address (port 0 picks a free one).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// True when the listener serves TLS.
+    pub fn tls(&self) -> bool {
+        self.options.tls.is_some()
+    }
+
+    /// The message size limits services added to the routes must apply.
+    pub fn limits(&self) -> GrpcLimits {
+        self.options.limits
+    }
+
+    /// Serves `routes` (plus health and reflection) until `shutdown` is cancelled.
+    pub async fn serve(
+        self,
+        routes: RoutesBuilder,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServeError> {
+        crate::server::serve_with(self.listener, routes, &self.options, shutdown).await
+    }
+}
+
+/// Why a service binary stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum MainError<E: std::error::Error + 'static> {
+    /// Logging or OpenTelemetry could not start.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// The service failed.
+    #[error(transparent)]
+    Service(E),
+}
+
+/// The body of every service binary after its config is loaded and validated: starts logging
+/// and OpenTelemetry as `binary`, cancels the token on SIGINT/SIGTERM, runs `service` and
+/// flushes telemetry whatever the outcome.
+pub async fn main<E, F, Fut>(
+    binary: &'static str,
+    log: &LogSettings,
+    service: F,
+) -> Result<(), MainError<E>>
+where
+    E: std::error::Error + 'static,
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let telemetry = crate::telemetry::init(binary, log)?;
+    let shutdown = crate::server::shutdown_on_signal();
+    let result = service(shutdown).await;
+    telemetry.shutdown();
+    result.map_err(MainError::Service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_flat_keys() {
+        let mut config = ServiceConfig::default();
+        assert!(config.validate().is_ok());
+        config.max_grpc_calls = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("`max_grpc_calls`"), "{err}");
+        let mut config = ServiceConfig::default();
+        config.grpc_limits.max_connections = 0;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("`grpc_limits.max_connections`"), "{err}");
+        let mut config = ServiceConfig::default();
+        config.log_level = "info,=[".into();
+        assert!(config.validate().is_err());
+    }
+
+    #[tokio::test]
+    async fn binds_and_serves_until_cancelled() {
+        let config = ServiceConfig::listening_on("127.0.0.1:0".parse().unwrap());
+        let stop = CancellationToken::new();
+        let counters = Arc::new(Counters::new(&crate::counters::Catalog {
+            service: "test",
+            metrics: &[],
+        }));
+        let listener = Listener::bind(&config, &["x.Y"], counters, Vec::new(), &stop)
+            .await
+            .unwrap();
+        assert_ne!(listener.local_addr().port(), 0);
+        assert!(!listener.tls());
+        let serving = tokio::spawn(listener.serve(RoutesBuilder::default(), stop.clone()));
+        stop.cancel();
+        serving.await.unwrap().unwrap();
+    }
+}
