@@ -17,8 +17,8 @@ use sipcapture_collector::decode::hep::decode;
 use sipcapture_collector::hook::{Hook, HookSettings};
 use sipcapture_collector::record::{Reception, RecordBuilder};
 use sipcapture_collector::sip::ExtractConfig;
-use sipcapture_runtime::counters::Counters;
 use sipcapture_proto::v1::InputKind;
+use sipcapture_runtime::counters::Counters;
 
 const HEP3_INVITE: &[u8] = include_bytes!("../testdata/hep/hep3_kamailio_invite.bin");
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use sipcapture_runtime::counters::{Counters, worth_logging};
 use sipcapture_proto::v1::InputKind;
+use sipcapture_runtime::counters::{Counters, worth_logging};
 
 pub use sipcapture_runtime::events::{InternalEvent, StatusChanged};
 

@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sipcapture_proto::ip_from_bytes;
+use sipcapture_proto::v1::CaptureRecord;
 use sipcapture_runtime::config::ConfigError;
 use sipcapture_runtime::counters::{Counters, worth_logging};
-use sipcapture_proto::ip_from_bytes;
 use sipcapture_runtime::matching::{MatchConfig, Matcher};
-use sipcapture_proto::v1::CaptureRecord;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;

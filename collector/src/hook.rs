@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use mlua::{
     AnyUserData, Function, HookTriggers, Lua, MetaMethod, UserData, UserDataMethods, Value, VmState,
 };
-use sipcapture_runtime::counters::Counters;
 use sipcapture_proto::v1::InputKind;
+use sipcapture_runtime::counters::Counters;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::hep::{self, HepPacket, HepPayload};

@@ -18,7 +18,9 @@ pub mod decode;
 pub mod events;
 pub mod export;
 pub mod forward;
+pub mod gate;
 pub mod hook;
+pub mod ingest;
 pub mod pipeline;
 pub mod record;
 pub mod sip;
@@ -30,10 +32,10 @@ use std::time::Duration;
 use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::server::ServeOptions;
 
-use sipcapture_runtime::counters::Counters;
-use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::{MemberKind, WatchRequest};
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CollectorConfig;

@@ -70,7 +70,8 @@ async fn main() -> anyhow::Result<()> {
         let switch = std::sync::Arc::new(sipcapture_runtime::status::CaptureSwitch::new(
             config.capture_on,
         ));
-        let counters = std::sync::Arc::new(sipcapture_runtime::counters::Counters::new("collector"));
+        let counters =
+            std::sync::Arc::new(sipcapture_runtime::counters::Counters::new("collector"));
         let summary =
             sipcapture_collector::import_file(&config, &path, switch, counters, true, shutdown)
                 .await;

@@ -17,13 +17,14 @@ use crate::export::spool::{Spool, SpoolError};
 use crate::export::storers::{Storers, refresh_dns};
 use crate::export::{self, ExportConfig, LaneStats};
 use crate::forward::{ForwardSettings, Forwarder};
+use crate::gate::Gate;
+use crate::gate::rate_limit::RateLimiter;
 use crate::hook::{Hook, Hooks};
+use crate::ingest::Ingest;
 use crate::record::RecordBuilder;
 use crate::source::hep_listener::{self, BoundAddrs, ListenConfig, ListenError, TlsListenConfig};
-use crate::source::ingest::Ingest;
 use crate::source::ipip::{self, IpipError};
 use crate::source::mirror::{self, MirrorError};
-use crate::source::rate_limit::RateLimiter;
 
 /// How long a shutting-down collector keeps trying to deliver what it holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -146,18 +147,20 @@ impl Pipeline {
                 sip: config.extract_config(),
                 max_inflated_payload: config.max_inflated_payload,
             },
-            switch,
-            hep_capture_on: config.hep_capture_on,
-            auth_key: config.hep_auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
+            gate: Gate {
+                switch,
+                hep_capture_on: config.hep_capture_on,
+                auth_key: config.hep_auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
+                rate_limit: RateLimiter::new(
+                    config.hep_rate_limit,
+                    config.hep_rate_burst,
+                    config.hep_rate_sources,
+                    std::time::Instant::now(),
+                ),
+            },
             counters: counters.clone(),
             queue,
             hooks,
-            rate_limit: RateLimiter::new(
-                config.hep_rate_limit,
-                config.hep_rate_burst,
-                config.hep_rate_sources,
-                std::time::Instant::now(),
-            ),
         });
         // Stops the inputs already started if a later one fails to start.
         let stop_on_error = stop_inputs.clone().drop_guard();

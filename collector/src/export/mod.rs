@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sipcapture_runtime::counters::Counters;
 use sipcapture_proto::v1::{CaptureRecord, RecordBatch, deliver_response};
+use sipcapture_runtime::counters::Counters;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument as _;

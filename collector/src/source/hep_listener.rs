@@ -24,7 +24,7 @@ use crate::decode::hep::tcp_frame_len;
 use crate::events::{
     InternalEvent, TcpConnectionAccepted, TcpIdleClosed, TlsConnectionAccepted, TlsHandshakeFailed,
 };
-use crate::source::ingest::{Ingest, Outcome};
+use crate::ingest::{Ingest, Outcome};
 use crate::source::tls::{self, TlsError};
 
 /// Largest UDP payload (IPv4: 65507; IPv6 jumbograms aside): one buffer fits any datagram.
@@ -367,9 +367,9 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::path::Path;
 
+    use sipcapture_proto::v1::CaptureRecord;
     use sipcapture_runtime::counters::Counters;
     use sipcapture_runtime::status::CaptureSwitch;
-    use sipcapture_proto::v1::CaptureRecord;
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpStream;
     use tokio::sync::mpsc;
@@ -418,13 +418,15 @@ mod tests {
                     sip: CollectorConfig::default().extract_config(),
                     max_inflated_payload: 1 << 20,
                 },
-                switch: Arc::new(CaptureSwitch::new(true)),
-                hep_capture_on: true,
-                auth_key: None,
+                gate: crate::gate::Gate {
+                    switch: Arc::new(CaptureSwitch::new(true)),
+                    hep_capture_on: true,
+                    auth_key: None,
+                    rate_limit: None,
+                },
                 counters: counters.clone(),
                 queue,
                 hooks: crate::hook::Hooks::default(),
-                rate_limit: None,
             });
             let tasks = TaskTracker::new();
             let shutdown = CancellationToken::new();
@@ -773,13 +775,15 @@ mod tests {
                 sip: CollectorConfig::default().extract_config(),
                 max_inflated_payload: 1,
             },
-            switch: Arc::new(CaptureSwitch::new(true)),
-            hep_capture_on: true,
-            auth_key: None,
+            gate: crate::gate::Gate {
+                switch: Arc::new(CaptureSwitch::new(true)),
+                hep_capture_on: true,
+                auth_key: None,
+                rate_limit: None,
+            },
             counters: Arc::new(Counters::new("collector")),
             queue,
             hooks: crate::hook::Hooks::default(),
-            rate_limit: None,
         });
         let err = start(&cfg, ingest, &TaskTracker::new(), &CancellationToken::new())
             .err()

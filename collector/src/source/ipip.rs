@@ -4,7 +4,7 @@
 //! host; the kernel hands the socket each packet with its outer IPv4 header, whose length is
 //! read from its IHL (Kamailio skips a fixed 20 bytes, so outer options broke it). The inner
 //! packet goes through the same [`RawWorker`] as mirror frames: port filter on the inner ports
-//! (source OR destination), then [`crate::source::ingest::Ingest::raw`] with
+//! (source OR destination), then [`crate::ingest::Ingest::raw`] with
 //! [`InputKind::Ipip`].
 //!
 //! Things to know:
@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::decode::frame::LinkType;
 use crate::decode::ip;
-use crate::source::ingest::Ingest;
+use crate::ingest::Ingest;
 use crate::source::mirror::PortFilter;
 use crate::source::raw::RawWorker;
 

@@ -47,8 +47,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::decode::frame::LinkType;
 use crate::events::{InternalEvent, MirrorFrame, MirrorReadFailed};
+use crate::ingest::Ingest;
 use crate::source::bpf;
-use crate::source::ingest::Ingest;
 use crate::source::raw::RawWorker;
 
 /// How long one read waits before the thread checks the stop token again.

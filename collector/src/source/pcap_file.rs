@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::decode::dissect::{DissectLimits, Dissected, Dissector, PayloadKind};
 use crate::decode::frame::LinkType;
-use crate::source::ingest::{Ingest, Outcome};
+use crate::ingest::{Ingest, Outcome};
 
 /// Reader buffer: large enough for any frame (pcap-parser needs a whole block in it).
 const READ_BUFFER: usize = 1 << 20;

@@ -10,7 +10,7 @@ use sipcapture_proto::v1::InputKind;
 
 use crate::decode::dissect::{DissectLimits, Dissected, Dissector};
 use crate::decode::frame::LinkType;
-use crate::source::ingest::Ingest;
+use crate::ingest::Ingest;
 use crate::source::mirror::PortFilter;
 
 /// How often a worker times out fragments and idle TCP flows.

@@ -1,12 +1,13 @@
-//! The shared per-packet path of every HEP input: decode → auth check → status gate → record →
-//! bounded queue. Every packet is either queued or counted under a drop reason.
+//! The per-packet stage every source feeds. HEP: rate limit → decode → auth key → Lua hook →
+//! capture switch → record → bounded queue; raw-captured SIP: capture switch → record → queue.
+//! The three checks are the [`Gate`]'s. Every packet is either queued or counted under a drop
+//! reason.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use sipcapture_runtime::counters::Counters;
-use sipcapture_runtime::status::CaptureSwitch;
 use sipcapture_proto::v1::{InputKind, Routing};
+use sipcapture_runtime::counters::Counters;
 
 use crate::decode::dissect::{Dissected, PayloadKind};
 use crate::decode::hep;
@@ -15,29 +16,23 @@ use crate::events::{
     PacketSkipped, RawReceived, RecordQueued, ScriptReportQueued,
 };
 use crate::export::lanes::LaneQueues;
+use crate::gate::{Check, Decision, Gate};
 use crate::hook::Hooks;
 use crate::record::{Reception, RecordBuilder, RecordError};
-use crate::source::rate_limit::{RateLimiter, Verdict};
 
 /// Decodes and queues packets.
 #[derive(Debug)]
 pub struct Ingest {
     /// Builds records.
     pub builder: RecordBuilder,
-    /// The capture switch (per input).
-    pub switch: Arc<CaptureSwitch>,
-    /// Kamailio `hep_capture_on`.
-    pub hep_capture_on: bool,
-    /// Required HEP auth key (chunk 0x000e), when configured.
-    pub auth_key: Option<Vec<u8>>,
+    /// What may pass: rate limit, HEP auth key, capture switch.
+    pub gate: Gate,
     /// Counters.
     pub counters: Arc<Counters>,
     /// The exporter's lane queues.
     pub queue: LaneQueues,
     /// The Lua hook and HEP forwarding (both optional).
     pub hooks: Hooks,
-    /// Per-source rate limit of HEP packets (`hep_rate_limit`), when configured.
-    pub rate_limit: Option<RateLimiter>,
 }
 
 /// What happened to one packet.
@@ -88,20 +83,18 @@ impl Ingest {
     ) -> Outcome {
         HepReceived { input }.emit(&self.counters);
         // Before decoding: a flooding source costs as little as possible.
-        if let (Some(limiter), Some(peer)) = (&self.rate_limit, peer)
-            && limiter.check(peer.ip(), Instant::now()) == Verdict::Limited
+        if let Some(peer) = peer
+            && let Decision::Drop(reason) = self.gate.check(Check::Sender(peer))
         {
-            return self.drop_packet("rate_limited", input, &peer);
+            return self.drop_packet(reason, input, &peer);
         }
         let packet = match hep::decode(data) {
             Ok(p) => p,
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
         HepDecoded { input }.emit(&self.counters);
-        if let Some(key) = &self.auth_key
-            && packet.auth_key != Some(key.as_slice())
-        {
-            return self.drop_packet("auth_failed", input, &"auth key missing or wrong");
+        if let Decision::Drop(reason) = self.gate.check(Check::AuthKey(packet.auth_key)) {
+            return self.drop_packet(reason, input, &"auth key missing or wrong");
         }
         let rx = Reception {
             input,
@@ -118,7 +111,7 @@ impl Ingest {
                 return Outcome::Dropped("script");
             }
         }
-        if !self.hep_capture_on || !self.switch.input_on(input) {
+        if self.gate.check(Check::Capture { input, hep: true }) == Decision::Discard {
             DiscardedByStatus.emit(&self.counters);
             return Outcome::Discarded;
         }
@@ -150,7 +143,8 @@ impl Ingest {
         rx: Reception,
     ) {
         for req in &verdict.reports {
-            if !self.switch.input_on(rx.input) {
+            let input = rx.input;
+            if self.gate.check(Check::Capture { input, hep: false }) == Decision::Discard {
                 DiscardedByStatus.emit(&self.counters);
                 continue;
             }
@@ -258,7 +252,7 @@ impl Ingest {
         packet_time: Option<SystemTime>,
     ) -> Outcome {
         RawReceived { input }.emit(&self.counters);
-        if !self.switch.input_on(input) {
+        if self.gate.check(Check::Capture { input, hep: false }) == Decision::Discard {
             DiscardedByStatus.emit(&self.counters);
             return Outcome::Discarded;
         }
@@ -293,6 +287,8 @@ impl Ingest {
 mod raw_tests {
     use std::net::SocketAddr;
 
+    use sipcapture_runtime::status::CaptureSwitch;
+
     use super::*;
     use crate::export::storers::Placement;
     use crate::sip::ExtractConfig;
@@ -317,13 +313,15 @@ mod raw_tests {
                 sip: ExtractConfig::kamailio_defaults(),
                 max_inflated_payload: 1024,
             },
-            switch: Arc::new(CaptureSwitch::new(true)),
-            hep_capture_on: true,
-            auth_key: None,
+            gate: Gate {
+                switch: Arc::new(CaptureSwitch::new(true)),
+                hep_capture_on: true,
+                auth_key: None,
+                rate_limit: None,
+            },
             counters: Arc::new(Counters::new("collector")),
             queue,
             hooks: Hooks::default(),
-            rate_limit: None,
         };
         (ingest, lanes.remove(0))
     }
@@ -347,7 +345,7 @@ mod raw_tests {
         assert_eq!(ingest.counters.get("dropped.not_sip"), 1);
 
         // Switching the mirror input off discards; other inputs are unaffected.
-        ingest.switch.set(false, &[InputKind::Mirror]);
+        ingest.gate.switch.set(false, &[InputKind::Mirror]);
         let off = ingest.raw(src, dst, 17, OPTIONS, mirror, None).await;
         assert_eq!(off, Outcome::Discarded);
         assert_eq!(ingest.counters.get("discarded.status"), 1);
