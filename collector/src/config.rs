@@ -10,7 +10,8 @@ use sipcapture_runtime::config::{ConfigError, de};
 
 use crate::sip::{ExtractConfig, TopohConfig};
 use crate::source::ipip::IpipConfig;
-use crate::source::mirror::{MirrorConfig, PortFilter, RawListen};
+use crate::source::mirror::MirrorConfig;
+use crate::source::raw::{PortFilter, RawListen};
 
 /// Collector configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -30,8 +30,7 @@ use tokio_util::task::TaskTracker;
 use crate::decode::frame::LinkType;
 use crate::decode::ip;
 use crate::ingest::Ingest;
-use crate::source::mirror::PortFilter;
-use crate::source::raw::RawWorker;
+use crate::source::raw::{PortFilter, RawWorker};
 
 /// IANA protocol number of IP in IP (RFC 2003).
 pub const IPPROTO_IPIP: i32 = 4;
