@@ -51,7 +51,7 @@ pub async fn run(
     config.collector.storer = vec![loopback_url(grpc_addr)];
     config.collector.storer_dns.clear();
     let switch = Arc::new(CaptureSwitch::new(
-        config.collector.capture_on && config.storer.capture_on,
+        config.collector.capture_on && config.storer.service.capture_on,
     ));
     let server_stop = CancellationToken::new();
     let storer = Storer::build(&config.storer, switch.clone(), server_stop.clone())
@@ -63,7 +63,7 @@ pub async fn run(
         listener,
         routes,
         SERVICE_NAMES,
-        config.storer.max_grpc_calls,
+        config.storer.service.max_grpc_calls,
         server_stop.clone(),
     ));
     tracing::info!(

@@ -153,8 +153,16 @@ impl UpConfig {
                 &self.collector.grpc_tls,
                 &self.collector.grpc_limits,
             ),
-            ("storer", &self.storer.grpc_tls, &self.storer.grpc_limits),
-            ("control", &self.control.grpc_tls, &self.control.grpc_limits),
+            (
+                "storer",
+                &self.storer.service.grpc_tls,
+                &self.storer.service.grpc_limits,
+            ),
+            (
+                "control",
+                &self.control.service.grpc_tls,
+                &self.control.service.grpc_limits,
+            ),
         ];
         for (section, tls, limits) in sections {
             if *tls != GrpcServerTls::default() {
@@ -267,7 +275,7 @@ pub async fn run(
     } else {
         config.collector.storer = vec![loopback_url(grpc_addr)];
     }
-    config.collector.capture_on = config.collector.capture_on && config.storer.capture_on;
+    config.collector.capture_on = config.collector.capture_on && config.storer.service.capture_on;
 
     // One member: collector and storer obey the same switch.
     let switch = Arc::new(CaptureSwitch::new(config.collector.capture_on));
@@ -281,7 +289,7 @@ pub async fn run(
         switch.clone(),
         vec![collector_counters.clone(), storer.counters.clone()],
     );
-    config.control.capture_on = config.collector.capture_on;
+    config.control.service.capture_on = config.collector.capture_on;
     let control = sipcapture_control::build(&config.control, &server_stop);
     sipcapture_runtime::metrics::serve_if(
         config.metrics_listen,
@@ -299,10 +307,10 @@ pub async fn run(
     // A saved desired status (control state file) wins over the config at start-up.
     switch.apply_desired(&control.desired.desired_for(status.member_id(), "local"));
     let status = status.with_auth(Authorizer::new(
-        config.control.auth_token.clone(),
-        config.control.grpc_admin_identities.clone(),
+        config.control.service.auth_token.clone(),
+        config.control.service.grpc_admin_identities.clone(),
     ));
-    let options = ServeOptions::new(SERVICE_NAMES, config.storer.max_grpc_calls)
+    let options = ServeOptions::new(SERVICE_NAMES, config.storer.service.max_grpc_calls)
         .with_grpc_tls(
             &config.grpc_tls,
             config.grpc_limits,

@@ -19,10 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
-use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::counters::Counters;
-use sipcapture_runtime::server::ServeOptions;
-use sipcapture_runtime::tls::TlsError;
+use sipcapture_runtime::service::Listener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ControlConfig;
@@ -43,11 +41,7 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
         tokio::spawn(members::refresh_dns(
             registry.clone(),
             config.member_dns.clone(),
-            if config.grpc_client_tls.ca.is_some() || config.grpc_client_tls.cert.is_some() {
-                "https"
-            } else {
-                "http"
-            },
+            config.service.peer_scheme(),
             Duration::from_secs(config.member_dns_refresh),
             shutdown.clone(),
         ));
@@ -58,47 +52,51 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
         report("", i64::try_from(members.all().len()).unwrap_or(i64::MAX));
     });
     Arc::new(Control {
-        desired: DesiredState::load(config.state_file.clone(), config.capture_on),
+        desired: DesiredState::load(config.state_file.clone(), config.service.capture_on),
         counters,
         registry,
         timeout: Duration::from_millis(config.member_timeout_ms),
-        token: config.auth_token.clone().filter(|t| !t.is_empty()),
-        admin: Authorizer::new(
-            config.auth_token.clone(),
-            config.grpc_admin_identities.clone(),
-        ),
-        tls: config.grpc_client_tls.clone(),
+        token: config.service.auth_token.clone().filter(|t| !t.is_empty()),
+        admin: config.service.authorizer(),
+        tls: config.service.grpc_client_tls.clone(),
     })
 }
 
 /// Runs control until `shutdown` is cancelled.
-pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), anyhow::Error> {
+pub async fn run(config: ControlConfig, shutdown: CancellationToken) -> Result<(), ControlError> {
     config.validate()?;
     let control = build(&config, &shutdown);
-    let listener = sipcapture_runtime::server::bind(config.grpc_listen).await?;
     let counters = control.counters.clone();
-    let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
-        .with_grpc_tls(
-            &config.grpc_tls,
-            config.grpc_limits,
-            counters.clone(),
-            &shutdown,
-        )
-        .map_err(TlsError::into_config)?;
-    let limits = config.grpc_limits;
-    sipcapture_runtime::metrics::serve_if(
-        config.metrics_listen,
-        vec![control.counters.clone()],
+    let listener = Listener::bind(
+        &config.service,
+        SERVICE_NAMES,
+        counters.clone(),
+        vec![counters],
         &shutdown,
     )
     .await?;
+    let limits = listener.limits();
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(
         ControlServiceServer::new(ControlServer::new(control))
             .max_decoding_message_size(limits.max_decoding_message_size)
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
-    tracing::info!(addr = %config.grpc_listen, members = config.member.len(), tls = options.tls.is_some(), "control listening");
-    sipcapture_runtime::server::serve_with(listener, routes, &options, shutdown).await?;
+    tracing::info!(addr = %listener.local_addr(), members = config.member.len(), tls = listener.tls(), "control listening");
+    listener.serve(routes, shutdown).await?;
     Ok(())
+}
+
+/// Why control stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Bad config.
+    #[error(transparent)]
+    Config(#[from] sipcapture_runtime::config::ConfigError),
+    /// The gRPC side could not start.
+    #[error(transparent)]
+    Start(#[from] sipcapture_runtime::service::StartError),
+    /// gRPC failure.
+    #[error(transparent)]
+    Serve(#[from] sipcapture_runtime::server::ServeError),
 }

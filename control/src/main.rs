@@ -7,7 +7,6 @@ use clap::Parser;
 use figment::value::Value;
 use sipcapture_control::config::ControlConfig;
 use sipcapture_runtime::config::{Sources, load};
-use sipcapture_runtime::telemetry::LogSettings;
 
 /// Holds the fleet's capture status and fans it out to every collector and storer.
 #[derive(Debug, Parser)]
@@ -45,12 +44,10 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
-    let telemetry = sipcapture_runtime::telemetry::init(
-        "sipcapture-control",
-        &LogSettings::new(config.log_format, &config.log_level),
-    )?;
-    let shutdown = sipcapture_runtime::server::shutdown_on_signal();
-    let result = sipcapture_control::run(config, shutdown).await;
-    telemetry.shutdown();
-    result
+    let log = config.service.log_settings();
+    sipcapture_runtime::service::main("sipcapture-control", &log, |shutdown| {
+        sipcapture_control::run(config, shutdown)
+    })
+    .await?;
+    Ok(())
 }

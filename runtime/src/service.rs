@@ -122,6 +122,40 @@ impl ServiceConfig {
     }
 }
 
+/// A member (collector or storer) follows control's capture status: it registers through
+/// `ControlService/Watch` at `control` (when set) and applies every status change to `switch`;
+/// waits up to 3 s for the first status so the member starts in the fleet's state.
+pub async fn follow_control(
+    config: &ServiceConfig,
+    control: Option<String>,
+    advertise_url: Option<String>,
+    member_id: &str,
+    kind: sipcapture_proto::v1::MemberKind,
+    switch: Arc<crate::status::CaptureSwitch>,
+    shutdown: &CancellationToken,
+) {
+    let registration = sipcapture_proto::v1::WatchRequest {
+        member_id: member_id.to_owned(),
+        kind: kind as i32,
+        status_url: advertise_url.unwrap_or_default(),
+        status_port: u32::from(config.grpc_listen.port()),
+        status_tls: config.grpc_tls.enabled(),
+    };
+    let link = crate::watch::ControlLink {
+        tls: config.grpc_client_tls.clone(),
+        token: config.auth_token.clone(),
+    };
+    crate::watch::start(
+        control,
+        link,
+        registration,
+        switch,
+        shutdown.clone(),
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+}
+
 /// Why a service could not start its gRPC side.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -181,6 +215,14 @@ impl Listener {
     /// True when the listener serves TLS.
     pub fn tls(&self) -> bool {
         self.options.tls.is_some()
+    }
+
+    /// True when the listener requires client certificates (mTLS).
+    pub fn mtls(&self) -> bool {
+        self.options
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.requires_client_cert())
     }
 
     /// The message size limits services added to the routes must apply.

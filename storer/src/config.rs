@@ -10,6 +10,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use sipcapture_runtime::config::{ConfigError, de};
+use sipcapture_runtime::service::ServiceConfig;
 
 pub use crate::pipeline::rules::{HeaderMatchConfig, MatchConfig, RouteRuleConfig};
 
@@ -28,16 +29,15 @@ pub const MAX_INSERT_RETRY_TIMEOUT: u64 = 300;
 pub struct StorerConfig {
     /// This storer's id, reported to collectors and control. Default: `storer-<hostname>`.
     pub storer_id: String,
-    /// gRPC listen address (StorerService, StatusService, health, reflection).
-    pub grpc_listen: SocketAddr,
+    /// The keys every service shares (gRPC listener, TLS, auth token, capture_on, logs,
+    /// metrics; flat in the file as before, or `[service]`). The storer's `auth_token` is required on StatusService.SetStatus and sent to control.
+    pub service: ServiceConfig,
     /// Control service URL to register with (optional): the storer keeps a Watch stream open and
     /// applies the fleet's capture status.
     pub control: Option<String>,
     /// URL control uses to reach this storer's StatusService (default: the address control sees
     /// the storer connect from, with the `grpc_listen` port).
     pub advertise_url: Option<String>,
-    /// Bearer token required on StatusService.SetStatus (the control's `auth_token`).
-    pub auth_token: Option<String>,
     /// Database URL of the default capture mode (Kamailio `db_url`): `sqlite://FILE`,
     /// `postgres://user@host/db`, `mysql://user@host/db`.
     pub db_url: String,
@@ -48,10 +48,6 @@ pub struct StorerConfig {
     pub mt_mode: MtMode,
     /// Hash input for `mt_mode = hash` (Kamailio `hash_source`): call_id, from_user, to_user.
     pub hash_source: HashSource,
-    /// Initial capture state (Kamailio `capture_on`). Kamailio defaults to 0; we default to on
-    /// (docs/COMPATIBILITY.md).
-    #[serde(deserialize_with = "de::flag")]
-    pub capture_on: bool,
     /// Kamailio `capture_node`: only used for rows a storer builds itself (none today); the
     /// collector fills the `node` column.
     pub capture_node: String,
@@ -74,8 +70,6 @@ pub struct StorerConfig {
     pub report_table: String,
     /// Table for logs (HEP type 100).
     pub logs_table: String,
-    /// Maximum concurrent gRPC calls (streams included).
-    pub max_grpc_calls: usize,
     /// Named capture modes (Kamailio `capture_mode`): either TOML tables
     /// (`[capture_mode.cap1]` with `db_url`, `table_name`, `mt_mode`, `hash_source`,
     /// `db_max_connections`) or a list of Kamailio one-line definitions
@@ -95,26 +89,6 @@ pub struct StorerConfig {
     pub retention_tables: Vec<String>,
     /// Seconds between retention sweeps.
     pub retention_interval: u64,
-    /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
-    /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
-    pub grpc_tls: sipcapture_runtime::tls::GrpcServerTls,
-    /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
-    /// `server_name`); docs/SECURITY.md.
-    pub grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls,
-    /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
-    /// connections); docs/SECURITY.md.
-    pub grpc_limits: sipcapture_runtime::server::GrpcLimits,
-    /// Client certificate identities (subject CN or a SAN) allowed to change the status without
-    /// the bearer token (needs `grpc_tls.client_ca`).
-    pub grpc_admin_identities: Vec<String>,
-    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
-    /// unset (the default). Metrics are listed in docs/METRICS.md.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Log line format: `text` (default) or `json` (one object per line).
-    pub log_format: sipcapture_runtime::telemetry::LogFormat,
-    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
-    /// env wins when set.
-    pub log_level: String,
 }
 
 /// Named capture modes, in either accepted shape.
@@ -238,15 +212,13 @@ impl Default for StorerConfig {
     fn default() -> Self {
         StorerConfig {
             storer_id: format!("storer-{}", sipcapture_runtime::config::host_name()),
-            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9063)),
+            service: ServiceConfig::listening_on(SocketAddr::from(([0, 0, 0, 0], 9063))),
             control: None,
             advertise_url: None,
-            auth_token: None,
             db_url: "sqlite://sipcapture.db".to_owned(),
             table_name: "sip_capture".to_owned(),
             mt_mode: MtMode::Rand,
             hash_source: HashSource::CallId,
-            capture_on: true,
             capture_node: "homer01".to_owned(),
             insert_retries: 0,
             insert_retry_timeout: 60,
@@ -256,7 +228,6 @@ impl Default for StorerConfig {
             rtcp_table: "rtcp_capture".to_owned(),
             report_table: "report_capture".to_owned(),
             logs_table: "logs_capture".to_owned(),
-            max_grpc_calls: 1024,
             capture_mode: CaptureModes::default(),
             route: Vec::new(),
             retention_days: 0,
@@ -266,13 +237,6 @@ impl Default for StorerConfig {
                 "sip_capture_rest_%Y%m%d".to_owned(),
             ],
             retention_interval: 3600,
-            grpc_tls: sipcapture_runtime::tls::GrpcServerTls::default(),
-            grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls::default(),
-            grpc_limits: sipcapture_runtime::server::GrpcLimits::default(),
-            grpc_admin_identities: Vec::new(),
-            metrics_listen: None,
-            log_format: sipcapture_runtime::telemetry::LogFormat::Text,
-            log_level: sipcapture_runtime::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -280,12 +244,7 @@ impl Default for StorerConfig {
 impl StorerConfig {
     /// Checks ranges and patterns; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        sipcapture_runtime::tls::validate_grpc(
-            &self.grpc_tls,
-            &self.grpc_client_tls,
-            &self.grpc_limits,
-        )?;
-        sipcapture_runtime::telemetry::validate_log_level(&self.log_level)?;
+        self.service.validate()?;
         if self.insert_retries > MAX_INSERT_RETRIES {
             return Err(ConfigError::invalid(
                 "insert_retries",

@@ -37,9 +37,9 @@ use std::time::Duration;
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::storer_service_server::StorerServiceServer;
-use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::counters::Counters;
-use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
+use sipcapture_runtime::server::GrpcLimits;
+use sipcapture_runtime::service::Listener;
 use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use tokio_util::sync::CancellationToken;
 
@@ -65,9 +65,9 @@ pub enum StorerError {
     /// gRPC failure.
     #[error(transparent)]
     Serve(#[from] sipcapture_runtime::server::ServeError),
-    /// The `/metrics` endpoint could not start.
+    /// The gRPC side (listener, TLS, `/metrics`) could not start.
     #[error(transparent)]
-    Metrics(#[from] sipcapture_runtime::metrics::MetricsError),
+    Start(#[from] sipcapture_runtime::service::StartError),
 }
 
 /// A storer ready to serve: its gRPC services and the state behind them.
@@ -214,51 +214,33 @@ fn register_pool_gauges(counters: &Counters, writers: &[Arc<Writer>]) {
 
 /// Runs a storer until `shutdown` is cancelled.
 pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<(), StorerError> {
-    let switch = Arc::new(CaptureSwitch::new(config.capture_on));
+    let service = &config.service;
+    let switch = Arc::new(CaptureSwitch::new(service.capture_on));
     let storer = Storer::build(&config, switch.clone(), shutdown.clone()).await?;
-    let listener = sipcapture_runtime::server::bind(config.grpc_listen).await?;
-    sipcapture_runtime::metrics::serve_if(
-        config.metrics_listen,
-        vec![storer.counters.clone()],
+    let counters = storer.counters.clone();
+    let listener = Listener::bind(
+        service,
+        SERVICE_NAMES,
+        counters.clone(),
+        vec![counters],
         &shutdown,
     )
     .await?;
-    let registration = sipcapture_proto::v1::WatchRequest {
-        member_id: config.storer_id.clone(),
-        kind: MemberKind::Storer as i32,
-        status_url: config.advertise_url.clone().unwrap_or_default(),
-        status_port: u32::from(config.grpc_listen.port()),
-        status_tls: config.grpc_tls.enabled(),
-    };
-    let control_link = sipcapture_runtime::watch::ControlLink {
-        tls: config.grpc_client_tls.clone(),
-        token: config.auth_token.clone(),
-    };
-    sipcapture_runtime::watch::start(
+    sipcapture_runtime::service::follow_control(
+        service,
         config.control.clone(),
-        control_link,
-        registration,
+        config.advertise_url.clone(),
+        &config.storer_id,
+        MemberKind::Storer,
         switch,
-        shutdown.clone(),
-        Duration::from_secs(3),
+        &shutdown,
     )
     .await;
-    let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
-        .with_grpc_tls(
-            &config.grpc_tls,
-            config.grpc_limits,
-            storer.counters.clone(),
-            &shutdown,
-        )
-        .map_err(|e| StorerError::Config(e.into_config()))?;
-    tracing::info!(addr = %config.grpc_listen, db = %redact(&config.db_url), tls = options.tls.is_some(), mtls = options.tls.as_ref().is_some_and(|t| t.requires_client_cert()), "storer listening");
+    tracing::info!(addr = %listener.local_addr(), db = %redact(&config.db_url), tls = listener.tls(), mtls = listener.mtls(), "storer listening");
     let mut routes = tonic::service::RoutesBuilder::default();
-    let status = storer.status_server().with_auth(Authorizer::new(
-        config.auth_token.clone(),
-        config.grpc_admin_identities.clone(),
-    ));
-    storer.add_services(&mut routes, Some(status), &config.grpc_limits);
-    sipcapture_runtime::server::serve_with(listener, routes, &options, shutdown).await?;
+    let status = storer.status_server().with_auth(service.authorizer());
+    storer.add_services(&mut routes, Some(status), &listener.limits());
+    listener.serve(routes, shutdown).await?;
     Ok(())
 }
 

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use sipcapture_runtime::config::{Sources, load};
-use sipcapture_runtime::telemetry::LogSettings;
 use sipcapture_storer::config::StorerConfig;
 
 /// Stores captured SIP and HEP reports into SQLite, PostgreSQL or MySQL/MariaDB.
@@ -46,13 +45,10 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
-    let telemetry = sipcapture_runtime::telemetry::init(
-        "sipcapture-storer",
-        &LogSettings::new(config.log_format, &config.log_level),
-    )?;
-    let shutdown = sipcapture_runtime::server::shutdown_on_signal();
-    let result = sipcapture_storer::run(config, shutdown).await;
-    telemetry.shutdown();
-    result?;
+    let log = config.service.log_settings();
+    sipcapture_runtime::service::main("sipcapture-storer", &log, |shutdown| {
+        sipcapture_storer::run(config, shutdown)
+    })
+    .await?;
     Ok(())
 }
