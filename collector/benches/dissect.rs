@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::SystemTime;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sipcapture_collector::decode::dissect::{DissectLimits, Dissected, Dissector};
+use sipcapture_collector::decode::flow::{DissectLimits, Dissected, Dissector};
 use sipcapture_collector::decode::frame::LinkType;
 
 const VLAN100: &[u8] = include_bytes!("../testdata/raw/gen_sip_udp_vlan100.pcap");

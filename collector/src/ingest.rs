@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use sipcapture_proto::v1::{InputKind, Routing};
 use sipcapture_runtime::counters::Counters;
 
-use crate::decode::dissect::{Dissected, PayloadKind};
+use crate::decode::flow::{Dissected, PayloadKind};
 use crate::decode::hep;
 use crate::events::{
     DiscardedByStatus, HepDecoded, HepIncomplete, HepReceived, InternalEvent, PacketDropped,
@@ -207,7 +207,7 @@ impl Ingest {
 }
 
 impl Ingest {
-    /// Handles one item of the raw-capture dissector ([`crate::decode::dissect`]): a SIP
+    /// Handles one item of the raw-capture dissector ([`crate::decode::flow::dissect`]): a SIP
     /// message goes through [`Ingest::raw`] (with its transport, WebSocket included, and the
     /// packet time when `packet_time` is set, as for pcap files), a HEP packet found in the
     /// traffic through [`Ingest::hep`], a skip is counted silently and a drop is counted and

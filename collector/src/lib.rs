@@ -90,7 +90,7 @@ pub async fn import_file(
     let imported = source::pcap_file::import(
         path.to_owned(),
         pipeline.ingest.clone(),
-        decode::dissect::DissectLimits::default(),
+        decode::flow::DissectLimits::default(),
         progress,
         stop.clone(),
     )

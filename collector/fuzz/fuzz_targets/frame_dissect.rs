@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use sipcapture_collector_fuzz::decode::dissect::{
+use sipcapture_collector_fuzz::decode::flow::{
     DissectLimits, Dissected, Dissector, Transport,
 };
 use sipcapture_collector_fuzz::decode::frame::LinkType;

@@ -9,9 +9,9 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use sipcapture_collector_fuzz::decode::dissect::Dissected;
+use sipcapture_collector_fuzz::decode::flow::Dissected;
 use sipcapture_collector_fuzz::decode::ethernet::VlanTags;
-use sipcapture_collector_fuzz::decode::stream::{FlowKey, StreamLimits, Streams};
+use sipcapture_collector_fuzz::decode::flow::stream::{FlowKey, StreamLimits, Streams};
 use sipcapture_collector_fuzz::decode::tcp::{self, TcpSegment};
 
 const LIMITS: StreamLimits = StreamLimits {

@@ -1,58 +1,27 @@
-//! The collector's pure decoders, compiled from `collector/src/decode/` without the rest of the
+//! The collector's decoders, compiled from `collector/src/decode/` without the rest of the
 //! collector (whose tonic/tokio/pnet tree would make every sanitizer build slow). The module
-//! paths `decode::hep`, `decode::dissect`, ... match `sipcapture_collector::decode::*`.
+//! paths `decode::hep`, `decode::flow::dissect`, ... match `sipcapture_collector::decode::*`.
 
 #![forbid(unsafe_code)]
 
-#[path = "../../src/decode/defrag.rs"]
+/// The collector's `decode` module: the same files and module paths (`decode::hep`,
+/// `decode::flow::dissect`, ...), so their `super::` and `crate::decode::` paths resolve as in
+/// the collector.
 #[doc(hidden)]
-pub mod defrag;
-#[path = "../../src/decode/dissect.rs"]
-#[doc(hidden)]
-pub mod dissect;
-#[path = "../../src/decode/error.rs"]
-#[doc(hidden)]
-pub mod error;
-#[path = "../../src/decode/ethernet.rs"]
-#[doc(hidden)]
-pub mod ethernet;
-#[path = "../../src/decode/frame.rs"]
-#[doc(hidden)]
-pub mod frame;
-#[path = "../../src/decode/hep/mod.rs"]
-#[doc(hidden)]
-pub mod hep;
-#[path = "../../src/decode/ip.rs"]
-#[doc(hidden)]
-pub mod ip;
-#[path = "../../src/decode/sctp.rs"]
-#[doc(hidden)]
-pub mod sctp;
-#[path = "../../src/decode/sip_frame.rs"]
-#[doc(hidden)]
-pub mod sip_frame;
-#[path = "../../src/decode/stream.rs"]
-#[doc(hidden)]
-pub mod stream;
-#[path = "../../src/decode/tcp.rs"]
-#[doc(hidden)]
-pub mod tcp;
-#[path = "../../src/decode/tunnel.rs"]
-#[doc(hidden)]
-pub mod tunnel;
-#[path = "../../src/decode/udp.rs"]
-#[doc(hidden)]
-pub mod udp;
-#[path = "../../src/decode/websocket.rs"]
-#[doc(hidden)]
-pub mod websocket;
-
-/// Same module paths as the collector crate (`decode::hep`, `decode::dissect`, ...). The
-/// modules sit at the crate root so that their `super::` paths resolve to each other.
+#[path = "../../src/decode"]
 pub mod decode {
-    pub use super::{defrag, dissect, error, ethernet, frame, hep, ip, sctp, sip_frame, stream, tcp, tunnel, udp, websocket};
+    pub mod error;
+    pub mod ethernet;
+    pub mod flow;
+    pub mod frame;
+    pub mod hep;
+    pub mod ip;
+    pub mod sctp;
+    pub mod tcp;
+    pub mod tunnel;
+    pub mod udp;
+    pub mod websocket;
 }
-
 
 use decode::hep::HepPayload;
 

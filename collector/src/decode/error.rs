@@ -2,6 +2,10 @@
 //! decoders ([`super::ethernet`], [`super::ip`], [`super::udp`]) and the frame walk
 //! ([`super::frame`]). Errors are data: tests assert the exact variant, offsets and lengths.
 
+/// Most stacked VLAN tags the link decoder ([`super::ethernet`]) walks (QinQ has two); one
+/// more is [`PacketError::TooManyVlanTags`].
+pub const MAX_VLAN_TAGS: usize = 2;
+
 /// Why a frame was not decoded down to a UDP payload.
 ///
 /// Offsets count from the start of the buffer the failing decoder was given; the frame walk
@@ -30,8 +34,8 @@ pub enum PacketError {
         /// The value.
         ethertype: u16,
     },
-    /// More stacked VLAN tags than [`super::ethernet::MAX_VLAN_TAGS`].
-    #[error("more than {max} vlan tags at offset {offset}", max = super::ethernet::MAX_VLAN_TAGS)]
+    /// More stacked VLAN tags than [`MAX_VLAN_TAGS`].
+    #[error("more than {max} vlan tags at offset {offset}", max = MAX_VLAN_TAGS)]
     TooManyVlanTags {
         /// Offset of the first tag beyond the limit.
         offset: usize,

@@ -21,8 +21,8 @@ pub const ETHERTYPE_QINQ: u16 = 0x88a8;
 /// The pre-standard QinQ outer tag some switches still send.
 pub const ETHERTYPE_QINQ_LEGACY: u16 = 0x9100;
 
-/// Most stacked tags we walk (QinQ has two).
-pub const MAX_VLAN_TAGS: usize = 2;
+/// Most stacked tags we walk (QinQ has two); defined beside the error that names it.
+pub use super::error::MAX_VLAN_TAGS;
 
 /// Ethernet II header: two MAC addresses and the ethertype.
 pub const ETHERNET_HEADER_LEN: usize = 14;

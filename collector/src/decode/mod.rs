@@ -1,19 +1,18 @@
 //! Pure, synchronous, zero-copy decoders: bytes in, borrowed views out. No tokio here.
 //!
-//! Raw capture: [`dissect`] walks a frame through [`ethernet`] (VLAN, SLL), [`tunnel`] (PPPoE,
-//! GRE/ERSPAN, VXLAN), [`ip`] (+ [`defrag`]), [`udp`], [`tcp`] (+ [`stream`] reassembly with
-//! [`sip_frame`] and [`websocket`] framing) and [`sctp`]. HEP: [`hep`].
+//! Raw capture: [`ethernet`] (VLAN, SLL), [`tunnel`] (PPPoE, GRE/ERSPAN, VXLAN), [`ip`], [`udp`],
+//! [`tcp`], [`sctp`] and [`websocket`] framing, with [`frame`] (the link types) and [`error`]
+//! (the errors they share). HEP: [`hep`]. What needs state across frames (defragmentation, TCP
+//! and SCTP reassembly, SIP framing on streams, and the frame walk that owns that state) is in
+//! [`flow`], which imports the decoders here; nothing here imports [`flow`].
 
-pub mod defrag;
-pub mod dissect;
 pub mod error;
 pub mod ethernet;
+pub mod flow;
 pub mod frame;
 pub mod hep;
 pub mod ip;
 pub mod sctp;
-pub mod sip_frame;
-pub mod stream;
 pub mod tcp;
 pub mod tunnel;
 pub mod udp;

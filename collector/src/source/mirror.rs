@@ -1,6 +1,6 @@
 //! Mirror-port capture (Kamailio `raw_moni_capture_on`, behaviour doc §5): packet sockets on
 //! `raw_interface` (all ethertypes), each read in its own blocking thread by a
-//! [`RawWorker`] with its own [`crate::decode::dissect::Dissector`] (Ethernet → VLAN tags →
+//! [`RawWorker`] with its own [`crate::decode::flow::Dissector`] (Ethernet → VLAN tags →
 //! PPPoE → IPv4/IPv6 with defragmentation → tunnels → UDP, TCP reassembly, SCTP, WebSocket),
 //! filtered by the `raw_socket_listen` port range (source OR destination port, inclusive).
 //!

@@ -19,7 +19,7 @@ use pcap_parser::{PcapBlockOwned, PcapError};
 use sipcapture_proto::v1::InputKind;
 use tokio_util::sync::CancellationToken;
 
-use crate::decode::dissect::{DissectLimits, Dissected, Dissector, PayloadKind};
+use crate::decode::flow::{DissectLimits, Dissected, Dissector, PayloadKind};
 use crate::decode::frame::LinkType;
 use crate::ingest::{Ingest, Outcome};
 

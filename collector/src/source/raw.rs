@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use sipcapture_proto::v1::InputKind;
 
-use crate::decode::dissect::{DissectLimits, Dissected, Dissector};
+use crate::decode::flow::{DissectLimits, Dissected, Dissector};
 use crate::decode::frame::LinkType;
 use crate::ingest::Ingest;
 

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use super::error::PacketError;
-use super::ip::FragmentInfo;
+use crate::decode::error::PacketError;
+use crate::decode::ip::FragmentInfo;
 
 /// The largest reassembled payload (the 16-bit IP length fields).
 pub const MAX_DATAGRAM: usize = 65_535;

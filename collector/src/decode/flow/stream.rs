@@ -1,6 +1,6 @@
 //! TCP stream reassembly per flow direction, and the framing of what the stream carries: SIP
 //! (Content-Length framing, [`super::sip_frame`]), HEP3 (its length field), or WebSocket after
-//! an HTTP Upgrade ([`super::websocket`]).
+//! an HTTP Upgrade ([`crate::decode::websocket`]).
 //!
 //! Each direction (source → destination address and port) is its own stream:
 //! * sequence numbers order the bytes: a retransmitted segment (or the already-seen part of
@@ -24,13 +24,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use super::dissect::{Dissected, PayloadKind, RawMessage, Transport};
-use super::error::PacketError;
-use super::ethernet::VlanTags;
-use super::hep;
+use crate::decode::error::PacketError;
+use crate::decode::ethernet::VlanTags;
+use crate::decode::hep;
+use crate::decode::tcp::{self, TcpSegment};
+use crate::decode::websocket;
+
+use super::message::{Dissected, PayloadKind, RawMessage, Transport};
 use super::sip_frame::{self, SipFrame};
-use super::tcp::{self, TcpSegment};
-use super::websocket;
 
 /// IANA protocol number of TCP.
 const IPPROTO_TCP: u8 = 6;

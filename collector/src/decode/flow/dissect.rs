@@ -20,13 +20,16 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
+use crate::decode::error::PacketError;
+use crate::decode::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, VlanTags};
+use crate::decode::frame::LinkType;
+use crate::decode::tunnel::{self, Inner};
+use crate::decode::{hep, ip, sctp, tcp, udp};
+
 use super::defrag::{Defragmenter, FragmentKey, Reassembly};
-use super::error::PacketError;
-use super::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, VlanTags};
-use super::frame::LinkType;
+use super::message::{Dissected, PayloadKind, RawMessage, Transport};
+use super::sctp::{SctpReassembler, SctpReassembly, SctpStreamKey};
 use super::stream::{FlowKey, StreamLimits, Streams};
-use super::tunnel::{self, Inner};
-use super::{hep, ip, sctp, tcp, udp};
 
 /// Most encapsulations (tunnel or PPPoE headers) followed inside one frame.
 pub const MAX_ENCAPSULATIONS: usize = 8;
@@ -37,75 +40,6 @@ const IPPROTO_UDP: u8 = 17;
 const IPPROTO_IPV6: u8 = 41;
 const IPPROTO_GRE: u8 = 47;
 const IPPROTO_SCTP: u8 = 132;
-
-/// The transport a message was captured on, as Kamailio's `proto` column needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
-    /// SCTP.
-    Sctp,
-    /// WebSocket over TCP (WSS cannot be seen in clear).
-    Ws,
-}
-
-impl Transport {
-    /// Kamailio's `proto` value: 1 UDP, 2 TCP, 4 SCTP, 5 WS.
-    pub fn kamailio_proto(self) -> u32 {
-        match self {
-            Transport::Udp => 1,
-            Transport::Tcp => 2,
-            Transport::Sctp => 4,
-            Transport::Ws => 5,
-        }
-    }
-}
-
-/// What a message's payload is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadKind {
-    /// A candidate SIP message (the SIP parser decides; non-SIP UDP payloads such as RTP are
-    /// counted as `not_sip` by the ingest).
-    Sip,
-    /// A HEP packet captured on its way to a HEP collector (`HEP3`/`EEP1`, or a valid v1/v2
-    /// header): it goes through the HEP path, so a capture of HEP traffic imports its SIP.
-    Hep,
-}
-
-/// One message found in captured traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawMessage<'a> {
-    /// Capture time of the frame that completed the message.
-    pub ts: SystemTime,
-    /// VLAN ids of the (innermost tagged) Ethernet header.
-    pub vlan: VlanTags,
-    /// Source address and port.
-    pub src: SocketAddr,
-    /// Destination address and port.
-    pub dst: SocketAddr,
-    /// The transport.
-    pub transport: Transport,
-    /// The IP protocol number (17, 6 or 132; 6 for WebSocket).
-    pub ip_protocol: u8,
-    /// SIP or HEP.
-    pub kind: PayloadKind,
-    /// One complete SIP message (or one HEP packet).
-    pub payload: &'a [u8],
-}
-
-/// What the dissector reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dissected<'a> {
-    /// A message.
-    Message(RawMessage<'a>),
-    /// Ordinary traffic that is not ours (another ethertype or protocol, a port outside the
-    /// filter, a retransmission, a non-SIP stream): count silently under this reason.
-    Skipped(&'static str),
-    /// Malformed, cut or lost data: count and log.
-    Dropped(PacketError),
-}
 
 /// Bounds of the dissector's state. The defaults suit a busy SBC mirror port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +92,7 @@ struct Ctx<'p> {
 pub struct Dissector {
     defrag: Defragmenter,
     streams: Streams,
-    sctp: sctp::SctpReassembler,
+    sctp: SctpReassembler,
 }
 
 impl Dissector {
@@ -177,7 +111,7 @@ impl Dissector {
                 idle_timeout: limits.tcp_idle_timeout,
                 max_message: limits.max_message,
             }),
-            sctp: sctp::SctpReassembler::new(
+            sctp: SctpReassembler::new(
                 limits.max_fragment_datagrams,
                 limits.max_message,
                 limits.fragment_timeout,
@@ -452,19 +386,19 @@ impl Dissector {
                 let src = SocketAddr::new(src, packet.src_port);
                 let dst = SocketAddr::new(dst, packet.dst_port);
                 for chunk in chunks {
-                    let key = sctp::SctpStreamKey {
+                    let key = SctpStreamKey {
                         src,
                         dst,
                         stream: chunk.stream,
                     };
                     let whole;
                     let data = match self.sctp.chunk(key, &chunk, ctx.ts) {
-                        Ok(sctp::SctpReassembly::Whole(data)) => data,
-                        Ok(sctp::SctpReassembly::Complete(data)) => {
+                        Ok(SctpReassembly::Whole(data)) => data,
+                        Ok(SctpReassembly::Complete(data)) => {
                             whole = data;
                             &whole
                         }
-                        Ok(sctp::SctpReassembly::Stored) => continue,
+                        Ok(SctpReassembly::Stored) => continue,
                         Err(e) => {
                             out(Dissected::Dropped(e));
                             continue;
@@ -556,12 +490,12 @@ mod tests {
     use super::*;
 
     fn pcap_frames(file: &[u8]) -> Vec<&[u8]> {
-        super::super::test_support::pcap_frames(file).1
+        crate::decode::test_support::pcap_frames(file).1
     }
 
-    const VLAN100: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_vlan100.pcap");
-    const QINQ: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_qinq.pcap");
-    const LO: &[u8] = include_bytes!("../../testdata/raw/gen_sip_udp_lo.pcap");
+    const VLAN100: &[u8] = include_bytes!("../../../testdata/raw/gen_sip_udp_vlan100.pcap");
+    const QINQ: &[u8] = include_bytes!("../../../testdata/raw/gen_sip_udp_qinq.pcap");
+    const LO: &[u8] = include_bytes!("../../../testdata/raw/gen_sip_udp_lo.pcap");
     const T0: SystemTime = SystemTime::UNIX_EPOCH;
 
     #[derive(Debug, Default)]

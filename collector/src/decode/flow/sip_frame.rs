@@ -4,7 +4,7 @@
 //!
 //! Also used to find where SIP starts again in a stream picked up mid-way or after a gap.
 
-use super::error::PacketError;
+use crate::decode::error::PacketError;
 
 /// The result of looking at the start of a stream buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
