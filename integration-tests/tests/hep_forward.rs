@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sipcapture_collector::forward::encode_record;
+use sipcapture_collector::decode::hep::encode_record;
 use sipcapture_integration_tests::hep::{hep2_sip, hep3_sip, reply, request, send_udp};
 use sipcapture_integration_tests::kamailio::{self, Kamailio};
 use sipcapture_integration_tests::{Sandbox, member_counters, open_db, wait_for_rows, wait_until};

@@ -14,7 +14,26 @@ pub mod decode {
     pub mod ethernet;
     pub mod flow;
     pub mod frame;
-    pub mod hep;
+    /// `hep/mod.rs` without `record` (the record-to-HEP3 encoder reads `sipcapture_proto`,
+    /// which this crate does not build): the same modules and re-exports otherwise.
+    pub mod hep {
+        pub mod chunk;
+        mod dispatch;
+        pub mod encode;
+        mod error;
+        pub mod framing;
+        mod packet;
+        pub mod v1v2;
+        pub mod v3;
+
+        pub use chunk::{HepChunk, HepChunks};
+        pub use dispatch::decode;
+        pub use encode::{encode_v1v2, encode_v3, try_encode_v3};
+        pub use error::HepError;
+        pub use framing::tcp_frame_len;
+        use packet::be_u16;
+        pub use packet::{EEP1_MAGIC, HEP3_MAGIC, HepPacket, HepPayload};
+    }
     pub mod ip;
     pub mod sctp;
     pub mod tcp;
