@@ -15,8 +15,9 @@
 //! required-header check has not run; we model that route, so the lax mode does not require
 //! Via/From/To/Call-ID/CSeq.
 
+use super::contact::{self, FirstContact};
 use super::headers::{self, HdrKind, Header, HeaderFault, Next, WantedName};
-use super::name_addr::{self, FirstContact};
+use super::name_addr;
 use super::start_line::{self, StartLine};
 use super::{ExtractConfig, SipColumns, SipError, uri, values};
 
@@ -518,7 +519,7 @@ pub fn extract<'a>(msg: &'a [u8], cfg: &ExtractConfig) -> Result<SipColumns<'a>,
 
     let (mut contact_user, mut contact_ip, mut contact_port) = (&b""[..], &b""[..], 0);
     if let Some((body, body_offset, offset)) = seen.contact {
-        match name_addr::parse_contact(body) {
+        match contact::parse_contact(body) {
             Ok(FirstContact::Star) => contact_user = b"*",
             Ok(FirstContact::Uri(text, at)) => match uri::parse(text) {
                 Ok(u) => (contact_user, contact_ip, contact_port) = (u.user, u.host, u.port_no),

@@ -3,6 +3,7 @@
 //! Pure, sync and zero-copy: [`extract`] borrows every column value from the message bytes and
 //! reproduces what Kamailio 5.6 `sipcapture.c:sip_capture` stores (behaviour doc §2.1).
 
+mod contact;
 #[cfg(test)]
 mod corpus_tests;
 mod error;
@@ -37,6 +38,9 @@ pub(crate) fn assert_fast_paths_agree(input: &[u8]) {
     name_addr::assert_fast_paths_agree(input);
     name_addr::assert_fast_paths_agree(&prefixed(b"<sip:"));
     name_addr::assert_fast_paths_agree(&prefixed(b"\"A\" <sip:a@"));
+    contact::assert_fast_path_agrees(input);
+    contact::assert_fast_path_agrees(&prefixed(b"<sip:"));
+    contact::assert_fast_path_agrees(&prefixed(b"\"A\" <sip:a@"));
 }
 
 /// Kamailio `MAX_HEADERS`: how many `callid_aleg_header` names count.
