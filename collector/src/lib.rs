@@ -1,17 +1,30 @@
 //! The collector: receives HEP and mirrored SIP, decodes it, extracts the SIP columns and streams
 //! `CaptureRecord`s to storers.
 //!
-//! Data flow: [`source`] (bytes in: HEP over UDP, TCP and TLS; mirror-port frames via pnet with
-//! a generated kernel BPF filter and fanout readers; IPIP via a raw socket)
-//! → [`decode`] (pure decoders: HEP v1/v2/v3; Ethernet/VLAN/SLL, IPv4/IPv6, UDP) → [`sip`] (SIP
-//! start line and headers into the `sip_capture` column values) → [`record`] (the only place a
-//! record is built) → [`export`] (lanes of numbered batches to storers, kept until acknowledged,
-//! spooled to disk beyond the in-memory window). [`pipeline`] wires it; [`config`] is the one
-//! typed config; [`events`] are the typed internal events (log + metric); [`run`] serves the
-//! status service and the Prometheus endpoint next to it. Beside the flow: [`hook`] (the
-//! embedded Lua hook, Kamailio's `nonsip_hook` / `event_callback`, run on each HEP packet before
-//! it becomes a record) and [`forward`] (HEP forwarding to other collectors: forward rules and
-//! the script's `sip_capture_forward`).
+//! Data flow: [`source`] (bytes in, async I/O only: HEP over UDP, TCP and TLS; mirror-port
+//! frames via pnet with a generated kernel BPF filter and fanout readers; IPIP via a raw socket;
+//! pcap files) → [`ingest`] (the per-packet stage every source feeds, with its [`gate`]: rate
+//! limit, HEP auth key, capture switch) → [`decode`] (pure, sync, borrowing decoders: HEP
+//! v1/v2/v3, Ethernet/VLAN/SLL, IPv4/IPv6, tunnels, UDP/TCP/SCTP, WebSocket frames; and
+//! [`decode::flow`], the stateful part: defragmentation, TCP and SCTP reassembly, SIP framing, the
+//! frame walk) → [`sip`] (SIP start line and headers into the `sip_capture` column values) →
+//! [`record`] (the only place a record is built) → [`export`] (lanes of numbered batches to
+//! storers, kept until acknowledged, spooled to disk beyond the in-memory window).
+//!
+//! Beside the flow: [`hook`] (the embedded Lua hook, Kamailio's `nonsip_hook` /
+//! `event_callback`, run by [`ingest`] on each HEP packet before it becomes a record) and
+//! [`forward`] (the HEP relay to other collectors: forward rules and the script's
+//! `sip_capture_forward`). [`pipeline`] is wiring only (queue capacities, spawns, shutdown
+//! order); [`config`] is the one typed config, built from the lower modules' config types;
+//! [`events`] are the typed internal events (log + metric). [`Collector`] is the facade
+//! ([`Collector::build`], [`Collector::add_services`], [`Collector::start`]); [`run`] serves it
+//! with the status service and the Prometheus endpoint; [`import_file`] runs it on a capture file.
+//!
+//! Imports point down only (no cycles): `lib` → [`pipeline`] → [`source`] → [`ingest`] →
+//! [`gate`], [`hook`] → [`forward`] → [`decode`]; [`ingest`] → [`record`] → [`sip`] and
+//! [`decode`]; [`ingest`] → [`export`] (its lane queues), which imports neither sources nor
+//! decoders. [`config`] sits beside [`pipeline`]. Inside [`decode`], [`decode::flow`] imports the
+//! pure decoders and nothing there imports it.
 
 pub mod config;
 pub mod decode;
@@ -29,12 +42,11 @@ pub mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipcapture_runtime::auth::Authorizer;
-use sipcapture_runtime::server::ServeOptions;
-
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::{MemberKind, WatchRequest};
+use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
 use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use tokio_util::sync::CancellationToken;
 
@@ -111,14 +123,77 @@ pub async fn import_file(
     Ok(imported?)
 }
 
+/// A collector ready to start: config checked, its counters and capture switch.
+#[derive(Debug)]
+pub struct Collector {
+    /// Counters of the inputs and the exporter.
+    pub counters: Arc<Counters>,
+    /// The capture switch (shared with the storer in the all-in-one process).
+    pub switch: Arc<CaptureSwitch>,
+    config: CollectorConfig,
+}
+
+impl Collector {
+    /// Validates the config and creates the counters. Binds nothing.
+    pub fn build(
+        config: &CollectorConfig,
+        switch: Arc<CaptureSwitch>,
+    ) -> Result<Self, CollectorError> {
+        config.validate()?;
+        let counters = Arc::new(Counters::new("collector"));
+        Ok(Collector {
+            counters,
+            switch,
+            config: config.clone(),
+        })
+    }
+
+    /// Adds the collector's gRPC services to a route set, with the message size limits: its
+    /// status service, `status` when given, else one with the auth of the config
+    /// (`auth_token`, `grpc_admin_identities`).
+    pub fn add_services(
+        &self,
+        routes: &mut tonic::service::RoutesBuilder,
+        status: Option<StatusServer>,
+        limits: &GrpcLimits,
+    ) {
+        let status = status.unwrap_or_else(|| {
+            StatusServer::new(
+                self.config.collector_id.clone(),
+                MemberKind::Collector,
+                self.switch.clone(),
+                vec![self.counters.clone()],
+            )
+            .with_auth(Authorizer::new(
+                self.config.auth_token.clone(),
+                self.config.grpc_admin_identities.clone(),
+            ))
+        });
+        routes.add_service(
+            StatusServiceServer::new(status)
+                .max_decoding_message_size(limits.max_decoding_message_size)
+                .max_encoding_message_size(limits.max_encoding_message_size),
+        );
+    }
+
+    /// Starts the inputs and the export ([`Pipeline::start`]).
+    pub fn start(&self) -> Result<Pipeline, CollectorError> {
+        Ok(Pipeline::start(
+            &self.config,
+            self.switch.clone(),
+            self.counters.clone(),
+        )?)
+    }
+}
+
 /// Runs a collector until `shutdown` is cancelled, then shuts down in order.
 pub async fn run(
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
-    config.validate()?;
     let switch = Arc::new(CaptureSwitch::new(config.capture_on));
-    let counters = Arc::new(Counters::new("collector"));
+    let collector = Collector::build(&config, switch.clone())?;
+    let counters = collector.counters.clone();
     let listener = sipcapture_runtime::server::bind(config.grpc_listen).await?;
     let registration = WatchRequest {
         member_id: config.collector_id.clone(),
@@ -136,14 +211,14 @@ pub async fn run(
         config.control.clone(),
         control_link,
         registration,
-        switch.clone(),
+        switch,
         shutdown.clone(),
         Duration::from_secs(3),
     )
     .await;
     sipcapture_runtime::metrics::serve_if(config.metrics_listen, vec![counters.clone()], &shutdown)
         .await?;
-    let pipeline = Pipeline::start(&config, switch.clone(), counters.clone())?;
+    let pipeline = collector.start()?;
     let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
         .with_grpc_tls(
             &config.grpc_tls,
@@ -152,23 +227,8 @@ pub async fn run(
             &shutdown,
         )
         .map_err(|e| CollectorError::Config(e.into_config()))?;
-    let status = StatusServer::new(
-        config.collector_id.clone(),
-        MemberKind::Collector,
-        switch,
-        vec![counters.clone()],
-    )
-    .with_auth(Authorizer::new(
-        config.auth_token.clone(),
-        config.grpc_admin_identities.clone(),
-    ));
-    let limits = config.grpc_limits;
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(
-        StatusServiceServer::new(status)
-            .max_decoding_message_size(limits.max_decoding_message_size)
-            .max_encoding_message_size(limits.max_encoding_message_size),
-    );
+    collector.add_services(&mut routes, None, &config.grpc_limits);
     tracing::info!(addr = %config.grpc_listen, tls = options.tls.is_some(), "collector grpc listening");
     let served = sipcapture_runtime::server::serve_with(listener, routes, &options, shutdown).await;
     pipeline.shutdown().await;

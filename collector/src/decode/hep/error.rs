@@ -63,7 +63,7 @@ pub enum HepError {
     /// Inflating a compressed payload would exceed the cap.
     #[error("inflated payload exceeds {limit} bytes")]
     PayloadTooLarge {
-        /// The cap given to [`HepPayload::inflate`].
+        /// The cap given to [`super::HepPayload::inflate`].
         limit: usize,
     },
     /// The compressed payload is not valid gzip/zlib/deflate.
