@@ -1,7 +1,7 @@
 //! SCTP (RFC 9260): the common header and the DATA chunks of a packet. Each DATA chunk with
 //! both the B (beginning) and E (ending) bits carries one whole user message; SIP over SCTP
 //! (RFC 4168) sends one SIP message per user message; a fragmented one is put back together by
-//! [`super::flow::sctp`].
+//! `flow/sctp.rs`.
 
 use super::error::{PacketError, be16, be32, need};
 

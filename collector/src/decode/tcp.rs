@@ -1,5 +1,5 @@
 //! The TCP header (RFC 9293 §3.1). Checksums are not verified (see [`super::udp`]). Stream
-//! reassembly lives in [`super::flow::stream`].
+//! reassembly lives in `flow/stream.rs`.
 
 use super::error::{PacketError, be16, be32, need};
 
