@@ -51,7 +51,7 @@ pub async fn run(
     config.collector.storer = vec![loopback_url(grpc_addr)];
     config.collector.storer_dns.clear();
     let switch = Arc::new(CaptureSwitch::new(
-        config.collector.capture_on && config.storer.service.capture_on,
+        config.collector.service.capture_on && config.storer.service.capture_on,
     ));
     let server_stop = CancellationToken::new();
     let storer = Storer::build(&config.storer, switch.clone(), server_stop.clone())
@@ -71,7 +71,7 @@ pub async fn run(
         db = %sipcapture_storer::redact(&config.storer.db_url),
         "sipcapture import: reading"
     );
-    let counters = Arc::new(Counters::new("collector"));
+    let counters = Arc::new(Counters::new(&sipcapture_collector::events::CATALOG));
     let imported = sipcapture_collector::import_file(
         &config.collector,
         path,

@@ -117,17 +117,14 @@ async fn main() -> anyhow::Result<()> {
                 println!("config ok");
                 return Ok(());
             }
-            let telemetry = sipcapture_runtime::telemetry::init(
-                "sipcapture-up",
-                &sipcapture_runtime::telemetry::LogSettings::new(
-                    config.log_format,
-                    &config.log_level,
-                ),
-            )?;
-            let shutdown = sipcapture_runtime::server::shutdown_on_signal();
-            let result = up::run(config, shutdown, None).await;
-            telemetry.shutdown();
-            result?;
+            let log = sipcapture_runtime::telemetry::LogSettings::new(
+                config.log_format,
+                &config.log_level,
+            );
+            sipcapture_runtime::service::main("sipcapture-up", &log, |shutdown| {
+                up::run(config, shutdown, None)
+            })
+            .await?;
         }
         Command::Import {
             file,

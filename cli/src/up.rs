@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use figment::value::Value;
 use serde::{Deserialize, Serialize};
+use sipcapture_collector::Collector;
 use sipcapture_collector::config::CollectorConfig;
-use sipcapture_collector::pipeline::Pipeline;
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
 use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::config::{ConfigError, Sources, key_paths};
-use sipcapture_runtime::counters::Counters;
 use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
 use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use sipcapture_runtime::tls::GrpcServerTls;
@@ -150,8 +149,8 @@ impl UpConfig {
         let sections = [
             (
                 "collector",
-                &self.collector.grpc_tls,
-                &self.collector.grpc_limits,
+                &self.collector.service.grpc_tls,
+                &self.collector.service.grpc_limits,
             ),
             (
                 "storer",
@@ -178,7 +177,9 @@ impl UpConfig {
                 ));
             }
         }
-        if self.grpc_tls.client_ca.is_some() && !self.collector.grpc_client_tls.has_identity() {
+        if self.grpc_tls.client_ca.is_some()
+            && !self.collector.service.grpc_client_tls.has_identity()
+        {
             return Err(ConfigError::invalid(
                 "collector.grpc_client_tls.cert",
                 "grpc_tls.client_ca requires client certificates, so the internal collector \
@@ -219,9 +220,9 @@ pub enum UpError {
     /// Storer start-up.
     #[error(transparent)]
     Storer(#[from] sipcapture_storer::StorerError),
-    /// HEP listeners or the spool.
+    /// Collector start-up: HEP listeners, the spool.
     #[error(transparent)]
-    Pipeline(#[from] sipcapture_collector::pipeline::PipelineError),
+    Collector(#[from] sipcapture_collector::CollectorError),
     /// gRPC.
     #[error(transparent)]
     Serve(#[from] sipcapture_runtime::server::ServeError),
@@ -260,12 +261,12 @@ pub async fn run(
         // The internal link goes through the same TLS listener; by default it trusts the
         // listener's own certificate chain.
         config.collector.storer = vec![loopback_url_with(grpc_addr, "https")];
-        if config.collector.grpc_client_tls.ca.is_none() {
-            config.collector.grpc_client_tls.ca = config.grpc_tls.cert.clone();
+        if config.collector.service.grpc_client_tls.ca.is_none() {
+            config.collector.service.grpc_client_tls.ca = config.grpc_tls.cert.clone();
         }
         if let Some(cert) = &config.grpc_tls.cert {
             sipcapture_runtime::tls::check_trust(
-                &config.collector.grpc_client_tls,
+                &config.collector.service.grpc_client_tls,
                 "collector.grpc_client_tls",
                 cert,
                 &loopback_ip(grpc_addr).to_string(),
@@ -275,21 +276,23 @@ pub async fn run(
     } else {
         config.collector.storer = vec![loopback_url(grpc_addr)];
     }
-    config.collector.capture_on = config.collector.capture_on && config.storer.service.capture_on;
+    config.collector.service.capture_on =
+        config.collector.service.capture_on && config.storer.service.capture_on;
 
     // One member: collector and storer obey the same switch.
-    let switch = Arc::new(CaptureSwitch::new(config.collector.capture_on));
+    let switch = Arc::new(CaptureSwitch::new(config.collector.service.capture_on));
     let server_stop = CancellationToken::new();
     let server_stop_serving = server_stop.clone();
     let storer = Storer::build(&config.storer, switch.clone(), server_stop.clone()).await?;
-    let collector_counters = Arc::new(Counters::new("collector"));
+    let collector = Collector::build(&config.collector, switch.clone())?;
+    let collector_counters = collector.counters.clone();
     let status = StatusServer::new(
         format!("allinone-{}", sipcapture_runtime::config::host_name()),
         MemberKind::AllInOne,
         switch.clone(),
         vec![collector_counters.clone(), storer.counters.clone()],
     );
-    config.control.service.capture_on = config.collector.capture_on;
+    config.control.service.capture_on = config.collector.service.capture_on;
     let control = sipcapture_control::build(&config.control, &server_stop);
     sipcapture_runtime::metrics::serve_if(
         config.metrics_listen,
@@ -332,7 +335,7 @@ pub async fn run(
             .await
     });
 
-    let pipeline = Pipeline::start(&config.collector, switch, collector_counters)?;
+    let pipeline = collector.start()?;
     tracing::info!(
         grpc = %grpc_addr,
         hep_udp = ?pipeline.bound.udp,

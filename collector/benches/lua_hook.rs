@@ -42,7 +42,11 @@ fn hook(dir: &std::path::Path, name: &str, script: &str) -> Arc<Hook> {
         memory_limit: 64 * 1024 * 1024,
         states: 2,
     };
-    Hook::new(settings, None, Arc::new(Counters::new("collector")))
+    Hook::new(
+        settings,
+        None,
+        Arc::new(Counters::new(&sipcapture_collector::events::CATALOG)),
+    )
 }
 
 fn bench(c: &mut Criterion) {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sipcapture_runtime::config::{ConfigError, de};
+use sipcapture_runtime::service::ServiceConfig;
 
 use crate::sip::{ExtractConfig, TopohConfig};
 use crate::source::ipip::IpipConfig;
@@ -20,16 +21,15 @@ pub struct CollectorConfig {
     /// This collector's id (the records' origin and the delivery stream's owner). Default:
     /// `collector-<hostname>`.
     pub collector_id: String,
-    /// gRPC listen address (StatusService, health, reflection).
-    pub grpc_listen: SocketAddr,
+    /// The keys every service shares (gRPC listener, TLS, auth token, capture_on, logs,
+    /// metrics; flat in the file as before, or `[service]`). The collector's `auth_token` is required on StatusService.SetStatus and sent to control.
+    pub service: ServiceConfig,
     /// Control service URL to register with (optional): the collector keeps a Watch stream open
     /// and applies the fleet's capture status.
     pub control: Option<String>,
     /// URL control uses to reach this collector's StatusService (default: the address control
     /// sees the collector connect from, with the `grpc_listen` port).
     pub advertise_url: Option<String>,
-    /// Bearer token required on StatusService.SetStatus (the control's `auth_token`).
-    pub auth_token: Option<String>,
     /// Storer endpoints (`http://host:port`).
     pub storer: Vec<String>,
     /// Storer DNS names (`host:port`, e.g. a Kubernetes headless Service), re-resolved every
@@ -55,9 +55,6 @@ pub struct CollectorConfig {
     /// receive HEP, so we default to on.)
     #[serde(deserialize_with = "de::flag")]
     pub hep_capture_on: bool,
-    /// Kamailio `capture_on`: initial capture state of every input.
-    #[serde(deserialize_with = "de::flag")]
-    pub capture_on: bool,
     /// UDP sockets sharing the port with SO_REUSEPORT, each with its own receive task
     /// (0 = one per core).
     pub udp_sockets: usize,
@@ -120,8 +117,6 @@ pub struct CollectorConfig {
     pub spool_max_bytes: u64,
     /// Spool segment file size, bytes.
     pub spool_segment_bytes: u64,
-    /// Maximum concurrent gRPC calls (streams included).
-    pub max_grpc_calls: usize,
     /// Kamailio `raw_moni_capture_on`: capture SIP over UDP from a mirror (SPAN) port with a
     /// packet socket on `raw_interface` (IPv4, IPv6, VLAN/QinQ). Needs root or CAP_NET_RAW.
     #[serde(deserialize_with = "de::flag")]
@@ -151,18 +146,6 @@ pub struct CollectorConfig {
     /// own packet socket in a `PACKET_FANOUT` group (flow hash, IPv4 defragmented first), so a
     /// flow and its fragments stay on one reader.
     pub raw_sock_children: usize,
-    /// TLS of the gRPC listener (`[grpc_tls]`: `cert`, `key`, `client_ca` for mTLS,
-    /// `reload_interval`, `handshake_timeout`); docs/SECURITY.md.
-    pub grpc_tls: sipcapture_runtime::tls::GrpcServerTls,
-    /// TLS of outgoing gRPC links to `https://` URLs (`[grpc_client_tls]`: `ca`, `cert`, `key`,
-    /// `server_name`); docs/SECURITY.md.
-    pub grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls,
-    /// gRPC listener limits (`[grpc_limits]`: message sizes, streams per connection,
-    /// connections); docs/SECURITY.md.
-    pub grpc_limits: sipcapture_runtime::server::GrpcLimits,
-    /// Client certificate identities (subject CN or a SAN) allowed to change the status without
-    /// the bearer token (needs `grpc_tls.client_ca`).
-    pub grpc_admin_identities: Vec<String>,
     /// HEP packets per second accepted from one source IP (UDP datagrams and TCP/TLS frames
     /// alike; fractions allowed, 0.1 = one per 10 s); excess is dropped and counted as
     /// `dropped.rate_limited`. 0: no rate limit.
@@ -198,24 +181,15 @@ pub struct CollectorConfig {
     /// Kamailio siptrace `hep_capture_id`: the capture agent id (chunk 0x000c) of HEP3 packets
     /// encoded from raw capture for forwarding.
     pub hep_capture_id: u32,
-    /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
-    /// unset (the default). Metrics are listed in docs/METRICS.md.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Log line format: `text` (default) or `json` (one object per line).
-    pub log_format: sipcapture_runtime::telemetry::LogFormat,
-    /// Log filter in `RUST_LOG` syntax (`info`, `warn,sipcapture_storer=debug`); the `RUST_LOG`
-    /// env wins when set.
-    pub log_level: String,
 }
 
 impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
             collector_id: format!("collector-{}", sipcapture_runtime::config::host_name()),
-            grpc_listen: SocketAddr::from(([0, 0, 0, 0], 9062)),
+            service: ServiceConfig::listening_on(SocketAddr::from(([0, 0, 0, 0], 9062))),
             control: None,
             advertise_url: None,
-            auth_token: None,
             storer: vec!["http://127.0.0.1:9063".to_owned()],
             storer_dns: Vec::new(),
             storer_dns_refresh: 30,
@@ -225,7 +199,6 @@ impl Default for CollectorConfig {
             hep_udp: true,
             hep_tcp: true,
             hep_capture_on: true,
-            capture_on: true,
             udp_sockets: 0,
             udp_recv_buffer: 8 * 1024 * 1024,
             tcp_max_frame: 65_535,
@@ -253,7 +226,6 @@ impl Default for CollectorConfig {
             spool_dir: std::path::PathBuf::from("sipcapture-spool"),
             spool_max_bytes: 1024 * 1024 * 1024,
             spool_segment_bytes: 16 * 1024 * 1024,
-            max_grpc_calls: 1024,
             raw_moni_capture_on: false,
             raw_interface: String::new(),
             raw_socket_listen: String::new(),
@@ -261,10 +233,6 @@ impl Default for CollectorConfig {
             raw_ipip_capture_on: false,
             raw_moni_bpf_on: false,
             raw_sock_children: 1,
-            grpc_tls: sipcapture_runtime::tls::GrpcServerTls::default(),
-            grpc_client_tls: sipcapture_runtime::tls::GrpcClientTls::default(),
-            grpc_limits: sipcapture_runtime::server::GrpcLimits::default(),
-            grpc_admin_identities: Vec::new(),
             hep_rate_limit: 0.0,
             hep_rate_burst: 0,
             hep_rate_sources: 65_536,
@@ -277,9 +245,6 @@ impl Default for CollectorConfig {
             forward_queue: 10_000,
             forward_tls_ca: None,
             hep_capture_id: 1,
-            metrics_listen: None,
-            log_format: sipcapture_runtime::telemetry::LogFormat::Text,
-            log_level: sipcapture_runtime::telemetry::DEFAULT_FILTER.to_owned(),
         }
     }
 }
@@ -287,11 +252,7 @@ impl Default for CollectorConfig {
 impl CollectorConfig {
     /// Checks ranges; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        sipcapture_runtime::tls::validate_grpc(
-            &self.grpc_tls,
-            &self.grpc_client_tls,
-            &self.grpc_limits,
-        )?;
+        self.service.validate()?;
         if self.storer.is_empty() && self.storer_dns.is_empty() {
             return Err(ConfigError::invalid(
                 "storer",
@@ -329,7 +290,6 @@ impl CollectorConfig {
             ("queue_capacity", self.queue_capacity),
             ("max_unacked_batches", self.max_unacked_batches),
             ("tcp_max_connections", self.tcp_max_connections),
-            ("max_grpc_calls", self.max_grpc_calls),
             ("hep_rate_sources", self.hep_rate_sources),
         ];
         for (key, value) in positive {
@@ -368,7 +328,6 @@ impl CollectorConfig {
                 "topoh_unmask needs a mask_key",
             ));
         }
-        sipcapture_runtime::telemetry::validate_log_level(&self.log_level)?;
         self.validate_raw()?;
         self.validate_hooks()?;
         Ok(())

@@ -319,7 +319,7 @@ mod raw_tests {
                 auth_key: None,
                 rate_limit: None,
             },
-            counters: Arc::new(Counters::new("collector")),
+            counters: Arc::new(Counters::new(&crate::events::CATALOG)),
             queue,
             hooks: Hooks::default(),
         };

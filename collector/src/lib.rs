@@ -18,7 +18,7 @@
 //! order); [`config`] is the one typed config, built from the lower modules' config types;
 //! [`events`] are the typed internal events (log + metric). [`Collector`] is the facade
 //! ([`Collector::build`], [`Collector::add_services`], [`Collector::start`]); [`run`] serves it
-//! with the status service and the Prometheus endpoint; [`import_file`] runs it on a capture file.
+//! through the runtime's `service::Listener` (status service, health, reflection, `/metrics`); [`import_file`] runs it on a capture file.
 //!
 //! Imports point down only (no cycles): `lib` → [`pipeline`] → [`source`] → [`ingest`] →
 //! [`gate`], [`hook`] → [`forward`] → [`decode`]; [`ingest`] → [`record`] → [`sip`] and
@@ -40,13 +40,12 @@ pub mod sip;
 pub mod source;
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
-use sipcapture_proto::v1::{MemberKind, WatchRequest};
-use sipcapture_runtime::auth::Authorizer;
 use sipcapture_runtime::counters::Counters;
-use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
+use sipcapture_runtime::server::GrpcLimits;
+use sipcapture_runtime::service::Listener;
 use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
 use tokio_util::sync::CancellationToken;
 
@@ -68,9 +67,9 @@ pub enum CollectorError {
     /// gRPC failure.
     #[error(transparent)]
     Serve(#[from] sipcapture_runtime::server::ServeError),
-    /// The `/metrics` endpoint could not start.
+    /// The gRPC side (listener, TLS, `/metrics`) could not start.
     #[error(transparent)]
-    Metrics(#[from] sipcapture_runtime::metrics::MetricsError),
+    Start(#[from] sipcapture_runtime::service::StartError),
     /// A capture file could not be read (`--pcap`).
     #[error(transparent)]
     PcapFile(#[from] source::pcap_file::PcapFileError),
@@ -140,7 +139,7 @@ impl Collector {
         switch: Arc<CaptureSwitch>,
     ) -> Result<Self, CollectorError> {
         config.validate()?;
-        let counters = Arc::new(Counters::new("collector"));
+        let counters = Arc::new(Counters::new(&crate::events::CATALOG));
         Ok(Collector {
             counters,
             switch,
@@ -164,10 +163,7 @@ impl Collector {
                 self.switch.clone(),
                 vec![self.counters.clone()],
             )
-            .with_auth(Authorizer::new(
-                self.config.auth_token.clone(),
-                self.config.grpc_admin_identities.clone(),
-            ))
+            .with_auth(self.config.service.authorizer())
         });
         routes.add_service(
             StatusServiceServer::new(status)
@@ -191,46 +187,34 @@ pub async fn run(
     config: CollectorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
-    let switch = Arc::new(CaptureSwitch::new(config.capture_on));
+    let service = &config.service;
+    let switch = Arc::new(CaptureSwitch::new(service.capture_on));
     let collector = Collector::build(&config, switch.clone())?;
     let counters = collector.counters.clone();
-    let listener = sipcapture_runtime::server::bind(config.grpc_listen).await?;
-    let registration = WatchRequest {
-        member_id: config.collector_id.clone(),
-        kind: MemberKind::Collector as i32,
-        status_url: config.advertise_url.clone().unwrap_or_default(),
-        status_port: u32::from(config.grpc_listen.port()),
-        status_tls: config.grpc_tls.enabled(),
-    };
-    let control_link = sipcapture_runtime::watch::ControlLink {
-        tls: config.grpc_client_tls.clone(),
-        token: config.auth_token.clone(),
-    };
+    let listener = Listener::bind(
+        service,
+        SERVICE_NAMES,
+        counters.clone(),
+        vec![counters],
+        &shutdown,
+    )
+    .await?;
     // Converge to the fleet's status before the inputs open.
-    sipcapture_runtime::watch::start(
+    sipcapture_runtime::service::follow_control(
+        service,
         config.control.clone(),
-        control_link,
-        registration,
+        config.advertise_url.clone(),
+        &config.collector_id,
+        MemberKind::Collector,
         switch,
-        shutdown.clone(),
-        Duration::from_secs(3),
+        &shutdown,
     )
     .await;
-    sipcapture_runtime::metrics::serve_if(config.metrics_listen, vec![counters.clone()], &shutdown)
-        .await?;
     let pipeline = collector.start()?;
-    let options = ServeOptions::new(SERVICE_NAMES, config.max_grpc_calls)
-        .with_grpc_tls(
-            &config.grpc_tls,
-            config.grpc_limits,
-            counters.clone(),
-            &shutdown,
-        )
-        .map_err(|e| CollectorError::Config(e.into_config()))?;
     let mut routes = tonic::service::RoutesBuilder::default();
-    collector.add_services(&mut routes, None, &config.grpc_limits);
-    tracing::info!(addr = %config.grpc_listen, tls = options.tls.is_some(), "collector grpc listening");
-    let served = sipcapture_runtime::server::serve_with(listener, routes, &options, shutdown).await;
+    collector.add_services(&mut routes, None, &listener.limits());
+    tracing::info!(addr = %listener.local_addr(), tls = listener.tls(), "collector grpc listening");
+    let served = listener.serve(routes, shutdown).await;
     pipeline.shutdown().await;
     served?;
     Ok(())

@@ -2,12 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Parser;
 use figment::value::Value;
 use sipcapture_collector::config::CollectorConfig;
 use sipcapture_runtime::config::{Sources, load};
-use sipcapture_runtime::telemetry::LogSettings;
+use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::status::CaptureSwitch;
 
 /// Receives HEP v1/v2/v3 and streams decoded SIP to storers.
 #[derive(Debug, Parser)]
@@ -61,27 +63,19 @@ async fn main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
-    let telemetry = sipcapture_runtime::telemetry::init(
-        "sipcapture-collector",
-        &LogSettings::new(config.log_format, &config.log_level),
-    )?;
-    let shutdown = sipcapture_runtime::server::shutdown_on_signal();
-    if let Some(path) = args.pcap {
-        let switch = std::sync::Arc::new(sipcapture_runtime::status::CaptureSwitch::new(
-            config.capture_on,
-        ));
-        let counters =
-            std::sync::Arc::new(sipcapture_runtime::counters::Counters::new("collector"));
+    let log = config.service.log_settings();
+    sipcapture_runtime::service::main("sipcapture-collector", &log, |shutdown| async move {
+        let Some(path) = args.pcap else {
+            return sipcapture_collector::run(config, shutdown).await;
+        };
+        let switch = Arc::new(CaptureSwitch::new(config.service.capture_on));
+        let counters = Arc::new(Counters::new(&sipcapture_collector::events::CATALOG));
         let summary =
             sipcapture_collector::import_file(&config, &path, switch, counters, true, shutdown)
-                .await;
-        telemetry.shutdown();
-        let summary = summary?;
+                .await?;
         print!("{}: imported\n{summary}", path.display());
-        return Ok(());
-    }
-    let result = sipcapture_collector::run(config, shutdown).await;
-    telemetry.shutdown();
-    result?;
+        Ok(())
+    })
+    .await?;
     Ok(())
 }

@@ -200,7 +200,7 @@ impl Pipeline {
         let storers = Arc::new(Storers::with_tls(
             config.storer_placement,
             &config.storer,
-            config.grpc_client_tls.clone(),
+            config.service.grpc_client_tls.clone(),
         ));
         if !config.storer_dns.is_empty() {
             tokio::spawn(refresh_dns(

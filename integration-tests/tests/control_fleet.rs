@@ -14,13 +14,13 @@ use sipcapture_integration_tests::hep::{hep3_sip, request, send_udp};
 use sipcapture_integration_tests::{
     Sandbox, Service, count_rows, grpcurl, member_counters, open_db, wait_until,
 };
-use sipcapture_runtime::auth::with_bearer;
 use sipcapture_proto::v1::control_service_client::ControlServiceClient;
 use sipcapture_proto::v1::status_service_client::StatusServiceClient;
 use sipcapture_proto::v1::{
     CaptureAction, CaptureState, CheckRequest, ControlCheckRequest, ControlSetStatusRequest,
     ControlStatusReply,
 };
+use sipcapture_runtime::auth::with_bearer;
 
 const WAIT: Duration = Duration::from_secs(15);
 const TOKEN: &str = "fleet-token";

@@ -60,8 +60,15 @@ fn dependencies(manifest: &Path) -> Vec<String> {
 fn control_depends_on_neither_collector_nor_storer() {
     let deps = dependencies(&workspace().join("control/Cargo.toml"));
     assert!(deps.iter().any(|d| d == "sipcapture-runtime"), "{deps:?}");
-    for forbidden in ["sipcapture-collector", "sipcapture-storer", "sipcapture-cli"] {
-        assert!(!deps.iter().any(|d| d == forbidden), "control depends on {forbidden}");
+    for forbidden in [
+        "sipcapture-collector",
+        "sipcapture-storer",
+        "sipcapture-cli",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == forbidden),
+            "control depends on {forbidden}"
+        );
     }
     let sources = rust_files(&workspace().join("control/src"));
     for file in sources {
@@ -78,7 +85,11 @@ fn control_depends_on_neither_collector_nor_storer() {
 fn proto_is_the_wire_contract_only() {
     let root = workspace().join("proto");
     let deps = dependencies(&root.join("Cargo.toml"));
-    assert_eq!(deps, ["prost", "tonic", "tonic-prost"], "proto pulls {deps:?}");
+    assert_eq!(
+        deps,
+        ["prost", "tonic", "tonic-prost"],
+        "proto pulls {deps:?}"
+    );
     let mut lines = 0;
     for file in rust_files(&root.join("src")) {
         let text = std::fs::read_to_string(&file).unwrap();
@@ -114,7 +125,10 @@ fn no_source_file_over_700_lines_before_its_tests() {
             let text = std::fs::read_to_string(&file).unwrap();
             // A module that is all tests (`corpus_tests.rs`, declared under #[cfg(test)]) is
             // not counted.
-            if file.file_stem().is_some_and(|s| s.to_string_lossy().ends_with("tests")) {
+            if file
+                .file_stem()
+                .is_some_and(|s| s.to_string_lossy().ends_with("tests"))
+            {
                 continue;
             }
             let before = text
@@ -126,7 +140,10 @@ fn no_source_file_over_700_lines_before_its_tests() {
             }
         }
     }
-    assert!(long.is_empty(), "over {MAX_LINES_BEFORE_TESTS} lines: {long:?}");
+    assert!(
+        long.is_empty(),
+        "over {MAX_LINES_BEFORE_TESTS} lines: {long:?}"
+    );
 }
 
 /// The module path of a source file within its crate (`db::insert` for `src/db/insert.rs`).
@@ -188,7 +205,7 @@ fn module_graph(krate: &str, depth: usize) -> BTreeMap<String, BTreeSet<String>>
         // The longest known module prefix, cut to `depth` levels.
         let known = (1..=path.len())
             .rev()
-            .find(|n| modules.contains(&path[..*n].to_vec()))
+            .find(|n| modules.contains(&path[..*n]))
             .unwrap_or(0);
         path[..known.min(depth)].join("::")
     };

@@ -3,7 +3,7 @@
 //! start-up with a message naming it.
 //!
 //! The keys every service shares live in a nested `service` section in Rust
-//! ([`crate::service::ServiceConfig`]); every source may still give them flat, next to the
+//! (`crate::service::ServiceConfig`, [`SHARED_KEYS`]); every source may still give them flat, next to the
 //! service's own keys: each provider's data is rewritten ([`Lifted`]) so that a flat shared key
 //! moves into the section wherever the config's defaults have one.
 
@@ -119,7 +119,7 @@ pub fn key_paths<T: Serialize>(config: &T) -> Vec<String> {
     if let Ok(Value::Dict(_, dict)) = Value::serialize(config) {
         collect_paths("", &dict, &mut out);
     }
-    let section = format!("{}.", crate::service::SECTION);
+    let section = format!("{}.", SHARED_SECTION);
     let flat: Vec<String> = out
         .iter()
         .filter_map(|path| {
@@ -140,7 +140,7 @@ fn shared_sections<T: Serialize + Default>() -> Vec<Vec<String>> {
     fn find(dict: &Dict, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
         for (key, value) in dict {
             if let Value::Dict(_, inner) = value {
-                if key == crate::service::SECTION {
+                if key == SHARED_SECTION {
                     out.push(at.clone());
                 } else {
                     at.push(key.clone());
@@ -157,12 +157,27 @@ fn shared_sections<T: Serialize + Default>() -> Vec<Vec<String>> {
     out
 }
 
-/// The shared keys (those of [`crate::service::ServiceConfig`]).
+/// The name of the nested section holding the keys every service shares.
+pub const SHARED_SECTION: &str = "service";
+
+/// The keys of the shared section (`crate::service::ServiceConfig`, whose test keeps the two in
+/// step), accepted flat.
+pub const SHARED_KEYS: &[&str] = &[
+    "grpc_listen",
+    "auth_token",
+    "capture_on",
+    "max_grpc_calls",
+    "grpc_tls",
+    "grpc_client_tls",
+    "grpc_limits",
+    "grpc_admin_identities",
+    "metrics_listen",
+    "log_format",
+    "log_level",
+];
+
 fn shared_keys() -> Vec<String> {
-    match Value::serialize(crate::service::ServiceConfig::default()) {
-        Ok(Value::Dict(_, dict)) => dict.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
+    SHARED_KEYS.iter().map(|k| (*k).to_owned()).collect()
 }
 
 /// A provider whose data has its flat shared keys moved into the `service` section at each of
@@ -190,11 +205,13 @@ impl<P: Provider> Provider for Lifted<P> {
         self.inner.metadata()
     }
 
+    // The signature is figment's; its error type is large, and built only on a bad config.
+    #[allow(clippy::result_large_err)]
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut data = self.inner.data()?;
         for dict in data.values_mut() {
             for section in &self.sections {
-                lift(dict, section, &self.keys)?;
+                lift(dict, section, &self.keys).map_err(figment::Error::from)?;
             }
         }
         Ok(data)
@@ -206,7 +223,7 @@ impl<P: Provider> Provider for Lifted<P> {
 }
 
 /// Moves the flat `keys` of the dict at `path` into its `service` section.
-fn lift(dict: &mut Dict, path: &[String], keys: &[String]) -> Result<(), figment::Error> {
+fn lift(dict: &mut Dict, path: &[String], keys: &[String]) -> Result<(), String> {
     if let Some((first, rest)) = path.split_first() {
         return match dict.get_mut(first) {
             Some(Value::Dict(_, inner)) => lift(inner, rest, keys),
@@ -221,20 +238,16 @@ fn lift(dict: &mut Dict, path: &[String], keys: &[String]) -> Result<(), figment
         return Ok(());
     }
     let section = dict
-        .entry(crate::service::SECTION.to_owned())
+        .entry(SHARED_SECTION.to_owned())
         .or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
     let Value::Dict(_, section) = section else {
-        return Err(figment::Error::from(format!(
-            "`{}` must be a table",
-            crate::service::SECTION
-        )));
+        return Err(format!("`{SHARED_SECTION}` must be a table"));
     };
     for (key, value) in moved {
         if section.contains_key(&key) {
-            return Err(figment::Error::from(format!(
-                "`{key}` is given both flat and in [{}]",
-                crate::service::SECTION
-            )));
+            return Err(format!(
+                "`{key}` is given both flat and in [{SHARED_SECTION}]"
+            ));
         }
         section.insert(key, value);
     }

@@ -26,7 +26,7 @@ use crate::telemetry::{LogFormat, LogSettings, TelemetryError};
 use crate::tls::{GrpcClientTls, GrpcServerTls};
 
 /// The name of the nested section holding the shared keys.
-pub const SECTION: &str = "service";
+pub const SECTION: &str = crate::config::SHARED_SECTION;
 
 /// The keys every service has (`[service]`, or flat next to the service's own keys).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -276,6 +276,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_loader_knows_every_shared_key() {
+        let Ok(figment::value::Value::Dict(_, dict)) =
+            figment::value::Value::serialize(ServiceConfig::default())
+        else {
+            panic!("ServiceConfig serialises to a table");
+        };
+        let keys: Vec<&str> = dict.keys().map(String::as_str).collect();
+        let mut expected = crate::config::SHARED_KEYS.to_vec();
+        let mut keys = keys;
+        keys.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
     fn validation_names_flat_keys() {
         let mut config = ServiceConfig::default();
         assert!(config.validate().is_ok());
@@ -286,8 +301,10 @@ mod tests {
         config.grpc_limits.max_connections = 0;
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("`grpc_limits.max_connections`"), "{err}");
-        let mut config = ServiceConfig::default();
-        config.log_level = "info,=[".into();
+        let config = ServiceConfig {
+            log_level: "info,=[".into(),
+            ..ServiceConfig::default()
+        };
         assert!(config.validate().is_err());
     }
 

@@ -275,18 +275,6 @@ pub fn check_trust(
         })
 }
 
-/// Validates a service's gRPC security keys (`grpc_tls`, `grpc_client_tls`, `grpc_limits`):
-/// files are loaded once, so a missing file or bad PEM stops start-up naming the key.
-pub fn validate_grpc(
-    server: &GrpcServerTls,
-    client: &GrpcClientTls,
-    limits: &crate::server::GrpcLimits,
-) -> Result<(), ConfigError> {
-    server.validate("grpc_tls")?;
-    client.validate("grpc_client_tls")?;
-    limits.validate("grpc_limits")
-}
-
 /// Why TLS material could not be used; every variant names the config key and file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -765,7 +753,10 @@ mod tests {
                 client_crl: None,
                 alpn: vec![b"h2".to_vec()],
             },
-            Some(Arc::new(Counters::new("test"))),
+            Some(Arc::new(Counters::new(&crate::counters::Catalog {
+                service: "test",
+                metrics: &[],
+            }))),
         )
         .unwrap();
         assert!(!tls.reload(false).unwrap());

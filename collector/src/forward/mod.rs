@@ -251,7 +251,7 @@ mod tests {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let counters = Arc::new(Counters::new("collector"));
+        let counters = Arc::new(Counters::new(&crate::events::CATALOG));
         let rules = vec![ForwardRuleConfig {
             matches: MatchConfig {
                 dst_port: vec![5080],
@@ -312,7 +312,7 @@ mod tests {
         let tcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp_addr = tcp_listener.local_addr().unwrap();
 
-        let counters = Arc::new(Counters::new("collector"));
+        let counters = Arc::new(Counters::new(&crate::events::CATALOG));
         let shutdown = CancellationToken::new();
         let settings = ForwardSettings {
             queue: 16,
@@ -384,7 +384,7 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = closed.local_addr().unwrap();
         drop(closed);
-        let counters = Arc::new(Counters::new("collector"));
+        let counters = Arc::new(Counters::new(&crate::events::CATALOG));
         let shutdown = CancellationToken::new();
         let settings = ForwardSettings {
             queue: 8,

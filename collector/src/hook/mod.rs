@@ -343,7 +343,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hook.lua");
         std::fs::write(&path, script).unwrap();
-        let counters = Arc::new(Counters::new("collector"));
+        let counters = Arc::new(Counters::new(&crate::events::CATALOG));
         let settings = HookSettings {
             script_file: path,
             event_callback: "ksr_sipcapture_event".to_owned(),

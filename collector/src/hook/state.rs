@@ -162,7 +162,7 @@ pub fn check_script(path: &Path, event_callback: &str) -> Result<(), ScriptError
     };
     let services = Services {
         forwarder: None,
-        counters: Arc::new(Counters::new("collector")),
+        counters: Arc::new(Counters::new(&crate::events::CATALOG)),
     };
     build_state(&settings, &text, &services, 0).map(|_| ())
 }

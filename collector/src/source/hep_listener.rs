@@ -410,7 +410,7 @@ mod tests {
                 crate::export::storers::Placement::Balanced,
             );
             let records = lanes.remove(0);
-            let counters = Arc::new(Counters::new("collector"));
+            let counters = Arc::new(Counters::new(&crate::events::CATALOG));
             let ingest = Arc::new(Ingest {
                 builder: RecordBuilder {
                     capture_node: "test".to_owned(),
@@ -781,7 +781,7 @@ mod tests {
                 auth_key: None,
                 rate_limit: None,
             },
-            counters: Arc::new(Counters::new("collector")),
+            counters: Arc::new(Counters::new(&crate::events::CATALOG)),
             queue,
             hooks: crate::hook::Hooks::default(),
         });

@@ -2,7 +2,7 @@
 //! tables from the schemas in `sql/` on first use ([`schema`]), insert rows (in the column order
 //! of [`crate::table::columns`]) into runtime-named tables and keep the per-stream committed
 //! sequence ([`insert`]), list and drop tables for retention ([`tables`]). Imports nothing from
-//! `crate::pipeline`: only the ground module [`crate::table`].
+//! the pipeline above it: only the ground module [`crate::table`].
 
 pub mod insert;
 pub mod schema;

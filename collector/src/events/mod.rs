@@ -1,5 +1,10 @@
 //! The collector's typed internal events: each one logs and counts together (see
-//! `sipcapture_runtime::events`). Metric names and meanings are in `docs/METRICS.md`.
+//! `sipcapture_runtime::events`). [`CATALOG`] (`catalog.rs`) lists every metric they move;
+//! `docs/METRICS.md` documents them.
+
+mod catalog;
+
+pub use catalog::{CATALOG, DROP_REASONS, INPUTS};
 
 use std::time::Duration;
 
