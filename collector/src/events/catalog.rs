@@ -73,6 +73,11 @@ pub const DROP_REASONS: &[&str] = &[
     "forward_send_failed",
     "forward_shutdown",
     "forward_unencodable",
+    "fragment_duplicate",
+    "tcp_retransmission",
+    "sctp_no_data",
+    "websocket_control",
+    "unsupported_link_type",
 ];
 
 /// Every metric the collector exports (plus the runtime's `COMMON` ones).
