@@ -12,8 +12,8 @@ use sipcapture_runtime::counters::Counters;
 use crate::decode::flow::{Dissected, PayloadKind};
 use crate::decode::hep;
 use crate::events::{
-    DiscardedByStatus, HepDecoded, HepIncomplete, HepReceived, InternalEvent, PacketDropped,
-    PacketSkipped, RawReceived, RecordQueued, ScriptReportQueued,
+    DiscardedByStatus, HepDecoded, HepIncomplete, HepReceived, InternalEvent, PacketCounters,
+    PacketDropped, PacketEvent, PacketSkipped, RawReceived, RecordQueued, ScriptReportQueued,
 };
 use crate::export::lanes::LaneQueues;
 use crate::gate::{Check, Decision, Gate};
@@ -29,6 +29,8 @@ pub struct Ingest {
     pub gate: Gate,
     /// Counters.
     pub counters: Arc<Counters>,
+    /// The per-packet counters, resolved from `counters` once.
+    pub packets: PacketCounters,
     /// The exporter's lane queues.
     pub queue: LaneQueues,
     /// The Lua hook and HEP forwarding (both optional).
@@ -70,7 +72,7 @@ impl Ingest {
         if self.queue.send(record).await.is_err() {
             return Outcome::Closed;
         }
-        RecordQueued.emit(&self.counters);
+        RecordQueued.emit(&self.packets);
         Outcome::Queued
     }
 
@@ -81,7 +83,7 @@ impl Ingest {
         input: InputKind,
         peer: Option<std::net::SocketAddr>,
     ) -> Outcome {
-        HepReceived { input }.emit(&self.counters);
+        HepReceived { input }.emit(&self.packets);
         // Before decoding: a flooding source costs as little as possible.
         if let Some(peer) = peer
             && let Decision::Drop(reason) = self.gate.check(Check::Sender(peer))
@@ -92,7 +94,7 @@ impl Ingest {
             Ok(p) => p,
             Err(e) => return self.drop_packet(e.reason(), input, &e),
         };
-        HepDecoded { input }.emit(&self.counters);
+        HepDecoded { input }.emit(&self.packets);
         if let Decision::Drop(reason) = self.gate.check(Check::AuthKey(packet.auth_key)) {
             return self.drop_packet(reason, input, &"auth key missing or wrong");
         }
@@ -251,7 +253,7 @@ impl Ingest {
         input: InputKind,
         packet_time: Option<SystemTime>,
     ) -> Outcome {
-        RawReceived { input }.emit(&self.counters);
+        RawReceived { input }.emit(&self.packets);
         if self.gate.check(Check::Capture { input, hep: false }) == Decision::Discard {
             DiscardedByStatus.emit(&self.counters);
             return Outcome::Discarded;
@@ -306,6 +308,7 @@ mod raw_tests {
         tokio::sync::mpsc::Receiver<sipcapture_proto::v1::CaptureRecord>,
     ) {
         let (queue, mut lanes) = LaneQueues::new(1, 8, Placement::Balanced);
+        let counters = Arc::new(Counters::new(&crate::events::CATALOG));
         let ingest = Ingest {
             builder: RecordBuilder {
                 capture_node: "homer01".to_owned(),
@@ -319,7 +322,8 @@ mod raw_tests {
                 auth_key: None,
                 rate_limit: None,
             },
-            counters: Arc::new(Counters::new(&crate::events::CATALOG)),
+            packets: crate::events::PacketCounters::new(&counters),
+            counters,
             queue,
             hooks: Hooks::default(),
         };

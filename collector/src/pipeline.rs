@@ -158,6 +158,7 @@ impl Pipeline {
                     std::time::Instant::now(),
                 ),
             },
+            packets: crate::events::PacketCounters::new(&counters),
             counters: counters.clone(),
             queue,
             hooks,

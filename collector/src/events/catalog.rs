@@ -5,7 +5,15 @@
 use sipcapture_runtime::counters::{Catalog, counter, gauge, histogram};
 
 /// The `input` label values (one per input kind).
-pub const INPUTS: &[&str] = &["hep_udp", "hep_tcp", "hep_tls", "mirror", "ipip", "pcap"];
+pub const INPUTS: &[&str] = &[
+    "hep_udp",
+    "hep_tcp",
+    "hep_tls",
+    "mirror",
+    "ipip",
+    "pcap",
+    "unspecified",
+];
 /// The `dropped{reason}` values known in advance (docs/METRICS.md); any other reason still
 /// counts (the registry's spare series).
 pub const DROP_REASONS: &[&str] = &[
@@ -278,7 +286,6 @@ pub const CATALOG: Catalog = Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sipcapture_proto::v1::InputKind;
 
     use crate::events::input_label;
 
@@ -290,15 +297,30 @@ mod tests {
 
     #[test]
     fn every_input_label_is_catalogued() {
-        for input in [
-            InputKind::HepUdp,
-            InputKind::HepTcp,
-            InputKind::HepTls,
-            InputKind::Ipip,
-            InputKind::Mirror,
-            InputKind::Pcap,
-        ] {
+        for input in super::super::INPUT_KINDS {
             assert!(INPUTS.contains(&input_label(input)), "{input:?}");
         }
+    }
+
+    #[test]
+    fn packet_counters_count_their_series() {
+        use crate::events::{
+            HepDecoded, HepReceived, PacketCounters, PacketEvent, RawReceived, RecordQueued,
+        };
+        let counters = sipcapture_runtime::counters::Counters::new(&CATALOG);
+        let packets = PacketCounters::new(&counters);
+        for input in super::super::INPUT_KINDS {
+            HepReceived { input }.emit(&packets);
+            HepReceived { input }.emit(&packets);
+            HepDecoded { input }.emit(&packets);
+            RawReceived { input }.emit(&packets);
+            let label = input_label(input);
+            assert_eq!(counters.get(&format!("hep_received.{label}")), 2, "{label}");
+            assert_eq!(counters.get(&format!("hep_decoded.{label}")), 1, "{label}");
+            assert_eq!(counters.get(&format!("raw_received.{label}")), 1, "{label}");
+        }
+        RecordQueued.emit(&packets);
+        assert_eq!(counters.get("records_queued"), 1);
+        assert!(counters.uncatalogued().is_empty());
     }
 }

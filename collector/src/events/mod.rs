@@ -9,7 +9,7 @@ pub use catalog::{CATALOG, DROP_REASONS, INPUTS};
 use std::time::Duration;
 
 use sipcapture_proto::v1::InputKind;
-use sipcapture_runtime::counters::{Counters, worth_logging};
+use sipcapture_runtime::counters::{Counter, Counters, worth_logging};
 
 pub use sipcapture_runtime::events::{InternalEvent, StatusChanged};
 
@@ -26,6 +26,65 @@ pub fn input_label(input: InputKind) -> &'static str {
     }
 }
 
+/// Every input kind, in the order of [`PacketCounters`]' arrays ([`input_index`]).
+const INPUT_KINDS: [InputKind; 7] = [
+    InputKind::Unspecified,
+    InputKind::HepUdp,
+    InputKind::HepTcp,
+    InputKind::HepTls,
+    InputKind::Ipip,
+    InputKind::Mirror,
+    InputKind::Pcap,
+];
+
+/// The position of `input` in [`INPUT_KINDS`].
+fn input_index(input: InputKind) -> usize {
+    match input {
+        InputKind::Unspecified => 0,
+        InputKind::HepUdp => 1,
+        InputKind::HepTcp => 2,
+        InputKind::HepTls => 3,
+        InputKind::Ipip => 4,
+        InputKind::Mirror => 5,
+        InputKind::Pcap => 6,
+    }
+}
+
+/// The counters every packet moves, resolved once from the registry when the per-packet stage
+/// is built, so the hot path names no series: `hep_received`, `hep_decoded` and
+/// `raw_received` per input kind, and `records_queued`.
+#[derive(Debug, Clone)]
+pub struct PacketCounters {
+    hep_received: [Counter; 7],
+    hep_decoded: [Counter; 7],
+    raw_received: [Counter; 7],
+    records_queued: Counter,
+}
+
+impl PacketCounters {
+    /// Resolves the series in `counters` (the collector's registry).
+    pub fn new(counters: &Counters) -> Self {
+        let per_input =
+            |family| INPUT_KINDS.map(|input| counters.counter(family, input_label(input)));
+        PacketCounters {
+            hep_received: per_input("hep_received"),
+            hep_decoded: per_input("hep_decoded"),
+            raw_received: per_input("raw_received"),
+            records_queued: counters.counter("records_queued", ""),
+        }
+    }
+
+    fn by_input<'a>(&self, family: &'a [Counter; 7], input: InputKind) -> &'a Counter {
+        &family[input_index(input)]
+    }
+}
+
+/// An occurrence on the per-packet path, counted through [`PacketCounters`].
+pub trait PacketEvent {
+    /// Counts.
+    fn emit(self, counters: &PacketCounters);
+}
+
 /// A HEP packet (datagram or stream frame) arrived, before decoding.
 #[derive(Debug, Clone, Copy)]
 pub struct HepReceived {
@@ -33,9 +92,9 @@ pub struct HepReceived {
     pub input: InputKind,
 }
 
-impl InternalEvent for HepReceived {
-    fn emit(self, counters: &Counters) {
-        counters.add_labeled("hep_received", input_label(self.input), 1);
+impl PacketEvent for HepReceived {
+    fn emit(self, counters: &PacketCounters) {
+        counters.by_input(&counters.hep_received, self.input).add(1);
     }
 }
 
@@ -46,9 +105,9 @@ pub struct HepDecoded {
     pub input: InputKind,
 }
 
-impl InternalEvent for HepDecoded {
-    fn emit(self, counters: &Counters) {
-        counters.add_labeled("hep_decoded", input_label(self.input), 1);
+impl PacketEvent for HepDecoded {
+    fn emit(self, counters: &PacketCounters) {
+        counters.by_input(&counters.hep_decoded, self.input).add(1);
     }
 }
 
@@ -69,9 +128,9 @@ pub struct RawReceived {
     pub input: InputKind,
 }
 
-impl InternalEvent for RawReceived {
-    fn emit(self, counters: &Counters) {
-        counters.add_labeled("raw_received", input_label(self.input), 1);
+impl PacketEvent for RawReceived {
+    fn emit(self, counters: &PacketCounters) {
+        counters.by_input(&counters.raw_received, self.input).add(1);
     }
 }
 
@@ -129,9 +188,9 @@ impl InternalEvent for DiscardedByStatus {
 #[derive(Debug, Clone, Copy)]
 pub struct RecordQueued;
 
-impl InternalEvent for RecordQueued {
-    fn emit(self, counters: &Counters) {
-        counters.add("records_queued", 1);
+impl PacketEvent for RecordQueued {
+    fn emit(self, counters: &PacketCounters) {
+        counters.records_queued.add(1);
     }
 }
 

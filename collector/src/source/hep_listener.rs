@@ -424,6 +424,7 @@ mod tests {
                     auth_key: None,
                     rate_limit: None,
                 },
+                packets: crate::events::PacketCounters::new(&counters),
                 counters: counters.clone(),
                 queue,
                 hooks: crate::hook::Hooks::default(),
@@ -768,6 +769,7 @@ mod tests {
             1,
             crate::export::storers::Placement::Balanced,
         );
+        let counters = Arc::new(Counters::new(&crate::events::CATALOG));
         let ingest = Arc::new(Ingest {
             builder: RecordBuilder {
                 capture_node: "test".to_owned(),
@@ -781,7 +783,8 @@ mod tests {
                 auth_key: None,
                 rate_limit: None,
             },
-            counters: Arc::new(Counters::new(&crate::events::CATALOG)),
+            packets: crate::events::PacketCounters::new(&counters),
+            counters,
             queue,
             hooks: crate::hook::Hooks::default(),
         });

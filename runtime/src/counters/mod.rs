@@ -62,18 +62,28 @@ impl<K> Spare<K> {
         self.slots.get(..n).unwrap_or_default()
     }
 
-    /// The atomic of the key `is` recognises, claiming a slot for `make()` when there is none;
-    /// `None` when every slot is taken.
-    fn slot(&self, is: impl Fn(&K) -> bool, make: impl FnOnce() -> K) -> Option<&AtomicU64> {
-        for (key, value) in self.claimed() {
+    /// The position of the key `is` recognises, claiming a slot for `make()` when there is
+    /// none; `None` when every slot is taken.
+    fn position(&self, is: impl Fn(&K) -> bool, make: impl FnOnce() -> K) -> Option<usize> {
+        for (i, (key, _)) in self.claimed().iter().enumerate() {
             if key.get().is_some_and(&is) {
-                return Some(value);
+                return Some(i);
             }
         }
         let i = self.claimed.fetch_add(1, Ordering::AcqRel);
-        let (key, value) = self.slots.get(i)?;
+        let (key, _) = self.slots.get(i)?;
         let _ = key.set(make());
-        Some(value)
+        Some(i)
+    }
+
+    /// The atomic at `position`.
+    fn value(&self, position: usize) -> Option<&AtomicU64> {
+        self.slots.get(position).map(|(_, v)| v)
+    }
+
+    /// The atomic of the key `is` recognises (see [`Spare::position`]).
+    fn slot(&self, is: impl Fn(&K) -> bool, make: impl FnOnce() -> K) -> Option<&AtomicU64> {
+        self.value(self.position(is, make)?)
     }
 
     /// Every written (key, value).
@@ -188,18 +198,28 @@ impl Inner {
         }
     }
 
-    /// The atomic of series (family, label): catalogued, spare, or the family's `other`.
-    fn counter_slot(&self, family: &'static str, label: &'static str) -> Option<&AtomicU64> {
+    /// Where series (family, label) is counted: catalogued, spare, or the family's `other`.
+    fn resolve(&self, family: &'static str, label: &'static str) -> Option<Slot> {
         if let Some(i) = self.counter_index.get(&(family, label)) {
-            return self.counts.get(*i);
+            return Some(Slot::Catalogued(*i));
         }
         let spare = self
             .spare_counts
-            .slot(|(f, l)| *f == family && *l == label, || (family, label));
-        spare.or_else(|| {
-            let i = self.counter_index.get(&(family, OVERFLOW_LABEL))?;
-            self.counts.get(*i)
-        })
+            .position(|(f, l)| *f == family && *l == label, || (family, label));
+        match spare {
+            Some(i) => Some(Slot::Spare(i)),
+            None => self
+                .counter_index
+                .get(&(family, OVERFLOW_LABEL))
+                .map(|i| Slot::Catalogued(*i)),
+        }
+    }
+
+    fn atomic(&self, slot: Slot) -> Option<&AtomicU64> {
+        match slot {
+            Slot::Catalogued(i) => self.counts.get(i),
+            Slot::Spare(i) => self.spare_counts.value(i),
+        }
     }
 
     /// Every (family, label, value) of the counters, catalogued then spare; zeros included.
@@ -279,19 +299,26 @@ fn as_bits(value: i64) -> u64 {
     u64::from_ne_bytes(value.to_ne_bytes())
 }
 
+/// Where a counter series lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A series the catalog lists (index into `counts`).
+    Catalogued(usize),
+    /// A spare series (index into `spare_counts`).
+    Spare(usize),
+}
+
 /// One counter series resolved once (hot paths keep it instead of naming the series on every
 /// increment).
 #[derive(Clone)]
 pub struct Counter {
     inner: Arc<Inner>,
-    index: usize,
+    slot: Option<Slot>,
 }
 
 impl std::fmt::Debug for Counter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counter")
-            .field("index", &self.index)
-            .finish()
+        f.debug_struct("Counter").field("slot", &self.slot).finish()
     }
 }
 
@@ -299,7 +326,7 @@ impl Counter {
     /// Adds `n`; returns the new total.
     #[inline]
     pub fn add(&self, n: u64) -> u64 {
-        match self.inner.counts.get(self.index) {
+        match self.slot.and_then(|slot| self.inner.atomic(slot)) {
             Some(v) => v.fetch_add(n, Ordering::Relaxed).wrapping_add(n),
             None => 0,
         }
@@ -396,14 +423,13 @@ impl Counters {
         &self.inner.catalog
     }
 
-    /// The handle of series `family{label}` ("" for an unlabelled counter), resolved once;
-    /// `None` when the catalog does not list it.
-    pub fn counter(&self, family: &'static str, label: &'static str) -> Option<Counter> {
-        let index = *self.inner.counter_index.get(&(family, label))?;
-        Some(Counter {
+    /// The handle of series `family{label}` ("" for an unlabelled counter), resolved once:
+    /// the catalogued series, else a spare one (like [`Counters::add_labeled`]).
+    pub fn counter(&self, family: &'static str, label: &'static str) -> Counter {
+        Counter {
             inner: self.inner.clone(),
-            index,
-        })
+            slot: self.inner.resolve(family, label),
+        }
     }
 
     /// Adds `n` to the unlabelled counter `name`; returns its new total (for "log the first and
@@ -417,7 +443,11 @@ impl Counters {
         if n == 0 {
             return 0;
         }
-        match self.inner.counter_slot(family, label) {
+        match self
+            .inner
+            .resolve(family, label)
+            .and_then(|slot| self.inner.atomic(slot))
+        {
             Some(v) => v.fetch_add(n, Ordering::Relaxed).wrapping_add(n),
             None => 0,
         }
@@ -654,15 +684,15 @@ mod tests {
     #[test]
     fn handles_and_gauges() {
         let c = Counters::new(&TEST);
-        let sent = c.counter("batches_sent", "").unwrap();
+        let sent = c.counter("batches_sent", "");
         assert_eq!(sent.add(2), 2);
         assert_eq!(sent.clone().add(1), 3);
         assert_eq!(c.get("batches_sent"), 3);
-        assert!(c.counter("hep_received", "hep_udp").is_some());
-        assert!(
-            c.counter("hep_received", "mirror").is_none(),
-            "not catalogued"
-        );
+        let mirror = c.counter("hep_received", "mirror");
+        assert_eq!(mirror.add(4), 4, "not catalogued: a spare series");
+        assert_eq!(c.get("hep_received.mirror"), 4);
+        c.add_labeled("hep_received", "mirror", 1);
+        assert_eq!(c.get("hep_received.mirror"), 5, "the same spare series");
         c.add_gauge("streams_open", "", 1);
         c.add_gauge("streams_open", "", 1);
         c.add_gauge("streams_open", "", -3);
