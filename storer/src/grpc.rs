@@ -1,6 +1,6 @@
 //! Intake, transport only: the `Deliver` stream. Each stream is served by its own task: Hello →
-//! Welcome (the last committed sequence), then for each batch: commit ([`crate::pipeline::batch`])
-//! → ack. A batch is acknowledged only after every part of it committed; a batch that cannot be
+//! Welcome (the last committed sequence), then for each batch, together with the batches that
+//! arrived behind it (group commit): commit ([`crate::pipeline::batch`]) → one ack per batch. A batch is acknowledged only after every part of it committed; a batch that cannot be
 //! committed ends the stream with the code of its [`BatchError`] (UNAVAILABLE when a database
 //! failed), so the collector keeps it and sends it again. Backpressure: the responses go through
 //! a bounded queue the collector reads.
@@ -22,6 +22,13 @@ use crate::pipeline::batch::{BatchError, Batcher};
 
 /// Responses buffered per stream before the handler waits for the collector to read them.
 const RESPONSE_QUEUE: usize = 64;
+/// Batches of one stream read ahead while a group commits.
+const READ_AHEAD_BATCHES: usize = 32;
+/// Batches of one stream committed together at most (group commit).
+const MAX_GROUP_BATCHES: usize = 32;
+/// Records of one stream committed together at most: beyond it the next batches wait for the
+/// next transaction.
+const MAX_GROUP_RECORDS: usize = 20_000;
 
 /// Everything a stream handler needs.
 #[derive(Debug)]
@@ -92,38 +99,112 @@ impl Intake {
         )
         .await?;
 
-        loop {
-            let message = tokio::select! {
-                () = self.shutdown.cancelled() => {
-                    tracing::info!(stream = %hello.stream_id, "closing collector stream for shutdown");
-                    return Ok(());
+        // The reader keeps the HTTP/2 stream flowing while a group commits: it reads batches
+        // ahead into a bounded queue (the collector's window is about as large), and the
+        // committer takes everything that has arrived as one group (group commit: one batch
+        // when idle, up to MAX_GROUP_* under load).
+        let (queued, mut arrived) = mpsc::channel::<Arrival>(READ_AHEAD_BATCHES);
+        let reader = async {
+            loop {
+                let message = tokio::select! {
+                    () = self.shutdown.cancelled() => return,
+                    message = inbound.message() => message,
+                };
+                let arrival = match message {
+                    Ok(Some(message)) => batch_of(message).map(Some),
+                    Ok(None) => Ok(None),
+                    Err(status) => Err(status),
+                };
+                let last_one = !matches!(arrival, Ok(Some(_)));
+                if queued.send(arrival).await.is_err() || last_one {
+                    return;
                 }
-                message = inbound.message() => message?,
-            };
-            let Some(message) = message else {
-                return Ok(());
-            };
-            let Some(deliver_request::Message::Batch(mut batch)) = message.message else {
-                return Err(Status::invalid_argument("expected a RecordBatch"));
-            };
-            // The batch's span joins the collector's trace (its context travels in the batch).
-            let span = tracing::info_span!(
-                "intake_batch",
-                stream = %hello.stream_id,
-                sequence = batch.sequence,
-                records = batch.records.len()
-            );
-            sipcapture_runtime::telemetry::extract_map(&span, &batch.trace_context);
-            stamp_origin(&mut batch, &hello.collector_id);
-            let ack = self
-                .batcher
-                .commit_batch(&hello.stream_id, &hello.collector_id, last, &batch)
-                .instrument(span)
-                .await
-                .map_err(batch_status)?;
-            last = last.max(batch.sequence);
-            send(out, deliver_response::Message::Ack(ack)).await?;
+            }
+        };
+        let committer = async {
+            loop {
+                let first = tokio::select! {
+                    () = self.shutdown.cancelled() => {
+                        tracing::info!(stream = %hello.stream_id, "closing collector stream for shutdown");
+                        return Ok(());
+                    }
+                    first = arrived.recv() => first,
+                };
+                let mut group = match first {
+                    Some(Ok(Some(batch))) => vec![batch],
+                    Some(Ok(None)) | None => return Ok(()),
+                    Some(Err(status)) => return Err(status),
+                };
+                let mut records = group.first().map_or(0, |b| b.records.len());
+                let mut ended: Option<Result<(), Status>> = None;
+                while group.len() < MAX_GROUP_BATCHES && records < MAX_GROUP_RECORDS {
+                    match arrived.try_recv() {
+                        Ok(Ok(Some(batch))) => {
+                            records += batch.records.len();
+                            group.push(batch);
+                        }
+                        Ok(Ok(None)) => {
+                            ended = Some(Ok(()));
+                            break;
+                        }
+                        Ok(Err(status)) => {
+                            ended = Some(Err(status));
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // The group's span joins the trace of its first batch (its context travels in
+                // it).
+                let span = tracing::info_span!(
+                    "intake_batch",
+                    stream = %hello.stream_id,
+                    sequence = group.first().map_or(0, |b| b.sequence),
+                    batches = group.len(),
+                    records
+                );
+                if let Some(first) = group.first() {
+                    sipcapture_runtime::telemetry::extract_map(&span, &first.trace_context);
+                }
+                for batch in &mut group {
+                    stamp_origin(batch, &hello.collector_id);
+                }
+                let acks = self
+                    .batcher
+                    .commit_group(&hello.stream_id, &hello.collector_id, last, &group)
+                    .instrument(span)
+                    .await
+                    .map_err(batch_status)?;
+                for ack in acks {
+                    last = last.max(ack.sequence);
+                    send(out, deliver_response::Message::Ack(ack)).await?;
+                }
+                if let Some(ended) = ended {
+                    return ended;
+                }
+            }
+        };
+        // The stream ends when the committer does; the reader stopping first (stream closed)
+        // only ends the queue.
+        tokio::pin!(reader, committer);
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                () = &mut reader, if reading => reading = false,
+                result = &mut committer => return result,
+            }
         }
+    }
+}
+
+/// What the reader hands the committer: a batch, the end of the stream, or its error.
+type Arrival = Result<Option<RecordBatch>, Status>;
+
+/// The batch a stream message carries.
+fn batch_of(message: DeliverRequest) -> Result<RecordBatch, Status> {
+    match message.message {
+        Some(deliver_request::Message::Batch(batch)) => Ok(batch),
+        _ => Err(Status::invalid_argument("expected a RecordBatch")),
     }
 }
 

@@ -25,7 +25,7 @@ use crate::events::{
 };
 use crate::pipeline::route::{Decision, Router};
 use crate::pipeline::rows;
-use crate::pipeline::write::{PreparedBatch, TableRows, WriteError, Writer};
+use crate::pipeline::write::{Committed, PreparedBatch, TableRows, WriteError, Writer};
 
 /// Why a batch was not committed (and so must not be acknowledged).
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +63,26 @@ pub struct ModePart {
     pub tables: Vec<TableRows>,
 }
 
-/// What routing one batch produced.
+/// What routing one batch (or a group of batches) produced.
 #[derive(Debug, Default)]
 pub struct Routed {
     /// Rows per (mode, table).
     pub parts: Vec<ModePart>,
     /// Records deliberately not stored (capture off, routing rule `drop`).
     pub discarded: u32,
+}
+
+impl Routed {
+    /// Rows routed so far, over every mode and table.
+    fn rows(&self) -> u32 {
+        let rows: usize = self
+            .parts
+            .iter()
+            .flat_map(|p| &p.tables)
+            .map(|t| t.rows.len())
+            .sum();
+        u32::try_from(rows).unwrap_or(u32::MAX)
+    }
 }
 
 /// The stream-state key of a non-default mode's part of a stream.
@@ -86,6 +99,12 @@ impl Batcher {
     /// Routes every record of a batch and builds its rows.
     pub fn route_batch(&self, batch: &RecordBatch) -> Routed {
         let mut routed = Routed::default();
+        self.route_into(batch, &mut routed);
+        routed
+    }
+
+    /// Routes every record of a batch into `routed` (several batches of a group share one).
+    fn route_into(&self, batch: &RecordBatch, routed: &mut Routed) {
         for record in &batch.records {
             if !self.switch.is_on() {
                 routed.discarded += 1;
@@ -135,7 +154,6 @@ impl Batcher {
                 }),
             }
         }
-        routed
     }
 
     /// Commits one batch (or recognises a resend) and returns its acknowledgement.
@@ -146,20 +164,109 @@ impl Batcher {
         last: u64,
         batch: &RecordBatch,
     ) -> Result<BatchAck, BatchError> {
-        BatchReceived.emit(&self.counters);
-        if batch.sequence <= last {
-            BatchDuplicate {
-                sequence: batch.sequence,
+        let acks = self
+            .commit_group(stream_id, collector_id, last, std::slice::from_ref(batch))
+            .await?;
+        Ok(acks.into_iter().next().unwrap_or(BatchAck {
+            sequence: batch.sequence,
+            stored: 0,
+            discarded: 0,
+            duplicate: true,
+        }))
+    }
+
+    /// Commits a group of batches of one stream that arrived together (group commit): the
+    /// resends among them (sequence not above `last`, the stream's committed sequence) are
+    /// recognised; the others, consecutive and ascending, commit in one transaction per capture
+    /// mode with the stream state set to the newest of them. Returns one acknowledgement per
+    /// batch, in order; none is valid before this returns. When another storer committed some
+    /// of the group meanwhile (a failed-over stream), or the group is not ascending, its
+    /// batches commit one by one.
+    pub async fn commit_group(
+        &self,
+        stream_id: &str,
+        collector_id: &str,
+        last: u64,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<BatchAck>, BatchError> {
+        let mut acks = Vec::with_capacity(batches.len());
+        let mut fresh: Vec<&RecordBatch> = Vec::with_capacity(batches.len());
+        let mut ascending = true;
+        for batch in batches {
+            BatchReceived.emit(&self.counters);
+            if batch.sequence <= last {
+                BatchDuplicate {
+                    sequence: batch.sequence,
+                }
+                .emit(&self.counters);
+                acks.push(BatchAck {
+                    sequence: batch.sequence,
+                    stored: 0,
+                    discarded: 0,
+                    duplicate: true,
+                });
+                continue;
             }
-            .emit(&self.counters);
-            return Ok(BatchAck {
-                sequence: batch.sequence,
-                stored: 0,
-                discarded: 0,
-                duplicate: true,
-            });
+            if fresh
+                .last()
+                .is_some_and(|prev| prev.sequence >= batch.sequence)
+            {
+                ascending = false;
+            }
+            fresh.push(batch);
         }
-        let routed = self.route_batch(batch);
+        if ascending
+            && let Some(fresh_acks) = self.commit_fresh(stream_id, collector_id, &fresh).await?
+        {
+            acks.extend(fresh_acks);
+            return Ok(acks);
+        }
+        let mut last = last;
+        for batch in fresh {
+            if batch.sequence <= last {
+                BatchDuplicate {
+                    sequence: batch.sequence,
+                }
+                .emit(&self.counters);
+                acks.push(BatchAck {
+                    sequence: batch.sequence,
+                    stored: 0,
+                    discarded: 0,
+                    duplicate: true,
+                });
+                continue;
+            }
+            let one = self
+                .commit_fresh(stream_id, collector_id, std::slice::from_ref(&batch))
+                .await?;
+            acks.extend(one.into_iter().flatten());
+            last = batch.sequence;
+        }
+        Ok(acks)
+    }
+
+    /// Commits consecutive fresh batches in one transaction per capture mode; `None` when some
+    /// of them were committed by another storer meanwhile (never for a single batch).
+    async fn commit_fresh(
+        &self,
+        stream_id: &str,
+        collector_id: &str,
+        fresh: &[&RecordBatch],
+    ) -> Result<Option<Vec<BatchAck>>, BatchError> {
+        let (Some(first), Some(newest)) = (fresh.first(), fresh.last()) else {
+            return Ok(Some(Vec::new()));
+        };
+        let (first_sequence, sequence) = (first.sequence, newest.sequence);
+        let mut routed = Routed::default();
+        let mut per_batch = Vec::with_capacity(fresh.len());
+        for batch in fresh {
+            let (rows_before, discarded_before) = (routed.rows(), routed.discarded);
+            self.route_into(batch, &mut routed);
+            per_batch.push((
+                routed.rows() - rows_before,
+                routed.discarded - discarded_before,
+            ));
+        }
         let mut default_tables = Vec::new();
         let mut others = Vec::new();
         for part in routed.parts {
@@ -174,35 +281,56 @@ impl Batcher {
             let prepared = PreparedBatch {
                 stream_id: mode_stream_key(stream_id, writer.mode()),
                 collector_id: collector_id.to_owned(),
-                sequence: batch.sequence,
+                sequence,
+                first_sequence,
                 tables: part.tables,
                 skip_if_committed: true,
             };
             others.push(async move { writer.commit(&prepared).await });
         }
-        let mut stored = 0;
+        let mut partly = false;
+        let mut written = 0;
         for result in futures::future::join_all(others).await {
-            stored += result?;
+            match result? {
+                Committed::Rows(n) => written += n,
+                Committed::Partly => partly = true,
+            }
+        }
+        if partly {
+            return Ok(None);
         }
         // Last, and always (even without rows): the default mode's rows and the stream state.
         let default_writer = self.default_writer()?;
         let prepared = PreparedBatch {
             stream_id: stream_id.to_owned(),
             collector_id: collector_id.to_owned(),
-            sequence: batch.sequence,
+            sequence,
+            first_sequence,
             tables: default_tables,
-            // Re-checked inside the transaction: another storer may have committed this batch
-            // since this stream's Welcome (a collector that failed over while the old stream
-            // was still being served).
+            // Re-checked inside the transaction: another storer may have committed these
+            // batches since this stream's Welcome (a collector that failed over while the old
+            // stream was still being served).
             skip_if_committed: true,
         };
-        stored += default_writer.commit(&prepared).await?;
-        BatchCommitted.emit(&self.counters);
-        Ok(BatchAck {
-            sequence: batch.sequence,
-            stored: u32::try_from(stored).unwrap_or(u32::MAX),
-            discarded: routed.discarded,
-            duplicate: false,
-        })
+        match default_writer.commit(&prepared).await? {
+            Committed::Rows(n) => written += n,
+            Committed::Partly => return Ok(None),
+        }
+        // Each batch reports the rows routed from it; none when the group had been committed
+        // before (a resend that found its sequence in the database).
+        let acks = fresh
+            .iter()
+            .zip(per_batch)
+            .map(|(batch, (routed_rows, discarded))| {
+                BatchCommitted.emit(&self.counters);
+                BatchAck {
+                    sequence: batch.sequence,
+                    stored: if written == 0 { 0 } else { routed_rows },
+                    discarded,
+                    duplicate: false,
+                }
+            })
+            .collect();
+        Ok(Some(acks))
     }
 }

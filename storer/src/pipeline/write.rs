@@ -37,8 +37,11 @@ pub struct PreparedBatch {
     pub stream_id: String,
     /// The collector.
     pub collector_id: String,
-    /// Its sequence within the stream.
+    /// Its sequence within the stream (the last one, when it holds several batches).
     pub sequence: u64,
+    /// The first sequence it holds: equal to `sequence` for one batch; lower when several
+    /// consecutive batches of a stream commit in one transaction (group commit).
+    pub first_sequence: u64,
     /// Rows grouped per table.
     pub tables: Vec<TableRows>,
     /// Look the stream's committed sequence up inside the transaction and write nothing when
@@ -46,6 +49,16 @@ pub struct PreparedBatch {
     /// capture mode's database: such a part may have committed while another database failed,
     /// and the resent batch must not store it twice.
     pub skip_if_committed: bool,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// The rows were written (their number), or the whole batch was already committed (0).
+    Rows(u64),
+    /// Part of a group of batches was already committed (another storer took over the stream
+    /// meanwhile): nothing was written; commit its batches one by one.
+    Partly,
 }
 
 /// Rows written per table family in one transaction, counted once it commits.
@@ -181,7 +194,7 @@ impl Writer {
 
     /// Commits a batch; returns the number of rows written.
     #[tracing::instrument(name = "insert", skip_all, fields(mode = %self.mode, sequence = batch.sequence, tables = batch.tables.len()))]
-    pub async fn commit(&self, batch: &PreparedBatch) -> Result<u64, WriteError> {
+    pub async fn commit(&self, batch: &PreparedBatch) -> Result<Committed, WriteError> {
         let started = Instant::now();
         let result = self.commit_with_retries(batch).await;
         InsertTimed {
@@ -191,7 +204,7 @@ impl Writer {
         result
     }
 
-    async fn commit_with_retries(&self, batch: &PreparedBatch) -> Result<u64, WriteError> {
+    async fn commit_with_retries(&self, batch: &PreparedBatch) -> Result<Committed, WriteError> {
         let mut attempts = 0u32;
         let mut first_failure: Option<Instant> = None;
         loop {
@@ -248,17 +261,22 @@ impl Writer {
         Ok(())
     }
 
-    async fn try_commit(&self, batch: &PreparedBatch) -> Result<u64, DbError> {
+    async fn try_commit(&self, batch: &PreparedBatch) -> Result<Committed, DbError> {
         // DDL first and outside the transaction: MySQL commits implicitly on DDL, and SQLite's
         // single pooled connection is held by an open transaction.
         self.ensure_tables(batch).await?;
         let txn = self.db.begin().await?;
-        if batch.skip_if_committed
-            && insert::last_committed(&txn, &batch.stream_id).await? >= batch.sequence
-        {
-            txn.rollback().await?;
-            PartAlreadyCommitted.emit(&self.counters);
-            return Ok(0);
+        if batch.skip_if_committed {
+            let committed = insert::last_committed(&txn, &batch.stream_id).await?;
+            if committed >= batch.sequence {
+                txn.rollback().await?;
+                PartAlreadyCommitted.emit(&self.counters);
+                return Ok(Committed::Rows(0));
+            }
+            if committed >= batch.first_sequence {
+                txn.rollback().await?;
+                return Ok(Committed::Partly);
+            }
         }
         let mut written = StoredRows::default();
         for group in &batch.tables {
@@ -274,20 +292,25 @@ impl Writer {
         )
         .await?;
         txn.commit().await?;
-        Ok(written.emit(&self.counters))
+        Ok(Committed::Rows(written.emit(&self.counters)))
     }
 
     /// Row-by-row inside one transaction, each row in its own savepoint: rejected rows are
     /// counted and logged, the rest commit together with the stream sequence.
-    async fn commit_isolating(&self, batch: &PreparedBatch) -> Result<u64, DbError> {
+    async fn commit_isolating(&self, batch: &PreparedBatch) -> Result<Committed, DbError> {
         self.ensure_tables(batch).await?;
         let txn = self.db.begin().await?;
-        if batch.skip_if_committed
-            && insert::last_committed(&txn, &batch.stream_id).await? >= batch.sequence
-        {
-            txn.rollback().await?;
-            PartAlreadyCommitted.emit(&self.counters);
-            return Ok(0);
+        if batch.skip_if_committed {
+            let committed = insert::last_committed(&txn, &batch.stream_id).await?;
+            if committed >= batch.sequence {
+                txn.rollback().await?;
+                PartAlreadyCommitted.emit(&self.counters);
+                return Ok(Committed::Rows(0));
+            }
+            if committed >= batch.first_sequence {
+                txn.rollback().await?;
+                return Ok(Committed::Partly);
+            }
         }
         let mut written = StoredRows::default();
         for group in &batch.tables {
@@ -327,7 +350,7 @@ impl Writer {
         )
         .await?;
         txn.commit().await?;
-        Ok(written.emit(&self.counters))
+        Ok(Committed::Rows(written.emit(&self.counters)))
     }
 }
 
