@@ -195,16 +195,7 @@ impl Batcher {
         for batch in batches {
             BatchReceived.emit(&self.counters);
             if batch.sequence <= last {
-                BatchDuplicate {
-                    sequence: batch.sequence,
-                }
-                .emit(&self.counters);
-                acks.push(BatchAck {
-                    sequence: batch.sequence,
-                    stored: 0,
-                    discarded: 0,
-                    duplicate: true,
-                });
+                acks.push(self.duplicate(batch.sequence));
                 continue;
             }
             if fresh
@@ -224,16 +215,7 @@ impl Batcher {
         let mut last = last;
         for batch in fresh {
             if batch.sequence <= last {
-                BatchDuplicate {
-                    sequence: batch.sequence,
-                }
-                .emit(&self.counters);
-                acks.push(BatchAck {
-                    sequence: batch.sequence,
-                    stored: 0,
-                    discarded: 0,
-                    duplicate: true,
-                });
+                acks.push(self.duplicate(batch.sequence));
                 continue;
             }
             let one = self
@@ -243,6 +225,17 @@ impl Batcher {
             last = batch.sequence;
         }
         Ok(acks)
+    }
+
+    /// The acknowledgement of a resent batch (committed before), counted.
+    fn duplicate(&self, sequence: u64) -> BatchAck {
+        BatchDuplicate { sequence }.emit(&self.counters);
+        BatchAck {
+            sequence,
+            stored: 0,
+            discarded: 0,
+            duplicate: true,
+        }
     }
 
     /// Commits consecutive fresh batches in one transaction per capture mode; `None` when some

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseConnection, TransactionTrait, Value};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait, Value};
 use sipcapture_runtime::counters::Counters;
 
 use crate::db::schema::{Schema, TableCache};
@@ -266,17 +266,9 @@ impl Writer {
         // single pooled connection is held by an open transaction.
         self.ensure_tables(batch).await?;
         let txn = self.db.begin().await?;
-        if batch.skip_if_committed {
-            let committed = insert::last_committed(&txn, &batch.stream_id).await?;
-            if committed >= batch.sequence {
-                txn.rollback().await?;
-                PartAlreadyCommitted.emit(&self.counters);
-                return Ok(Committed::Rows(0));
-            }
-            if committed >= batch.first_sequence {
-                txn.rollback().await?;
-                return Ok(Committed::Partly);
-            }
+        if let Some(done) = self.committed_before(&txn, batch).await? {
+            txn.rollback().await?;
+            return Ok(done);
         }
         let mut written = StoredRows::default();
         for group in &batch.tables {
@@ -295,22 +287,36 @@ impl Writer {
         Ok(Committed::Rows(written.emit(&self.counters)))
     }
 
+    /// With `skip_if_committed`: what the stream state in the transaction says was committed
+    /// before — all of the batch (nothing to write), part of a group (commit it batch by
+    /// batch), or none (`None`: write it).
+    async fn committed_before(
+        &self,
+        txn: &DatabaseTransaction,
+        batch: &PreparedBatch,
+    ) -> Result<Option<Committed>, DbError> {
+        if !batch.skip_if_committed {
+            return Ok(None);
+        }
+        let committed = insert::last_committed(txn, &batch.stream_id).await?;
+        if committed >= batch.sequence {
+            PartAlreadyCommitted.emit(&self.counters);
+            return Ok(Some(Committed::Rows(0)));
+        }
+        if committed >= batch.first_sequence {
+            return Ok(Some(Committed::Partly));
+        }
+        Ok(None)
+    }
+
     /// Row-by-row inside one transaction, each row in its own savepoint: rejected rows are
     /// counted and logged, the rest commit together with the stream sequence.
     async fn commit_isolating(&self, batch: &PreparedBatch) -> Result<Committed, DbError> {
         self.ensure_tables(batch).await?;
         let txn = self.db.begin().await?;
-        if batch.skip_if_committed {
-            let committed = insert::last_committed(&txn, &batch.stream_id).await?;
-            if committed >= batch.sequence {
-                txn.rollback().await?;
-                PartAlreadyCommitted.emit(&self.counters);
-                return Ok(Committed::Rows(0));
-            }
-            if committed >= batch.first_sequence {
-                txn.rollback().await?;
-                return Ok(Committed::Partly);
-            }
+        if let Some(done) = self.committed_before(&txn, batch).await? {
+            txn.rollback().await?;
+            return Ok(done);
         }
         let mut written = StoredRows::default();
         for group in &batch.tables {
