@@ -1,17 +1,24 @@
-//! Multi-row inserts into runtime-named tables (sea-query, identifiers quoted by the builder and
-//! built only from validated `[A-Za-z0-9_]` names), and the per-stream committed sequence.
+//! Multi-row inserts into runtime-named tables (identifiers quoted, and built only from
+//! validated `[A-Za-z0-9_]` names), and the per-stream committed sequence.
+//!
+//! PostgreSQL gets one array per column (`INSERT … SELECT * FROM UNNEST($1::text[], …)`): 44
+//! parameters whatever the number of rows, so the statement is prepared once per table and
+//! connection and the server plans no row list. SQLite and MySQL get multi-row `VALUES`
+//! statements (sea-query), as many as the parameter limits require.
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DbErr, Value};
+use sea_orm::sea_query::{Alias, ArrayType, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 use crate::db::schema::STREAM_STATE_TABLE;
-use crate::table::{Column, TableFamily, columns};
+use crate::table::{Column, ColumnKind, TableFamily, columns};
 
 /// Bind parameters per statement we stay under (SQLite allows 32766, PostgreSQL and MySQL 65535).
 const MAX_PARAMS: usize = 30_000;
+/// Rows per PostgreSQL `UNNEST` statement (bounds one statement's message size).
+const PG_ROWS_PER_STATEMENT: usize = 5_000;
 
-/// Inserts `rows` (each in the family's column order) into `table`, as few multi-row statements
-/// as the parameter limits allow. Returns the number of rows written.
+/// Inserts `rows` (each in the family's column order) into `table`, as few statements as the
+/// backend's limits allow. Returns the number of rows written.
 pub async fn insert_rows<C: ConnectionTrait>(
     conn: &C,
     table: &str,
@@ -19,6 +26,16 @@ pub async fn insert_rows<C: ConnectionTrait>(
     rows: &[Vec<Value>],
 ) -> Result<u64, DbErr> {
     let cols: &[Column] = columns(family);
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let mut written = 0;
+        for chunk in rows.chunks(PG_ROWS_PER_STATEMENT) {
+            written += conn
+                .execute_raw(unnest_insert(table, cols, chunk)?)
+                .await?
+                .rows_affected();
+        }
+        return Ok(written);
+    }
     let per_statement = (MAX_PARAMS / cols.len()).max(1);
     let mut written = 0;
     for chunk in rows.chunks(per_statement) {
@@ -32,6 +49,53 @@ pub async fn insert_rows<C: ConnectionTrait>(
         written += conn.execute(&stmt).await?.rows_affected();
     }
     Ok(written)
+}
+
+/// `INSERT INTO "table" ("c1", …) SELECT * FROM UNNEST($1::text[], $2::int4[], …)` with one
+/// array per column.
+fn unnest_insert(table: &str, cols: &[Column], rows: &[Vec<Value>]) -> Result<Statement, DbErr> {
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let names: Vec<String> = cols.iter().map(|c| quoted(c.name)).collect();
+    let mut arrays: Vec<Vec<Value>> = cols
+        .iter()
+        .map(|_| Vec::with_capacity(rows.len()))
+        .collect();
+    for row in rows {
+        if row.len() != cols.len() {
+            return Err(DbErr::Custom(format!(
+                "row does not fit table {table}: {} values for {} columns",
+                row.len(),
+                cols.len()
+            )));
+        }
+        for (array, value) in arrays.iter_mut().zip(row) {
+            array.push(value.clone());
+        }
+    }
+    let mut casts = Vec::with_capacity(cols.len());
+    let mut values = Vec::with_capacity(cols.len());
+    for (i, (col, array)) in cols.iter().zip(arrays).enumerate() {
+        let (pg_type, array_type) = match col.kind {
+            ColumnKind::Str(_) => ("text[]", ArrayType::String),
+            ColumnKind::Int => ("int4[]", ArrayType::Int),
+            ColumnKind::BigInt => ("int8[]", ArrayType::BigInt),
+            ColumnKind::DateTime => ("timestamp[]", ArrayType::ChronoDateTime),
+            ColumnKind::Blob => ("bytea[]", ArrayType::Bytes),
+        };
+        casts.push(format!("${}::{pg_type}", i + 1));
+        values.push(Value::Array(array_type, Some(Box::new(array))));
+    }
+    let sql = format!(
+        "INSERT INTO {} ({}) SELECT * FROM UNNEST({})",
+        quoted(table),
+        names.join(", "),
+        casts.join(", ")
+    );
+    Ok(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
 }
 
 /// The last committed batch sequence of a stream (0 when none).
