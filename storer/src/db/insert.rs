@@ -36,25 +36,65 @@ pub async fn insert_rows<C: ConnectionTrait>(
         }
         return Ok(written);
     }
+    // SQLite and MySQL: multi-row VALUES with `?` placeholders, the values moved in once (no
+    // expression tree to build and walk for every value).
+    let backend = conn.get_database_backend();
     let per_statement = (MAX_PARAMS / cols.len()).max(1);
     let mut written = 0;
     for chunk in rows.chunks(per_statement) {
-        let mut stmt = Query::insert();
-        stmt.into_table(Alias::new(table))
-            .columns(cols.iter().map(|c| Alias::new(c.name)));
+        let mut values = Vec::with_capacity(chunk.len() * cols.len());
         for row in chunk {
-            stmt.values(row.iter().cloned().map(Expr::val))
-                .map_err(|e| DbErr::Custom(format!("row does not fit table {table}: {e}")))?;
+            if row.len() != cols.len() {
+                return Err(row_mismatch(table, row.len(), cols.len()));
+            }
+            values.extend(row.iter().cloned());
         }
-        written += conn.execute(&stmt).await?.rows_affected();
+        let sql = multi_row_insert(backend, table, cols, chunk.len());
+        written += conn
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+            .rows_affected();
     }
     Ok(written)
+}
+
+/// `INSERT INTO t (c1, …) VALUES (?, …), (?, …)` for `rows` rows (SQLite, MySQL).
+fn multi_row_insert(backend: DbBackend, table: &str, cols: &[Column], rows: usize) -> String {
+    let quote = |name: &str| match backend {
+        DbBackend::MySql => format!("`{}`", name.replace('`', "``")),
+        _ => quoted(name),
+    };
+    let names: Vec<String> = cols.iter().map(|c| quote(c.name)).collect();
+    let one = format!("({})", vec!["?"; cols.len()].join(","));
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        quote(table),
+        names.join(", ")
+    );
+    sql.reserve(rows * (one.len() + 1));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&one);
+    }
+    sql
+}
+
+/// A double-quoted identifier (names are validated `[A-Za-z0-9_]`; quotes doubled anyway).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn row_mismatch(table: &str, values: usize, columns: usize) -> DbErr {
+    DbErr::Custom(format!(
+        "row does not fit table {table}: {values} values for {columns} columns"
+    ))
 }
 
 /// `INSERT INTO "table" ("c1", …) SELECT * FROM UNNEST($1::text[], $2::int4[], …)` with one
 /// array per column.
 fn unnest_insert(table: &str, cols: &[Column], rows: &[Vec<Value>]) -> Result<Statement, DbErr> {
-    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     let names: Vec<String> = cols.iter().map(|c| quoted(c.name)).collect();
     let mut arrays: Vec<Vec<Value>> = cols
         .iter()
@@ -62,11 +102,7 @@ fn unnest_insert(table: &str, cols: &[Column], rows: &[Vec<Value>]) -> Result<St
         .collect();
     for row in rows {
         if row.len() != cols.len() {
-            return Err(DbErr::Custom(format!(
-                "row does not fit table {table}: {} values for {} columns",
-                row.len(),
-                cols.len()
-            )));
+            return Err(row_mismatch(table, row.len(), cols.len()));
         }
         for (array, value) in arrays.iter_mut().zip(row) {
             array.push(value.clone());
