@@ -8,7 +8,10 @@
 //!   cargo bench -p sipcapture-storer --bench storer_insert
 //! ```
 //! SQLite always runs (a temporary file); PostgreSQL and MySQL when their URL is set. Each run
-//! writes into a table of its own (`bench_<random>`) and drops it at the end.
+//! writes into a table of its own (`bench_<random>`) and drops it at the end. On PostgreSQL the
+//! same rows also go through a raw `COPY … FROM STDIN` (text format, prepared before the clock
+//! starts, one COPY per batch: one transaction each, like ours) into a twin table with the same
+//! indexes — the practical limit our path is measured against.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -135,12 +138,87 @@ async fn bench(label: &str, db_url: &str) {
     );
     let db = storer.intake.batcher.writers[0].db();
     let backend = db.get_database_backend();
+    if backend == sea_orm::DbBackend::Postgres {
+        copy_rate(db, &table, &batches[1..]).await;
+    }
     let _ignored = db
         .execute_raw(Statement::from_string(
             backend,
             format!("DROP TABLE IF EXISTS {table}"),
         ))
         .await;
+}
+
+/// The same rows through `COPY … FROM STDIN` into a twin of `table` (same columns and indexes).
+async fn copy_rate(db: &sea_orm::DatabaseConnection, table: &str, batches: &[RecordBatch]) {
+    use sea_orm::sqlx::postgres::PgPoolCopyExt;
+    use sipcapture_storer::table::{TableFamily, columns};
+    let twin = format!("{table}_copy");
+    db.execute_raw(Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        format!("CREATE TABLE {twin} (LIKE {table} INCLUDING ALL)"),
+    ))
+    .await
+    .unwrap();
+    let cols = columns(TableFamily::Sip);
+    let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+    let statement = format!("COPY {twin} ({}) FROM STDIN", names.join(", "));
+    let texts: Vec<String> = batches
+        .iter()
+        .map(|batch| {
+            let mut text = String::new();
+            for record in &batch.records {
+                let row = sipcapture_storer::pipeline::rows::row(record, TableFamily::Sip);
+                let fields: Vec<String> = row.values.iter().map(copy_text).collect();
+                text.push_str(&fields.join("\t"));
+                text.push('\n');
+            }
+            text
+        })
+        .collect();
+    let pool = db.get_postgres_connection_pool();
+    let start = Instant::now();
+    let mut rows = 0u64;
+    for text in &texts {
+        let mut copy = pool.copy_in_raw(&statement).await.unwrap();
+        copy.send(text.as_bytes()).await.unwrap();
+        rows += copy.finish().await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{:<10} {rows} rows in {:>6.2} s = {:>7.0} rows/s (raw COPY, one per batch, same rows and indexes)",
+        "pg COPY",
+        elapsed.as_secs_f64(),
+        rows as f64 / elapsed.as_secs_f64(),
+    );
+    let _ignored = db
+        .execute_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("DROP TABLE IF EXISTS {twin}"),
+        ))
+        .await;
+}
+
+/// A value in COPY's text format: `\N` for NULL, backslash escapes for the special bytes.
+fn copy_text(value: &sea_orm::Value) -> String {
+    use sea_orm::Value;
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r")
+    };
+    match value {
+        Value::String(Some(s)) => escape(s),
+        Value::Int(Some(n)) => n.to_string(),
+        Value::BigInt(Some(n)) => n.to_string(),
+        Value::ChronoDateTime(Some(dt)) => dt.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        Value::Bytes(Some(b)) => {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!("\\\\x{hex}")
+        }
+        _ => "\\N".to_owned(),
+    }
 }
 
 #[tokio::main]
