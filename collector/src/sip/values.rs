@@ -141,7 +141,7 @@ fn quoted_end(s: &[u8], mut i: usize) -> Result<usize, Bad> {
 
 /// Validates a whole Via body (every via-parm) and returns the `branch` of the first one.
 /// Out of line: inlined into the header loop it costs the loop more registers than the call
-/// costs (measured, docs/BENCHMARKS.md).
+/// costs (measured: commit 7fcd9b2).
 #[inline(never)]
 pub(crate) fn via_branch(s: &[u8]) -> Result<&[u8], Bad> {
     match via_branch_fast(s) {
