@@ -50,6 +50,7 @@ pub async fn run(
     })?;
     config.collector.storer = vec![loopback_url(grpc_addr)];
     config.collector.storer_dns.clear();
+    config.share_storer_token();
     let switch = Arc::new(CaptureSwitch::new(
         config.collector.service.capture_on && config.storer.service.capture_on,
     ));

@@ -130,6 +130,15 @@ pub fn load(mut sources: Sources, flags: &UpFlags) -> Result<UpConfig, ConfigErr
 }
 
 impl UpConfig {
+    /// The in-process collector delivers to the in-process storer: it sends the storer's
+    /// `auth_token` when it has none of its own, so `--set storer.auth_token=…` alone guards
+    /// Deliver without cutting the internal link.
+    pub fn share_storer_token(&mut self) {
+        if self.collector.service.auth_token.is_none() {
+            self.collector.service.auth_token = self.storer.service.auth_token.clone();
+        }
+    }
+
     /// Validates every section, naming keys with their section.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let prefix = |section: &str, e: ConfigError| match e {
@@ -276,6 +285,7 @@ pub async fn run(
     } else {
         config.collector.storer = vec![loopback_url(grpc_addr)];
     }
+    config.share_storer_token();
     config.collector.service.capture_on =
         config.collector.service.capture_on && config.storer.service.capture_on;
 

@@ -253,6 +253,7 @@ impl Pipeline {
                 batch_max_delay: Duration::from_millis(config.batch_max_delay_ms),
                 max_unacked: config.max_unacked_batches,
                 drain_timeout: DRAIN_TIMEOUT,
+                token: config.service.auth_token.clone().filter(|t| !t.is_empty()),
             };
             exporters.push(tokio::spawn(export::run(
                 export_cfg,

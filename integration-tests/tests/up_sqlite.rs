@@ -265,3 +265,46 @@ async fn garbage_is_counted_and_never_crashes() {
     );
     assert!(up.process.terminate(Duration::from_secs(20)).unwrap());
 }
+
+/// Deliver stores, so with the storer's `auth_token` set a caller without it is refused, while
+/// the in-process collector (which sends the storer's token) keeps storing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_needs_the_storer_token() {
+    use sipcapture_proto::v1::storer_service_client::StorerServiceClient;
+    use sipcapture_proto::v1::{DeliverRequest, Hello, deliver_request};
+
+    let sandbox = Sandbox::new().unwrap();
+    let up = sandbox
+        .up(&["--set", "storer.auth_token=s3cret"])
+        .await
+        .unwrap();
+    let call_id = "token-1@192.0.2.10";
+    let packet = hep3_sip(
+        addr("192.0.2.10:5060"),
+        addr("192.0.2.20:5060"),
+        1_772_668_800,
+        0,
+        2001,
+        &request("INVITE", call_id, 1, "t1", None),
+    );
+    send_udp(up.hep, &[packet]).unwrap();
+    let db = open_db(&up.db_url).await.unwrap();
+    if let Err(e) = wait_for_rows(&db, "sip_capture_call_20260305", 1, WAIT).await {
+        panic!("{e}\n{}", up.process.log_text());
+    }
+
+    let hello = DeliverRequest {
+        message: Some(deliver_request::Message::Hello(Hello {
+            collector_id: "intruder".into(),
+            stream_id: "intruder-0".into(),
+        })),
+    };
+    let mut client = StorerServiceClient::connect(format!("http://{}", up.grpc))
+        .await
+        .unwrap();
+    let refused = client
+        .deliver(tokio_stream::iter(vec![hello]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+}

@@ -153,6 +153,7 @@ impl Storer {
             },
             counters: counters.clone(),
             shutdown,
+            token: config.service.auth_token.clone().filter(|t| !t.is_empty()),
         });
         Ok(Storer {
             intake,

@@ -69,6 +69,9 @@ pub struct ExportConfig {
     pub max_unacked: usize,
     /// After the input closes (shutdown), how long to keep trying to deliver what is pending.
     pub drain_timeout: Duration,
+    /// Bearer token sent when opening a Deliver stream (the collector's `auth_token`; storers
+    /// with the same token require it).
+    pub token: Option<String>,
 }
 
 /// A lane's state for the gauges (`unacked_batches`, `spool_bytes`, `spool_segments`): atomics

@@ -70,7 +70,11 @@ impl Conn {
         };
         tx.send(hello).await.map_err(|_| StreamError::NoWelcome)?;
         let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let mut inbound = client.deliver(ReceiverStream::new(rx)).await?.into_inner();
+            let request = sipcapture_runtime::auth::with_bearer(
+                tonic::Request::new(ReceiverStream::new(rx)),
+                cfg.token.as_deref(),
+            );
+            let mut inbound = client.deliver(request).await?.into_inner();
             let first = inbound.message().await?;
             Ok::<_, StreamError>((inbound, first))
         })
