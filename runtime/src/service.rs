@@ -25,9 +25,6 @@ use crate::server::{GrpcLimits, ServeError, ServeOptions};
 use crate::telemetry::{LogFormat, LogSettings, TelemetryError};
 use crate::tls::{GrpcClientTls, GrpcServerTls};
 
-/// The name of the nested section holding the shared keys.
-pub const SECTION: &str = crate::config::SHARED_SECTION;
-
 /// The keys every service has (`[service]`, or flat next to the service's own keys).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

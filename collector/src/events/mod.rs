@@ -74,7 +74,7 @@ impl PacketCounters {
         }
     }
 
-    fn by_input<'a>(&self, family: &'a [Counter; 7], input: InputKind) -> &'a Counter {
+    fn by_input(family: &[Counter; 7], input: InputKind) -> &Counter {
         &family[input_index(input)]
     }
 }
@@ -94,7 +94,7 @@ pub struct HepReceived {
 
 impl PacketEvent for HepReceived {
     fn emit(self, counters: &PacketCounters) {
-        counters.by_input(&counters.hep_received, self.input).add(1);
+        PacketCounters::by_input(&counters.hep_received, self.input).add(1);
     }
 }
 
@@ -107,7 +107,7 @@ pub struct HepDecoded {
 
 impl PacketEvent for HepDecoded {
     fn emit(self, counters: &PacketCounters) {
-        counters.by_input(&counters.hep_decoded, self.input).add(1);
+        PacketCounters::by_input(&counters.hep_decoded, self.input).add(1);
     }
 }
 
@@ -130,7 +130,7 @@ pub struct RawReceived {
 
 impl PacketEvent for RawReceived {
     fn emit(self, counters: &PacketCounters) {
-        counters.by_input(&counters.raw_received, self.input).add(1);
+        PacketCounters::by_input(&counters.raw_received, self.input).add(1);
     }
 }
 
