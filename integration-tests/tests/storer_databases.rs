@@ -40,7 +40,8 @@ macro_rules! on_every_engine {
 on_every_engine!(
     tables_columns_modes_rules_and_resend,
     two_storers_create_the_same_dated_table,
-    retention_drops_old_dated_tables
+    retention_drops_old_dated_tables,
+    a_refused_row_is_isolated
 );
 
 /// Dated tables, Kamailio's column values, truncation instead of loss, report tables, a named
@@ -494,6 +495,88 @@ async fn retention_drops_old_dated_tables(engine: Engine) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    drop(storer);
+    db.close().await.unwrap();
+    test_db.cleanup().await.unwrap();
+}
+
+/// A row the database refuses for its content (here a trigger's error, on every engine) fails
+/// the fast multi-row path; the batch is then written row by row, the refused row is counted as
+/// `dropped.row_rejected`, and the others commit with the stream state (a resend stores nothing).
+async fn a_refused_row_is_isolated(engine: Engine) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let sandbox = Sandbox::new().unwrap();
+    let Some(test_db) = TestDb::create(engine, &sandbox, "poison").await.unwrap() else {
+        return;
+    };
+    let storer = start_storer(&sandbox, "storer", &test_db.url, "")
+        .await
+        .unwrap();
+    let t = micros(2026, 6, 2, 12, 0, 0);
+    let table = "sip_capture_call_20260602";
+    let mut d = Delivery::open(storer.grpc, "it-collector", "poison-stream")
+        .await
+        .unwrap();
+    let first = vec![sip_record(t, "INVITE", "INVITE", "before@x", "alice")];
+    assert_eq!(d.send(1, first).await.unwrap().stored, 1);
+    let db = test_db.connect().await.unwrap();
+    wait_for_rows(&db, table, 1, WAIT).await.unwrap();
+    let backend = db.get_database_backend();
+    let triggers: Vec<String> = match engine {
+        Engine::Sqlite => vec![format!(
+            "CREATE TRIGGER poison BEFORE INSERT ON {table} WHEN NEW.callid = 'poison@x' \
+             BEGIN SELECT RAISE(ABORT, 'poison row refused'); END"
+        )],
+        Engine::Postgres => vec![
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.callid = 'poison@x' THEN RAISE EXCEPTION 'poison row refused'; END IF; \
+             RETURN NEW; END $$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER poison BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION poison()"
+            ),
+        ],
+        Engine::MySql => vec![format!(
+            "CREATE TRIGGER poison BEFORE INSERT ON {table} FOR EACH ROW BEGIN \
+             IF NEW.callid = 'poison@x' THEN \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poison row refused'; END IF; END"
+        )],
+    };
+    for sql in triggers {
+        db.execute_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap();
+    }
+    let mut batch: Vec<_> = (0..9)
+        .map(|i| sip_record(t + i, "INVITE", "INVITE", &format!("good-{i}@x"), "alice"))
+        .collect();
+    batch.insert(
+        4,
+        sip_record(t + 100, "INVITE", "INVITE", "poison@x", "alice"),
+    );
+    let ack = d.send(2, batch.clone()).await.unwrap();
+    assert!(!ack.duplicate);
+    wait_for_rows(&db, table, 10, WAIT).await.unwrap();
+    let counters = member_counters(storer.grpc).await.unwrap();
+    assert_eq!(
+        counters.get("dropped.row_rejected"),
+        Some(&1),
+        "{counters:?}"
+    );
+    let poisoned = count(
+        &db,
+        &format!("SELECT COUNT(*) AS n FROM {table} WHERE callid = 'poison@x'"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(poisoned, 0);
+    // The stream state committed with the good rows: a resend is a duplicate, stores nothing.
+    let resend = d.send(2, batch).await.unwrap();
+    assert!(resend.duplicate);
+    let total = count(&db, &format!("SELECT COUNT(*) AS n FROM {table}"))
+        .await
+        .unwrap();
+    assert_eq!(total, 10);
     drop(storer);
     db.close().await.unwrap();
     test_db.cleanup().await.unwrap();

@@ -168,8 +168,13 @@ async fn copy_rate(db: &sea_orm::DatabaseConnection, table: &str, batches: &[Rec
         .map(|batch| {
             let mut text = String::new();
             for record in &batch.records {
-                let row = sipcapture_storer::pipeline::rows::row(record, TableFamily::Sip);
-                let fields: Vec<String> = row.values.iter().map(copy_text).collect();
+                let mut cells = Vec::new();
+                sipcapture_storer::pipeline::rows::row(record, TableFamily::Sip, &mut cells);
+                let fields: Vec<String> = cells
+                    .iter()
+                    .map(sipcapture_storer::db::insert::value)
+                    .map(|v| copy_text(&v))
+                    .collect();
                 text.push_str(&fields.join("\t"));
                 text.push('\n');
             }

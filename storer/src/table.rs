@@ -5,10 +5,12 @@
 //! [`columns`] is its column list in Kamailio's insert order. This module imports nothing else
 //! from the crate.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use chrono::format::{Item, Parsed, StrftimeItems};
-use chrono::{NaiveDate, Utc};
+use chrono::{NaiveDate, NaiveDateTime, Utc};
 use sipcapture_proto::v1::CaptureRecord;
 
 /// Longest table name we create (PostgreSQL's identifier limit is 63 bytes, MySQL's 64).
@@ -197,6 +199,26 @@ pub enum ColumnKind {
     DateTime,
     /// BLOB / bytea: no limit.
     Blob,
+}
+
+/// One value of a row, borrowed from its record wherever it can be: building a row allocates
+/// nothing per column, and the write path encodes each value once, straight into what the
+/// database driver sends (PostgreSQL `COPY` binary, MySQL's argument buffer, SQLite's binds).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    /// A `varchar` value, already cut to its column width.
+    Text(Cow<'a, str>),
+    /// An address, written as Kamailio's `ip_addr2a` does (dotted IPv4, IPv6 without
+    /// brackets); empty when unknown.
+    Ip(Option<IpAddr>),
+    /// INT.
+    Int(i32),
+    /// BIGINT.
+    BigInt(i64),
+    /// DATETIME / TIMESTAMP (UTC, whole seconds for `date`).
+    DateTime(NaiveDateTime),
+    /// BLOB / bytea.
+    Blob(&'a [u8]),
 }
 
 /// One column of a table family.

@@ -1,137 +1,140 @@
-//! Multi-row inserts into runtime-named tables (identifiers quoted, and built only from
-//! validated `[A-Za-z0-9_]` names), and the per-stream committed sequence.
-//!
-//! PostgreSQL gets one array per column (`INSERT … SELECT * FROM UNNEST($1::text[], …)`): 44
-//! parameters whatever the number of rows, so the statement is prepared once per table and
-//! connection and the server plans no row list. SQLite and MySQL get multi-row `VALUES`
-//! statements (sea-query), as many as the parameter limits require.
+//! Rows of a table ([`TableRows`]: the cells of every row, flat) and the SeaORM statements of the
+//! rare paths: one row at a time while a batch isolates a row the database refuses, and the
+//! per-stream committed sequence. The hot path is [`crate::db::bulk`]. Identifiers are quoted and
+//! built only from validated `[A-Za-z0-9_]` names.
 
-use sea_orm::sea_query::{Alias, ArrayType, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 use crate::db::schema::STREAM_STATE_TABLE;
-use crate::table::{Column, ColumnKind, TableFamily, columns};
+use crate::table::{Cell, Column, TableFamily, columns};
 
-/// Bind parameters per statement we stay under (SQLite allows 32766, PostgreSQL and MySQL 65535).
-const MAX_PARAMS: usize = 30_000;
-/// Rows per PostgreSQL `UNNEST` statement (bounds one statement's message size).
-const PG_ROWS_PER_STATEMENT: usize = 5_000;
+/// The rows of one table within a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRows<'a> {
+    /// Expanded, validated table name.
+    pub table: String,
+    /// Its schema.
+    pub family: TableFamily,
+    /// The cells of every row, row after row, each row in the family's column order.
+    pub cells: Vec<Cell<'a>>,
+}
 
-/// Inserts `rows` (each in the family's column order) into `table`, as few statements as the
-/// backend's limits allow. Returns the number of rows written.
+impl<'a> TableRows<'a> {
+    /// No rows yet.
+    pub fn new(table: String, family: TableFamily) -> Self {
+        TableRows {
+            table,
+            family,
+            cells: Vec::new(),
+        }
+    }
+
+    /// The family's columns.
+    pub fn columns(&self) -> &'static [Column] {
+        columns(self.family)
+    }
+
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.cells.len() / self.columns().len()
+    }
+
+    /// The rows, `n` at a time (each item holds the cells of up to `n` rows).
+    pub fn chunks(&self, n: usize) -> std::slice::Chunks<'_, Cell<'a>> {
+        self.cells.chunks(n.max(1) * self.columns().len())
+    }
+
+    /// Checks that the cells make whole rows.
+    pub fn check(&self) -> Result<(), DbErr> {
+        let width = self.columns().len();
+        if self.cells.len().is_multiple_of(width) {
+            Ok(())
+        } else {
+            Err(DbErr::Custom(format!(
+                "rows do not fit table {}: {} values for {width} columns",
+                self.table,
+                self.cells.len()
+            )))
+        }
+    }
+}
+
+/// A cell as a SeaORM value (the rare one-row path).
+pub fn value(cell: &Cell<'_>) -> Value {
+    match cell {
+        Cell::Text(s) => Value::from(s.as_ref().to_owned()),
+        Cell::Ip(ip) => Value::from(ip.map(|ip| ip.to_string()).unwrap_or_default()),
+        Cell::Int(n) => Value::from(*n),
+        Cell::BigInt(n) => Value::from(*n),
+        Cell::DateTime(t) => Value::from(*t),
+        Cell::Blob(b) => Value::from(b.to_vec()),
+    }
+}
+
+/// Inserts the rows whose cells are `cells` into `table` with one multi-row statement (the
+/// isolation path calls it with one row). Returns the number of rows written.
 pub async fn insert_rows<C: ConnectionTrait>(
     conn: &C,
     table: &str,
     family: TableFamily,
-    rows: &[Vec<Value>],
+    cells: &[Cell<'_>],
 ) -> Result<u64, DbErr> {
-    let cols: &[Column] = columns(family);
-    if conn.get_database_backend() == DbBackend::Postgres {
-        let mut written = 0;
-        for chunk in rows.chunks(PG_ROWS_PER_STATEMENT) {
-            written += conn
-                .execute_raw(unnest_insert(table, cols, chunk)?)
-                .await?
-                .rows_affected();
-        }
-        return Ok(written);
+    let cols = columns(family);
+    if cells.is_empty() {
+        return Ok(0);
     }
-    // SQLite and MySQL: multi-row VALUES with `?` placeholders, the values moved in once (no
-    // expression tree to build and walk for every value).
+    if !cells.len().is_multiple_of(cols.len()) {
+        return Err(DbErr::Custom(format!(
+            "rows do not fit table {table}: {} values for {} columns",
+            cells.len(),
+            cols.len()
+        )));
+    }
     let backend = conn.get_database_backend();
-    let per_statement = (MAX_PARAMS / cols.len()).max(1);
-    let mut written = 0;
-    for chunk in rows.chunks(per_statement) {
-        let mut values = Vec::with_capacity(chunk.len() * cols.len());
-        for row in chunk {
-            if row.len() != cols.len() {
-                return Err(row_mismatch(table, row.len(), cols.len()));
-            }
-            values.extend(row.iter().cloned());
-        }
-        let sql = multi_row_insert(backend, table, cols, chunk.len());
-        written += conn
-            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?
-            .rows_affected();
-    }
-    Ok(written)
+    let sql = multi_row_insert(backend, table, cols, cells.len() / cols.len());
+    let values: Vec<Value> = cells.iter().map(value).collect();
+    Ok(conn
+        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .rows_affected())
 }
 
-/// `INSERT INTO t (c1, …) VALUES (?, …), (?, …)` for `rows` rows (SQLite, MySQL).
-fn multi_row_insert(backend: DbBackend, table: &str, cols: &[Column], rows: usize) -> String {
+/// `INSERT INTO t (c1, …) VALUES (?, …), (?, …)` for `rows` rows (`$n` on PostgreSQL).
+pub fn multi_row_insert(backend: DbBackend, table: &str, cols: &[Column], rows: usize) -> String {
     let quote = |name: &str| match backend {
         DbBackend::MySql => format!("`{}`", name.replace('`', "``")),
         _ => quoted(name),
     };
     let names: Vec<String> = cols.iter().map(|c| quote(c.name)).collect();
-    let one = format!("({})", vec!["?"; cols.len()].join(","));
     let mut sql = format!(
         "INSERT INTO {} ({}) VALUES ",
         quote(table),
         names.join(", ")
     );
-    sql.reserve(rows * (one.len() + 1));
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ",(" });
+        for col in 0..cols.len() {
+            if col > 0 {
+                sql.push(',');
+            }
+            n += 1;
+            if backend == DbBackend::Postgres {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            } else {
+                sql.push('?');
+            }
         }
-        sql.push_str(&one);
+        sql.push(')');
     }
     sql
 }
 
 /// A double-quoted identifier (names are validated `[A-Za-z0-9_]`; quotes doubled anyway).
-fn quoted(name: &str) -> String {
+pub fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn row_mismatch(table: &str, values: usize, columns: usize) -> DbErr {
-    DbErr::Custom(format!(
-        "row does not fit table {table}: {values} values for {columns} columns"
-    ))
-}
-
-/// `INSERT INTO "table" ("c1", …) SELECT * FROM UNNEST($1::text[], $2::int4[], …)` with one
-/// array per column.
-fn unnest_insert(table: &str, cols: &[Column], rows: &[Vec<Value>]) -> Result<Statement, DbErr> {
-    let names: Vec<String> = cols.iter().map(|c| quoted(c.name)).collect();
-    let mut arrays: Vec<Vec<Value>> = cols
-        .iter()
-        .map(|_| Vec::with_capacity(rows.len()))
-        .collect();
-    for row in rows {
-        if row.len() != cols.len() {
-            return Err(row_mismatch(table, row.len(), cols.len()));
-        }
-        for (array, value) in arrays.iter_mut().zip(row) {
-            array.push(value.clone());
-        }
-    }
-    let mut casts = Vec::with_capacity(cols.len());
-    let mut values = Vec::with_capacity(cols.len());
-    for (i, (col, array)) in cols.iter().zip(arrays).enumerate() {
-        let (pg_type, array_type) = match col.kind {
-            ColumnKind::Str(_) => ("text[]", ArrayType::String),
-            ColumnKind::Int => ("int4[]", ArrayType::Int),
-            ColumnKind::BigInt => ("int8[]", ArrayType::BigInt),
-            ColumnKind::DateTime => ("timestamp[]", ArrayType::ChronoDateTime),
-            ColumnKind::Blob => ("bytea[]", ArrayType::Bytes),
-        };
-        casts.push(format!("${}::{pg_type}", i + 1));
-        values.push(Value::Array(array_type, Some(Box::new(array))));
-    }
-    let sql = format!(
-        "INSERT INTO {} ({}) SELECT * FROM UNNEST({})",
-        quoted(table),
-        names.join(", "),
-        casts.join(", ")
-    );
-    Ok(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        values,
-    ))
 }
 
 /// The last committed batch sequence of a stream (0 when none).

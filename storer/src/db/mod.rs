@@ -4,6 +4,7 @@
 //! sequence ([`insert`]), list and drop tables for retention ([`tables`]). Imports nothing from
 //! the pipeline above it: only the ground module [`crate::table`].
 
+pub mod bulk;
 pub mod insert;
 pub mod schema;
 pub mod tables;

@@ -19,13 +19,14 @@ use sipcapture_proto::v1::{BatchAck, RecordBatch};
 use sipcapture_runtime::counters::Counters;
 use sipcapture_runtime::status::CaptureSwitch;
 
+use crate::db::insert::TableRows;
 use crate::events::{
     BatchCommitted, BatchDuplicate, BatchReceived, HashSourceEmpty, InternalEvent, RecordDiscarded,
     RecordUnroutable, RowTruncated,
 };
 use crate::pipeline::route::{Decision, Router};
 use crate::pipeline::rows;
-use crate::pipeline::write::{Committed, PreparedBatch, TableRows, WriteError, Writer};
+use crate::pipeline::write::{Committed, PreparedBatch, WriteError, Writer};
 
 /// Why a batch was not committed (and so must not be acknowledged).
 #[derive(Debug, thiserror::Error)]
@@ -56,30 +57,30 @@ pub struct Batcher {
 
 /// Rows of one batch for one capture mode.
 #[derive(Debug, Default)]
-pub struct ModePart {
+pub struct ModePart<'a> {
     /// Capture mode index (0: default).
     pub mode: usize,
     /// Rows per table.
-    pub tables: Vec<TableRows>,
+    pub tables: Vec<TableRows<'a>>,
 }
 
 /// What routing one batch (or a group of batches) produced.
 #[derive(Debug, Default)]
-pub struct Routed {
+pub struct Routed<'a> {
     /// Rows per (mode, table).
-    pub parts: Vec<ModePart>,
+    pub parts: Vec<ModePart<'a>>,
     /// Records deliberately not stored (capture off, routing rule `drop`).
     pub discarded: u32,
 }
 
-impl Routed {
+impl Routed<'_> {
     /// Rows routed so far, over every mode and table.
     fn rows(&self) -> u32 {
         let rows: usize = self
             .parts
             .iter()
             .flat_map(|p| &p.tables)
-            .map(|t| t.rows.len())
+            .map(TableRows::rows)
             .sum();
         u32::try_from(rows).unwrap_or(u32::MAX)
     }
@@ -97,14 +98,14 @@ impl Batcher {
     }
 
     /// Routes every record of a batch and builds its rows.
-    pub fn route_batch(&self, batch: &RecordBatch) -> Routed {
+    pub fn route_batch<'a>(&self, batch: &'a RecordBatch) -> Routed<'a> {
         let mut routed = Routed::default();
         self.route_into(batch, &mut routed);
         routed
     }
 
     /// Routes every record of a batch into `routed` (several batches of a group share one).
-    fn route_into(&self, batch: &RecordBatch, routed: &mut Routed) {
+    fn route_into<'a>(&self, batch: &'a RecordBatch, routed: &mut Routed<'a>) {
         for record in &batch.records {
             if !self.switch.is_on() {
                 routed.discarded += 1;
@@ -130,10 +131,6 @@ impl Batcher {
             if route.hash_source_empty {
                 HashSourceEmpty.emit(&self.counters);
             }
-            let row = rows::row(record, route.family);
-            if row.truncated {
-                RowTruncated.emit(&self.counters);
-            }
             let part = match routed.parts.iter().position(|p| p.mode == route.mode) {
                 Some(i) => routed.parts.get_mut(i),
                 None => {
@@ -145,13 +142,16 @@ impl Batcher {
                 }
             };
             let Some(part) = part else { continue };
-            match part.tables.iter_mut().find(|t| t.table == route.table) {
-                Some(group) => group.rows.push(row.values),
-                None => part.tables.push(TableRows {
-                    table: route.table,
-                    family: route.family,
-                    rows: vec![row.values],
-                }),
+            let group = match part.tables.iter().position(|t| t.table == route.table) {
+                Some(i) => part.tables.get_mut(i),
+                None => {
+                    part.tables.push(TableRows::new(route.table, route.family));
+                    part.tables.last_mut()
+                }
+            };
+            let Some(group) = group else { continue };
+            if rows::row(record, route.family, &mut group.cells) {
+                RowTruncated.emit(&self.counters);
             }
         }
     }

@@ -5,21 +5,15 @@
 //! row is lost (homer #174, #262, #296). We cut the value to its column width, flag the record and
 //! count it, so a row never disappears for its size (docs/COMPATIBILITY.md).
 
-use chrono::NaiveDateTime;
-use sea_orm::Value;
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use sipcapture_proto::ip_from_bytes;
 use sipcapture_proto::v1::{CaptureRecord, SipFields};
 
-use crate::table::{Column, ColumnKind, REPORT_COLUMNS, SIP_COLUMNS, TableFamily, capture_time};
-
-/// One row's values plus what building it found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    /// Values in the family's column order.
-    pub values: Vec<Value>,
-    /// Some value was cut to its column width.
-    pub truncated: bool,
-}
+use crate::table::{
+    Cell, Column, ColumnKind, REPORT_COLUMNS, SIP_COLUMNS, TableFamily, capture_time,
+};
 
 /// Formats an address the way Kamailio's `ip_addr2a` does for the common cases (dotted IPv4,
 /// IPv6 without brackets); empty when unknown.
@@ -29,76 +23,90 @@ pub fn format_ip(bytes: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-struct Builder {
-    values: Vec<Value>,
+/// Appends one row's cells to a table's flat cell list (no allocation per column: text is
+/// borrowed from the record, cut in place).
+struct Builder<'a, 'o> {
+    out: &'o mut Vec<Cell<'a>>,
+    next: usize,
     truncated: bool,
     columns: &'static [Column],
 }
 
-impl Builder {
-    fn new(columns: &'static [Column]) -> Self {
+impl<'a, 'o> Builder<'a, 'o> {
+    fn new(columns: &'static [Column], out: &'o mut Vec<Cell<'a>>) -> Self {
+        out.reserve(columns.len());
         Builder {
-            values: Vec::with_capacity(columns.len()),
+            out,
+            next: 0,
             truncated: false,
             columns,
         }
     }
 
-    fn width(&self) -> usize {
-        match self.columns.get(self.values.len()).map(|c| c.kind) {
-            Some(ColumnKind::Str(n)) => n,
-            _ => usize::MAX,
-        }
+    fn push(&mut self, cell: Cell<'a>) {
+        self.out.push(cell);
+        self.next += 1;
     }
 
-    fn text(&mut self, s: &str) {
-        let width = self.width();
+    fn text(&mut self, s: &'a str) {
+        let width = match self.columns.get(self.next).map(|c| c.kind) {
+            Some(ColumnKind::Str(n)) => n,
+            _ => usize::MAX,
+        };
         let value = match s.char_indices().nth(width) {
             Some((cut, _)) => {
                 self.truncated = true;
-                s.get(..cut).unwrap_or_default().to_owned()
+                s.get(..cut).unwrap_or_default()
             }
-            None => s.to_owned(),
+            None => s,
         };
-        self.values.push(Value::from(value));
+        self.push(Cell::Text(Cow::Borrowed(value)));
+    }
+
+    fn owned_text(&mut self, s: Cow<'a, str>) {
+        match s {
+            Cow::Borrowed(b) => self.text(b),
+            Cow::Owned(o) => {
+                let width = match self.columns.get(self.next).map(|c| c.kind) {
+                    Some(ColumnKind::Str(n)) => n,
+                    _ => usize::MAX,
+                };
+                let mut o = o;
+                if let Some((cut, _)) = o.char_indices().nth(width) {
+                    self.truncated = true;
+                    o.truncate(cut);
+                }
+                self.push(Cell::Text(Cow::Owned(o)));
+            }
+        }
+    }
+
+    fn ip(&mut self, bytes: &[u8]) {
+        // The widest address text (45 characters) fits every address column (60).
+        self.push(Cell::Ip(ip_from_bytes(bytes)));
     }
 
     fn int(&mut self, n: u32) {
-        self.values
-            .push(Value::from(i32::try_from(n).unwrap_or(i32::MAX)));
+        self.push(Cell::Int(i32::try_from(n).unwrap_or(i32::MAX)));
     }
 
-    fn push(&mut self, v: Value) {
-        self.values.push(v);
-    }
-
-    fn finish(self) -> Row {
-        Row {
-            values: self.values,
-            truncated: self.truncated,
-        }
+    fn dates(&mut self, record: &CaptureRecord) {
+        let time = capture_time(record);
+        // Whole seconds, as Kamailio's `date` column (micro_ts holds the microseconds).
+        let whole = chrono::DateTime::from_timestamp(time.timestamp(), 0).unwrap_or(time);
+        self.push(Cell::DateTime(whole.naive_utc()));
+        self.push(Cell::BigInt(
+            i64::try_from(record.capture_time_us).unwrap_or(i64::MAX),
+        ));
     }
 }
 
-fn date_value(record: &CaptureRecord) -> Value {
-    let dt: NaiveDateTime = capture_time(record).naive_utc();
-    // Whole seconds, as Kamailio's `date` column (micro_ts holds the microseconds).
-    let secs = dt.and_utc().timestamp();
-    let whole = chrono::DateTime::from_timestamp(secs, 0).map_or(dt, |d| d.naive_utc());
-    Value::from(whole)
-}
-
-fn micro_ts(record: &CaptureRecord) -> Value {
-    Value::from(i64::try_from(record.capture_time_us).unwrap_or(i64::MAX))
-}
-
-/// Builds the 44 values of a `sip_capture` row.
-pub fn sip_row(record: &CaptureRecord) -> Row {
-    let no_sip = SipFields::default();
-    let sip = record.sip.as_ref().unwrap_or(&no_sip);
-    let mut b = Builder::new(&SIP_COLUMNS);
-    b.push(date_value(record));
-    b.push(micro_ts(record));
+/// Appends the 44 cells of a `sip_capture` row to `out`; true when a value was cut.
+pub fn sip_row<'a>(record: &'a CaptureRecord, out: &mut Vec<Cell<'a>>) -> bool {
+    static NO_SIP: LazyLock<SipFields> = LazyLock::new(SipFields::default);
+    let sip = record.sip.as_ref().unwrap_or(&NO_SIP);
+    let mut b = Builder::new(&SIP_COLUMNS, out);
+    b.dates(record);
     b.text(&sip.method);
     b.text(&sip.reply_reason);
     b.text(&sip.ruri);
@@ -119,9 +127,9 @@ pub fn sip_row(record: &CaptureRecord) -> Row {
     b.text(&sip.content_type);
     b.text(&sip.auth);
     b.text(&sip.user_agent);
-    b.text(&format_ip(&record.src_ip));
+    b.ip(&record.src_ip);
     b.int(record.src_port);
-    b.text(&format_ip(&record.dst_ip));
+    b.ip(&record.dst_ip);
     b.int(record.dst_port);
     b.text(&sip.contact_ip);
     b.int(sip.contact_port);
@@ -137,48 +145,51 @@ pub fn sip_row(record: &CaptureRecord) -> Row {
     b.text(&sip.to_domain);
     b.text(&sip.ruri_domain);
     b.text(&sip.diversion);
-    b.push(Value::from(record.payload.clone()));
+    b.push(Cell::Blob(&record.payload));
     b.text(&sip.custom_field1);
     b.text(&sip.custom_field2);
     b.text(&sip.custom_field3);
-    b.finish()
+    b.truncated
 }
 
-/// Builds the 12 values of a report row.
-pub fn report_row(record: &CaptureRecord) -> Row {
+/// Appends the 12 cells of a report row to `out`; true when a value was cut.
+pub fn report_row<'a>(record: &'a CaptureRecord, out: &mut Vec<Cell<'a>>) -> bool {
     let correlation_id = record
         .hep
         .as_ref()
         .map_or(&[][..], |h| &h.correlation_id[..]);
     let report_type = record.report.as_ref().map_or(0, |r| r.report_type);
-    let mut b = Builder::new(&REPORT_COLUMNS);
-    b.push(date_value(record));
-    b.push(micro_ts(record));
-    b.text(&String::from_utf8_lossy(correlation_id));
-    b.text(&format_ip(&record.src_ip));
+    let mut b = Builder::new(&REPORT_COLUMNS, out);
+    b.dates(record);
+    b.owned_text(String::from_utf8_lossy(correlation_id));
+    b.ip(&record.src_ip);
     b.int(record.src_port);
-    b.text(&format_ip(&record.dst_ip));
+    b.ip(&record.dst_ip);
     b.int(record.dst_port);
     b.int(record.transport);
     b.int(record.family);
     b.int(report_type);
     b.text(&record.node);
-    b.push(Value::from(record.payload.clone()));
-    b.finish()
+    b.push(Cell::Blob(&record.payload));
+    b.truncated
 }
 
-/// Builds the row of a record for its table family.
-pub fn row(record: &CaptureRecord, family: TableFamily) -> Row {
+/// Appends the row of a record for its table family to `out`; true when a value was cut.
+pub fn row<'a>(record: &'a CaptureRecord, family: TableFamily, out: &mut Vec<Cell<'a>>) -> bool {
     match family {
-        TableFamily::Sip => sip_row(record),
-        TableFamily::Report => report_row(record),
+        TableFamily::Sip => sip_row(record, out),
+        TableFamily::Report => report_row(record, out),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sipcapture_proto::v1::SipFields;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn text(s: &str) -> Cell<'_> {
+        Cell::Text(Cow::Borrowed(s))
+    }
 
     #[test]
     fn sip_row_has_44_values_in_order() {
@@ -199,14 +210,29 @@ mod tests {
             }),
             ..Default::default()
         };
-        let row = sip_row(&rec);
-        assert_eq!(row.values.len(), 44);
-        assert_eq!(row.values[1], Value::from(1_700_000_000_123_456_i64));
-        assert_eq!(row.values[2], Value::from("INVITE".to_owned()));
-        assert_eq!(row.values[22], Value::from("10.0.0.1".to_owned()));
-        assert_eq!(row.values[25], Value::from(5061));
-        assert_eq!(row.values[34], Value::from("homer01:2001".to_owned()));
-        assert!(!row.truncated);
+        let mut cells = Vec::new();
+        assert!(!sip_row(&rec, &mut cells));
+        assert_eq!(cells.len(), 44);
+        assert_eq!(
+            cells[0],
+            Cell::DateTime(
+                chrono::DateTime::from_timestamp(1_700_000_000, 0)
+                    .unwrap()
+                    .naive_utc()
+            )
+        );
+        assert_eq!(cells[1], Cell::BigInt(1_700_000_000_123_456));
+        assert_eq!(cells[2], text("INVITE"));
+        assert_eq!(
+            cells[22],
+            Cell::Ip(Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))))
+        );
+        assert_eq!(cells[25], Cell::Int(5061));
+        assert_eq!(cells[34], text("homer01:2001"));
+        assert_eq!(cells[40], Cell::Blob(&rec.payload));
+        // a second row follows the first in the same list
+        sip_row(&rec, &mut cells);
+        assert_eq!(cells.len(), 88);
     }
 
     #[test]
@@ -218,9 +244,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        let row = sip_row(&rec);
-        assert!(row.truncated);
-        assert_eq!(row.values[17], Value::from("1".repeat(25)));
+        let mut cells = Vec::new();
+        assert!(sip_row(&rec, &mut cells));
+        assert_eq!(cells[17], text(&"1".repeat(25)));
     }
 
     #[test]
@@ -232,11 +258,38 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(sip_row(&rec).values[17], Value::from("é".repeat(25)));
+        let mut cells = Vec::new();
+        sip_row(&rec, &mut cells);
+        assert_eq!(cells[17], text(&"é".repeat(25)));
     }
 
     #[test]
     fn report_row_has_12_values() {
-        assert_eq!(report_row(&CaptureRecord::default()).values.len(), 12);
+        let rec = CaptureRecord {
+            hep: Some(sipcapture_proto::v1::HepMeta {
+                correlation_id: b"cid\xff".to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut cells = Vec::new();
+        assert!(!report_row(&rec, &mut cells));
+        assert_eq!(cells.len(), 12);
+        assert_eq!(cells[2], Cell::Text(Cow::Owned("cid\u{fffd}".into())));
+        assert_eq!(cells[3], Cell::Ip(None));
+    }
+
+    #[test]
+    fn address_columns_hold_any_address() {
+        let widest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".len();
+        for c in SIP_COLUMNS.iter().chain(&REPORT_COLUMNS) {
+            if c.name.ends_with("_ip") {
+                assert!(
+                    matches!(c.kind, ColumnKind::Str(n) if n >= widest),
+                    "{}",
+                    c.name
+                );
+            }
+        }
     }
 }

@@ -8,9 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait, Value};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use sipcapture_runtime::counters::Counters;
 
+use crate::db::bulk::{Bulk, Outcome, Part};
+use crate::db::insert::TableRows;
 use crate::db::schema::{Schema, TableCache};
 use crate::db::{DbError, insert, tables};
 use crate::events::{
@@ -19,20 +21,9 @@ use crate::events::{
 };
 use crate::table::TableFamily;
 
-/// Rows of one table within a batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableRows {
-    /// Expanded, validated table name.
-    pub table: String,
-    /// Its schema.
-    pub family: TableFamily,
-    /// Rows in the family's column order.
-    pub rows: Vec<Vec<Value>>,
-}
-
 /// A routed batch ready to commit.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PreparedBatch {
+pub struct PreparedBatch<'a> {
     /// The collector stream it belongs to.
     pub stream_id: String,
     /// The collector.
@@ -42,8 +33,8 @@ pub struct PreparedBatch {
     /// The first sequence it holds: equal to `sequence` for one batch; lower when several
     /// consecutive batches of a stream commit in one transaction (group commit).
     pub first_sequence: u64,
-    /// Rows grouped per table.
-    pub tables: Vec<TableRows>,
+    /// Rows grouped per table (cells borrowed from the received records).
+    pub tables: Vec<TableRows<'a>>,
     /// Look the stream's committed sequence up inside the transaction and write nothing when
     /// this batch is already there. Set for the parts of a batch that go to a non-default
     /// capture mode's database: such a part may have committed while another database failed,
@@ -136,6 +127,8 @@ pub enum WriteError {
 pub struct Writer {
     mode: String,
     db: DatabaseConnection,
+    /// The driver pool under `db`: the hot path.
+    bulk: Option<Bulk>,
     tables: TableCache,
     policy: RetryPolicy,
     counters: Arc<Counters>,
@@ -151,6 +144,7 @@ impl Writer {
     ) -> Self {
         Writer {
             mode: mode.to_owned(),
+            bulk: Bulk::of(&db),
             db,
             tables: TableCache::default(),
             policy,
@@ -194,7 +188,7 @@ impl Writer {
 
     /// Commits a batch; returns the number of rows written.
     #[tracing::instrument(name = "insert", skip_all, fields(mode = %self.mode, sequence = batch.sequence, tables = batch.tables.len()))]
-    pub async fn commit(&self, batch: &PreparedBatch) -> Result<Committed, WriteError> {
+    pub async fn commit(&self, batch: &PreparedBatch<'_>) -> Result<Committed, WriteError> {
         let started = Instant::now();
         let result = self.commit_with_retries(batch).await;
         InsertTimed {
@@ -204,7 +198,10 @@ impl Writer {
         result
     }
 
-    async fn commit_with_retries(&self, batch: &PreparedBatch) -> Result<Committed, WriteError> {
+    async fn commit_with_retries(
+        &self,
+        batch: &PreparedBatch<'_>,
+    ) -> Result<Committed, WriteError> {
         let mut attempts = 0u32;
         let mut first_failure: Option<Instant> = None;
         loop {
@@ -252,7 +249,7 @@ impl Writer {
         }
     }
 
-    async fn ensure_tables(&self, batch: &PreparedBatch) -> Result<(), DbError> {
+    async fn ensure_tables(&self, batch: &PreparedBatch<'_>) -> Result<(), DbError> {
         for group in &batch.tables {
             self.tables
                 .ensure(&self.db, Schema::Family(group.family), &group.table)
@@ -261,30 +258,36 @@ impl Writer {
         Ok(())
     }
 
-    async fn try_commit(&self, batch: &PreparedBatch) -> Result<Committed, DbError> {
+    async fn try_commit(&self, batch: &PreparedBatch<'_>) -> Result<Committed, DbError> {
         // DDL first and outside the transaction: MySQL commits implicitly on DDL, and SQLite's
         // single pooled connection is held by an open transaction.
         self.ensure_tables(batch).await?;
-        let txn = self.db.begin().await?;
-        if let Some(done) = self.committed_before(&txn, batch).await? {
-            txn.rollback().await?;
-            return Ok(done);
+        let Some(bulk) = &self.bulk else {
+            return self.commit_isolating(batch).await;
+        };
+        let part = Part {
+            stream_id: &batch.stream_id,
+            collector_id: &batch.collector_id,
+            sequence: batch.sequence,
+            first_sequence: batch.first_sequence,
+            skip_if_committed: batch.skip_if_committed,
+            tables: &batch.tables,
+            now_us: now_us(),
+        };
+        match bulk.commit(&part).await? {
+            Outcome::Written(per_table) => {
+                let mut written = StoredRows::default();
+                for (group, n) in batch.tables.iter().zip(per_table) {
+                    written.add(group.family, n);
+                }
+                Ok(Committed::Rows(written.emit(&self.counters)))
+            }
+            Outcome::AllCommitted => {
+                PartAlreadyCommitted.emit(&self.counters);
+                Ok(Committed::Rows(0))
+            }
+            Outcome::Partly => Ok(Committed::Partly),
         }
-        let mut written = StoredRows::default();
-        for group in &batch.tables {
-            let n = insert::insert_rows(&txn, &group.table, group.family, &group.rows).await?;
-            written.add(group.family, n);
-        }
-        insert::save_committed(
-            &txn,
-            &batch.stream_id,
-            &batch.collector_id,
-            batch.sequence,
-            now_us(),
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(Committed::Rows(written.emit(&self.counters)))
     }
 
     /// With `skip_if_committed`: what the stream state in the transaction says was committed
@@ -293,7 +296,7 @@ impl Writer {
     async fn committed_before(
         &self,
         txn: &DatabaseTransaction,
-        batch: &PreparedBatch,
+        batch: &PreparedBatch<'_>,
     ) -> Result<Option<Committed>, DbError> {
         if !batch.skip_if_committed {
             return Ok(None);
@@ -311,7 +314,7 @@ impl Writer {
 
     /// Row-by-row inside one transaction, each row in its own savepoint: rejected rows are
     /// counted and logged, the rest commit together with the stream sequence.
-    async fn commit_isolating(&self, batch: &PreparedBatch) -> Result<Committed, DbError> {
+    async fn commit_isolating(&self, batch: &PreparedBatch<'_>) -> Result<Committed, DbError> {
         self.ensure_tables(batch).await?;
         let txn = self.db.begin().await?;
         if let Some(done) = self.committed_before(&txn, batch).await? {
@@ -320,16 +323,9 @@ impl Writer {
         }
         let mut written = StoredRows::default();
         for group in &batch.tables {
-            for row in &group.rows {
+            for row in group.chunks(1) {
                 let savepoint = txn.begin().await?;
-                match insert::insert_rows(
-                    &savepoint,
-                    &group.table,
-                    group.family,
-                    std::slice::from_ref(row),
-                )
-                .await
-                {
+                match insert::insert_rows(&savepoint, &group.table, group.family, row).await {
                     Ok(n) => {
                         savepoint.commit().await?;
                         written.add(group.family, n);
