@@ -4,6 +4,7 @@
 //! the Welcome and resends the rest, in order. At most `max_unacked` batches are outstanding;
 //! beyond that no more input is read, so pressure flows back to the inputs' bounded queue.
 
+pub mod encoded;
 pub mod lanes;
 pub mod spool;
 pub mod storers;
@@ -25,6 +26,7 @@ use crate::events::{
     RecordsDroppedBySpool, RecordsLostAtShutdown, RecordsSpooled, StreamConnectFailed,
     StreamConnected, StreamLost,
 };
+use encoded::EncodedBatch;
 use spool::{Spool, SpoolError};
 use storers::Storers;
 use stream::Conn;
@@ -89,7 +91,8 @@ pub struct LaneStats {
 /// A sealed batch waiting for its acknowledgement.
 #[derive(Debug)]
 struct Pending {
-    batch: RecordBatch,
+    /// Encoded once, when sealed.
+    batch: EncodedBatch,
     /// Read back from the spool (so its bytes are on disk already).
     spooled: bool,
     /// When it was first sent (for the send → ack latency).
@@ -100,7 +103,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn new(batch: RecordBatch, spooled: bool, span: tracing::Span) -> Self {
+    fn new(batch: EncodedBatch, spooled: bool, span: tracing::Span) -> Self {
         Pending {
             batch,
             spooled,
@@ -178,6 +181,7 @@ impl Exporter {
             trace_context: Default::default(),
         };
         sipcapture_runtime::telemetry::inject_map(&span, &mut batch.trace_context);
+        let batch = EncodedBatch::encode(&batch);
         let Some(spool) = self.spool.as_mut() else {
             self.pending.push_back(Pending::new(batch, false, span));
             return;
@@ -190,7 +194,7 @@ impl Exporter {
             self.pending.push_back(Pending::new(batch, false, span));
             return;
         }
-        let records = batch.records.len() as u64;
+        let records = batch.records;
         match spool.push(&batch) {
             Ok(()) => RecordsSpooled { records }.emit(&self.counters),
             Err(e) => {
@@ -220,11 +224,11 @@ impl Exporter {
                         "export_batch",
                         lane = self.cfg.lane,
                         sequence = batch.sequence,
-                        records = batch.records.len(),
+                        records = batch.records,
                         from_spool = true
                     );
                     // The batch keeps the trace context it was sealed with.
-                    sipcapture_runtime::telemetry::extract_map(&span, &batch.trace_context);
+                    sipcapture_runtime::telemetry::extract_map(&span, &batch.trace_context());
                     self.pending.push_back(Pending::new(batch, true, span));
                 }
                 Ok(None) => break,
@@ -238,17 +242,13 @@ impl Exporter {
 
     /// At shutdown with batches still unacknowledged: keep them in the spool for the next run.
     fn save_for_restart(&mut self) -> u64 {
-        let memory_only: Vec<RecordBatch> = self
+        let memory_only: Vec<&EncodedBatch> = self
             .pending
             .iter()
             .filter(|p| !p.spooled)
-            .map(|p| p.batch.clone())
+            .map(|p| &p.batch)
             .collect();
-        let records: u64 = self
-            .pending
-            .iter()
-            .map(|p| p.batch.records.len() as u64)
-            .sum();
+        let records: u64 = self.pending.iter().map(|p| p.batch.records).sum();
         let Some(spool) = self.spool.as_mut() else {
             return records;
         };
@@ -294,7 +294,8 @@ impl Exporter {
             if batch.sequence <= self.sent_upto {
                 continue;
             }
-            if !conn.try_send(batch.clone()) {
+            // The encoded bytes are shared, not copied.
+            if !conn.try_send(batch.body.clone()) {
                 break;
             }
             self.sent_upto = batch.sequence;
@@ -313,7 +314,7 @@ impl Exporter {
             if front.batch.sequence > sequence {
                 break;
             }
-            let records = front.batch.records.len() as u64;
+            let records = front.batch.records;
             let latency = front.first_sent.map(|t| t.elapsed());
             self.pending.pop_front();
             BatchAcked { records, latency }.emit(&self.counters);

@@ -14,8 +14,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use prost::Message;
-use sipcapture_proto::v1::RecordBatch;
+use bytes::Bytes;
+
+use crate::export::encoded::EncodedBatch;
 
 /// Sequence numbers reserved per write of the `stream` file.
 const SEQUENCE_BLOCK: u64 = 10_000;
@@ -213,7 +214,7 @@ impl Spool {
                     Some((batch, len)) => {
                         last_seq = batch.sequence;
                         frames += 1;
-                        found.records += batch.records.len() as u64;
+                        found.records += batch.records;
                         offset += len;
                     }
                     None => {
@@ -271,8 +272,8 @@ impl Spool {
     }
 
     /// Appends a batch (its sequence must be above every spooled one).
-    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), SpoolError> {
-        let body = batch.encode_to_vec();
+    pub fn push(&mut self, batch: &EncodedBatch) -> Result<(), SpoolError> {
+        let body = &batch.body;
         let frame_len = (FRAME_HEADER + body.len()) as u64;
         if self.total_bytes + frame_len > self.max_bytes {
             return Err(SpoolError::Full {
@@ -311,8 +312,8 @@ impl Spool {
         };
         let mut frame = Vec::with_capacity(FRAME_HEADER + body.len());
         frame.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        frame.extend_from_slice(&body);
+        frame.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        frame.extend_from_slice(body);
         writer.write_all(&frame).map_err(io_err(&segment.path))?;
         segment.bytes += frame_len;
         segment.unread += 1;
@@ -322,7 +323,7 @@ impl Spool {
     }
 
     /// Reads the oldest unread batch.
-    pub fn pop(&mut self) -> Result<Option<RecordBatch>, SpoolError> {
+    pub fn pop(&mut self) -> Result<Option<EncodedBatch>, SpoolError> {
         let Some(segment) = self.segments.iter_mut().find(|s| s.unread > 0) else {
             return Ok(None);
         };
@@ -335,10 +336,13 @@ impl Spool {
             let mut body = vec![0u8; len.min(MAX_FRAME)];
             file.read_exact(&mut body).map(|()| body)
         });
+        // The body read is the batch kept in memory: checked, not copied or decoded.
         let decoded = read.ok().and_then(|body| {
-            let mut frame = header.to_vec();
-            frame.extend_from_slice(&body);
-            decode_frame(&frame)
+            let (len, crc) = frame_header(&header);
+            if len > MAX_FRAME || crc32fast::hash(&body) != crc {
+                return None;
+            }
+            EncodedBatch::from_body(Bytes::from(body)).map(|b| (b, FRAME_HEADER + len))
         });
         match decoded {
             Some((batch, len)) => {
@@ -376,17 +380,17 @@ impl Spool {
 
     /// Writes batches that were only in memory (shutdown while storers are unreachable) as a
     /// segment of their own, named after their first sequence, so they replay first.
-    pub fn save_unacked(&mut self, batches: &[RecordBatch]) -> Result<(), SpoolError> {
+    pub fn save_unacked(&mut self, batches: &[&EncodedBatch]) -> Result<(), SpoolError> {
         let Some(first) = batches.first() else {
             return Ok(());
         };
         let path = self.dir.join(format!("{:020}.seg", first.sequence));
         let mut data = Vec::new();
         for batch in batches {
-            let body = batch.encode_to_vec();
+            let body = &batch.body;
             data.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
-            data.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-            data.extend_from_slice(&body);
+            data.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+            data.extend_from_slice(body);
         }
         let mut file = File::create(&path).map_err(io_err(&path))?;
         file.write_all(&data).map_err(io_err(&path))?;
@@ -410,8 +414,9 @@ fn frame_header(header: &[u8; FRAME_HEADER]) -> (usize, u32) {
     )
 }
 
-/// Decodes one frame at the start of `data`: the batch and the frame's length.
-fn decode_frame(data: &[u8]) -> Option<(RecordBatch, usize)> {
+/// Reads one frame at the start of `data`: the batch (checked, not decoded) and the frame's
+/// length.
+fn decode_frame(data: &[u8]) -> Option<(EncodedBatch, usize)> {
     let header: [u8; FRAME_HEADER] = data.get(..FRAME_HEADER)?.try_into().ok()?;
     let (len, crc) = frame_header(&header);
     if len > MAX_FRAME {
@@ -421,17 +426,17 @@ fn decode_frame(data: &[u8]) -> Option<(RecordBatch, usize)> {
     if crc32fast::hash(body) != crc {
         return None;
     }
-    let batch = RecordBatch::decode(body).ok()?;
+    let batch = EncodedBatch::from_body(Bytes::copy_from_slice(body))?;
     Some((batch, FRAME_HEADER + len))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sipcapture_proto::v1::CaptureRecord;
+    use sipcapture_proto::v1::{CaptureRecord, RecordBatch};
 
-    fn batch(seq: u64, n: usize) -> RecordBatch {
-        RecordBatch {
+    fn batch(seq: u64, n: usize) -> EncodedBatch {
+        EncodedBatch::encode(&RecordBatch {
             sequence: seq,
             records: (0..n)
                 .map(|i| CaptureRecord {
@@ -440,7 +445,7 @@ mod tests {
                 })
                 .collect(),
             ..Default::default()
-        }
+        })
     }
 
     fn open(dir: &Path, max: u64) -> (Spool, Recovered) {
@@ -548,7 +553,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut spool, _) = open(dir.path(), 1 << 20);
         spool.push(&batch(10, 1)).unwrap();
-        spool.save_unacked(&[batch(7, 1), batch(8, 1)]).unwrap();
+        spool.save_unacked(&[&batch(7, 1), &batch(8, 1)]).unwrap();
         drop(spool);
         let (mut spool, rec) = open(dir.path(), 1 << 20);
         assert_eq!(rec.batches, 3);

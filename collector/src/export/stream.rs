@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use super::ExportConfig;
+use super::encoded::{DeliverCodec, Outgoing};
 use super::storers::Storers;
-use sipcapture_proto::v1::storer_service_client::StorerServiceClient;
-use sipcapture_proto::v1::{
-    DeliverRequest, Hello, RecordBatch, Welcome, deliver_request, deliver_response,
-};
+use bytes::Bytes;
+use sipcapture_proto::v1::{Hello, Welcome, deliver_response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
+use tonic::codegen::http::uri::PathAndQuery;
 
 /// Time allowed for connecting and for the Welcome.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -35,7 +35,7 @@ pub enum StreamError {
 /// An open stream.
 #[derive(Debug)]
 pub struct Conn {
-    tx: mpsc::Sender<DeliverRequest>,
+    tx: mpsc::Sender<Outgoing>,
     rx: Streaming<sipcapture_proto::v1::DeliverResponse>,
 }
 
@@ -53,28 +53,42 @@ impl Conn {
             .connect_timeout(CONNECT_TIMEOUT)
             .connect()
             .await?;
-        // The stream's span context goes in the call's metadata (W3C traceparent), so the
-        // storer's stream span is its child.
-        let mut client = StorerServiceClient::with_interceptor(
-            channel,
-            sipcapture_runtime::telemetry::trace_interceptor as fn(_) -> _,
-        )
-        .max_encoding_message_size(64 * 1024 * 1024)
-        .max_decoding_message_size(64 * 1024 * 1024);
+        let mut grpc = tonic::client::Grpc::new(channel)
+            .max_encoding_message_size(64 * 1024 * 1024)
+            .max_decoding_message_size(64 * 1024 * 1024);
         let (tx, rx) = mpsc::channel(window.max(2));
-        let hello = DeliverRequest {
-            message: Some(deliver_request::Message::Hello(Hello {
-                collector_id: cfg.collector_id.clone(),
-                stream_id: cfg.stream_id.clone(),
-            })),
-        };
+        let hello = Outgoing::Hello(Hello {
+            collector_id: cfg.collector_id.clone(),
+            stream_id: cfg.stream_id.clone(),
+        });
         tx.send(hello).await.map_err(|_| StreamError::NoWelcome)?;
         let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let request = sipcapture_runtime::auth::with_bearer(
+            let mut request = sipcapture_runtime::auth::with_bearer(
                 tonic::Request::new(ReceiverStream::new(rx)),
                 cfg.token.as_deref(),
             );
-            let mut inbound = client.deliver(request).await?.into_inner();
+            // The stream's span context goes in the call's metadata (W3C traceparent), so the
+            // storer's stream span is its child.
+            sipcapture_runtime::telemetry::inject_metadata(
+                &tracing::Span::current(),
+                request.metadata_mut(),
+            );
+            request.extensions_mut().insert(tonic::GrpcMethod::new(
+                "sipcapture.v1.StorerService",
+                "Deliver",
+            ));
+            grpc.ready()
+                .await
+                .map_err(|e| tonic::Status::unknown(format!("storer not ready: {e}")))?;
+            // Batches go out as the bytes they were encoded to when sealed (DeliverCodec).
+            let mut inbound = grpc
+                .streaming(
+                    request,
+                    PathAndQuery::from_static("/sipcapture.v1.StorerService/Deliver"),
+                    DeliverCodec,
+                )
+                .await?
+                .into_inner();
             let first = inbound.message().await?;
             Ok::<_, StreamError>((inbound, first))
         })
@@ -91,13 +105,10 @@ impl Conn {
         }
     }
 
-    /// Queues a batch without waiting; false when the window is full or the stream is gone.
-    pub fn try_send(&self, batch: RecordBatch) -> bool {
-        self.tx
-            .try_send(DeliverRequest {
-                message: Some(deliver_request::Message::Batch(batch)),
-            })
-            .is_ok()
+    /// Queues an encoded batch without waiting; false when the window is full or the stream
+    /// is gone.
+    pub fn try_send(&self, batch: Bytes) -> bool {
+        self.tx.try_send(Outgoing::Batch(batch)).is_ok()
     }
 }
 
