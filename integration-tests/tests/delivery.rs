@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Statement};
 use sipcapture_integration_tests::hep::send_tcp_paced;
+use sipcapture_integration_tests::storer::{Engine, TestDb};
 use sipcapture_integration_tests::{
     Sandbox, count_rows, free_port, member_counters, open_db, wait_for_rows, wait_until,
 };
@@ -39,11 +40,34 @@ fn storer_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn storer_killed_mid_run_loses_and_duplicates_nothing() {
+/// On every database: two storers, one killed with SIGKILL mid-run and restarted; every
+/// packet is stored exactly once and acknowledged (acks follow commits).
+mod storer_killed_mid_run_loses_and_duplicates_nothing {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        storer_killed_mid_run(Engine::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        storer_killed_mid_run(Engine::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql() {
+        storer_killed_mid_run(Engine::MySql).await;
+    }
+}
+
+async fn storer_killed_mid_run(engine: Engine) {
     const N: u32 = 50_000;
     let sandbox = Sandbox::new().unwrap();
-    let db_url = format!("sqlite://{}", sandbox.path().join("shared.db").display());
+    let Some(test_db) = TestDb::create(engine, &sandbox, "kill").await.unwrap() else {
+        return;
+    };
+    let db_url = test_db.url.clone();
     let (a1, a2) = (storer_addr(), storer_addr());
     let mut s1 = sandbox
         .storer_at("storer1", a1, &db_url, &[])
@@ -64,7 +88,7 @@ async fn storer_killed_mid_run_loses_and_duplicates_nothing() {
     let hep = collector.hep.unwrap();
     let sender = tokio::spawn(async move { send_tcp_paced(hep, "kill", N, 5_000).await });
 
-    let db = open_db(&db_url).await.unwrap();
+    let db = test_db.connect().await.unwrap();
     wait_until(
         "10k rows before the kill",
         Duration::from_secs(60),
@@ -95,6 +119,8 @@ async fn storer_killed_mid_run_loses_and_duplicates_nothing() {
         Some(&u64::from(N)),
         "{counters:?}"
     );
+    db.close().await.unwrap();
+    test_db.cleanup().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
