@@ -56,8 +56,10 @@ pub enum PcapFileError {
 pub struct FileFrame<'a> {
     /// The pcap link-type number.
     pub linktype: i32,
-    /// The packet's timestamp.
-    pub ts: SystemTime,
+    /// The packet's timestamp; `None` when the file's value is beyond 9999-12-31 (a corrupt or
+    /// hostile timestamp, resolution or offset: the frame is skipped and counted, never a
+    /// panic).
+    pub ts: Option<SystemTime>,
     /// The captured bytes.
     pub data: &'a [u8],
     /// Bytes of the file consumed so far (for progress).
@@ -74,8 +76,18 @@ struct Interface {
     offset: i64,
 }
 
-fn time_of(secs: u64, nanos: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos)
+/// 9999-12-31T23:59:59Z: the last second a SQL DATETIME and a strftime `%Y` table name hold.
+const MAX_UNIX_SECS: u64 = 253_402_300_799;
+
+fn time_of(secs: u64, nanos: u64) -> Option<SystemTime> {
+    let secs = secs.checked_add(nanos / 1_000_000_000)?;
+    if secs > MAX_UNIX_SECS {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::new(
+        secs,
+        u32::try_from(nanos % 1_000_000_000).ok()?,
+    ))
 }
 
 /// Calls `on_frame` for every packet of a pcap or pcapng stream, in file order.
@@ -164,7 +176,7 @@ pub fn read_frames(
                         let linktype = interfaces.first().map_or(-1, |i| i.linktype);
                         Some(FileFrame {
                             linktype,
-                            ts: UNIX_EPOCH,
+                            ts: Some(UNIX_EPOCH),
                             data: spb.data,
                             position,
                         })
@@ -305,17 +317,21 @@ fn import_blocking(
         }
         summary.packets += 1;
         ingest.counters.add("pcap_frames", 1);
-        last_ts = last_ts.max(frame.ts);
+        let Some(ts) = frame.ts else {
+            handle(&mut summary, Dissected::Skipped("bad_timestamp"));
+            return std::ops::ControlFlow::Continue(());
+        };
+        last_ts = last_ts.max(ts);
         match last_expire {
-            None => last_expire = Some(frame.ts),
-            Some(at) if frame.ts.duration_since(at).unwrap_or_default() >= EXPIRE_EVERY => {
-                dissector.expire(frame.ts, &mut |item| handle(&mut summary, item));
-                last_expire = Some(frame.ts);
+            None => last_expire = Some(ts),
+            Some(at) if ts.duration_since(at).unwrap_or_default() >= EXPIRE_EVERY => {
+                dissector.expire(ts, &mut |item| handle(&mut summary, item));
+                last_expire = Some(ts);
             }
             Some(_) => {}
         }
         match LinkType::from_pcap(u32::try_from(frame.linktype).unwrap_or(u32::MAX)) {
-            Some(link) => dissector.frame(link, frame.ts, frame.data, &all_ports, &mut |item| {
+            Some(link) => dissector.frame(link, ts, frame.data, &all_ports, &mut |item| {
                 handle(&mut summary, item);
             }),
             None => handle(&mut summary, Dissected::Skipped("unsupported_link_type")),
@@ -345,7 +361,7 @@ mod tests {
     fn frames_of(bytes: &[u8]) -> Vec<(i32, SystemTime, usize)> {
         let mut v = Vec::new();
         read_frames(Path::new("test"), bytes, &mut |f| {
-            v.push((f.linktype, f.ts, f.data.len()));
+            v.push((f.linktype, f.ts.unwrap(), f.data.len()));
             std::ops::ControlFlow::Continue(())
         })
         .unwrap();
@@ -425,9 +441,9 @@ mod tests {
         let file = File::open(path).unwrap();
         let mut last = UNIX_EPOCH;
         read_frames(path, BufReader::new(file), &mut |f| {
-            last = last.max(f.ts);
+            last = last.max(f.ts.unwrap());
             let link = LinkType::from_pcap(u32::try_from(f.linktype).unwrap()).unwrap();
-            d.frame(link, f.ts, f.data, &|_, _| true, &mut on);
+            d.frame(link, f.ts.unwrap(), f.data, &|_, _| true, &mut on);
             std::ops::ControlFlow::Continue(())
         })
         .unwrap();
@@ -467,5 +483,73 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    /// A pcapng section with one Ethernet interface (`if_tsresol` / `if_tsoffset` options as
+    /// given) and one enhanced packet block with timestamp `ts`.
+    fn pcapng(options: &[(u16, Vec<u8>)], ts: u64) -> Vec<u8> {
+        fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+            let len = u32::try_from(12 + body.len()).unwrap();
+            let mut b = kind.to_le_bytes().to_vec();
+            b.extend(len.to_le_bytes());
+            b.extend(body);
+            b.extend(len.to_le_bytes());
+            b
+        }
+        let mut shb = 0x1A2B_3C4D_u32.to_le_bytes().to_vec();
+        shb.extend(1u16.to_le_bytes());
+        shb.extend(0u16.to_le_bytes());
+        shb.extend((-1i64).to_le_bytes());
+        let mut idb = 1u16.to_le_bytes().to_vec();
+        idb.extend(0u16.to_le_bytes());
+        idb.extend(65535u32.to_le_bytes());
+        for (code, value) in options {
+            idb.extend(code.to_le_bytes());
+            idb.extend(u16::try_from(value.len()).unwrap().to_le_bytes());
+            idb.extend(value);
+            idb.resize(idb.len().next_multiple_of(4), 0);
+        }
+        idb.extend([0, 0, 0, 0]);
+        let data = [0u8; 60];
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend(u32::try_from(ts >> 32).unwrap().to_le_bytes());
+        epb.extend(u32::try_from(ts & 0xffff_ffff).unwrap().to_le_bytes());
+        epb.extend(60u32.to_le_bytes());
+        epb.extend(60u32.to_le_bytes());
+        epb.extend(data);
+        let mut file = block(0x0A0D_0D0A, &shb);
+        file.extend(block(1, &idb));
+        file.extend(block(6, &epb));
+        file
+    }
+
+    fn timestamps_of(bytes: &[u8]) -> Vec<Option<SystemTime>> {
+        let mut v = Vec::new();
+        read_frames(Path::new("test"), bytes, &mut |f| {
+            v.push(f.ts);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn impossible_pcapng_timestamps_are_none_not_a_panic() {
+        // if_tsresol = 0: units of one second, and a timestamp of 2^64 - 1 of them.
+        let seconds = pcapng(&[(9, vec![0])], u64::MAX);
+        assert_eq!(timestamps_of(&seconds), [None]);
+        // if_tsoffset = i64::MAX seconds added to a sane timestamp.
+        let offset = pcapng(
+            &[(14, i64::MAX.to_le_bytes().to_vec())],
+            1_700_000_000_000_000,
+        );
+        assert_eq!(timestamps_of(&offset), [None]);
+        // The same file with a sane timestamp and no options: microseconds.
+        let sane = pcapng(&[], 1_700_000_000_123_456);
+        let want = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        assert_eq!(timestamps_of(&sane), [Some(want)]);
+        assert!(time_of(MAX_UNIX_SECS, 999_999_999).is_some());
+        assert_eq!(time_of(MAX_UNIX_SECS + 1, 0), None);
+        assert_eq!(time_of(MAX_UNIX_SECS, 1_000_000_000), None);
     }
 }
