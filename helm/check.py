@@ -209,6 +209,11 @@ def containers_of(doc: dict) -> list[dict]:
 
 def check_workload(doc: dict, what: str, report: Report) -> None:
     """The chart's own rules for the sipcapture containers of a workload."""
+    pod = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if pod.get("enableServiceLinks") is not False:
+        # Service-link variables (<SERVICE>_PORT, ..._SERVICE_HOST) of a release named like the
+        # env prefix look like config keys; the binaries ignore them, the chart does not inject.
+        report.fail(f"{what}: enableServiceLinks is not false")
     for container in containers_of(doc):
         command = (container.get("command") or [""])[0]
         binary = os.path.basename(command)

@@ -268,6 +268,43 @@ fn collect_paths(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
     }
 }
 
+/// The Kubernetes services whose service-link variables carry our prefix: every `X` of a
+/// `SIPCAPTURE_X_SERVICE_HOST` (lower case, after the prefix; empty for a service named like
+/// the prefix itself). Kubernetes injects `<SERVICE>_SERVICE_HOST`, `_SERVICE_PORT[_<name>]`,
+/// `_PORT` and `_PORT_<n>_<PROTO>[_PORT|_PROTO|_ADDR]` for every Service of the namespace into
+/// every pod (unless `enableServiceLinks: false`): with a release named `sipcapture`, they
+/// look like our config keys.
+fn service_link_names(vars: impl Iterator<Item = String>) -> Vec<String> {
+    vars.filter_map(|name| {
+        let rest = name.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+        if rest == "service_host" {
+            return Some(String::new());
+        }
+        rest.strip_suffix("_service_host").map(str::to_owned)
+    })
+    .collect()
+}
+
+/// Whether an env key (lower case, after the prefix) is a service-link variable of one of
+/// `services`: ignored, while any other unknown key is still refused.
+fn is_service_link(key: &str, services: &[String]) -> bool {
+    services.iter().any(|service| {
+        let rest = if service.is_empty() {
+            Some(key)
+        } else {
+            key.strip_prefix(service.as_str())
+                .and_then(|r| r.strip_prefix('_'))
+        };
+        rest.is_some_and(|r| {
+            r == "service_host"
+                || r == "service_port"
+                || r.starts_with("service_port_")
+                || r == "port"
+                || r.starts_with("port_")
+        })
+    })
+}
+
 /// Builds the figment for `T` from `sources`. `resolve` maps a `--set` key to the dotted paths
 /// it sets (identity for single-service configs; the all-in-one maps Kamailio's flat names to
 /// every section that has them); an empty answer is an unknown key.
@@ -286,8 +323,12 @@ pub fn figment<T: Serialize + Default>(
         fig = fig.merge(Lifted::new(Toml::file_exact(file), &sections, &keys));
     }
     if sources.env {
+        let services =
+            service_link_names(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
         fig = fig.merge(Lifted::new(
-            Env::prefixed(ENV_PREFIX).split("__"),
+            Env::prefixed(ENV_PREFIX)
+                .filter(move |key| !is_service_link(&key.as_str().to_ascii_lowercase(), &services))
+                .split("__"),
             &sections,
             &keys,
         ));
@@ -515,6 +556,44 @@ mod tests {
         s.flag("capture_node", Some("fromflag"));
         let cfg: Demo = load(&s).unwrap();
         assert_eq!(cfg.capture_node, "fromflag");
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_ignored_typos_are_not() {
+        let env = [
+            "SIPCAPTURE_CONTROL_SERVICE_HOST",
+            "SIPCAPTURE_SERVICE_HOST",
+            "SIPCAPTURE_STORER_SERVICE_HOST",
+            "OTHER_SERVICE_HOST",
+            "SIPCAPTURE_CAPTURE_NODE",
+        ]
+        .map(str::to_owned);
+        let services = service_link_names(env.into_iter());
+        assert_eq!(services, ["control", "", "storer"]);
+        for key in [
+            "control_service_host",
+            "control_service_port",
+            "control_service_port_grpc",
+            "control_port",
+            "control_port_9064_tcp",
+            "control_port_9064_tcp_addr",
+            "storer_port_9063_tcp_proto",
+            "service_host",
+            "service_port_hep_udp",
+            "port_9060_udp_port",
+        ] {
+            assert!(is_service_link(key, &services), "{key}");
+        }
+        for key in [
+            "capture_node",
+            "insert_retries",
+            "controller_port",
+            "control_prt",
+        ] {
+            assert!(!is_service_link(key, &services[..1]), "{key}");
+        }
+        // Without a matching _SERVICE_HOST nothing is ignored.
+        assert!(!is_service_link("control_port", &[]));
     }
 
     #[test]
