@@ -581,3 +581,58 @@ async fn a_refused_row_is_isolated(engine: Engine) {
     db.close().await.unwrap();
     test_db.cleanup().await.unwrap();
 }
+
+/// A forged batch far ahead of the stream's committed sequence (issue 21: 2^64 − 1 set the
+/// state to i64::MAX and every later batch was acknowledged as already committed, silently
+/// unstored) is refused: the stream ends with INVALID_ARGUMENT, nothing is stored, the state
+/// stays, and the collector's next batches are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_far_ahead_is_refused_not_saturated() {
+    let sandbox = Sandbox::new().unwrap();
+    let test_db = TestDb::create(Engine::Sqlite, &sandbox, "seq")
+        .await
+        .unwrap()
+        .unwrap();
+    let storer = start_storer(&sandbox, "storer", &test_db.url, "")
+        .await
+        .unwrap();
+    let t = micros(2026, 6, 3, 12, 0, 0);
+    let table = "sip_capture_call_20260603";
+    let record = |i: u64| sip_record(t + i, "INVITE", "INVITE", &format!("seq-{i}@x"), "alice");
+    let mut real = Delivery::open(storer.grpc, "sbc1", "sbc1-stream")
+        .await
+        .unwrap();
+    assert_eq!(real.send(1, vec![record(1)]).await.unwrap().stored, 1);
+    drop(real);
+    for forged in [u64::MAX, 1 + 1_000_001] {
+        let mut attacker = Delivery::open(storer.grpc, "sbc1", "sbc1-stream")
+            .await
+            .unwrap();
+        let refused = attacker
+            .send(forged, vec![record(forged % 1000 + 100)])
+            .await;
+        let text = format!("{refused:?}");
+        assert!(refused.is_err(), "{forged}: {text}");
+        assert!(
+            text.contains("InvalidArgument") || text.contains("beyond"),
+            "{text}"
+        );
+    }
+    let mut real = Delivery::open(storer.grpc, "sbc1", "sbc1-stream")
+        .await
+        .unwrap();
+    assert_eq!(real.last_committed, 1, "the state was not moved");
+    let ack = real.send(2, vec![record(2), record(3)]).await.unwrap();
+    assert_eq!((ack.stored, ack.duplicate), (2, false));
+    // Within the window (a collector restarted with a newly reserved block) is accepted.
+    let ack = real.send(2 + 10_000, vec![record(4)]).await.unwrap();
+    assert_eq!((ack.stored, ack.duplicate), (1, false));
+    let db = test_db.connect().await.unwrap();
+    wait_for_rows(&db, table, 4, WAIT).await.unwrap();
+    let total = count(&db, &format!("SELECT COUNT(*) AS n FROM {table}"))
+        .await
+        .unwrap();
+    assert_eq!(total, 4);
+    drop(storer);
+    db.close().await.unwrap();
+}

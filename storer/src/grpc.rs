@@ -35,6 +35,12 @@ const MAX_GROUP_BATCHES: usize = 16;
 /// Records of one stream committed together at most: beyond it the next batches wait for the
 /// next transaction.
 const MAX_GROUP_RECORDS: usize = 8_000;
+/// How far a batch's sequence may lie beyond the stream's committed one. A collector's sequence
+/// only jumps when it restarts (by at most the 10 000 its spool reserves per run), so this
+/// leaves room for a hundred restarts in a row without a commit; a batch beyond it (a forged
+/// 2^64 − 1 that would set the stream state so that every later batch counts as already
+/// committed) is refused and stored nowhere, never saturated into the state.
+pub const MAX_SEQUENCE_AHEAD: u64 = 1_000_000;
 
 /// Everything a stream handler needs.
 #[derive(Debug)]
@@ -192,6 +198,7 @@ impl Intake {
                     sipcapture_runtime::telemetry::extract_map(&span, &first.trace_context);
                 }
                 for batch in &mut group {
+                    check_sequence(batch.sequence, last)?;
                     stamp_origin(batch, &hello.collector_id);
                 }
                 let acks = self
@@ -234,6 +241,25 @@ fn check_caller<T>(token: Option<&str>, request: &Request<T>) -> Result<(), Stat
         return Ok(());
     }
     sipcapture_runtime::auth::check_bearer(request.metadata(), Some(token))
+}
+
+/// Refuses a batch sequence the stream state cannot take: beyond [`MAX_SEQUENCE_AHEAD`] of the
+/// committed one, or beyond what the state column holds (i64).
+fn check_sequence(sequence: u64, last: u64) -> Result<(), Status> {
+    let limit = last
+        .saturating_add(MAX_SEQUENCE_AHEAD)
+        .min(u64::try_from(i64::MAX).unwrap_or(u64::MAX));
+    if sequence > limit {
+        tracing::warn!(
+            sequence,
+            last,
+            "batch refused: its sequence is too far ahead of the stream's committed one"
+        );
+        return Err(Status::invalid_argument(format!(
+            "batch sequence {sequence} is more than {MAX_SEQUENCE_AHEAD} beyond the stream's committed sequence {last}"
+        )));
+    }
+    Ok(())
 }
 
 /// What the reader hands the committer: a batch, the end of the stream, or its error.
@@ -368,5 +394,21 @@ mod tests {
             tonic::Code::Unauthenticated
         );
         assert!(check(Some("s3cret"), Some("s3cret")).is_ok());
+    }
+
+    #[test]
+    fn sequences_far_ahead_or_beyond_i64_are_refused() {
+        assert!(check_sequence(1, 0).is_ok());
+        assert!(check_sequence(MAX_SEQUENCE_AHEAD, 0).is_ok());
+        assert_eq!(
+            check_sequence(MAX_SEQUENCE_AHEAD + 1, 0)
+                .unwrap_err()
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+        assert!(check_sequence(u64::MAX, 0).is_err());
+        let top = u64::try_from(i64::MAX).unwrap();
+        assert!(check_sequence(top, top - 5).is_ok());
+        assert!(check_sequence(top + 1, top).is_err());
     }
 }
