@@ -76,7 +76,12 @@ impl Gate {
                 _ => Decision::Pass,
             },
             Check::AuthKey(key) => match &self.auth_key {
-                Some(wanted) if key != Some(wanted.as_slice()) => Decision::Drop("auth_failed"),
+                Some(wanted)
+                    if !key
+                        .is_some_and(|k| sipcapture_runtime::auth::constant_time_eq(k, wanted)) =>
+                {
+                    Decision::Drop("auth_failed")
+                }
                 _ => Decision::Pass,
             },
             Check::Capture { input, hep } => {

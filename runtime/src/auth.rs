@@ -92,7 +92,9 @@ impl Authorizer {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two secrets in time that depends only on their lengths (no early exit at the
+/// first differing byte), for bearer tokens and the HEP auth key.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

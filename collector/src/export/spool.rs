@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -104,11 +105,18 @@ impl Spool {
         segment_bytes: u64,
         new_stream_id: impl FnOnce() -> String,
     ) -> Result<(Self, Recovered), SpoolError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // The spool holds SIP with its Authorization headers: only the collector's user reads
+        // it (directories we create 0700, files 0600).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
         // One collector per spool: two sharing it would share the stream identity, and the
         // storers would take one's batches for resends of the other's.
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .truncate(false)
             .write(true)
@@ -190,8 +198,22 @@ impl Spool {
     fn write_stream_file(&self, reserved: u64) -> Result<(), SpoolError> {
         let path = self.dir.join("stream");
         let tmp = self.dir.join("stream.tmp");
-        fs::write(&tmp, format!("{}\n{reserved}\n", self.stream_id)).map_err(io_err(&tmp))?;
+        // Written, flushed to disk, then renamed over the old one and the directory flushed: a
+        // crash leaves the old file or the new one, never an empty one.
+        let mut file = OpenOptions::new()
+            .mode(0o600)
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        file.write_all(format!("{}\n{reserved}\n", self.stream_id).as_bytes())
+            .map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ignored = dir.sync_all();
+        }
         Ok(())
     }
 
@@ -291,6 +313,7 @@ impl Spool {
             }
             let path = self.dir.join(format!("{:020}.seg", batch.sequence));
             let file = OpenOptions::new()
+                .mode(0o600)
                 .create(true)
                 .append(true)
                 .open(&path)
@@ -392,7 +415,13 @@ impl Spool {
             data.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
             data.extend_from_slice(body);
         }
-        let mut file = File::create(&path).map_err(io_err(&path))?;
+        let mut file = OpenOptions::new()
+            .mode(0o600)
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         file.write_all(&data).map_err(io_err(&path))?;
         file.sync_data().map_err(io_err(&path))?;
         Ok(())
@@ -561,5 +590,22 @@ mod tests {
             .map(|b| b.sequence)
             .collect();
         assert_eq!(order, vec![7, 8, 10]);
+    }
+
+    #[test]
+    fn only_the_owner_reads_the_spool() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("spool").join("lane-0");
+        let (mut spool, _) = open(&dir, 1 << 20);
+        spool.push(&batch(1, 2)).unwrap();
+        spool.save_unacked(&[&batch(0, 1)]).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+        assert!(dir.join("stream").exists());
     }
 }
