@@ -50,6 +50,9 @@ pub async fn run(
     })?;
     config.collector.storer = vec![loopback_url(grpc_addr)];
     config.collector.storer_dns.clear();
+    // No disk spool: reading the file waits for the storer (backpressure) instead, so nothing
+    // is lost and no `sipcapture-spool/` is left behind in the working directory.
+    config.collector.spool_dir = std::path::PathBuf::new();
     config.share_storer_token();
     let switch = Arc::new(CaptureSwitch::new(
         config.collector.service.capture_on && config.storer.service.capture_on,

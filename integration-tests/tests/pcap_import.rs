@@ -156,6 +156,11 @@ async fn every_corpus_capture_yields_its_sip_message_count() {
         assert_eq!(sip + hep, want, "{name}: summary\n{summary}");
         db.close().await.unwrap();
     }
+    // The import keeps nothing in its working directory (no spool left behind).
+    assert!(
+        !sandbox.path().join("sipcapture-spool").exists(),
+        "an import left a spool directory"
+    );
     if !skipped.is_empty() {
         eprintln!(
             "skipped (not in {SHARED}; the heplify captures are AGPL and not copied into the \
