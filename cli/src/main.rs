@@ -76,8 +76,9 @@ enum Command {
         /// Only these inputs (hep_udp, hep_tcp, hep_tls, ipip, mirror, pcap); repeatable.
         #[arg(long)]
         input: Vec<String>,
-        /// Bearer token for control (when control has `auth_token`).
-        #[arg(long)]
+        /// Bearer token for control (when control has `auth_token`); read from
+        /// SIPCAPTURE_AUTH_TOKEN when not given, so it need not appear in the process list.
+        #[arg(long, env = "SIPCAPTURE_AUTH_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// CA certificate (PEM) to trust for an `https://` target (default: the system roots).
         #[arg(long)]
@@ -93,6 +94,9 @@ enum Command {
         server_name: Option<String>,
     },
 }
+
+/// `sipcapture status`: some member did not answer (the reply is printed all the same).
+const EXIT_MEMBER_UNREACHABLE: i32 = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -174,8 +178,9 @@ async fn main() -> anyhow::Result<()> {
             };
             let reply = sipcapture_cli::status::status(&cmd).await?;
             print!("{}", sipcapture_cli::status::render(&reply));
+            // 0: every member answered; 2 is a usage error (clap), 1 any other failure.
             if reply.members.iter().any(|m| !m.reachable) {
-                std::process::exit(2);
+                std::process::exit(EXIT_MEMBER_UNREACHABLE);
             }
         }
     }

@@ -250,7 +250,8 @@ async fn control_switches_a_fleet_of_processes() {
         }
     }
 
-    // Per member: switch only collector1 back on, with the CLI and the token.
+    // Per member: switch only collector1 back on, with the CLI and the token (from the
+    // environment, so it does not show in the process list).
     let cli = Command::new(sipcapture_integration_tests::bin_path("sipcapture").unwrap())
         .args([
             "status",
@@ -259,9 +260,8 @@ async fn control_switches_a_fleet_of_processes() {
             &control.grpc.to_string(),
             "--member",
             "collector1",
-            "--token",
-            TOKEN,
         ])
+        .env("SIPCAPTURE_AUTH_TOKEN", TOKEN)
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&cli.stdout);
@@ -289,9 +289,15 @@ async fn control_switches_a_fleet_of_processes() {
     assert!(table.contains("collector4"), "{table}");
     assert_eq!(
         cli.status.code(),
-        Some(2),
-        "exit 2 when a member is unreachable"
+        Some(3),
+        "exit 3 when a member is unreachable"
     );
+    // A usage error is 2, distinct from an unreachable member.
+    let usage = Command::new(sipcapture_integration_tests::bin_path("sipcapture").unwrap())
+        .args(["status", "check", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
