@@ -434,6 +434,42 @@ mod tests {
     }
 
     #[test]
+    fn kamailio_flat_names_work_in_the_file_like_in_set() {
+        let dir = std::env::temp_dir().join(format!("sipcapture-up-flat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("up.toml");
+        std::fs::write(
+            &file,
+            "insert_retries = 3\ncapture_node = \"sbc9\"\nmt_mode = \"hash\"\n\
+             [storer]\ncapture_node = \"storer-own\"\n",
+        )
+        .unwrap();
+        let sources = Sources {
+            file: Some(file),
+            sets: vec![],
+            flags: vec![],
+            env: false,
+        };
+        let cfg = load(sources, &UpFlags::default()).unwrap();
+        assert_eq!(cfg.storer.insert_retries, 3);
+        assert_eq!(cfg.collector.capture_node, "sbc9");
+        // The section's own value is more specific and wins over the flat one.
+        assert_eq!(cfg.storer.capture_node, "storer-own");
+        std::fs::write(dir.join("up.toml"), "insert_retriez = 3\n").unwrap();
+        let sources = Sources {
+            file: Some(dir.join("up.toml")),
+            ..Sources::default()
+        };
+        let err = load(sources, &UpFlags::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("insert_retriez") && err.contains("up.toml"),
+            "{err}"
+        );
+        assert!(!err.contains(".rs:"), "no source-code locations: {err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let sources = Sources {
             file: None,

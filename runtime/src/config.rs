@@ -33,8 +33,8 @@ pub enum ConfigError {
         /// The key as given.
         key: String,
     },
-    /// Parsing or type checking failed (figment's message names the key and its source).
-    #[error("invalid config: {0}")]
+    /// Parsing or type checking failed: each problem with its key and where the value came from.
+    #[error("invalid config: {}", describe(.0))]
     Load(Box<figment::Error>),
     /// A value is out of range or inconsistent.
     #[error("invalid config key `{key}`: {message}")]
@@ -60,6 +60,29 @@ impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
         ConfigError::Load(Box::new(e))
     }
+}
+
+/// figment's errors for people: `<problem> (key `a.b`, from <source>)`, one per problem, without
+/// figment's profile prefix, type names or source-code locations.
+fn describe(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let from = e.metadata.as_ref().map(|m| match &m.source {
+                Some(figment::Source::File(path)) => format!("{} {}", m.name, path.display()),
+                _ => m.name.to_string(),
+            });
+            match (key.is_empty(), from) {
+                (false, Some(from)) => format!("{} (key `{key}`, from {from})", e.kind),
+                (false, None) => format!("{} (key `{key}`)", e.kind),
+                (true, Some(from)) => format!("{} (from {from})", e.kind),
+                (true, None) => e.kind.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Where a config comes from, lowest precedence first after the defaults.
@@ -183,26 +206,99 @@ fn shared_keys() -> Vec<String> {
 /// A provider whose data has its flat shared keys moved into the `service` section at each of
 /// `sections`; metadata (file, env) stays the inner provider's, so errors still say where a
 /// value came from.
-pub struct Lifted<P> {
+pub struct Lifted<'r, P> {
     inner: P,
     sections: Vec<Vec<String>>,
     keys: Vec<String>,
+    /// What errors call this source (`--set KEY=VALUE`, a flag), instead of figment's.
+    name: Option<String>,
+    /// For a file or the environment: flat keys that are not top-level fields of the config
+    /// (Kamailio's names in the all-in-one's file) go where `--set` would put them.
+    flat: Option<Flat<'r>>,
 }
 
-impl<P: Provider> Lifted<P> {
+/// How flat keys resolve: the `--set` resolver and the config's own top-level fields.
+struct Flat<'r> {
+    resolve: &'r dyn Fn(&str) -> Vec<String>,
+    top: Vec<String>,
+}
+
+impl Flat<'_> {
+    /// Moves every top-level key that is not a field of its own but that `resolve` maps to
+    /// fields into those fields (a value already given there, more specific, wins).
+    fn apply(&self, dict: &mut Dict) {
+        let keys: Vec<String> = dict.keys().cloned().collect();
+        for key in keys {
+            if self.top.contains(&key) {
+                continue;
+            }
+            let paths = (self.resolve)(&key);
+            if paths.is_empty() || paths == [key.clone()] {
+                continue;
+            }
+            let Some(value) = dict.remove(&key) else {
+                continue;
+            };
+            for path in paths {
+                insert_absent(dict, &path, value.clone());
+            }
+        }
+    }
+}
+
+/// Sets the dotted `path` in `dict` to `value` unless something is there already.
+fn insert_absent(dict: &mut Dict, path: &str, value: Value) {
+    let mut parts = path.split('.').peekable();
+    let mut at = dict;
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            at.entry(part.to_owned()).or_insert(value);
+            return;
+        }
+        let entry = at
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::from(Dict::new()));
+        let Value::Dict(_, inner) = entry else {
+            return;
+        };
+        at = inner;
+    }
+}
+
+impl<'r, P: Provider> Lifted<'r, P> {
     /// Wraps `inner` for a config whose defaults have shared sections at `sections`.
     fn new(inner: P, sections: &[Vec<String>], keys: &[String]) -> Self {
         Lifted {
             inner,
             sections: sections.to_vec(),
             keys: keys.to_vec(),
+            name: None,
+            flat: None,
         }
+    }
+
+    /// The same, resolving flat keys like `--set` does.
+    fn flat(mut self, resolve: &'r dyn Fn(&str) -> Vec<String>, top: &[String]) -> Self {
+        self.flat = Some(Flat {
+            resolve,
+            top: top.to_vec(),
+        });
+        self
+    }
+
+    /// The same, named `name` in error messages.
+    fn named(mut self, name: String) -> Self {
+        self.name = Some(name);
+        self
     }
 }
 
-impl<P: Provider> Provider for Lifted<P> {
+impl<P: Provider> Provider for Lifted<'_, P> {
     fn metadata(&self) -> Metadata {
-        self.inner.metadata()
+        match &self.name {
+            Some(name) => Metadata::named(name.clone()),
+            None => self.inner.metadata(),
+        }
     }
 
     // The signature is figment's; its error type is large, and built only on a bad config.
@@ -210,6 +306,9 @@ impl<P: Provider> Provider for Lifted<P> {
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut data = self.inner.data()?;
         for dict in data.values_mut() {
+            if let Some(flat) = &self.flat {
+                flat.apply(dict);
+            }
             for section in &self.sections {
                 lift(dict, section, &self.keys).map_err(figment::Error::from)?;
             }
@@ -314,24 +413,33 @@ pub fn figment<T: Serialize + Default>(
 ) -> Result<Figment, ConfigError> {
     let sections = shared_sections::<T>();
     let keys = shared_keys();
+    let top: Vec<String> = match Value::serialize(T::default()) {
+        Ok(Value::Dict(_, dict)) => dict.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
     let lifted = |p| Lifted::new(p, &sections, &keys);
     let mut fig = Figment::from(Serialized::defaults(T::default()));
     if let Some(file) = &sources.file {
         if !Path::new(file).exists() {
             return Err(ConfigError::MissingFile(file.clone()));
         }
-        fig = fig.merge(Lifted::new(Toml::file_exact(file), &sections, &keys));
+        fig = fig.merge(Lifted::new(Toml::file_exact(file), &sections, &keys).flat(&resolve, &top));
     }
     if sources.env {
         let services =
             service_link_names(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()));
-        fig = fig.merge(Lifted::new(
-            Env::prefixed(ENV_PREFIX)
-                .filter(move |key| !is_service_link(&key.as_str().to_ascii_lowercase(), &services))
-                .split("__"),
-            &sections,
-            &keys,
-        ));
+        fig = fig.merge(
+            Lifted::new(
+                Env::prefixed(ENV_PREFIX)
+                    .filter(move |key| {
+                        !is_service_link(&key.as_str().to_ascii_lowercase(), &services)
+                    })
+                    .split("__"),
+                &sections,
+                &keys,
+            )
+            .flat(&resolve, &top),
+        );
     }
     for arg in &sources.sets {
         let (key, value) = parse_set(arg)?;
@@ -340,11 +448,15 @@ pub fn figment<T: Serialize + Default>(
             return Err(ConfigError::UnknownSetKey { key });
         }
         for path in paths {
-            fig = fig.merge(lifted(Serialized::global(&path, value.clone())));
+            fig = fig.merge(
+                lifted(Serialized::global(&path, value.clone())).named(format!("--set {arg}")),
+            );
         }
     }
     for (key, value) in &sources.flags {
-        fig = fig.merge(lifted(Serialized::global(key, value.clone())));
+        fig = fig.merge(
+            lifted(Serialized::global(key, value.clone())).named(format!("the flag for `{key}`")),
+        );
     }
     Ok(fig)
 }
