@@ -45,31 +45,7 @@ impl EncodedBatch {
     /// are read from the top-level fields, the records are not decoded. `None` when the bytes
     /// are not a well-formed message.
     pub fn from_body(body: Bytes) -> Option<Self> {
-        let mut sequence = 0;
-        let mut records = 0;
-        let mut rest: &[u8] = &body;
-        while !rest.is_empty() {
-            let key = decode_varint(&mut rest).ok()?;
-            let (field, wire) = (key >> 3, key & 7);
-            match wire {
-                0 => {
-                    let value = decode_varint(&mut rest).ok()?;
-                    if field == SEQUENCE_FIELD {
-                        sequence = value;
-                    }
-                }
-                1 => rest = rest.get(8..)?,
-                2 => {
-                    let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
-                    rest = rest.get(len..)?;
-                    if field == RECORDS_FIELD {
-                        records += 1;
-                    }
-                }
-                5 => rest = rest.get(4..)?,
-                _ => return None,
-            }
-        }
+        let (sequence, records) = header(&body)?;
         Some(EncodedBatch {
             sequence,
             records,
@@ -88,6 +64,37 @@ impl EncodedBatch {
     pub fn decode(&self) -> Result<RecordBatch, prost::DecodeError> {
         RecordBatch::decode(self.body.clone())
     }
+}
+
+/// The sequence and record count of an encoded `RecordBatch`, read from its top-level fields
+/// without decoding the records; `None` when the bytes are not a well-formed message.
+pub fn header(body: &[u8]) -> Option<(u64, u64)> {
+    let mut sequence = 0;
+    let mut records = 0;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let key = decode_varint(&mut rest).ok()?;
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                let value = decode_varint(&mut rest).ok()?;
+                if field == SEQUENCE_FIELD {
+                    sequence = value;
+                }
+            }
+            1 => rest = rest.get(8..)?,
+            2 => {
+                let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
+                rest = rest.get(len..)?;
+                if field == RECORDS_FIELD {
+                    records += 1;
+                }
+            }
+            5 => rest = rest.get(4..)?,
+            _ => return None,
+        }
+    }
+    Some((sequence, records))
 }
 
 /// `RecordBatch` seen through its trace context alone.

@@ -227,8 +227,11 @@ impl Exporter {
                         records = batch.records,
                         from_spool = true
                     );
-                    // The batch keeps the trace context it was sealed with.
-                    sipcapture_runtime::telemetry::extract_map(&span, &batch.trace_context());
+                    // The batch keeps the trace context it was sealed with (read from its
+                    // bytes only when traces are exported).
+                    if sipcapture_runtime::telemetry::otel_traces_enabled() {
+                        sipcapture_runtime::telemetry::extract_map(&span, &batch.trace_context());
+                    }
                     self.pending.push_back(Pending::new(batch, true, span));
                 }
                 Ok(None) => break,

@@ -232,11 +232,11 @@ impl Spool {
             let mut last_seq = 0;
             let mut frames = 0u64;
             while offset < data.len() {
-                match decode_frame(data.get(offset..).unwrap_or_default()) {
-                    Some((batch, len)) => {
-                        last_seq = batch.sequence;
+                match frame_at(data.get(offset..).unwrap_or_default()) {
+                    Some((sequence, records, len)) => {
+                        last_seq = sequence;
                         frames += 1;
-                        found.records += batch.records;
+                        found.records += records;
                         offset += len;
                     }
                     None => {
@@ -361,10 +361,7 @@ impl Spool {
         });
         // The body read is the batch kept in memory: checked, not copied or decoded.
         let decoded = read.ok().and_then(|body| {
-            let (len, crc) = frame_header(&header);
-            if len > MAX_FRAME || crc32fast::hash(&body) != crc {
-                return None;
-            }
+            let len = checked_len(&header, &body)?;
             EncodedBatch::from_body(Bytes::from(body)).map(|b| (b, FRAME_HEADER + len))
         });
         match decoded {
@@ -443,20 +440,21 @@ fn frame_header(header: &[u8; FRAME_HEADER]) -> (usize, u32) {
     )
 }
 
-/// Reads one frame at the start of `data`: the batch (checked, not decoded) and the frame's
-/// length.
-fn decode_frame(data: &[u8]) -> Option<(EncodedBatch, usize)> {
+/// The body length when `body` matches its frame header (length within bounds, checksum).
+fn checked_len(header: &[u8; FRAME_HEADER], body: &[u8]) -> Option<usize> {
+    let (len, crc) = frame_header(header);
+    (len <= MAX_FRAME && body.len() == len && crc32fast::hash(body) == crc).then_some(len)
+}
+
+/// Reads one frame at the start of `data` (recovery): the batch's sequence and record count
+/// (checked, read from its top-level fields, not copied or decoded) and the frame's length.
+fn frame_at(data: &[u8]) -> Option<(u64, u64, usize)> {
     let header: [u8; FRAME_HEADER] = data.get(..FRAME_HEADER)?.try_into().ok()?;
-    let (len, crc) = frame_header(&header);
-    if len > MAX_FRAME {
-        return None;
-    }
+    let (len, _) = frame_header(&header);
     let body = data.get(FRAME_HEADER..FRAME_HEADER.checked_add(len)?)?;
-    if crc32fast::hash(body) != crc {
-        return None;
-    }
-    let batch = EncodedBatch::from_body(Bytes::copy_from_slice(body))?;
-    Some((batch, FRAME_HEADER + len))
+    checked_len(&header, body)?;
+    let (sequence, records) = crate::export::encoded::header(body)?;
+    Some((sequence, records, FRAME_HEADER + len))
 }
 
 #[cfg(test)]

@@ -47,16 +47,18 @@ impl<'a> TableRows<'a> {
 
     /// Checks that the cells make whole rows.
     pub fn check(&self) -> Result<(), DbErr> {
-        let width = self.columns().len();
-        if self.cells.len().is_multiple_of(width) {
-            Ok(())
-        } else {
-            Err(DbErr::Custom(format!(
-                "rows do not fit table {}: {} values for {width} columns",
-                self.table,
-                self.cells.len()
-            )))
-        }
+        whole_rows(&self.table, self.cells.len(), self.columns().len())
+    }
+}
+
+/// An error unless `values` values make whole rows of `columns` columns.
+fn whole_rows(table: &str, values: usize, columns: usize) -> Result<(), DbErr> {
+    if values.is_multiple_of(columns) {
+        Ok(())
+    } else {
+        Err(DbErr::Custom(format!(
+            "rows do not fit table {table}: {values} values for {columns} columns"
+        )))
     }
 }
 
@@ -84,13 +86,7 @@ pub async fn insert_rows<C: ConnectionTrait>(
     if cells.is_empty() {
         return Ok(0);
     }
-    if !cells.len().is_multiple_of(cols.len()) {
-        return Err(DbErr::Custom(format!(
-            "rows do not fit table {table}: {} values for {} columns",
-            cells.len(),
-            cols.len()
-        )));
-    }
+    whole_rows(table, cells.len(), cols.len())?;
     let backend = conn.get_database_backend();
     let sql = multi_row_insert(backend, table, cols, cells.len() / cols.len());
     let values: Vec<Value> = cells.iter().map(value).collect();

@@ -48,34 +48,32 @@ impl<'a, 'o> Builder<'a, 'o> {
         self.next += 1;
     }
 
-    fn text(&mut self, s: &'a str) {
+    /// The byte length of `s` cut to the next column's width (flagging a cut).
+    fn keep(&mut self, s: &str) -> usize {
         let width = match self.columns.get(self.next).map(|c| c.kind) {
             Some(ColumnKind::Str(n)) => n,
             _ => usize::MAX,
         };
-        let value = match s.char_indices().nth(width) {
+        match s.char_indices().nth(width) {
             Some((cut, _)) => {
                 self.truncated = true;
-                s.get(..cut).unwrap_or_default()
+                cut
             }
-            None => s,
-        };
-        self.push(Cell::Text(Cow::Borrowed(value)));
+            None => s.len(),
+        }
+    }
+
+    fn text(&mut self, s: &'a str) {
+        let keep = self.keep(s);
+        self.push(Cell::Text(Cow::Borrowed(s.get(..keep).unwrap_or_default())));
     }
 
     fn owned_text(&mut self, s: Cow<'a, str>) {
         match s {
             Cow::Borrowed(b) => self.text(b),
-            Cow::Owned(o) => {
-                let width = match self.columns.get(self.next).map(|c| c.kind) {
-                    Some(ColumnKind::Str(n)) => n,
-                    _ => usize::MAX,
-                };
-                let mut o = o;
-                if let Some((cut, _)) = o.char_indices().nth(width) {
-                    self.truncated = true;
-                    o.truncate(cut);
-                }
+            Cow::Owned(mut o) => {
+                let keep = self.keep(&o);
+                o.truncate(keep);
                 self.push(Cell::Text(Cow::Owned(o)));
             }
         }
