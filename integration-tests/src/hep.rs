@@ -21,6 +21,38 @@ pub fn hep3_sip(
     out
 }
 
+/// Optional HEP3 chunks of [`hep3_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Chunks<'a> {
+    /// Chunk 0x000b (payload type); SIP when `None`.
+    pub proto_type: Option<u8>,
+    /// Chunk 0x0011.
+    pub correlation_id: Option<&'a [u8]>,
+    /// Chunk 0x0013.
+    pub node_name: Option<&'a [u8]>,
+    /// Chunk 0x000e.
+    pub auth_key: Option<&'a [u8]>,
+}
+
+/// A HEP3 packet with a payload of any type and the optional chunks of `chunks`.
+pub fn hep3_with(
+    src: SocketAddr,
+    dst: SocketAddr,
+    ts: (u32, u32),
+    capture_id: u32,
+    payload: &[u8],
+    chunks: Chunks<'_>,
+) -> Vec<u8> {
+    let mut packet = sip_packet(3, src, dst, ts.0, ts.1, capture_id, payload);
+    packet.proto_type = Some(chunks.proto_type.unwrap_or(1));
+    packet.correlation_id = chunks.correlation_id;
+    packet.node_name = chunks.node_name;
+    packet.auth_key = chunks.auth_key;
+    let mut out = Vec::new();
+    encode_v3(&packet, &mut out);
+    out
+}
+
 /// A HEP v2 SIP packet as Kamailio siptrace sends it (`hep_version = 2`).
 pub fn hep2_sip(
     src: SocketAddr,

@@ -486,3 +486,34 @@ pub fn grpcurl(args: &[&str]) -> Option<String> {
         }
     }
 }
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// One `#[tokio::test]` per database engine for each scenario `async fn NAME(engine: Engine)`:
+/// `NAME::sqlite`, `NAME::postgres`, `NAME::mysql` (the server engines skip when their
+/// `TEST_*_URL` is not set).
+#[macro_export]
+macro_rules! on_every_engine {
+    ($($scenario:ident),*) => {$(
+        mod $scenario {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::storer::Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario($crate::storer::Engine::Postgres).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                super::$scenario($crate::storer::Engine::MySql).await;
+            }
+        }
+    )*};
+}

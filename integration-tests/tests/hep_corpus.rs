@@ -17,11 +17,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use sipcapture_integration_tests::pcap::Capture;
-use sipcapture_integration_tests::{Sandbox, member_counters, open_db, rows_as_text};
+use sipcapture_integration_tests::{Sandbox, member_counters, now_us, open_db, rows_as_text};
 
 const PACKETS: usize = 120;
 const WAIT: Duration = Duration::from_secs(30);
@@ -110,16 +110,6 @@ async fn wait_for_sip_rows(db: &DatabaseConnection, n: usize) -> Vec<Vec<String>
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn now_us() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_micros(),
-    )
-    .unwrap()
 }
 
 enum Send {

@@ -12,30 +12,10 @@ use sipcapture_integration_tests::storer::{
     Delivery, Engine, TestDb, count, micros, report_record, sip_record, start_storer, table_names,
     text_rows,
 };
-use sipcapture_integration_tests::{Sandbox, member_counters, wait_for_rows};
+use sipcapture_integration_tests::{Sandbox, member_counters, on_every_engine, wait_for_rows};
 use sipcapture_proto::v1::Routing;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-macro_rules! on_every_engine {
-    ($($scenario:ident),*) => {$(
-        mod $scenario {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(Engine::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$scenario(Engine::Postgres).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mysql() {
-                super::$scenario(Engine::MySql).await;
-            }
-        }
-    )*};
-}
 
 on_every_engine!(
     tables_columns_modes_rules_and_resend,

@@ -383,7 +383,7 @@ class SqliteDb(Db):
             tables = [
                 r[0]
                 for r in con.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'sip\\_capture\\_%' ESCAPE '\\'"
+                    "SELECT name FROM sqlite_master WHERE type='table' AND " + table_filter(self.args, "name", " ESCAPE '\\'")
                 )
             ]
         return sum(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
@@ -395,6 +395,17 @@ class SqliteDb(Db):
 
     def version(self):
         return f"SQLite {sqlite3.sqlite_version} (the Python module's library; each server links its own)"
+
+
+HEP_SIP_TABLES = ("hep_proto_1_call", "hep_proto_1_registration", "hep_proto_1_default")
+
+
+def table_filter(args, column: str, escape: str = "") -> str:
+    """SQL condition on `column` selecting the tables SIP rows go to: HOMER 5 `sip_capture_*`,
+    or with --schema homer7 the three `hep_proto_1_*` parents (not their partitions)."""
+    if getattr(args, "schema", "homer5") == "homer7":
+        return f"{column} IN ({', '.join(repr(t) for t in HEP_SIP_TABLES)})"
+    return f"{column} LIKE 'sip\\_capture\\_%'{escape}"
 
 
 class ServerDb(Db):
@@ -432,7 +443,8 @@ class ServerDb(Db):
 
     def count(self, url, tables=None):
         if tables is None:
-            tables = self.sql(self.list_tables, self.args.db_name).split()
+            tables = self.sql(self.list_tables + table_filter(self.args, "table_name") + ";",
+                              self.args.db_name).split()
         if not tables:
             return 0
         q = self.quote
@@ -445,7 +457,7 @@ class PostgresDb(ServerDb):
     server_names = {"postgres", "postmaster"}
     scheme, default_user, default_port, password_env = "postgres", "postgres", 5432, "PGPASSWORD"
     list_tables = ("SELECT table_name FROM information_schema.tables WHERE table_schema = "
-                   "current_schema() AND table_name LIKE 'sip\\_capture\\_%';")
+                   "current_schema() AND ")
 
     def __init__(self, args, work):
         super().__init__(args, work, args.pg_url)
@@ -479,7 +491,7 @@ class MysqlDb(ServerDb):
     scheme, default_user, default_port, password_env = "mysql", "root", 3306, "MYSQL_PWD"
     quote = "`"
     list_tables = ("SELECT table_name FROM information_schema.tables WHERE table_schema = "
-                   "DATABASE() AND table_name LIKE 'sip\\_capture\\_%';")
+                   "DATABASE() AND ")
 
     def __init__(self, args, work):
         super().__init__(args, work, args.mysql_url)
@@ -573,6 +585,7 @@ class Ours(Server):
             "--db-url", db_url,
             "--set", f"metrics_listen=127.0.0.1:{self.metrics_port}",
             *args.up_arg,
+            *(["--set", "schema=homer7"] if args.schema == "homer7" else []),
         ]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")
@@ -1237,6 +1250,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="MariaDB / MySQL server (user, password, host, port)")
     p.add_argument("--db-name", default="loadbench",
                    help="database dropped and created for each run (PostgreSQL, MariaDB)")
+    p.add_argument("--schema", choices=["homer5", "homer7"], default="homer5",
+                   help="our storer's tables: HOMER 5 (default) or HOMER 7 (hep_proto_*; ours only)")
     p.add_argument("--up-arg", action="append", default=[],
                    help="extra `sipcapture up` argument (repeatable; --up-arg=--set --up-arg=K=V)")
     p.add_argument("--wait-idle", type=float, default=300,

@@ -7,6 +7,8 @@
 //! TEST_MYSQL_URL=mysql://root@127.0.0.1:3306/test \
 //!   cargo bench -p sipcapture-storer --bench storer_insert
 //! ```
+//! Each database runs twice: HOMER 5 (`sip_capture` columns) and `schema = "homer7"` (heplify-
+//! server's JSON rows into a partitioned `hep_proto_1_call`-shaped table on PostgreSQL).
 //! SQLite always runs (a temporary file); PostgreSQL and MySQL when their URL is set. Each run
 //! writes into a table of its own (`bench_<random>`) and drops it at the end. On PostgreSQL the
 //! same rows also go through a raw `COPY … FROM STDIN` (text format, prepared before the clock
@@ -19,10 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Statement};
-use sipcapture_proto::v1::{CaptureRecord, HepMeta, RecordBatch, RecordKind, SipFields};
+use sipcapture_proto::v1::{CaptureRecord, HepMeta, RecordBatch, RecordKind, Routing, SipFields};
 use sipcapture_runtime::status::CaptureSwitch;
 use sipcapture_storer::Storer;
 use sipcapture_storer::config::StorerConfig;
+use sipcapture_storer::pipeline::mode::StorageSchema;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: usize = 500;
@@ -86,13 +89,20 @@ fn record(seq: u64, i: usize) -> CaptureRecord {
     }
 }
 
-async fn bench(label: &str, db_url: &str) {
+async fn bench(label: &str, db_url: &str, schema: StorageSchema) {
     let table = format!("bench_{:08x}", rand::random::<u32>());
     let config = StorerConfig {
         db_url: db_url.to_owned(),
         homer5_split: false,
         table_name: table.clone(),
+        schema,
         ..StorerConfig::default()
+    };
+    let homer7 = schema == StorageSchema::Homer7;
+    let label = if homer7 {
+        format!("{label} h7")
+    } else {
+        label.to_owned()
     };
     let storer = Storer::build(
         &config,
@@ -104,7 +114,19 @@ async fn bench(label: &str, db_url: &str) {
     let batches: Vec<RecordBatch> = (1..=BATCHES)
         .map(|seq| RecordBatch {
             sequence: seq,
-            records: (0..BATCH).map(|i| record(seq, i)).collect(),
+            records: (0..BATCH)
+                .map(|i| {
+                    let mut r = record(seq, i);
+                    // HOMER 7: the bench's own partitioned table (hep_proto_1_call's schema).
+                    if homer7 {
+                        r.routing = Some(Routing {
+                            table: table.clone(),
+                            ..Default::default()
+                        });
+                    }
+                    r
+                })
+                .collect(),
             ..Default::default()
         })
         .collect();
@@ -130,7 +152,7 @@ async fn bench(label: &str, db_url: &str) {
     }
     let elapsed: Duration = start.elapsed();
     println!(
-        "{label:<10} {rows} rows in {:>6.2} s = {:>7.0} rows/s ({} batches of {BATCH}, msg {msg_bytes} B, {:.1} ms/batch)",
+        "{label:<11} {rows} rows in {:>6.2} s = {:>7.0} rows/s ({} batches of {BATCH}, msg {msg_bytes} B, {:.1} ms/batch)",
         elapsed.as_secs_f64(),
         rows as f64 / elapsed.as_secs_f64(),
         BATCHES - 1,
@@ -139,7 +161,7 @@ async fn bench(label: &str, db_url: &str) {
     let db = storer.intake.batcher.writers[0].db();
     let backend = db.get_database_backend();
     if backend == sea_orm::DbBackend::Postgres {
-        copy_rate(db, &table, &batches[1..]).await;
+        copy_rate(db, &table, &batches[1..], homer7).await;
     }
     let _ignored = db
         .execute_raw(Statement::from_string(
@@ -149,18 +171,34 @@ async fn bench(label: &str, db_url: &str) {
         .await;
 }
 
-/// The same rows through `COPY … FROM STDIN` into a twin of `table` (same columns and indexes).
-async fn copy_rate(db: &sea_orm::DatabaseConnection, table: &str, batches: &[RecordBatch]) {
+/// The same rows through `COPY … FROM STDIN` into a twin of `table` (same columns and indexes);
+/// HOMER 7: into `table` itself (the same partitioned parent, partitions and indexes).
+async fn copy_rate(
+    db: &sea_orm::DatabaseConnection,
+    table: &str,
+    batches: &[RecordBatch],
+    homer7: bool,
+) {
     use sea_orm::sqlx::postgres::PgPoolCopyExt;
     use sipcapture_storer::table::{TableFamily, columns};
-    let twin = format!("{table}_copy");
-    db.execute_raw(Statement::from_string(
-        sea_orm::DbBackend::Postgres,
-        format!("CREATE TABLE {twin} (LIKE {table} INCLUDING ALL)"),
-    ))
-    .await
-    .unwrap();
-    let cols = columns(TableFamily::Sip);
+    let family = if homer7 {
+        TableFamily::HepSip
+    } else {
+        TableFamily::Sip
+    };
+    let twin = if homer7 {
+        table.to_owned()
+    } else {
+        let twin = format!("{table}_copy");
+        db.execute_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("CREATE TABLE {twin} (LIKE {table} INCLUDING ALL)"),
+        ))
+        .await
+        .unwrap();
+        twin
+    };
+    let cols = columns(family);
     let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
     let statement = format!("COPY {twin} ({}) FROM STDIN", names.join(", "));
     let texts: Vec<String> = batches
@@ -169,11 +207,10 @@ async fn copy_rate(db: &sea_orm::DatabaseConnection, table: &str, batches: &[Rec
             let mut text = String::new();
             for record in &batch.records {
                 let mut cells = Vec::new();
-                sipcapture_storer::pipeline::rows::row(record, TableFamily::Sip, &mut cells);
+                sipcapture_storer::pipeline::rows::row(record, family, &[], &mut cells);
                 let fields: Vec<String> = cells
                     .iter()
-                    .map(sipcapture_storer::db::insert::value)
-                    .map(|v| copy_text(&v))
+                    .map(|c| copy_text(&sipcapture_storer::db::insert::value(c)))
                     .collect();
                 text.push_str(&fields.join("\t"));
                 text.push('\n');
@@ -191,8 +228,8 @@ async fn copy_rate(db: &sea_orm::DatabaseConnection, table: &str, batches: &[Rec
     }
     let elapsed = start.elapsed();
     println!(
-        "{:<10} {rows} rows in {:>6.2} s = {:>7.0} rows/s (raw COPY, one per batch, same rows and indexes)",
-        "pg COPY",
+        "{:<11} {rows} rows in {:>6.2} s = {:>7.0} rows/s (raw COPY, one per batch, same rows and indexes)",
+        if homer7 { "pg COPY h7" } else { "pg COPY" },
         elapsed.as_secs_f64(),
         rows as f64 / elapsed.as_secs_f64(),
     );
@@ -230,11 +267,13 @@ fn copy_text(value: &sea_orm::Value) -> String {
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("bench.db").display());
-    bench("sqlite", &sqlite).await;
-    for (label, var) in [("postgres", "TEST_PG_URL"), ("mysql", "TEST_MYSQL_URL")] {
-        match std::env::var(var) {
-            Ok(url) if !url.is_empty() => bench(label, &url).await,
-            _ => println!("{label:<10} skipped: {var} is not set"),
+    for schema in [StorageSchema::Homer5, StorageSchema::Homer7] {
+        bench("sqlite", &sqlite, schema).await;
+        for (label, var) in [("postgres", "TEST_PG_URL"), ("mysql", "TEST_MYSQL_URL")] {
+            match std::env::var(var) {
+                Ok(url) if !url.is_empty() => bench(label, &url, schema).await,
+                _ => println!("{label:<10} skipped: {var} is not set"),
+            }
         }
     }
 }

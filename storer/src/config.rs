@@ -14,9 +14,9 @@ use sipcapture_runtime::service::ServiceConfig;
 
 pub use crate::pipeline::rules::{HeaderMatchConfig, MatchConfig, RouteRuleConfig};
 
-use crate::pipeline::mode::{DEFAULT_MODE, HashSource, ModeSpec, MtMode};
+use crate::pipeline::mode::{DEFAULT_MODE, HashSource, ModeSpec, MtMode, StorageSchema};
 use crate::pipeline::rules::Rules;
-use crate::table::{DatedPattern, TablePattern};
+use crate::table::{DatedPattern, Partitioning, TablePattern};
 
 /// Kamailio's `insert_retries` range.
 pub const MAX_INSERT_RETRIES: u32 = 500;
@@ -89,6 +89,34 @@ pub struct StorerConfig {
     pub retention_tables: Vec<String>,
     /// Seconds between retention sweeps.
     pub retention_interval: u64,
+    /// Table layout of the default capture mode: `homer5` (Kamailio's `sip_capture_*` tables)
+    /// or `homer7` (heplify-server's `hep_proto_*` tables with JSON headers, read by
+    /// homer-app). A named mode may set its own.
+    pub schema: StorageSchema,
+    /// HOMER 7: minutes per partition of the SIP tables (`hep_proto_1_*`; heplify's `DBPartSip`).
+    pub partition_sip_minutes: u32,
+    /// HOMER 7: minutes per partition of RTCP, report, DNS and ISUP tables (`DBPartQos`).
+    pub partition_qos_minutes: u32,
+    /// HOMER 7: minutes per partition of the log table (`hep_proto_100_default`, `DBPartLog`).
+    pub partition_log_minutes: u32,
+    /// HOMER 7: days of partitions created ahead (after today's), so no DDL waits at the
+    /// turn of a partition; rows of any other time get their partition when they arrive.
+    pub partition_ahead_days: u32,
+    /// HOMER 7: the `data_header` keys of `custom_field1`..`custom_field3` (the values of the
+    /// collector's `custom_field*_header` headers); an empty or missing entry leaves the field
+    /// out, as heplify-server does for headers it was not told to keep.
+    pub homer7_custom_fields: Vec<String>,
+    /// Drop a SIP message whose exact bytes were already stored from another capture point
+    /// within `dedup_window` (the same packet captured twice; heplify-server's `Dedup`).
+    /// Retransmissions seen at the same capture point are kept. Counted as
+    /// `records_discarded_total{reason="duplicate"}`.
+    #[serde(deserialize_with = "de::flag")]
+    pub dedup: bool,
+    /// Seconds (fractions allowed) within which a second copy counts as a duplicate.
+    pub dedup_window: f64,
+    /// Most messages remembered for `dedup` (older ones are forgotten first; a full memory is
+    /// counted in `dedup_evicted_total`).
+    pub dedup_max_entries: usize,
 }
 
 /// Named capture modes, in either accepted shape.
@@ -138,7 +166,8 @@ impl<'de> Deserialize<'de> for CaptureModes {
 pub struct ModeConfig {
     /// The mode's database (`sqlite://`, `postgres://`, `mysql://`).
     pub db_url: String,
-    /// Its table list (`a|b|c`, strftime allowed).
+    /// Its table list (`a|b|c`, strftime allowed; optional for a `homer7` mode).
+    #[serde(default)]
     pub table_name: String,
     /// `rand`, `round_robin` or `hash` (case-sensitive, as Kamailio).
     #[serde(default = "default_mt_mode")]
@@ -149,6 +178,9 @@ pub struct ModeConfig {
     /// Pool size of this mode (default: the top-level `db_max_connections`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_max_connections: Option<u32>,
+    /// `homer5` or `homer7` (default: the top-level `schema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
 }
 
 fn default_mt_mode() -> String {
@@ -175,6 +207,7 @@ pub fn parse_mode_line(line: &str, key: &str) -> Result<(String, ModeConfig), Co
         mt_mode: default_mt_mode(),
         hash_source: default_hash_source(),
         db_max_connections: None,
+        schema: None,
     };
     for param in params.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((k, v)) = param.split_once('=') else {
@@ -189,16 +222,28 @@ pub fn parse_mode_line(line: &str, key: &str) -> Result<(String, ModeConfig), Co
             "table_name" => mode.table_name = v,
             "mt_mode" => mode.mt_mode = v,
             "hash_source" => mode.hash_source = v,
+            "schema" => mode.schema = Some(v),
             other => {
                 return Err(ConfigError::invalid(
                     format!("capture_mode.{name}.{other}"),
-                    "unknown parameter (db_url, table_name, mt_mode, hash_source)",
+                    "unknown parameter (db_url, table_name, mt_mode, hash_source, schema)",
                 ));
             }
         }
     }
+    let schema = match mode.schema.as_deref() {
+        None => None,
+        Some(raw) => Some(StorageSchema::parse(raw).ok_or_else(|| {
+            ConfigError::invalid(
+                format!("capture_mode.{name}.schema"),
+                format!("{raw:?} is not homer5 or homer7"),
+            )
+        })?),
+    };
+    let homer7 = schema == Some(StorageSchema::Homer7);
     for (field, value) in [("db_url", &mode.db_url), ("table_name", &mode.table_name)] {
-        if value.is_empty() {
+        // A HOMER 7 mode's tables are heplify-server's: its table list is not needed.
+        if value.is_empty() && !(homer7 && field == "table_name") {
             return Err(ConfigError::invalid(
                 format!("capture_mode.{name}.{field}"),
                 "is required",
@@ -237,6 +282,15 @@ impl Default for StorerConfig {
                 "sip_capture_rest_%Y%m%d".to_owned(),
             ],
             retention_interval: 3600,
+            schema: StorageSchema::Homer5,
+            partition_sip_minutes: 120,
+            partition_qos_minutes: 360,
+            partition_log_minutes: 120,
+            partition_ahead_days: 1,
+            homer7_custom_fields: Vec::new(),
+            dedup: false,
+            dedup_window: 2.0,
+            dedup_max_entries: 1_000_000,
         }
     }
 }
@@ -298,6 +352,53 @@ impl StorerConfig {
                 "must be at least 1 second",
             ));
         }
+        for (key, minutes) in [
+            ("partition_sip_minutes", self.partition_sip_minutes),
+            ("partition_qos_minutes", self.partition_qos_minutes),
+            ("partition_log_minutes", self.partition_log_minutes),
+        ] {
+            Partitioning::minutes(minutes).map_err(|e| ConfigError::invalid(key, e))?;
+        }
+        if self.partition_ahead_days > 31 {
+            return Err(ConfigError::invalid(
+                "partition_ahead_days",
+                format!("{} is out of range 0..=31", self.partition_ahead_days),
+            ));
+        }
+        if self.homer7_custom_fields.len() > 3 {
+            return Err(ConfigError::invalid(
+                "homer7_custom_fields",
+                "at most 3 names (custom_field1, custom_field2, custom_field3)",
+            ));
+        }
+        for (i, name) in self.homer7_custom_fields.iter().enumerate() {
+            let reserved = crate::pipeline::rows::HEP_SIP_KEYS.contains(&name.as_str());
+            if reserved
+                || name.len() > 64
+                || name
+                    .chars()
+                    .any(|c| c.is_control() || c == '"' || c == '\\')
+            {
+                return Err(ConfigError::invalid(
+                    format!("homer7_custom_fields[{i}]"),
+                    format!(
+                        "{name:?} is not usable as a data_header key (a standard key, a quote, a backslash, a control character or over 64 bytes)"
+                    ),
+                ));
+            }
+        }
+        if !(self.dedup_window.is_finite() && (0.0..=3600.0).contains(&self.dedup_window)) {
+            return Err(ConfigError::invalid(
+                "dedup_window",
+                format!("{} is out of range 0..=3600 seconds", self.dedup_window),
+            ));
+        }
+        if self.dedup && self.dedup_max_entries == 0 {
+            return Err(ConfigError::invalid(
+                "dedup_max_entries",
+                "must be at least 1 when dedup is on",
+            ));
+        }
         Ok(())
     }
 
@@ -311,6 +412,7 @@ impl StorerConfig {
             mt_mode: self.mt_mode,
             hash_source: self.hash_source,
             db_max_connections: self.db_max_connections,
+            schema: self.schema,
         }];
         let named: Vec<(String, ModeConfig)> = match &self.capture_mode {
             CaptureModes::Table(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -341,7 +443,20 @@ impl StorerConfig {
             }
             crate::db::backend_of(&mode.db_url)
                 .map_err(|e| ConfigError::invalid(key("db_url"), e.to_string()))?;
-            TablePattern::parse_list(&mode.table_name)
+            let schema = match &mode.schema {
+                None => self.schema,
+                Some(raw) => StorageSchema::parse(raw).ok_or_else(|| {
+                    ConfigError::invalid(key("schema"), format!("{raw:?} is not homer5 or homer7"))
+                })?,
+            };
+            // A HOMER 7 mode writes heplify-server's tables; a table list is optional.
+            let table_name = if mode.table_name.trim().is_empty() && schema == StorageSchema::Homer7
+            {
+                "hep_proto_1_default".to_owned()
+            } else {
+                mode.table_name
+            };
+            TablePattern::parse_list(&table_name)
                 .map_err(|e| ConfigError::invalid(key("table_name"), e.to_string()))?;
             let mt_mode = MtMode::parse(&mode.mt_mode).ok_or_else(|| {
                 ConfigError::invalid(
@@ -368,10 +483,11 @@ impl StorerConfig {
             modes.push(ModeSpec {
                 name,
                 db_url: mode.db_url,
-                table_name: mode.table_name,
+                table_name,
                 mt_mode,
                 hash_source,
                 db_max_connections,
+                schema,
             });
         }
         Ok(modes)

@@ -12,10 +12,7 @@ use crate::table::TableFamily;
 
 /// The `family` label of a table family.
 pub fn family_label(family: TableFamily) -> &'static str {
-    match family {
-        TableFamily::Sip => "sip",
-        TableFamily::Report => "report",
-    }
+    if family.is_sip() { "sip" } else { "report" }
 }
 
 /// A batch arrived on a Deliver stream.
@@ -94,13 +91,22 @@ impl InternalEvent for HashSourceEmpty {
 /// rule said `drop`).
 #[derive(Debug, Clone, Copy)]
 pub struct RecordDiscarded {
-    /// `status` or `rule`.
+    /// `status`, `rule` or `duplicate`.
     pub reason: &'static str,
 }
 
 impl InternalEvent for RecordDiscarded {
     fn emit(self, counters: &Counters) {
         counters.add_labeled("discarded", self.reason, 1);
+    }
+}
+
+/// Dedup's memory was full: the oldest message was forgotten before its window ended.
+pub struct DedupEvicted;
+
+impl InternalEvent for DedupEvicted {
+    fn emit(self, counters: &Counters) {
+        counters.add("dedup_evicted", 1);
     }
 }
 
@@ -266,9 +272,14 @@ pub const CATALOG: Catalog = Catalog {
         counter(
             "discarded",
             Some("reason"),
-            "records acknowledged but deliberately not stored (status off, routing rule drop)",
+            "records acknowledged but deliberately not stored (status off, routing rule drop, duplicate of a copy captured elsewhere)",
         )
-        .values(&["status", "rule"]),
+        .values(&["status", "rule", "duplicate"]),
+        counter(
+            "dedup_evicted",
+            None,
+            "messages forgotten by dedup before their window ended (dedup_max_entries reached)",
+        ),
         gauge(
             "streams_open",
             None,

@@ -46,9 +46,26 @@ use tokio_util::sync::CancellationToken;
 use crate::config::StorerConfig;
 use crate::grpc::{Intake, StorerServer};
 use crate::pipeline::batch::Batcher;
-use crate::pipeline::route::{Router, RouterBuildError, RouterConfig};
+use crate::pipeline::dedup::Dedup;
+use crate::pipeline::mode::StorageSchema;
+use crate::pipeline::route::{Homer7Partitions, Router, RouterBuildError, RouterConfig};
 use crate::pipeline::write::{RetryPolicy, Writer};
-use crate::table::DatedPattern;
+use crate::table::{DatedPattern, Partitioning};
+
+/// The HOMER 7 partition lengths of a config (validated keys).
+fn homer7_partitions(
+    config: &StorerConfig,
+) -> Result<Homer7Partitions, sipcapture_runtime::config::ConfigError> {
+    let of = |key: &str, minutes: u32| {
+        Partitioning::minutes(minutes)
+            .map_err(|e| sipcapture_runtime::config::ConfigError::invalid(key, e))
+    };
+    Ok(Homer7Partitions {
+        sip: of("partition_sip_minutes", config.partition_sip_minutes)?,
+        qos: of("partition_qos_minutes", config.partition_qos_minutes)?,
+        log: of("partition_log_minutes", config.partition_log_minutes)?,
+    })
+}
 
 /// gRPC service names the storer serves (for health).
 pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.StorerService", "sipcapture.v1.StatusService"];
@@ -100,6 +117,7 @@ impl Storer {
             rtcp_table: &config.rtcp_table,
             report_table: &config.report_table,
             logs_table: &config.logs_table,
+            partitions: homer7_partitions(config)?,
         })
         .map_err(|e| match e {
             RouterBuildError::Rules(e) => e,
@@ -123,7 +141,22 @@ impl Storer {
             writers.push(Arc::new(writer));
         }
         register_pool_gauges(&counters, &writers);
-        if config.retention_days > 0 {
+        let homer7_writers: Vec<Arc<Writer>> = writers
+            .iter()
+            .zip(&modes)
+            .filter(|(_, m)| m.schema == StorageSchema::Homer7)
+            .map(|(w, _)| w.clone())
+            .collect();
+        let homer7 = (!homer7_writers.is_empty()).then(|| retention::Homer7Upkeep {
+            writers: homer7_writers,
+            parents: router.homer7_tables(),
+            ahead_days: config.partition_ahead_days,
+        });
+        if let Some(upkeep) = &homer7 {
+            // Before the first batch: the tables and today's partitions.
+            retention::homer7_sweep(upkeep, 0, chrono::Utc::now()).await;
+        }
+        if config.retention_days > 0 || homer7.is_some() {
             let mut patterns: Vec<DatedPattern> = Vec::new();
             let configured = config.retention_tables.iter().map(String::as_str);
             let routed = router.dated_patterns().into_iter().map(|p| p.as_str());
@@ -140,6 +173,7 @@ impl Storer {
                 patterns,
                 config.retention_days,
                 Duration::from_secs(config.retention_interval),
+                homer7,
                 shutdown.clone(),
             ));
         }
@@ -150,6 +184,13 @@ impl Storer {
                 writers,
                 switch: switch.clone(),
                 counters: counters.clone(),
+                custom_keys: config.homer7_custom_fields.clone(),
+                dedup: config.dedup.then(|| {
+                    Dedup::new(
+                        Duration::from_secs_f64(config.dedup_window),
+                        config.dedup_max_entries,
+                    )
+                }),
             },
             counters: counters.clone(),
             shutdown,

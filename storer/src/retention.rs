@@ -9,7 +9,56 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::tables::list_tables;
 use crate::pipeline::write::Writer;
-use crate::table::DatedPattern;
+use crate::table::{DatedPattern, Partitioning, TableFamily};
+
+/// HOMER 7 upkeep of the capture modes that write `hep_proto_*` tables: their partitions are
+/// created ahead and, with `retention_days`, dropped (PostgreSQL) or emptied of old rows
+/// (SQLite, MySQL) when older than the retention.
+#[derive(Debug, Clone)]
+pub struct Homer7Upkeep {
+    /// The writers of the HOMER 7 modes.
+    pub writers: Vec<std::sync::Arc<Writer>>,
+    /// Parent tables with their family and partition length.
+    pub parents: Vec<(String, TableFamily, Partitioning)>,
+    /// Days of partitions created after today's.
+    pub ahead_days: u32,
+}
+
+/// One HOMER 7 sweep at `now`: partitions from now to the end of `ahead_days` after today,
+/// then (when `days` > 0) everything before midnight `days` days ago goes.
+pub async fn homer7_sweep(upkeep: &Homer7Upkeep, days: u32, now: chrono::DateTime<chrono::Utc>) {
+    let midnight = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    let until = midnight + chrono::Duration::days(i64::from(upkeep.ahead_days) + 1)
+        - chrono::Duration::seconds(1);
+    for writer in &upkeep.writers {
+        match writer.precreate(&upkeep.parents, now, until).await {
+            Ok(n) => tracing::debug!(
+                mode = writer.mode(),
+                partitions = n,
+                "HOMER 7 partitions ready"
+            ),
+            Err(e) => {
+                tracing::warn!(mode = writer.mode(), error = %e, "creating HOMER 7 partitions failed")
+            }
+        }
+        if days == 0 {
+            continue;
+        }
+        let cutoff = midnight - chrono::Duration::days(i64::from(days));
+        match writer.expire_homer7(&upkeep.parents, cutoff).await {
+            Ok(done) => {
+                for what in done {
+                    tracing::info!(
+                        mode = writer.mode(),
+                        what,
+                        "HOMER 7 data dropped by retention"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(mode = writer.mode(), error = %e, "HOMER 7 retention failed"),
+        }
+    }
+}
 
 /// Whether `table` is a dated table of one of `patterns` older than `days` days before
 /// `today` (UTC). Today's table and the `days` before it are kept.
@@ -55,11 +104,16 @@ pub async fn run(
     patterns: Vec<DatedPattern>,
     days: u32,
     interval: std::time::Duration,
+    homer7: Option<Homer7Upkeep>,
     shutdown: CancellationToken,
 ) {
     loop {
-        let today = chrono::Utc::now().date_naive();
-        for writer in &writers {
+        let now = chrono::Utc::now();
+        let today = now.date_naive();
+        if let Some(upkeep) = &homer7 {
+            homer7_sweep(upkeep, days, now).await;
+        }
+        for writer in writers.iter().filter(|_| days > 0) {
             if let Err(e) = sweep(writer, &patterns, days, today).await {
                 tracing::warn!(mode = writer.mode(), error = %e, "retention sweep failed");
             }

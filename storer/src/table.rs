@@ -133,10 +133,28 @@ fn is_ident_byte(b: u8) -> bool {
 /// Which schema a table gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TableFamily {
-    /// `sip_capture.sql`: 44 columns.
+    /// HOMER 5 `sip_capture.sql`: 44 columns.
     Sip,
-    /// `report_capture.sql`: 12 columns.
+    /// HOMER 5 `report_capture.sql`: 12 columns.
     Report,
+    /// HOMER 7 `hep_proto_1_*` (`hep_proto_sip.sql`): the [`HEP_COLUMNS`] with the SIP
+    /// indexes (ruri, users, callid, method).
+    HepSip,
+    /// HOMER 7 `hep_proto_<type>_default` (`hep_proto_report.sql`): the [`HEP_COLUMNS`] with
+    /// the address and correlation indexes.
+    HepReport,
+}
+
+impl TableFamily {
+    /// Whether the family is a HOMER 7 one (`hep_proto_*`).
+    pub fn is_hep(self) -> bool {
+        matches!(self, TableFamily::HepSip | TableFamily::HepReport)
+    }
+
+    /// Whether its rows are SIP messages.
+    pub fn is_sip(self) -> bool {
+        matches!(self, TableFamily::Sip | TableFamily::HepSip)
+    }
 }
 
 /// The record's capture time as UTC.
@@ -144,6 +162,108 @@ pub fn capture_time(record: &CaptureRecord) -> chrono::DateTime<Utc> {
     let micros = i64::try_from(record.capture_time_us).unwrap_or(i64::MAX);
     chrono::DateTime::<Utc>::from_timestamp_micros(micros)
         .unwrap_or(chrono::DateTime::<Utc>::UNIX_EPOCH)
+}
+
+/// HOMER 7 partitions: a `hep_proto_*` parent table is split by `create_date` into partitions
+/// of a fixed number of minutes, aligned on midnight UTC and named `<parent>_YYYYMMDD_HHMM` after
+/// their first minute (heplify-server's names, so its rotator and ours read the same tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partitioning {
+    minutes: u32,
+}
+
+/// One partition of a parent table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// `<parent>_YYYYMMDD_HHMM`.
+    pub name: String,
+    /// First instant it holds.
+    pub from: chrono::DateTime<Utc>,
+    /// First instant it no longer holds.
+    pub to: chrono::DateTime<Utc>,
+}
+
+impl Partitioning {
+    /// One partition a day.
+    pub const DAY: Partitioning = Partitioning { minutes: 1440 };
+
+    /// A partition length in minutes: it must divide a day (5, 10, 15, 30, 60, 120, 360, 1440,
+    /// ...), so partitions never straddle midnight.
+    pub fn minutes(minutes: u32) -> Result<Self, String> {
+        if (5..=1440).contains(&minutes) && 1440 % minutes == 0 {
+            Ok(Partitioning { minutes })
+        } else {
+            Err(format!(
+                "{minutes} minutes does not divide a day into partitions (5 to 1440 minutes: 5, 10, 15, 30, 60, 120, 360, 720, 1440, ...)"
+            ))
+        }
+    }
+
+    /// Its length in minutes.
+    pub fn length(self) -> u32 {
+        self.minutes
+    }
+
+    /// The partition of `parent` holding `time`.
+    pub fn partition(self, parent: &str, time: chrono::DateTime<Utc>) -> Partition {
+        let day = time.date_naive();
+        let midnight = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        let since = (time - midnight).num_minutes();
+        let step = i64::from(self.minutes);
+        let from = midnight + chrono::Duration::minutes(since - since.rem_euclid(step));
+        let to = from + chrono::Duration::minutes(step);
+        Partition {
+            name: format!("{parent}_{}", from.format("%Y%m%d_%H%M")),
+            from,
+            to,
+        }
+    }
+
+    /// The partitions of `parent` covering `from` up to and including `to`.
+    pub fn covering(
+        self,
+        parent: &str,
+        from: chrono::DateTime<Utc>,
+        to: chrono::DateTime<Utc>,
+    ) -> Vec<Partition> {
+        let mut out = Vec::new();
+        let mut at = from;
+        while at <= to {
+            let p = self.partition(parent, at);
+            at = p.to;
+            out.push(p);
+        }
+        out
+    }
+}
+
+/// The first instant of a partition of `parent`, read back from its name
+/// (`<parent>_YYYYMMDD_HHMM`); `None` for any other table.
+pub fn partition_start(parent: &str, table: &str) -> Option<chrono::DateTime<Utc>> {
+    let rest = table.strip_prefix(parent)?.strip_prefix('_')?;
+    if rest.len() != 13
+        || !rest.bytes().enumerate().all(|(i, b)| {
+            if i == 8 {
+                b == b'_'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+    {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(rest, "%Y%m%d_%H%M")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// The HEP payload type of a record (SIP captured without HEP is type 1).
+pub fn payload_type(record: &CaptureRecord) -> u32 {
+    match &record.hep {
+        Some(h) if h.payload_type != 0 => h.payload_type,
+        _ if record.sip.is_some() => 1,
+        _ => 0,
+    }
 }
 
 /// A dated table pattern usable for retention.
@@ -197,8 +317,14 @@ pub enum ColumnKind {
     BigInt,
     /// DATETIME / TIMESTAMP.
     DateTime,
+    /// `timestamptz` on PostgreSQL (`DATETIME(6)` on MySQL, text on SQLite), UTC.
+    DateTimeTz,
     /// BLOB / bytea: no limit.
     Blob,
+    /// Unlimited text (`varchar` without a width on PostgreSQL, `LONGTEXT` on MySQL).
+    Text,
+    /// A JSON object (`jsonb` on PostgreSQL, `JSON` on MySQL, text on SQLite).
+    Json,
 }
 
 /// One value of a row, borrowed from its record wherever it can be: building a row allocates
@@ -219,6 +345,8 @@ pub enum Cell<'a> {
     DateTime(NaiveDateTime),
     /// BLOB / bytea.
     Blob(&'a [u8]),
+    /// A JSON object, serialised.
+    Json(String),
 }
 
 /// One column of a table family.
@@ -234,7 +362,7 @@ const fn col(name: &'static str, kind: ColumnKind) -> Column {
     Column { name, kind }
 }
 
-use ColumnKind::{BigInt, Blob, DateTime, Int, Str};
+use ColumnKind::{BigInt, Blob, DateTime, DateTimeTz, Int, Json, Str, Text};
 
 /// Kamailio's 44 `sip_capture` columns in its insert order (behaviour doc §2.1), with the HOMER 5
 /// schema widths.
@@ -301,11 +429,22 @@ pub const REPORT_COLUMNS: [Column; 12] = [
     col("msg", Blob),
 ];
 
+/// The columns heplify-server writes into HOMER 7 `hep_proto_*` tables (the `id` column is the
+/// database's own sequence).
+pub const HEP_COLUMNS: [Column; 5] = [
+    col("sid", Text),
+    col("create_date", DateTimeTz),
+    col("protocol_header", Json),
+    col("data_header", Json),
+    col("raw", Text),
+];
+
 /// The columns of a family.
 pub fn columns(family: TableFamily) -> &'static [Column] {
     match family {
         TableFamily::Sip => &SIP_COLUMNS,
         TableFamily::Report => &REPORT_COLUMNS,
+        TableFamily::HepSip | TableFamily::HepReport => &HEP_COLUMNS,
     }
 }
 
@@ -351,6 +490,39 @@ mod tests {
         assert_eq!(dashed.date_of("t_2026_03_04_x"), Some(day(2026, 3, 4)));
         let hourly = DatedPattern::parse("h_%Y%m%d%H").unwrap();
         assert_eq!(hourly.date_of("h_2026030423"), Some(day(2026, 3, 4)));
+    }
+
+    #[test]
+    fn partitions_are_aligned_on_midnight() {
+        let p = Partitioning::minutes(120).unwrap();
+        let t = chrono::DateTime::parse_from_rfc3339("2026-12-05T13:59:59.999Z")
+            .unwrap()
+            .to_utc();
+        let part = p.partition("hep_proto_1_call", t);
+        assert_eq!(part.name, "hep_proto_1_call_20261205_1200");
+        assert_eq!(part.from.to_rfc3339(), "2026-12-05T12:00:00+00:00");
+        assert_eq!(part.to.to_rfc3339(), "2026-12-05T14:00:00+00:00");
+        assert_eq!(
+            partition_start("hep_proto_1_call", &part.name),
+            Some(part.from)
+        );
+        assert_eq!(partition_start("hep_proto_1", &part.name), None);
+        assert_eq!(
+            partition_start("hep_proto_1_call", "hep_proto_1_call_2026120_1200"),
+            None
+        );
+        let day = Partitioning::minutes(1440).unwrap();
+        assert_eq!(
+            day.partition("x", t).name,
+            "x_20261205_0000",
+            "one partition a day"
+        );
+        let before_1970 = chrono::DateTime::from_timestamp(-1, 0).unwrap();
+        assert_eq!(p.partition("x", before_1970).name, "x_19691231_2200");
+        assert_eq!(p.covering("x", part.from, part.to).len(), 2);
+        assert!(Partitioning::minutes(7).is_err());
+        assert!(Partitioning::minutes(0).is_err());
+        assert!(Partitioning::minutes(2880).is_err());
     }
 
     #[test]

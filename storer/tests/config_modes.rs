@@ -127,3 +127,48 @@ fn bad_modes_and_rules_name_their_key() {
         assert!(out.contains(key), "{text}: {out}");
     }
 }
+
+#[test]
+fn homer7_schema_per_mode_and_its_keys_are_checked() {
+    // The top-level schema, a HOMER 7 mode without a table list (Kamailio's line form too).
+    let (ok, text) = check(
+        r#"
+db_url = "sqlite://main.db"
+schema = "homer7"
+partition_sip_minutes = 60
+homer7_custom_fields = ["x_mac"]
+dedup = true
+dedup_window = 0.5
+capture_mode = ["cap1=>db_url=postgres://postgres@127.0.0.1/test;schema=homer7;", "cap2=>db_url=sqlite://b.db;table_name=t;schema=HOMER5"]
+"#,
+        &[],
+    );
+    assert!(ok, "{text}");
+    for (set, key) in [
+        ("schema=homer9", "schema"),
+        ("partition_sip_minutes=7", "partition_sip_minutes"),
+        ("partition_log_minutes=0", "partition_log_minutes"),
+        ("dedup_window=-1", "dedup_window"),
+        (
+            "homer7_custom_fields=[\"callid\"]",
+            "homer7_custom_fields[0]",
+        ),
+    ] {
+        let (ok, text) = check("db_url = \"sqlite://main.db\"\n", &[set]);
+        assert!(!ok, "{set} accepted: {text}");
+        assert!(text.contains(key), "{set}: {text}");
+    }
+    let (ok, text) = check(
+        "db_url = \"sqlite://main.db\"\ncapture_mode = [\"cap1=>db_url=sqlite://b.db;schema=homer6\"]\n",
+        &[],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("capture_mode.cap1.schema"), "{text}");
+    // A HOMER 5 mode still needs its table list.
+    let (ok, text) = check(
+        "db_url = \"sqlite://main.db\"\ncapture_mode = [\"cap1=>db_url=sqlite://b.db\"]\n",
+        &[],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("capture_mode.cap1.table_name"), "{text}");
+}

@@ -217,6 +217,7 @@ async fn sqlite_insert(conn: &mut SqliteConnection, rows: &TableRows<'_>) -> Res
                 Cell::BigInt(n) => args.add(*n),
                 Cell::DateTime(t) => args.add(*t),
                 Cell::Blob(b) => args.add(b.to_vec()),
+                Cell::Json(s) => args.add(Arc::<str>::from(s.as_str())),
             }
             .map_err(encode_err)?;
         }
@@ -247,6 +248,7 @@ async fn mysql_insert(conn: &mut MySqlConnection, rows: &TableRows<'_>) -> Resul
                 Cell::BigInt(n) => args.add(*n),
                 Cell::DateTime(t) => args.add(*t),
                 Cell::Blob(b) => args.add(*b),
+                Cell::Json(s) => args.add(s.as_str()),
             }
             .map_err(encode_err)?;
         }
@@ -263,6 +265,7 @@ async fn mysql_insert(conn: &mut MySqlConnection, rows: &TableRows<'_>) -> Resul
 fn cell_size(cell: &Cell<'_>) -> usize {
     match cell {
         Cell::Text(s) => s.len() + 2,
+        Cell::Json(s) => s.len() + 4,
         Cell::Blob(b) => b.len() + 4,
         Cell::Ip(_) => 20,
         _ => 8,
@@ -307,6 +310,15 @@ fn copy_row(data: &mut Vec<u8>, row: &[Cell<'_>]) -> Result<(), DbErr> {
     for cell in row {
         match cell {
             Cell::Text(s) => copy_field(data, s.as_bytes())?,
+            Cell::Json(s) => {
+                // jsonb's binary format: version 1, then the text.
+                let len = i32::try_from(s.len() + 1).map_err(|_| {
+                    DbErr::Custom(format!("a value of {} bytes is too long", s.len()))
+                })?;
+                data.extend_from_slice(&len.to_be_bytes());
+                data.push(1);
+                data.extend_from_slice(s.as_bytes());
+            }
             Cell::Blob(b) => copy_field(data, b)?,
             Cell::Ip(None) => copy_field(data, b"")?,
             Cell::Ip(Some(ip)) => {

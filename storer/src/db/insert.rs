@@ -7,7 +7,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 use crate::db::schema::STREAM_STATE_TABLE;
-use crate::table::{Cell, Column, TableFamily, columns};
+use crate::table::{Cell, Column, ColumnKind, Partitioning, TableFamily, columns};
 
 /// The rows of one table within a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +18,9 @@ pub struct TableRows<'a> {
     pub family: TableFamily,
     /// The cells of every row, row after row, each row in the family's column order.
     pub cells: Vec<Cell<'a>>,
+    /// A HOMER 7 table on PostgreSQL is partitioned by `create_date` in partitions of this
+    /// length (created before the rows are written).
+    pub partitioning: Option<Partitioning>,
 }
 
 impl<'a> TableRows<'a> {
@@ -27,7 +30,20 @@ impl<'a> TableRows<'a> {
             table,
             family,
             cells: Vec::new(),
+            partitioning: None,
         }
+    }
+
+    /// The capture times (µs since the epoch) of the rows, for a HOMER 7 table (its
+    /// `create_date`, the second column); empty for other families.
+    pub fn create_dates(&self) -> impl Iterator<Item = i64> + '_ {
+        let hep = self.family.is_hep();
+        self.chunks(1)
+            .filter(move |_| hep)
+            .filter_map(|row| match row.get(1) {
+                Some(Cell::DateTime(t)) => Some(t.and_utc().timestamp_micros()),
+                _ => None,
+            })
     }
 
     /// The family's columns.
@@ -71,6 +87,7 @@ pub fn value(cell: &Cell<'_>) -> Value {
         Cell::BigInt(n) => Value::from(*n),
         Cell::DateTime(t) => Value::from(*t),
         Cell::Blob(b) => Value::from(b.to_vec()),
+        Cell::Json(s) => Value::from(s.clone()),
     }
 }
 
@@ -117,8 +134,18 @@ pub fn multi_row_insert(backend: DbBackend, table: &str, cols: &[Column], rows: 
             }
             n += 1;
             if backend == DbBackend::Postgres {
+                // Text parameters into jsonb and timestamptz columns (the one-row path): cast,
+                // the timestamp read as UTC whatever the session's time zone.
+                let kind = cols.get(col).map(|c| c.kind);
+                let (before, after) = match kind {
+                    Some(ColumnKind::Json) => ("", "::jsonb"),
+                    Some(ColumnKind::DateTimeTz) => ("(", "::timestamp AT TIME ZONE 'UTC')"),
+                    _ => ("", ""),
+                };
+                sql.push_str(before);
                 sql.push('$');
                 sql.push_str(&n.to_string());
+                sql.push_str(after);
             } else {
                 sql.push('?');
             }

@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 use tokio::sync::Mutex;
 
 use crate::db::DbError;
-use crate::table::TableFamily;
+use crate::table::{Partition, TableFamily};
 
 /// The table holding the last committed batch per collector stream.
 pub const STREAM_STATE_TABLE: &str = "sipcapture_stream_state";
@@ -19,6 +19,12 @@ const PG_STATE: &str = include_str!("../../../sql/postgresql/stream_state.sql");
 const MYSQL_SIP: &str = include_str!("../../../sql/mysql/sip_capture.sql");
 const MYSQL_REPORT: &str = include_str!("../../../sql/mysql/report_capture.sql");
 const MYSQL_STATE: &str = include_str!("../../../sql/mysql/stream_state.sql");
+const SQLITE_HEP_SIP: &str = include_str!("../../../sql/sqlite/hep_proto_sip.sql");
+const SQLITE_HEP_REPORT: &str = include_str!("../../../sql/sqlite/hep_proto_report.sql");
+const PG_HEP_SIP: &str = include_str!("../../../sql/postgresql/hep_proto_sip.sql");
+const PG_HEP_REPORT: &str = include_str!("../../../sql/postgresql/hep_proto_report.sql");
+const MYSQL_HEP_SIP: &str = include_str!("../../../sql/mysql/hep_proto_sip.sql");
+const MYSQL_HEP_REPORT: &str = include_str!("../../../sql/mysql/hep_proto_report.sql");
 
 /// Which schema file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,12 @@ pub fn schema_text(backend: DatabaseBackend, schema: Schema) -> &'static str {
         (DatabaseBackend::Postgres, Schema::Family(TableFamily::Sip)) => PG_SIP,
         (DatabaseBackend::Postgres, Schema::Family(TableFamily::Report)) => PG_REPORT,
         (DatabaseBackend::Postgres, Schema::StreamState) => PG_STATE,
+        (DatabaseBackend::Postgres, Schema::Family(TableFamily::HepSip)) => PG_HEP_SIP,
+        (DatabaseBackend::Postgres, Schema::Family(TableFamily::HepReport)) => PG_HEP_REPORT,
+        (DatabaseBackend::MySql, Schema::Family(TableFamily::HepSip)) => MYSQL_HEP_SIP,
+        (DatabaseBackend::MySql, Schema::Family(TableFamily::HepReport)) => MYSQL_HEP_REPORT,
+        (_, Schema::Family(TableFamily::HepSip)) => SQLITE_HEP_SIP,
+        (_, Schema::Family(TableFamily::HepReport)) => SQLITE_HEP_REPORT,
         (DatabaseBackend::MySql, Schema::Family(TableFamily::Sip)) => MYSQL_SIP,
         (DatabaseBackend::MySql, Schema::Family(TableFamily::Report)) => MYSQL_REPORT,
         (DatabaseBackend::MySql, Schema::StreamState) => MYSQL_STATE,
@@ -86,10 +98,51 @@ impl TableCache {
         Ok(())
     }
 
+    /// Creates the partition `partition` of the (partitioned, PostgreSQL) table `parent` when
+    /// this process has not seen it yet. A partition another writer created with other bounds
+    /// (an overlap) is left as it is: rows it covers go there.
+    pub async fn ensure_partition(
+        &self,
+        db: &DatabaseConnection,
+        parent: &str,
+        partition: &Partition,
+    ) -> Result<(), DbError> {
+        let mut known = self.known.lock().await;
+        if known.contains(&partition.name) {
+            return Ok(());
+        }
+        let backend = db.get_database_backend();
+        let sql = partition_statement(parent, partition);
+        if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
+            let text = e.to_string().to_ascii_lowercase();
+            if !(text.contains("already exists")
+                || text.contains("duplicate")
+                || text.contains("would overlap"))
+            {
+                return Err(DbError::Query(e));
+            }
+        }
+        tracing::debug!(table = parent, partition = %partition.name, "partition ready");
+        known.insert(partition.name.clone());
+        Ok(())
+    }
+
     /// Forgets every table (after a database error the table may have been dropped).
     pub async fn forget(&self, table: &str) {
         self.known.lock().await.remove(table);
     }
+}
+
+/// `CREATE TABLE … PARTITION OF …` for one HOMER 7 partition (names are validated
+/// identifiers; the bounds are UTC instants).
+pub fn partition_statement(parent: &str, partition: &Partition) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS \"{}\" PARTITION OF \"{}\" FOR VALUES FROM ('{}') TO ('{}')",
+        partition.name,
+        parent,
+        partition.from.format("%Y-%m-%d %H:%M:%S+00"),
+        partition.to.format("%Y-%m-%d %H:%M:%S+00"),
+    )
 }
 
 #[cfg(test)]

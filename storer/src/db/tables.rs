@@ -30,6 +30,30 @@ pub async fn list_tables(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> 
         .collect()
 }
 
+/// Deletes the rows of `table` whose `column` (a UTC timestamp) is before `cutoff`; returns
+/// how many.
+pub async fn delete_before(
+    db: &DatabaseConnection,
+    table: &str,
+    column: &str,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::MySql => format!("DELETE FROM `{table}` WHERE `{column}` < ?"),
+        DatabaseBackend::Postgres => format!("DELETE FROM \"{table}\" WHERE \"{column}\" < $1"),
+        _ => format!("DELETE FROM \"{table}\" WHERE \"{column}\" < ?"),
+    };
+    let result = db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [sea_orm::Value::from(cutoff.naive_utc())],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
+
 /// Drops `table` when it exists.
 pub async fn drop_table(db: &DatabaseConnection, table: &str) -> Result<(), DbErr> {
     let backend = db.get_database_backend();

@@ -21,9 +21,10 @@ use sipcapture_runtime::status::CaptureSwitch;
 
 use crate::db::insert::TableRows;
 use crate::events::{
-    BatchCommitted, BatchDuplicate, BatchReceived, HashSourceEmpty, InternalEvent, RecordDiscarded,
-    RecordUnroutable, RowTruncated,
+    BatchCommitted, BatchDuplicate, BatchReceived, DedupEvicted, HashSourceEmpty, InternalEvent,
+    RecordDiscarded, RecordUnroutable, RowTruncated,
 };
+use crate::pipeline::dedup::{Dedup, Verdict};
 use crate::pipeline::route::{Decision, Router};
 use crate::pipeline::rows;
 use crate::pipeline::write::{Committed, PreparedBatch, WriteError, Writer};
@@ -53,6 +54,10 @@ pub struct Batcher {
     pub switch: Arc<CaptureSwitch>,
     /// Event counters.
     pub counters: Arc<Counters>,
+    /// HOMER 7: the `data_header` keys of custom_field1..3.
+    pub custom_keys: Vec<String>,
+    /// Drops SIP messages captured twice (`dedup`).
+    pub dedup: Option<Dedup>,
 }
 
 /// Rows of one batch for one capture mode.
@@ -100,17 +105,32 @@ impl Batcher {
     /// Routes every record of a batch and builds its rows.
     pub fn route_batch<'a>(&self, batch: &'a RecordBatch) -> Routed<'a> {
         let mut routed = Routed::default();
-        self.route_into(batch, &mut routed);
+        self.route_into(batch, 0, &mut routed);
         routed
     }
 
-    /// Routes every record of a batch into `routed` (several batches of a group share one).
-    fn route_into<'a>(&self, batch: &'a RecordBatch, routed: &mut Routed<'a>) {
+    /// Routes every record of a batch of stream `stream` (its dedup key) into `routed`
+    /// (several batches of a group share one).
+    fn route_into<'a>(&self, batch: &'a RecordBatch, stream: u64, routed: &mut Routed<'a>) {
         for record in &batch.records {
             if !self.switch.is_on() {
                 routed.discarded += 1;
                 RecordDiscarded { reason: "status" }.emit(&self.counters);
                 continue;
+            }
+            if let Some(dedup) = &self.dedup {
+                match dedup.check(record, stream, batch.sequence) {
+                    Verdict::Store => {}
+                    Verdict::StoreEvicted => DedupEvicted.emit(&self.counters),
+                    Verdict::Duplicate => {
+                        routed.discarded += 1;
+                        RecordDiscarded {
+                            reason: "duplicate",
+                        }
+                        .emit(&self.counters);
+                        continue;
+                    }
+                }
             }
             let route = match self.router.route(record) {
                 Ok(Decision::Store(route)) => route,
@@ -145,12 +165,14 @@ impl Batcher {
             let group = match part.tables.iter().position(|t| t.table == route.table) {
                 Some(i) => part.tables.get_mut(i),
                 None => {
-                    part.tables.push(TableRows::new(route.table, route.family));
+                    let mut rows = TableRows::new(route.table, route.family);
+                    rows.partitioning = route.partitioning;
+                    part.tables.push(rows);
                     part.tables.last_mut()
                 }
             };
             let Some(group) = group else { continue };
-            if rows::row(record, route.family, &mut group.cells) {
+            if rows::row(record, route.family, &self.custom_keys, &mut group.cells) {
                 RowTruncated.emit(&self.counters);
             }
         }
@@ -252,9 +274,10 @@ impl Batcher {
         let (first_sequence, sequence) = (first.sequence, newest.sequence);
         let mut routed = Routed::default();
         let mut per_batch = Vec::with_capacity(fresh.len());
+        let stream = self.dedup.as_ref().map_or(0, |d| d.stream_key(stream_id));
         for batch in fresh {
             let (rows_before, discarded_before) = (routed.rows(), routed.discarded);
-            self.route_into(batch, &mut routed);
+            self.route_into(batch, stream, &mut routed);
             per_batch.push((
                 routed.rows() - rows_before,
                 routed.discarded - discarded_before,

@@ -3,11 +3,14 @@
 //! their `[[route]]` config type —, the capture [`mode`]'s table list and mt_mode, strftime) →
 //! [`rows`] (column values) → [`write`](mod@write) (one transaction per batch part, with retries).
 //!
-//! Imports: `batch` → `route`, `rows`, `write`; `route` → `rules` → `mode`; below them only
+//! [`dedup`] drops a SIP message captured twice (at two capture points) before it is routed.
+//!
+//! Imports: `batch` → `dedup`, `route`, `rows`, `write`; `route` → `rules` → `mode`; below them only
 //! [`crate::db`] (SQL), [`crate::events`] and [`crate::table`] (naming, columns). Nothing here
 //! imports [`crate::grpc`], [`crate::config`] or [`crate::retention`].
 
 pub mod batch;
+pub mod dedup;
 pub mod mode;
 pub mod route;
 pub mod rows;

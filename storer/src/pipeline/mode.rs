@@ -65,6 +65,29 @@ impl HashSource {
     }
 }
 
+/// The table layout a capture mode writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum StorageSchema {
+    /// Kamailio's HOMER 5 tables (`sip_capture_*`, `rtcp_capture`, ...), one column per field.
+    #[default]
+    #[serde(rename = "homer5", alias = "HOMER5")]
+    Homer5,
+    /// heplify-server's HOMER 7 tables (`hep_proto_*`, JSON headers), which homer-app reads.
+    #[serde(rename = "homer7", alias = "HOMER7")]
+    Homer7,
+}
+
+impl StorageSchema {
+    /// Parses `homer5` / `homer7` (case-insensitive).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "homer5" => Some(StorageSchema::Homer5),
+            "homer7" => Some(StorageSchema::Homer7),
+            _ => None,
+        }
+    }
+}
+
 /// A validated capture mode: where its rows go and how it picks among its tables.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModeSpec {
@@ -80,6 +103,8 @@ pub struct ModeSpec {
     pub hash_source: HashSource,
     /// Pool size.
     pub db_max_connections: u32,
+    /// Its table layout.
+    pub schema: StorageSchema,
 }
 
 /// The name of the mode built from the top-level `db_url` / `table_name` / `mt_mode` /

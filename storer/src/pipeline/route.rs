@@ -4,9 +4,9 @@
 
 use sipcapture_proto::v1::{CaptureRecord, RecordKind};
 
-use crate::pipeline::mode::{Chooser, HashSource, ModeSpec, MtMode};
+use crate::pipeline::mode::{Chooser, HashSource, ModeSpec, MtMode, StorageSchema};
 use crate::pipeline::rules::{Action, RouteRuleConfig, Rules};
-use crate::table::{TableFamily, TableNameError, TablePattern, capture_time};
+use crate::table::{Partitioning, TableFamily, TableNameError, TablePattern, capture_time};
 
 /// Why a table could not be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +40,8 @@ pub struct Route {
     pub family: TableFamily,
     /// mt_mode hash had an empty source: stored in the first table and flagged.
     pub hash_source_empty: bool,
+    /// HOMER 7 tables: the partition length of the table.
+    pub partitioning: Option<Partitioning>,
 }
 
 /// What happens to one record.
@@ -55,10 +57,38 @@ pub enum Decision {
 /// CSeq method).
 const CALL_METHODS: &[&str] = &["INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "PRACK", "REFER"];
 
+/// Methods heplify-server sends to `hep_proto_1_call` (by CSeq method, requests and replies).
+const HEP_CALL_METHODS: &[&str] = &[
+    "INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "PRACK", "REFER", "INFO", "NOTIFY",
+];
+
+/// HOMER 7 partition lengths per table kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Homer7Partitions {
+    /// `hep_proto_1_*`.
+    pub sip: Partitioning,
+    /// RTCP, reports, DNS, ISUP.
+    pub qos: Partitioning,
+    /// `hep_proto_100_default`.
+    pub log: Partitioning,
+}
+
+impl Default for Homer7Partitions {
+    fn default() -> Self {
+        let of = |m| Partitioning::minutes(m).unwrap_or(Partitioning::DAY);
+        Homer7Partitions {
+            sip: of(120),
+            qos: of(360),
+            log: of(120),
+        }
+    }
+}
+
 /// One capture mode's table list and choice state.
 #[derive(Debug)]
 struct ModeTables {
     name: String,
+    schema: StorageSchema,
     tables: Vec<TablePattern>,
     mt_mode: MtMode,
     hash_source: HashSource,
@@ -77,6 +107,7 @@ pub struct Router {
     rtcp: TablePattern,
     report: TablePattern,
     logs: TablePattern,
+    partitions: Homer7Partitions,
 }
 
 /// What a [`Router`] is built from.
@@ -94,6 +125,8 @@ pub struct RouterConfig<'a> {
     pub report_table: &'a str,
     /// Logs table.
     pub logs_table: &'a str,
+    /// HOMER 7 partition lengths.
+    pub partitions: Homer7Partitions,
 }
 
 /// Why a router could not be built.
@@ -131,6 +164,7 @@ impl Router {
             })?;
             modes.push(ModeTables {
                 name: spec.name.clone(),
+                schema: spec.schema,
                 tables,
                 mt_mode: spec.mt_mode,
                 hash_source: spec.hash_source,
@@ -153,6 +187,7 @@ impl Router {
             rtcp: pattern("rtcp_table", cfg.rtcp_table)?,
             report: pattern("report_table", cfg.report_table)?,
             logs: pattern("logs_table", cfg.logs_table)?,
+            partitions: cfg.partitions,
         })
     }
 
@@ -211,7 +246,15 @@ impl Router {
             }
         };
         let time = capture_time(record);
-        let family = if record.kind() == RecordKind::Report {
+        let report = record.kind() == RecordKind::Report;
+        let schema = self
+            .modes
+            .get(mode)
+            .map_or(StorageSchema::Homer5, |m| m.schema);
+        if schema == StorageSchema::Homer7 {
+            return self.homer7_route(record, mode, table.as_deref(), report, time);
+        }
+        let family = if report {
             TableFamily::Report
         } else {
             TableFamily::Sip
@@ -222,6 +265,7 @@ impl Router {
                 table: pattern.render(time)?,
                 family,
                 hash_source_empty,
+                partitioning: None,
             }))
         };
         // An explicit table (Kamailio's sip_capture(table)) wins; mt_mode is then ignored.
@@ -263,6 +307,88 @@ impl Router {
         store(pattern, choice.hash_source_empty)
     }
 
+    /// heplify-server's HOMER 7 tables with their family and partition length (created and
+    /// pre-partitioned at start-up, kept by retention).
+    pub fn homer7_tables(&self) -> Vec<(String, TableFamily, Partitioning)> {
+        let p = self.partitions;
+        [
+            ("hep_proto_1_call", TableFamily::HepSip, p.sip),
+            ("hep_proto_1_registration", TableFamily::HepSip, p.sip),
+            ("hep_proto_1_default", TableFamily::HepSip, p.sip),
+            ("hep_proto_5_default", TableFamily::HepReport, p.qos),
+            ("hep_proto_35_default", TableFamily::HepReport, p.qos),
+            ("hep_proto_53_default", TableFamily::HepReport, p.qos),
+            ("hep_proto_54_default", TableFamily::HepReport, p.qos),
+            ("hep_proto_100_default", TableFamily::HepReport, p.log),
+        ]
+        .into_iter()
+        .map(|(name, family, length)| (name.to_owned(), family, length))
+        .collect()
+    }
+
+    /// A HOMER 7 mode's table: an explicit one (rule or hint), else heplify-server's split —
+    /// SIP by CSeq method into `hep_proto_1_call` / `_registration` / `_default`, other payload
+    /// types into `hep_proto_<type>_default` (5 RTCP, 53 DNS, 54 ISUP, 100 logs; every other
+    /// report type into `hep_proto_35_default`).
+    fn homer7_route(
+        &self,
+        record: &CaptureRecord,
+        mode: usize,
+        table: Option<&TablePattern>,
+        report: bool,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Decision, RouteError> {
+        let payload_type = crate::table::payload_type(record);
+        let (family, partitioning) = if report {
+            let length = if payload_type == 100 {
+                self.partitions.log
+            } else {
+                self.partitions.qos
+            };
+            (TableFamily::HepReport, length)
+        } else {
+            (TableFamily::HepSip, self.partitions.sip)
+        };
+        let table = match table {
+            Some(pattern) => pattern.render(time)?,
+            None if report => match payload_type {
+                5 => "hep_proto_5_default",
+                53 => "hep_proto_53_default",
+                54 => "hep_proto_54_default",
+                100 => "hep_proto_100_default",
+                _ => "hep_proto_35_default",
+            }
+            .to_owned(),
+            None => {
+                let method = record
+                    .sip
+                    .as_ref()
+                    .map_or("", |sip| sip.cseq_method.as_str());
+                if method == "REGISTER" {
+                    "hep_proto_1_registration"
+                } else if HEP_CALL_METHODS.contains(&method) {
+                    "hep_proto_1_call"
+                } else {
+                    "hep_proto_1_default"
+                }
+                .to_owned()
+            }
+        };
+        // The partition's name must be a valid identifier too.
+        if table.len() + 14 > crate::table::MAX_TABLE_NAME {
+            return Err(RouteError::Table(TableNameError::UnsafeName(format!(
+                "{table}_YYYYMMDD_HHMM"
+            ))));
+        }
+        Ok(Decision::Store(Route {
+            mode,
+            table,
+            family,
+            hash_source_empty: false,
+            partitioning: Some(partitioning),
+        }))
+    }
+
     fn homer5_table(&self, record: &CaptureRecord) -> &TablePattern {
         let Some(sip) = &record.sip else {
             return &self.rest;
@@ -296,6 +422,7 @@ mod tests {
             mt_mode: mt,
             hash_source: hs,
             db_max_connections: 1,
+            schema: StorageSchema::Homer5,
         }
     }
 
@@ -307,6 +434,7 @@ mod tests {
             rtcp_table: "rtcp_capture",
             report_table: "report_capture",
             logs_table: "logs_capture",
+            partitions: Homer7Partitions::default(),
         })
         .unwrap()
     }

@@ -12,7 +12,7 @@ use sipcapture_proto::ip_from_bytes;
 use sipcapture_proto::v1::{CaptureRecord, SipFields};
 
 use crate::table::{
-    Cell, Column, ColumnKind, REPORT_COLUMNS, SIP_COLUMNS, TableFamily, capture_time,
+    Cell, Column, ColumnKind, REPORT_COLUMNS, SIP_COLUMNS, TableFamily, capture_time, payload_type,
 };
 
 /// Formats an address the way Kamailio's `ip_addr2a` does for the common cases (dotted IPv4,
@@ -172,11 +172,232 @@ pub fn report_row<'a>(record: &'a CaptureRecord, out: &mut Vec<Cell<'a>>) -> boo
     b.truncated
 }
 
+/// The `data_header` keys of a SIP row in a HOMER 7 table, in heplify-server's default order
+/// (its `SIPHeader` setting).
+pub const HEP_SIP_KEYS: [&str; 10] = [
+    "ruri_user",
+    "ruri_domain",
+    "from_user",
+    "from_tag",
+    "to_user",
+    "to_tag",
+    "callid",
+    "cseq",
+    "method",
+    "user_agent",
+];
+
+/// Appends `s` to `out` as the inside of a JSON string: quotes, backslashes and control
+/// characters escaped; NUL removed (PostgreSQL's `jsonb` refuses `\u0000`).
+fn json_text(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => {}
+            c if u32::from(c) < 0x20 => {
+                // Writing into a String cannot fail.
+                let _infallible =
+                    std::fmt::Write::write_fmt(out, format_args!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends `,"key":"value"` (without the comma for the first member).
+fn json_member(out: &mut String, key: &str, value: &str) {
+    if !out.ends_with('{') {
+        out.push(',');
+    }
+    out.push('"');
+    json_text(out, key);
+    out.push_str("\":\"");
+    json_text(out, value);
+    out.push('"');
+}
+
+/// Appends `,"key":number`.
+fn json_number(out: &mut String, key: &str, value: u64) {
+    if !out.ends_with('{') {
+        out.push(',');
+    }
+    // Writing into a String cannot fail.
+    let _infallible = std::fmt::Write::write_fmt(out, format_args!("\"{key}\":{value}"));
+}
+
+/// Text of a byte string up to its first NUL, invalid UTF-8 replaced.
+fn lossy_to_nul(bytes: &[u8]) -> Cow<'_, str> {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(bytes.get(..end).unwrap_or_default())
+}
+
+/// heplify-server's `ProtoString` of a HEP payload type.
+pub fn hep_proto_name(payload_type: u32) -> Cow<'static, str> {
+    match payload_type {
+        1 => "sip".into(),
+        5 => "rtcp".into(),
+        34 => "rtpagent".into(),
+        35 => "rtcpxr".into(),
+        38 => "horaclifix".into(),
+        53 => "dns".into(),
+        100 => "log".into(),
+        n => n.to_string().into(),
+    }
+}
+
+/// `captureId`: the node name chunk, else the capture id in decimal, else (not HEP) the
+/// record's node.
+fn capture_id(record: &CaptureRecord) -> Cow<'_, str> {
+    match &record.hep {
+        Some(h) if !h.node_name.is_empty() => Cow::Borrowed(h.node_name.as_str()),
+        Some(h) if h.has_capture_id => Cow::Owned(h.capture_id.to_string()),
+        _ => Cow::Borrowed(record.node.as_str()),
+    }
+}
+
+/// The correlation id of a record: HEP chunk 0x0011, else (SIP) the A-leg Call-ID header the
+/// collector was told to read, else the Call-ID.
+pub fn hep_correlation_id(record: &CaptureRecord) -> Cow<'_, str> {
+    let chunk = record
+        .hep
+        .as_ref()
+        .map_or(&[][..], |h| &h.correlation_id[..]);
+    let chunk = lossy_to_nul(chunk);
+    if !chunk.is_empty() {
+        return chunk;
+    }
+    match &record.sip {
+        Some(sip) if !sip.callid_aleg.is_empty() => Cow::Borrowed(sip.callid_aleg.as_str()),
+        Some(sip) => Cow::Borrowed(sip.callid.as_str()),
+        None => chunk,
+    }
+}
+
+/// The message as heplify-server stores it in `raw`: NUL bytes and invalid UTF-8 removed.
+fn raw_text(payload: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(payload) {
+        Ok(s) if !s.contains('\0') => Cow::Borrowed(s),
+        _ => {
+            let mut out = String::with_capacity(payload.len());
+            for chunk in payload.utf8_chunks() {
+                out.extend(chunk.valid().chars().filter(|c| *c != '\0'));
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// heplify-server's `protocol_header` of a record (without `capturePass`: a password does not
+/// belong in a table).
+pub fn protocol_header(record: &CaptureRecord) -> String {
+    let mut out = String::with_capacity(320);
+    out.push('{');
+    let src = ip_from_bytes(&record.src_ip);
+    let family = match record.family {
+        0 if matches!(src, Some(std::net::IpAddr::V6(_))) => 10,
+        0 => 2,
+        n => n,
+    };
+    json_number(&mut out, "protocolFamily", u64::from(family));
+    json_number(&mut out, "protocol", u64::from(record.ip_protocol));
+    json_member(&mut out, "srcIp", &format_ip(&record.src_ip));
+    json_member(&mut out, "dstIp", &format_ip(&record.dst_ip));
+    json_number(&mut out, "srcPort", u64::from(record.src_port));
+    json_number(&mut out, "dstPort", u64::from(record.dst_port));
+    json_number(&mut out, "timeSeconds", record.capture_time_us / 1_000_000);
+    json_number(&mut out, "timeUseconds", record.capture_time_us % 1_000_000);
+    json_number(&mut out, "payloadType", u64::from(payload_type(record)));
+    json_member(&mut out, "captureId", &capture_id(record));
+    json_member(&mut out, "correlation_id", &hep_correlation_id(record));
+    out.push('}');
+    out
+}
+
+/// heplify-server's `data_header` of a SIP row: [`HEP_SIP_KEYS`], then the configured custom
+/// fields that have a value.
+pub fn sip_data_header(sip: &SipFields, custom_keys: &[String]) -> String {
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    for (key, value) in HEP_SIP_KEYS.iter().zip([
+        &sip.ruri_user,
+        &sip.ruri_domain,
+        &sip.from_user,
+        &sip.from_tag,
+        &sip.to_user,
+        &sip.to_tag,
+        &sip.callid,
+        &sip.cseq,
+        &sip.method,
+        &sip.user_agent,
+    ]) {
+        json_member(&mut out, key, value);
+    }
+    for (key, value) in
+        custom_keys
+            .iter()
+            .zip([&sip.custom_field1, &sip.custom_field2, &sip.custom_field3])
+    {
+        if !key.is_empty() && !value.is_empty() {
+            json_member(&mut out, key, value);
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// heplify-server's `data_header` of a non-SIP row: `{"node": captureId, "proto": name}`.
+pub fn report_data_header(record: &CaptureRecord) -> String {
+    let mut out = String::with_capacity(64);
+    out.push('{');
+    json_member(&mut out, "node", &capture_id(record));
+    json_member(&mut out, "proto", &hep_proto_name(payload_type(record)));
+    out.push('}');
+    out
+}
+
+/// Appends the 5 cells of a HOMER 7 row (`sid`, `create_date`, `protocol_header`,
+/// `data_header`, `raw`) to `out`. SIP rows are keyed by Call-ID, others by correlation id.
+pub fn hep_row<'a>(
+    record: &'a CaptureRecord,
+    family: TableFamily,
+    custom_keys: &[String],
+    out: &mut Vec<Cell<'a>>,
+) {
+    out.reserve(5);
+    let sip = record.sip.as_ref().filter(|_| family.is_sip());
+    let sid = match sip {
+        Some(sip) => Cow::Borrowed(sip.callid.as_str()),
+        None => hep_correlation_id(record),
+    };
+    out.push(Cell::Text(sid));
+    out.push(Cell::DateTime(capture_time(record).naive_utc()));
+    out.push(Cell::Json(protocol_header(record)));
+    out.push(Cell::Json(match sip {
+        Some(sip) => sip_data_header(sip, custom_keys),
+        None => report_data_header(record),
+    }));
+    out.push(Cell::Text(raw_text(&record.payload)));
+}
+
 /// Appends the row of a record for its table family to `out`; true when a value was cut.
-pub fn row<'a>(record: &'a CaptureRecord, family: TableFamily, out: &mut Vec<Cell<'a>>) -> bool {
+/// `custom_keys` are the HOMER 7 `data_header` keys of the custom fields.
+pub fn row<'a>(
+    record: &'a CaptureRecord,
+    family: TableFamily,
+    custom_keys: &[String],
+    out: &mut Vec<Cell<'a>>,
+) -> bool {
     match family {
         TableFamily::Sip => sip_row(record, out),
         TableFamily::Report => report_row(record, out),
+        TableFamily::HepSip | TableFamily::HepReport => {
+            hep_row(record, family, custom_keys, out);
+            false
+        }
     }
 }
 
@@ -275,6 +496,85 @@ mod tests {
         assert_eq!(cells.len(), 12);
         assert_eq!(cells[2], Cell::Text(Cow::Owned("cid\u{fffd}".into())));
         assert_eq!(cells[3], Cell::Ip(None));
+    }
+
+    #[test]
+    fn homer7_headers_are_heplify_json() {
+        let rec = CaptureRecord {
+            capture_time_us: 1_700_000_000_123_456,
+            family: 2,
+            ip_protocol: 17,
+            src_ip: vec![10, 0, 0, 1],
+            src_port: 5060,
+            dst_ip: vec![10, 0, 0, 2],
+            dst_port: 5080,
+            node: "homer01".into(),
+            hep: Some(sipcapture_proto::v1::HepMeta {
+                version: 3,
+                has_capture_id: true,
+                capture_id: 2001,
+                payload_type: 1,
+                ..Default::default()
+            }),
+            payload: b"INVITE sip:bob@b SIP/2.0\r\n\0\xffx".to_vec(),
+            sip: Some(SipFields {
+                msg_type: 1,
+                method: "INVITE".into(),
+                ruri_user: "bob".into(),
+                ruri_domain: "b".into(),
+                from_user: "al\"ice\\".into(),
+                callid: "c1@h".into(),
+                cseq: "1 INVITE".into(),
+                user_agent: "ua\u{1}\0".into(),
+                custom_field1: "00:11".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            protocol_header(&rec),
+            r#"{"protocolFamily":2,"protocol":17,"srcIp":"10.0.0.1","dstIp":"10.0.0.2","srcPort":5060,"dstPort":5080,"timeSeconds":1700000000,"timeUseconds":123456,"payloadType":1,"captureId":"2001","correlation_id":"c1@h"}"#
+        );
+        let keys = vec!["mac".to_owned(), "ip".to_owned()];
+        assert_eq!(
+            sip_data_header(rec.sip.as_ref().unwrap(), &keys),
+            r#"{"ruri_user":"bob","ruri_domain":"b","from_user":"al\"ice\\","from_tag":"","to_user":"","to_tag":"","callid":"c1@h","cseq":"1 INVITE","method":"INVITE","user_agent":"ua\u0001","mac":"00:11"}"#
+        );
+        let mut cells = Vec::new();
+        assert!(!row(&rec, TableFamily::HepSip, &keys, &mut cells));
+        assert_eq!(cells.len(), 5);
+        assert_eq!(cells[0], text("c1@h"));
+        assert_eq!(
+            cells[4],
+            Cell::Text(Cow::Owned("INVITE sip:bob@b SIP/2.0\r\nx".into()))
+        );
+        // a node name chunk is the captureId; the correlation chunk wins over the Call-ID
+        let mut named = rec.clone();
+        let hep = named.hep.as_mut().unwrap();
+        hep.node_name = "sbc-1".into();
+        hep.correlation_id = b"corr".to_vec();
+        assert!(
+            protocol_header(&named).ends_with(r#""captureId":"sbc-1","correlation_id":"corr"}"#)
+        );
+        // a report: sid is the correlation id, data_header names node and proto
+        let report = CaptureRecord {
+            hep: Some(sipcapture_proto::v1::HepMeta {
+                payload_type: 5,
+                correlation_id: b"c1@h".to_vec(),
+                node_name: "sbc-1".into(),
+                ..Default::default()
+            }),
+            payload: br#"{"type":200}"#.to_vec(),
+            ..Default::default()
+        };
+        cells.clear();
+        row(&report, TableFamily::HepReport, &keys, &mut cells);
+        assert_eq!(cells[0], text("c1@h"));
+        assert_eq!(
+            cells[3],
+            Cell::Json(r#"{"node":"sbc-1","proto":"rtcp"}"#.into())
+        );
+        assert_eq!(hep_proto_name(99), "99");
     }
 
     #[test]

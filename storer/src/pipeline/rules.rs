@@ -141,6 +141,7 @@ mod tests {
                 mt_mode: MtMode::Rand,
                 hash_source: HashSource::CallId,
                 db_max_connections: 1,
+                schema: crate::pipeline::mode::StorageSchema::Homer5,
             })
             .collect()
     }

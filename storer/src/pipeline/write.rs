@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseBackend, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use sipcapture_runtime::counters::Counters;
 
 use crate::db::bulk::{Bulk, Outcome, Part};
@@ -19,7 +19,7 @@ use crate::events::{
     InsertFailed, InsertRetried, InsertTimed, InternalEvent, PartAlreadyCommitted, RowRejected,
     RowsStored,
 };
-use crate::table::TableFamily;
+use crate::table::{Partitioning, TableFamily};
 
 /// A routed batch ready to commit.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,9 +61,10 @@ struct StoredRows {
 
 impl StoredRows {
     fn add(&mut self, family: TableFamily, n: u64) {
-        match family {
-            TableFamily::Sip => self.sip += n,
-            TableFamily::Report => self.report += n,
+        if family.is_sip() {
+            self.sip += n;
+        } else {
+            self.report += n;
         }
     }
 
@@ -250,12 +251,98 @@ impl Writer {
     }
 
     async fn ensure_tables(&self, batch: &PreparedBatch<'_>) -> Result<(), DbError> {
+        let postgres = self.db.get_database_backend() == DatabaseBackend::Postgres;
         for group in &batch.tables {
             self.tables
                 .ensure(&self.db, Schema::Family(group.family), &group.table)
                 .await?;
+            // HOMER 7 on PostgreSQL: the partition each row needs (replays and imports of old
+            // captures keep their time; heplify-server would lose them).
+            let Some(partitioning) = group.partitioning.filter(|_| postgres) else {
+                continue;
+            };
+            let length_us = i64::from(partitioning.length()) * 60_000_000;
+            let mut starts: Vec<i64> = Vec::new();
+            for time in group.create_dates() {
+                let start = time.div_euclid(length_us) * length_us;
+                if !starts.contains(&start) {
+                    starts.push(start);
+                }
+            }
+            for start in starts {
+                let time = chrono::DateTime::from_timestamp_micros(start)
+                    .unwrap_or(chrono::DateTime::UNIX_EPOCH);
+                let partition = partitioning.partition(&group.table, time);
+                self.tables
+                    .ensure_partition(&self.db, &group.table, &partition)
+                    .await?;
+            }
         }
         Ok(())
+    }
+
+    /// HOMER 7 upkeep: creates the parent tables and, on PostgreSQL, their partitions from
+    /// `from` to `to` (heplify-server pre-creates the same). Returns the partitions created or
+    /// found.
+    pub async fn precreate(
+        &self,
+        parents: &[(String, TableFamily, Partitioning)],
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, DbError> {
+        let postgres = self.db.get_database_backend() == DatabaseBackend::Postgres;
+        let mut count = 0;
+        for (parent, family, partitioning) in parents {
+            self.tables
+                .ensure(&self.db, Schema::Family(*family), parent)
+                .await?;
+            if !postgres {
+                continue;
+            }
+            for partition in partitioning.covering(parent, from, to) {
+                self.tables
+                    .ensure_partition(&self.db, parent, &partition)
+                    .await?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// HOMER 7 retention: drops the partitions (PostgreSQL) or deletes the rows (SQLite,
+    /// MySQL) of `parents` older than `cutoff`. Returns what was dropped or how many rows went.
+    pub async fn expire_homer7(
+        &self,
+        parents: &[(String, TableFamily, Partitioning)],
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, DbError> {
+        let existing = tables::list_tables(&self.db).await?;
+        let mut done = Vec::new();
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            for table in &existing {
+                let expired = parents.iter().any(|(parent, _, partitioning)| {
+                    crate::table::partition_start(parent, table).is_some_and(|start| {
+                        start + chrono::Duration::minutes(i64::from(partitioning.length()))
+                            <= cutoff
+                    })
+                });
+                if expired {
+                    self.drop_table(table).await?;
+                    done.push(table.clone());
+                }
+            }
+        } else {
+            for (parent, _, _) in parents {
+                if existing.contains(parent) {
+                    let rows =
+                        tables::delete_before(&self.db, parent, "create_date", cutoff).await?;
+                    if rows > 0 {
+                        done.push(format!("{parent}: {rows} rows"));
+                    }
+                }
+            }
+        }
+        Ok(done)
     }
 
     async fn try_commit(&self, batch: &PreparedBatch<'_>) -> Result<Committed, DbError> {
