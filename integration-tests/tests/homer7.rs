@@ -837,3 +837,82 @@ async fn dedup_stores_a_message_captured_twice_once() {
     drop((a, b));
     storer.process.terminate(Duration::from_secs(5)).unwrap();
 }
+
+/// Packet times come from the senders: a flood of rows each from another day would make a new
+/// partition (a table and its 13 indexes) per row. `max_partitions` caps them; the rows over the
+/// cap are refused and counted, the others (and rows for existing partitions) stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_bounded_on_postgres() {
+    let sandbox = Sandbox::new().unwrap();
+    let Some(test_db) = TestDb::create(Engine::Postgres, &sandbox, "homer7cap")
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let mut storer = start_storer(
+        &sandbox,
+        "storer",
+        &test_db.url,
+        "schema = \"homer7\"\nmax_partitions = 200\n",
+    )
+    .await
+    .unwrap();
+    let db = test_db.connect().await.unwrap();
+    let before = count(
+        &db,
+        "SELECT COUNT(*) AS n FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE c.relkind = 'r' AND c.relname LIKE 'hep_proto_%'",
+    )
+    .await
+    .unwrap();
+    assert!(before < 200, "pre-created {before}");
+    let day = 86_400_000_000;
+    let now = now_us();
+    // One INVITE on each of 300 past days, then one now.
+    let mut records: Vec<_> = (1..=300u64)
+        .map(|d| {
+            sip_record(
+                now - d * day,
+                "INVITE",
+                "INVITE",
+                &format!("d{d}@x"),
+                "alice",
+            )
+        })
+        .collect();
+    records.push(sip_record(now, "INVITE", "INVITE", "now@x", "alice"));
+    let mut delivery = Delivery::open(storer.grpc, "collector-a", "stream-cap")
+        .await
+        .unwrap();
+    delivery.send(1, records).await.unwrap();
+    let over = 300 - (200 - before);
+    let stored = rows(&db, "hep_proto_1_call", "1=1").await.len();
+    assert_eq!(stored as u64, 301 - over);
+    let partitions = count(
+        &db,
+        "SELECT COUNT(*) AS n FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE c.relkind = 'r' AND c.relname LIKE 'hep_proto_%'",
+    )
+    .await
+    .unwrap();
+    assert_eq!(partitions, 200);
+    assert_eq!(
+        rows(&db, "hep_proto_1_call", "sid = 'now@x'").await.len(),
+        1
+    );
+    let counters = member_counters(storer.grpc).await.unwrap();
+    assert_eq!(
+        counters.get("partitions_refused").copied(),
+        Some(over),
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters.get("dropped.row_rejected").copied(),
+        Some(over),
+        "{counters:?}"
+    );
+    drop(delivery);
+    storer.process.terminate(Duration::from_secs(5)).unwrap();
+    test_db.cleanup().await.unwrap();
+}

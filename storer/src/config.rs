@@ -102,6 +102,12 @@ pub struct StorerConfig {
     /// HOMER 7: days of partitions created ahead (after today's), so no DDL waits at the
     /// turn of a partition; rows of any other time get their partition when they arrive.
     pub partition_ahead_days: u32,
+    /// HOMER 7 on PostgreSQL: most partitions a storer creates or keeps per capture mode
+    /// (packet times come from the senders; each new time span is a table with its indexes).
+    /// Rows whose partition would exceed it are refused and counted
+    /// (`partitions_refused`, `dropped{reason="row_rejected"}`); retention frees room. Default
+    /// 20 000: the 8 tables for about 10 months at the default partition lengths.
+    pub max_partitions: usize,
     /// HOMER 7: the `data_header` keys of `custom_field1`..`custom_field3` (the values of the
     /// collector's `custom_field*_header` headers); an empty or missing entry leaves the field
     /// out, as heplify-server does for headers it was not told to keep.
@@ -287,6 +293,7 @@ impl Default for StorerConfig {
             partition_qos_minutes: 360,
             partition_log_minutes: 120,
             partition_ahead_days: 1,
+            max_partitions: 20_000,
             homer7_custom_fields: Vec::new(),
             dedup: false,
             dedup_window: 2.0,
@@ -364,6 +371,9 @@ impl StorerConfig {
                 "partition_ahead_days",
                 format!("{} is out of range 0..=31", self.partition_ahead_days),
             ));
+        }
+        if self.max_partitions == 0 {
+            return Err(ConfigError::invalid("max_partitions", "must be at least 1"));
         }
         if self.homer7_custom_fields.len() > 3 {
             return Err(ConfigError::invalid(

@@ -101,6 +101,29 @@ impl InternalEvent for RecordDiscarded {
     }
 }
 
+/// A HOMER 7 partition was not created: `max_partitions` reached. Logged on the 1st and every
+/// 2^n-th occurrence.
+pub struct PartitionRefused<'a> {
+    /// The capture mode.
+    pub mode: &'a str,
+    /// The partition.
+    pub partition: &'a str,
+}
+
+impl InternalEvent for PartitionRefused<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add("partitions_refused", 1);
+        if worth_logging(total) {
+            tracing::warn!(
+                mode = self.mode,
+                partition = self.partition,
+                total,
+                "HOMER 7 partition not created: max_partitions reached; rows that need it are refused"
+            );
+        }
+    }
+}
+
 /// Dedup's memory was full: the oldest message was forgotten before its window ended.
 pub struct DedupEvicted;
 
@@ -275,6 +298,11 @@ pub const CATALOG: Catalog = Catalog {
             "records acknowledged but deliberately not stored (status off, routing rule drop, duplicate of a copy captured elsewhere)",
         )
         .values(&["status", "rule", "duplicate"]),
+        counter(
+            "partitions_refused",
+            None,
+            "HOMER 7 partitions not created because max_partitions was reached (their rows are refused and counted in dropped{reason=\"row_rejected\"})",
+        ),
         counter(
             "dedup_evicted",
             None,

@@ -135,7 +135,13 @@ impl Storer {
         let mut writers = Vec::with_capacity(modes.len());
         for mode in &modes {
             let db = db::connect(&mode.db_url, mode.db_max_connections).await?;
-            let writer = Writer::new(&mode.name, db, policy, counters.clone());
+            let writer = Writer::new(
+                &mode.name,
+                db,
+                policy,
+                counters.clone(),
+                config.max_partitions,
+            );
             writer.init().await?;
             tracing::info!(mode = %mode.name, db = %redact(&mode.db_url), tables = %mode.table_name, "capture mode ready");
             writers.push(Arc::new(writer));

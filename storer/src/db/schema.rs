@@ -68,10 +68,38 @@ pub fn create_statements(backend: DatabaseBackend, schema: Schema, table: &str) 
 /// Remembers which tables exist, so each is created once per process.
 #[derive(Debug, Default)]
 pub struct TableCache {
-    known: Mutex<HashSet<String>>,
+    known: Mutex<Known>,
+    /// Most HOMER 7 partitions this process keeps (0: no limit).
+    max_partitions: usize,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    tables: HashSet<String>,
+    partitions: HashSet<String>,
+}
+
+/// What [`TableCache::ensure_partition`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionReady {
+    /// The partition exists.
+    Ready,
+    /// Not created: `max_partitions` reached (rows that need it are refused by the database
+    /// and counted, the others stored).
+    OverLimit,
 }
 
 impl TableCache {
+    /// A cache that creates at most `max_partitions` HOMER 7 partitions (0: no limit): packet
+    /// times are chosen by whoever sends the packets, and each new time span would otherwise
+    /// be a new table with its indexes.
+    pub fn with_partition_limit(max_partitions: usize) -> Self {
+        TableCache {
+            known: Mutex::default(),
+            max_partitions,
+        }
+    }
+
     /// Creates `table` when this process has not seen it yet. `CREATE ... IF NOT EXISTS` makes
     /// concurrent storers safe; a race that still reports "already exists" is ignored.
     pub async fn ensure(
@@ -81,7 +109,7 @@ impl TableCache {
         table: &str,
     ) -> Result<(), DbError> {
         let mut known = self.known.lock().await;
-        if known.contains(table) {
+        if known.tables.contains(table) {
             return Ok(());
         }
         let backend = db.get_database_backend();
@@ -94,7 +122,7 @@ impl TableCache {
             }
         }
         tracing::info!(table, "table ready");
-        known.insert(table.to_owned());
+        known.tables.insert(table.to_owned());
         Ok(())
     }
 
@@ -106,10 +134,13 @@ impl TableCache {
         db: &DatabaseConnection,
         parent: &str,
         partition: &Partition,
-    ) -> Result<(), DbError> {
+    ) -> Result<PartitionReady, DbError> {
         let mut known = self.known.lock().await;
-        if known.contains(&partition.name) {
-            return Ok(());
+        if known.partitions.contains(&partition.name) {
+            return Ok(PartitionReady::Ready);
+        }
+        if self.max_partitions > 0 && known.partitions.len() >= self.max_partitions {
+            return Ok(PartitionReady::OverLimit);
         }
         let backend = db.get_database_backend();
         let sql = partition_statement(parent, partition);
@@ -123,13 +154,15 @@ impl TableCache {
             }
         }
         tracing::debug!(table = parent, partition = %partition.name, "partition ready");
-        known.insert(partition.name.clone());
-        Ok(())
+        known.partitions.insert(partition.name.clone());
+        Ok(PartitionReady::Ready)
     }
 
     /// Forgets every table (after a database error the table may have been dropped).
     pub async fn forget(&self, table: &str) {
-        self.known.lock().await.remove(table);
+        let mut known = self.known.lock().await;
+        known.tables.remove(table);
+        known.partitions.remove(table);
     }
 }
 

@@ -13,11 +13,11 @@ use sipcapture_runtime::counters::Counters;
 
 use crate::db::bulk::{Bulk, Outcome, Part};
 use crate::db::insert::TableRows;
-use crate::db::schema::{Schema, TableCache};
+use crate::db::schema::{PartitionReady, Schema, TableCache};
 use crate::db::{DbError, insert, tables};
 use crate::events::{
-    InsertFailed, InsertRetried, InsertTimed, InternalEvent, PartAlreadyCommitted, RowRejected,
-    RowsStored,
+    InsertFailed, InsertRetried, InsertTimed, InternalEvent, PartAlreadyCommitted,
+    PartitionRefused, RowRejected, RowsStored,
 };
 use crate::table::{Partitioning, TableFamily};
 
@@ -137,17 +137,19 @@ pub struct Writer {
 
 impl Writer {
     /// A writer over an open pool, for the capture mode named `mode`.
+    /// `max_partitions` bounds the HOMER 7 partitions it creates (0: no limit).
     pub fn new(
         mode: &str,
         db: DatabaseConnection,
         policy: RetryPolicy,
         counters: Arc<Counters>,
+        max_partitions: usize,
     ) -> Self {
         Writer {
             mode: mode.to_owned(),
             bulk: Bulk::of(&db),
             db,
-            tables: TableCache::default(),
+            tables: TableCache::with_partition_limit(max_partitions),
             policy,
             counters,
         }
@@ -250,7 +252,14 @@ impl Writer {
         }
     }
 
-    async fn ensure_tables(&self, batch: &PreparedBatch<'_>) -> Result<(), DbError> {
+    /// Creates the batch's tables and partitions. `count_refused`: count the partitions
+    /// `max_partitions` refuses (once per commit attempt: the isolation pass after a failed one
+    /// checks again without counting).
+    async fn ensure_tables(
+        &self,
+        batch: &PreparedBatch<'_>,
+        count_refused: bool,
+    ) -> Result<(), DbError> {
         let postgres = self.db.get_database_backend() == DatabaseBackend::Postgres;
         for group in &batch.tables {
             self.tables
@@ -273,9 +282,17 @@ impl Writer {
                 let time = chrono::DateTime::from_timestamp_micros(start)
                     .unwrap_or(chrono::DateTime::UNIX_EPOCH);
                 let partition = partitioning.partition(&group.table, time);
-                self.tables
+                let ready = self
+                    .tables
                     .ensure_partition(&self.db, &group.table, &partition)
                     .await?;
+                if count_refused && ready == PartitionReady::OverLimit {
+                    PartitionRefused {
+                        mode: &self.mode,
+                        partition: &partition.name,
+                    }
+                    .emit(&self.counters);
+                }
             }
         }
         Ok(())
@@ -300,10 +317,14 @@ impl Writer {
                 continue;
             }
             for partition in partitioning.covering(parent, from, to) {
-                self.tables
+                if self
+                    .tables
                     .ensure_partition(&self.db, parent, &partition)
-                    .await?;
-                count += 1;
+                    .await?
+                    == PartitionReady::Ready
+                {
+                    count += 1;
+                }
             }
         }
         Ok(count)
@@ -348,7 +369,7 @@ impl Writer {
     async fn try_commit(&self, batch: &PreparedBatch<'_>) -> Result<Committed, DbError> {
         // DDL first and outside the transaction: MySQL commits implicitly on DDL, and SQLite's
         // single pooled connection is held by an open transaction.
-        self.ensure_tables(batch).await?;
+        self.ensure_tables(batch, true).await?;
         let Some(bulk) = &self.bulk else {
             return self.commit_isolating(batch).await;
         };
@@ -402,7 +423,7 @@ impl Writer {
     /// Row-by-row inside one transaction, each row in its own savepoint: rejected rows are
     /// counted and logged, the rest commit together with the stream sequence.
     async fn commit_isolating(&self, batch: &PreparedBatch<'_>) -> Result<Committed, DbError> {
-        self.ensure_tables(batch).await?;
+        self.ensure_tables(batch, false).await?;
         let txn = self.db.begin().await?;
         if let Some(done) = self.committed_before(&txn, batch).await? {
             txn.rollback().await?;
