@@ -487,6 +487,15 @@ pub fn grpcurl(args: &[&str]) -> Option<String> {
     }
 }
 
+/// The sum of every `dropped.<reason>` counter of a member's counters.
+pub fn dropped_total(counters: &std::collections::HashMap<String, u64>) -> u64 {
+    counters
+        .iter()
+        .filter(|(k, _)| k.starts_with("dropped."))
+        .map(|(_, v)| v)
+        .sum()
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()

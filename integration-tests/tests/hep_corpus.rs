@@ -178,11 +178,7 @@ async fn replay_and_check(pcap: &str, expected_csv: &str, send: Send) {
     assert_eq!(count("hep_received"), PACKETS as u64, "{counters:?}");
     assert_eq!(count("hep_decoded"), PACKETS as u64, "{counters:?}");
     assert_eq!(count("hep_incomplete"), 0, "{counters:?}");
-    let drops: u64 = counters
-        .iter()
-        .filter(|(k, _)| k.starts_with("dropped."))
-        .map(|(_, v)| v)
-        .sum();
+    let drops = sipcapture_integration_tests::dropped_total(&counters);
     assert_eq!(drops, 0, "{counters:?}");
 }
 

@@ -775,11 +775,7 @@ async fn kamailio_hep_captures_into_homer7_on_postgres() {
     }
     assert!(stored.is_empty());
     let counters = member_counters(up.grpc).await.unwrap();
-    let drops: u64 = counters
-        .iter()
-        .filter(|(k, _)| k.starts_with("dropped."))
-        .map(|(_, v)| v)
-        .sum();
+    let drops = sipcapture_integration_tests::dropped_total(&counters);
     assert_eq!(drops, 0, "{counters:?}");
     drop(up);
     test_db.cleanup().await.unwrap();

@@ -15,6 +15,7 @@ use sipcapture_runtime::service::ServiceConfig;
 pub use crate::pipeline::rules::{HeaderMatchConfig, MatchConfig, RouteRuleConfig};
 
 use crate::pipeline::mode::{DEFAULT_MODE, HashSource, ModeSpec, MtMode, StorageSchema};
+use crate::pipeline::route::Homer7Partitions;
 use crate::pipeline::rules::Rules;
 use crate::table::{DatedPattern, Partitioning, TablePattern};
 
@@ -359,13 +360,7 @@ impl StorerConfig {
                 "must be at least 1 second",
             ));
         }
-        for (key, minutes) in [
-            ("partition_sip_minutes", self.partition_sip_minutes),
-            ("partition_qos_minutes", self.partition_qos_minutes),
-            ("partition_log_minutes", self.partition_log_minutes),
-        ] {
-            Partitioning::minutes(minutes).map_err(|e| ConfigError::invalid(key, e))?;
-        }
+        self.homer7_partitions()?;
         if self.partition_ahead_days > 31 {
             return Err(ConfigError::invalid(
                 "partition_ahead_days",
@@ -410,6 +405,18 @@ impl StorerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The HOMER 7 partition lengths; the error names the key.
+    pub fn homer7_partitions(&self) -> Result<Homer7Partitions, ConfigError> {
+        let of = |key: &str, minutes: u32| {
+            Partitioning::minutes(minutes).map_err(|e| ConfigError::invalid(key, e))
+        };
+        Ok(Homer7Partitions {
+            sip: of("partition_sip_minutes", self.partition_sip_minutes)?,
+            qos: of("partition_qos_minutes", self.partition_qos_minutes)?,
+            log: of("partition_log_minutes", self.partition_log_minutes)?,
+        })
     }
 
     /// Every capture mode, validated: `default` (the top-level keys) first, then the named ones

@@ -48,24 +48,9 @@ use crate::grpc::{Intake, StorerServer};
 use crate::pipeline::batch::Batcher;
 use crate::pipeline::dedup::Dedup;
 use crate::pipeline::mode::StorageSchema;
-use crate::pipeline::route::{Homer7Partitions, Router, RouterBuildError, RouterConfig};
+use crate::pipeline::route::{Router, RouterBuildError, RouterConfig};
 use crate::pipeline::write::{RetryPolicy, Writer};
-use crate::table::{DatedPattern, Partitioning};
-
-/// The HOMER 7 partition lengths of a config (validated keys).
-fn homer7_partitions(
-    config: &StorerConfig,
-) -> Result<Homer7Partitions, sipcapture_runtime::config::ConfigError> {
-    let of = |key: &str, minutes: u32| {
-        Partitioning::minutes(minutes)
-            .map_err(|e| sipcapture_runtime::config::ConfigError::invalid(key, e))
-    };
-    Ok(Homer7Partitions {
-        sip: of("partition_sip_minutes", config.partition_sip_minutes)?,
-        qos: of("partition_qos_minutes", config.partition_qos_minutes)?,
-        log: of("partition_log_minutes", config.partition_log_minutes)?,
-    })
-}
+use crate::table::DatedPattern;
 
 /// gRPC service names the storer serves (for health).
 pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.StorerService", "sipcapture.v1.StatusService"];
@@ -117,7 +102,7 @@ impl Storer {
             rtcp_table: &config.rtcp_table,
             report_table: &config.report_table,
             logs_table: &config.logs_table,
-            partitions: homer7_partitions(config)?,
+            partitions: config.homer7_partitions()?,
         })
         .map_err(|e| match e {
             RouterBuildError::Rules(e) => e,

@@ -37,9 +37,9 @@ impl<'a> TableRows<'a> {
     /// The capture times (µs since the epoch) of the rows, for a HOMER 7 table (its
     /// `create_date`, the second column); empty for other families.
     pub fn create_dates(&self) -> impl Iterator<Item = i64> + '_ {
-        let hep = self.family.is_hep();
+        let rows = if self.family.is_hep() { self.rows() } else { 0 };
         self.chunks(1)
-            .filter(move |_| hep)
+            .take(rows)
             .filter_map(|row| match row.get(1) {
                 Some(Cell::DateTime(t)) => Some(t.and_utc().timestamp_micros()),
                 _ => None,

@@ -15,14 +15,6 @@ use crate::table::{
     Cell, Column, ColumnKind, REPORT_COLUMNS, SIP_COLUMNS, TableFamily, capture_time, payload_type,
 };
 
-/// Formats an address the way Kamailio's `ip_addr2a` does for the common cases (dotted IPv4,
-/// IPv6 without brackets); empty when unknown.
-pub fn format_ip(bytes: &[u8]) -> String {
-    ip_from_bytes(bytes)
-        .map(|ip| ip.to_string())
-        .unwrap_or_default()
-}
-
 /// Appends one row's cells to a table's flat cell list (no allocation per column: text is
 /// borrowed from the record, cut in place).
 struct Builder<'a, 'o> {
@@ -190,6 +182,11 @@ pub const HEP_SIP_KEYS: [&str; 10] = [
 /// Appends `s` to `out` as the inside of a JSON string: quotes, backslashes and control
 /// characters escaped; NUL removed (PostgreSQL's `jsonb` refuses `\u0000`).
 fn json_text(out: &mut String, s: &str) {
+    // Most values need no escape: copied whole.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -217,6 +214,17 @@ fn json_member(out: &mut String, key: &str, value: &str) {
     json_text(out, key);
     out.push_str("\":\"");
     json_text(out, value);
+    out.push('"');
+}
+
+/// Appends `,"key":"address"` (canonical text, empty when unknown), written in place.
+fn json_ip(out: &mut String, key: &str, bytes: &[u8]) {
+    json_member(out, key, "");
+    out.pop();
+    if let Some(ip) = ip_from_bytes(bytes) {
+        // Writing into a String cannot fail; an address needs no escape.
+        let _infallible = std::fmt::Write::write_fmt(out, format_args!("{ip}"));
+    }
     out.push('"');
 }
 
@@ -304,8 +312,8 @@ pub fn protocol_header(record: &CaptureRecord) -> String {
     };
     json_number(&mut out, "protocolFamily", u64::from(family));
     json_number(&mut out, "protocol", u64::from(record.ip_protocol));
-    json_member(&mut out, "srcIp", &format_ip(&record.src_ip));
-    json_member(&mut out, "dstIp", &format_ip(&record.dst_ip));
+    json_ip(&mut out, "srcIp", &record.src_ip);
+    json_ip(&mut out, "dstIp", &record.dst_ip);
     json_number(&mut out, "srcPort", u64::from(record.src_port));
     json_number(&mut out, "dstPort", u64::from(record.dst_port));
     json_number(&mut out, "timeSeconds", record.capture_time_us / 1_000_000);
