@@ -1,5 +1,6 @@
 //! `sipcapture`: the operator CLI. `sipcapture up` runs everything in one process on SQLite;
-//! `sipcapture status on|off|check` switches and inspects the fleet through control.
+//! `sipcapture status on|off|check` switches and inspects the fleet through control;
+//! `sipcapture calls` and `sipcapture flow` show what was captured.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,14 @@ use sipcapture_runtime::config::Sources;
 struct Args {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The database `calls` and `flow` read.
+#[derive(Debug, clap::Args)]
+struct DbArg {
+    /// Database URL (default: SIPCAPTURE_DB_URL, else sqlite://sipcapture.db).
+    #[arg(long = "db", alias = "db-url", env = "SIPCAPTURE_DB_URL", default_value = sipcapture_cli::calls::DEFAULT_DB, hide_env_values = true)]
+    db: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +71,51 @@ enum Command {
         /// No progress bar even on a terminal.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Captured calls, newest first: time, duration, From → To, final reply, messages, nodes.
+    Calls {
+        #[command(flatten)]
+        db: DbArg,
+        /// Calls with a message at or after: 2026-12-05T10:00:00Z, "2026-12-05 10:00", a date, epoch seconds, or 15m / 2h / 7d ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// Calls with a message at or before (same forms as --from).
+        #[arg(long)]
+        to: Option<String>,
+        /// From, To or Request-URI user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Call-ID.
+        #[arg(long)]
+        callid: Option<String>,
+        /// A message of the call has this method or reply code (INVITE, BYE, 486).
+        #[arg(long)]
+        method: Option<String>,
+        /// A message of the call was sent from or to this address.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Calls to print (1..=1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Calls to skip (paging).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        output: String,
+    },
+    /// A call's message flow as a ladder: a column per IP:port, an arrow per message.
+    Flow {
+        /// The Call-ID.
+        callid: String,
+        #[command(flatten)]
+        db: DbArg,
+        /// Also the legs correlated through the A-leg Call-ID and the call's RTCP/QoS/log reports.
+        #[arg(long)]
+        related: bool,
+        /// Also write one self-contained HTML page with an SVG ladder (click an arrow for the message).
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Kamailio's `sipcapture.status`: on, off or check, for every member via control.
     Status {
@@ -147,6 +201,43 @@ async fn main() -> anyhow::Result<()> {
             let stop = sipcapture_runtime::server::shutdown_on_signal();
             let summary = sipcapture_cli::import::run(config, &file, !quiet, stop).await?;
             print!("{}: imported\n{summary}", file.display());
+        }
+        Command::Calls {
+            db,
+            from,
+            to,
+            user,
+            callid,
+            method,
+            ip,
+            limit,
+            offset,
+            output,
+        } => {
+            let cmd = sipcapture_cli::calls::CallsCommand {
+                db: db.db,
+                from,
+                to,
+                user,
+                callid,
+                method,
+                ip,
+                limit,
+                offset,
+                output,
+            };
+            print!("{}", sipcapture_cli::calls::calls(&cmd).await?);
+        }
+        Command::Flow {
+            callid,
+            db,
+            related,
+            html,
+        } => {
+            print!(
+                "{}",
+                sipcapture_cli::calls::flow(&db.db, &callid, related, html.as_deref()).await?
+            );
         }
         Command::Status {
             action,

@@ -333,6 +333,7 @@ pub async fn run(
         &server_stop,
     )
     .await?;
+    sipcapture_storer::serve_web(&config.storer, &server_stop).await?;
     control
         .registry
         .add(MemberLink::Local(status.clone()), Origin::Local);

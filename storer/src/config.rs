@@ -124,6 +124,13 @@ pub struct StorerConfig {
     /// Most messages remembered for `dedup` (older ones are forgotten first; a full memory is
     /// counted in `dedup_evicted_total`).
     pub dedup_max_entries: usize,
+    /// Serve the read-only web page (search, call list, ladder) on this address; off when
+    /// unset. It takes `auth_token` like gRPC (HTTP Basic password or Bearer). Off by default.
+    pub web_listen: Option<std::net::SocketAddr>,
+    /// Allow `web_listen` on a non-loopback address without an `auth_token` (captured SIP is
+    /// personal data: refused unless this says so).
+    #[serde(deserialize_with = "de::flag")]
+    pub web_allow_anonymous: bool,
 }
 
 /// Named capture modes, in either accepted shape.
@@ -299,6 +306,8 @@ impl Default for StorerConfig {
             dedup: false,
             dedup_window: 2.0,
             dedup_max_entries: 1_000_000,
+            web_listen: None,
+            web_allow_anonymous: false,
         }
     }
 }
@@ -396,6 +405,20 @@ impl StorerConfig {
             return Err(ConfigError::invalid(
                 "dedup_window",
                 format!("{} is out of range 0..=3600 seconds", self.dedup_window),
+            ));
+        }
+        if let Some(web) = self.web_listen
+            && !web.ip().is_loopback()
+            && self.service.auth_token.is_none()
+            && !self.web_allow_anonymous
+        {
+            return Err(ConfigError::invalid(
+                "web_listen",
+                format!(
+                    "{web} is not a loopback address and no auth_token is set: the page shows \
+                     captured SIP (personal data). Set auth_token, listen on 127.0.0.1, or set \
+                     web_allow_anonymous = true"
+                ),
             ));
         }
         if self.dedup && self.dedup_max_entries == 0 {

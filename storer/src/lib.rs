@@ -11,6 +11,10 @@
 //! `sql/`, multi-row inserts, the stream state, table listing and dropping) → [`table`] (ground:
 //! table families, table patterns and strftime naming, dated patterns, the column list).
 //!
+//! The read side, [`view`], sits beside the flow: it finds calls and draws their ladders from
+//! the tables (its own pool, SELECTs only) for `sipcapture calls|flow` and the `web_listen` page;
+//! it imports [`db`] and nothing of the pipeline.
+//!
 //! Beside the flow: [`retention`] drops old dated tables in the background (through
 //! [`pipeline::write::Writer`] and [`db::tables`]); [`events`] are the typed internal events
 //! (log + metric); [`config`] is the one typed config, built from the lower modules' config types
@@ -30,6 +34,7 @@ pub mod grpc;
 pub mod pipeline;
 pub mod retention;
 pub mod table;
+pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +72,9 @@ pub enum StorerError {
     /// gRPC failure.
     #[error(transparent)]
     Serve(#[from] sipcapture_runtime::server::ServeError),
+    /// The web page could not start.
+    #[error(transparent)]
+    Web(#[from] view::web::WebError),
     /// The gRPC side (listener, TLS, `/metrics`) could not start.
     #[error(transparent)]
     Start(#[from] sipcapture_runtime::service::StartError),
@@ -270,11 +278,32 @@ pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<()
     )
     .await;
     tracing::info!(addr = %listener.local_addr(), db = %redact(&config.db_url), tls = listener.tls(), mtls = listener.mtls(), "storer listening");
+    serve_web(&config, &shutdown).await?;
     let mut routes = tonic::service::RoutesBuilder::default();
     let status = storer.status_server().with_auth(service.authorizer());
     storer.add_services(&mut routes, Some(status), &listener.limits());
     listener.serve(routes, shutdown).await?;
     Ok(())
+}
+
+/// Starts the read-only web page when `web_listen` is set: its own read pool on the default
+/// mode's database, the storer's `auth_token`.
+pub async fn serve_web(
+    config: &StorerConfig,
+    shutdown: &CancellationToken,
+) -> Result<Option<std::net::SocketAddr>, StorerError> {
+    let Some(addr) = config.web_listen else {
+        return Ok(None);
+    };
+    let view = view::query::View::open(&config.db_url).await?;
+    let bound = view::web::serve(
+        addr,
+        view,
+        config.service.auth_token.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    Ok(Some(bound))
 }
 
 /// A database URL without its password, for logs.
