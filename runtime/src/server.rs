@@ -550,23 +550,51 @@ mod tests {
 
     impl TestServer {
         async fn start(adjust: impl FnOnce(&mut GrpcLimits)) -> TestServer {
+            TestServer::start_with(None, adjust).await
+        }
+
+        /// Over TLS with a self-signed certificate for "localhost" written into `dir`.
+        async fn start_tls(dir: &std::path::Path, adjust: impl FnOnce(&mut GrpcLimits)) -> Self {
+            TestServer::start_with(Some(dir), adjust).await
+        }
+
+        async fn start_with(
+            tls_dir: Option<&std::path::Path>,
+            adjust: impl FnOnce(&mut GrpcLimits),
+        ) -> TestServer {
             let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
             let addr = listener.local_addr().unwrap();
             let counters = Arc::new(Counters::new(&Catalog {
                 service: "test",
                 metrics: &[],
             }));
-            let mut options = ServeOptions::new(&[], 8);
-            adjust(&mut options.limits);
-            options.limits.validate("grpc_limits").unwrap();
-            options.counters = Some(Arc::clone(&counters));
+            let mut limits = GrpcLimits::default();
+            adjust(&mut limits);
+            limits.validate("grpc_limits").unwrap();
             let stop = CancellationToken::new();
+            let mut server_tls = crate::tls::GrpcServerTls::default();
+            let mut client_tls = crate::tls::GrpcClientTls::default();
+            let mut url = format!("http://{addr}");
+            if let Some(dir) = tls_dir {
+                let generated =
+                    rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+                let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+                std::fs::write(&cert, generated.cert.pem()).unwrap();
+                std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+                server_tls.cert = Some(cert.clone());
+                server_tls.key = Some(key);
+                client_tls.ca = Some(cert);
+                client_tls.server_name = Some("localhost".to_owned());
+                url = format!("https://{addr}");
+            }
+            let options = ServeOptions::new(&[], 8)
+                .with_grpc_tls(&server_tls, limits, Arc::clone(&counters), &stop)
+                .unwrap();
             let task = tokio::spawn({
                 let stop = stop.clone();
                 async move { serve_with(listener, RoutesBuilder::default(), &options, stop).await }
             });
-            let endpoint =
-                tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+            let endpoint = client_tls.endpoint(&url).unwrap();
             TestServer {
                 addr,
                 endpoint,
@@ -673,9 +701,10 @@ mod tests {
         server.stop().await;
     }
 
-    #[tokio::test]
-    async fn an_idle_connection_is_closed_but_not_one_with_a_stream_open() {
-        let server = TestServer::start(|limits| limits.idle_timeout = 1).await;
+    /// With `idle_timeout = 1`: a connection that made one call is closed after 1 s, one with a
+    /// Watch stream open stays (its call is found through `TcpConnectInfo`, or through
+    /// `TlsConnectInfo` on TLS), and the closed client reconnects on its next call.
+    async fn idle_closes_only_the_connection_without_a_call(server: TestServer) {
         let idle = server.endpoint.connect().await.unwrap();
         health(idle.clone()).await.unwrap();
         let watching = server.endpoint.connect().await.unwrap();
@@ -685,13 +714,11 @@ mod tests {
             .unwrap()
             .into_inner();
         assert!(watch.message().await.unwrap().is_some(), "first status");
-        // The idle connection goes after 1 s; the watching one stays with its stream open.
         server.wait_for("grpc_connections_closed.idle", 1).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         let still_open = tokio::time::timeout(Duration::from_millis(200), watch.message()).await;
         assert!(still_open.is_err(), "stream ended: {still_open:?}");
-        assert_eq!(server.counters.get("grpc_connections_closed.idle"), 1);
-        // The closed client reconnects on its next call.
+        assert_eq!(server.counters.get("grpc_connections_closed"), 1);
         tokio::time::timeout(WAIT, async {
             while health(idle.clone()).await.is_err() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -701,6 +728,19 @@ mod tests {
         .unwrap();
         drop(watch);
         server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_but_not_one_with_a_stream_open() {
+        let server = TestServer::start(|limits| limits.idle_timeout = 1).await;
+        idle_closes_only_the_connection_without_a_call(server).await;
+    }
+
+    #[tokio::test]
+    async fn over_tls_an_idle_connection_is_closed_but_not_one_with_a_stream_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start_tls(dir.path(), |limits| limits.idle_timeout = 1).await;
+        idle_closes_only_the_connection_without_a_call(server).await;
     }
 
     #[tokio::test]
