@@ -14,6 +14,9 @@ use crate::source::ipip::IpipConfig;
 use crate::source::mirror::MirrorConfig;
 use crate::source::raw::{PortFilter, RawListen};
 
+/// Longest `tcp_idle_timeout` / `tcp_frame_timeout`, seconds (a week).
+const MAX_TCP_TIMEOUT: u64 = 7 * 86_400;
+
 /// Collector configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -64,13 +67,21 @@ pub struct CollectorConfig {
     pub tcp_max_frame: usize,
     /// Concurrent HEP TCP connections; more wait in the accept queue.
     pub tcp_max_connections: usize,
+    /// Concurrent HEP TCP + TLS connections from one source IP address (loopback included);
+    /// more are closed at once and counted (`tcp_refused_per_ip`).
+    pub tcp_max_connections_per_ip: usize,
     /// A HEP TCP connection idle this long (seconds) is closed.
     pub tcp_idle_timeout: u64,
+    /// Seconds a HEP frame over TCP/TLS may take from its first byte to its last; a frame
+    /// still incomplete then is dropped (`dropped.tcp_frame_timeout`) and its connection
+    /// closed, so a sender dripping bytes cannot hold a connection forever.
+    pub tcp_frame_timeout: u64,
     /// Cap on an inflated compressed payload (chunk 0x0010), bytes.
     pub max_inflated_payload: usize,
     /// HEP3-over-TLS listen address (TCP framing inside TLS); off when unset. Needs
-    /// `hep_tls_cert` and `hep_tls_key`. Shares `tcp_max_frame`, `tcp_max_connections` and
-    /// `tcp_idle_timeout` (which also bounds the TLS handshake) with the TCP listener.
+    /// `hep_tls_cert` and `hep_tls_key`. Shares `tcp_max_frame`, `tcp_max_connections`,
+    /// `tcp_max_connections_per_ip`, `tcp_frame_timeout` and `tcp_idle_timeout` (which also
+    /// bounds the TLS handshake) with the TCP listener.
     pub hep_tls_listen: Option<SocketAddr>,
     /// PEM file with the TLS certificate chain (server certificate first).
     pub hep_tls_cert: Option<PathBuf>,
@@ -203,7 +214,9 @@ impl Default for CollectorConfig {
             udp_recv_buffer: 8 * 1024 * 1024,
             tcp_max_frame: 65_535,
             tcp_max_connections: 1024,
-            tcp_idle_timeout: 300,
+            tcp_max_connections_per_ip: 64,
+            tcp_idle_timeout: 60,
+            tcp_frame_timeout: 10,
             max_inflated_payload: 1024 * 1024,
             hep_tls_listen: None,
             hep_tls_cert: None,
@@ -290,6 +303,10 @@ impl CollectorConfig {
             ("queue_capacity", self.queue_capacity),
             ("max_unacked_batches", self.max_unacked_batches),
             ("tcp_max_connections", self.tcp_max_connections),
+            (
+                "tcp_max_connections_per_ip",
+                self.tcp_max_connections_per_ip,
+            ),
             ("hep_rate_sources", self.hep_rate_sources),
         ];
         for (key, value) in positive {
@@ -302,6 +319,17 @@ impl CollectorConfig {
                 "hep_rate_limit",
                 "must be a number of packets per second >= 0",
             ));
+        }
+        for (key, value) in [
+            ("tcp_idle_timeout", self.tcp_idle_timeout),
+            ("tcp_frame_timeout", self.tcp_frame_timeout),
+        ] {
+            if !(1..=MAX_TCP_TIMEOUT).contains(&value) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be within 1..={MAX_TCP_TIMEOUT} seconds"),
+                ));
+            }
         }
         if !(6..=65_535).contains(&self.tcp_max_frame) {
             return Err(ConfigError::invalid(
@@ -526,6 +554,33 @@ mod raw_capture_tests {
 
         c.raw_socket_listen = String::new();
         assert_eq!(c.mirror_config().unwrap().ports, PortFilter::ANY);
+    }
+
+    #[test]
+    fn hep_tcp_limits_are_validated_by_name() {
+        let defaults = CollectorConfig::default();
+        assert_eq!(
+            (
+                defaults.tcp_max_connections_per_ip,
+                defaults.tcp_idle_timeout,
+                defaults.tcp_frame_timeout
+            ),
+            (64, 60, 10)
+        );
+        type Break = fn(&mut CollectorConfig);
+        let cases: [(&str, Break); 4] = [
+            ("tcp_max_connections_per_ip", |c| {
+                c.tcp_max_connections_per_ip = 0;
+            }),
+            ("tcp_idle_timeout", |c| c.tcp_idle_timeout = 0),
+            ("tcp_frame_timeout", |c| c.tcp_frame_timeout = 0),
+            ("tcp_frame_timeout", |c| c.tcp_frame_timeout = u64::MAX),
+        ];
+        for (key, break_it) in cases {
+            let mut c = CollectorConfig::default();
+            break_it(&mut c);
+            assert_eq!(invalid_key(&c), key);
+        }
     }
 
     #[test]

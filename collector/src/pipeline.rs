@@ -181,7 +181,9 @@ impl Pipeline {
             udp_recv_buffer: config.udp_recv_buffer,
             tcp_max_frame: config.tcp_max_frame,
             tcp_max_connections: config.tcp_max_connections,
+            tcp_max_connections_per_ip: config.tcp_max_connections_per_ip,
             tcp_idle_timeout: Duration::from_secs(config.tcp_idle_timeout),
+            tcp_frame_timeout: Duration::from_secs(config.tcp_frame_timeout),
             tls: match (
                 &config.hep_tls_listen,
                 &config.hep_tls_cert,

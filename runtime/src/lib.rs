@@ -8,7 +8,9 @@
 //! - [`counters`]: the metrics registry of one service (lock-free atomics registered once from
 //!   the service's own catalog); [`events`] increment it; [`metrics`] serves `/metrics`.
 //! - [`tls`] and [`auth`]: certificates (reloaded on change) and who may change the status.
-//! - [`server`]: the gRPC server builder (health, reflection, limits, TLS, graceful shutdown).
+//! - [`server`]: the gRPC server builder (health, reflection, limits, TLS, graceful shutdown);
+//!   [`connection`] holds each connection's deadlines and [`per_ip`] the cap per source
+//!   address (the collector's HEP TCP/TLS listeners use it too).
 //! - [`service`]: the keys every service shares ([`service::ServiceConfig`], validated once)
 //!   and the start-up sequence around them (a binary's [`service::main`], the gRPC
 //!   [`service::Listener`]).
@@ -19,10 +21,12 @@
 
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod counters;
 pub mod events;
 pub mod matching;
 pub mod metrics;
+pub mod per_ip;
 pub mod server;
 pub mod service;
 pub mod status;

@@ -32,6 +32,7 @@ pub const DROP_REASONS: &[&str] = &[
     "auth_failed",
     "rate_limited",
     "tcp_bad_frame",
+    "tcp_frame_timeout",
     "no_payload",
     "too_short",
     "bad_start_line",
@@ -145,6 +146,16 @@ pub const CATALOG: Catalog = Catalog {
             "tcp_idle_closed",
             None,
             "HEP TCP/TLS connections closed after tcp_idle_timeout",
+        ),
+        counter(
+            "tcp_refused_per_ip",
+            None,
+            "HEP TCP/TLS connections closed at accept because their source address held tcp_max_connections_per_ip",
+        ),
+        counter(
+            "tcp_accept_failed",
+            None,
+            "HEP TCP/TLS accepts that failed (out of file descriptors, ...)",
         ),
         counter(
             "dropped",

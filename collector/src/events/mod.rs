@@ -204,6 +204,54 @@ impl InternalEvent for TcpConnectionAccepted {
     }
 }
 
+/// A HEP TCP/TLS connection was closed at accept: its source address already held
+/// `tcp_max_connections_per_ip`. Logged on the 1st and every 2^n-th refusal.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpRefusedPerIp {
+    /// The client.
+    pub peer: std::net::SocketAddr,
+    /// TCP or TLS.
+    pub input: InputKind,
+    /// The cap.
+    pub max: usize,
+}
+
+impl InternalEvent for TcpRefusedPerIp {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add("tcp_refused_per_ip", 1);
+        if worth_logging(total) {
+            let (peer, input, max) = (self.peer, self.input, self.max);
+            tracing::warn!(
+                %peer,
+                ?input,
+                total,
+                tcp_max_connections_per_ip = max,
+                "hep connection refused: too many from one address"
+            );
+        }
+    }
+}
+
+/// Accepting a HEP TCP/TLS connection failed (out of file descriptors, ...). Logged on the
+/// 1st and every 2^n-th failure.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpAcceptFailed<'a> {
+    /// The OS error.
+    pub error: &'a std::io::Error,
+    /// TCP or TLS.
+    pub input: InputKind,
+}
+
+impl InternalEvent for TcpAcceptFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add("tcp_accept_failed", 1);
+        if worth_logging(total) {
+            let (error, input) = (self.error, self.input);
+            tracing::warn!(%error, ?input, total, "hep accept failed");
+        }
+    }
+}
+
 /// A HEP TLS connection was accepted (before its handshake).
 #[derive(Debug, Clone, Copy)]
 pub struct TlsConnectionAccepted;

@@ -3,7 +3,11 @@
 //! segments; a bad length closes only that connection), and the same framing inside TLS.
 //!
 //! TCP and TLS connections share one limit (`tcp_max_connections`: excess clients wait in the
-//! accept backlog), one frame cap and one idle time-out (which also bounds a TLS handshake).
+//! accept backlog), one cap per source address (`tcp_max_connections_per_ip`: excess clients
+//! are closed at once and counted), one frame cap, one frame deadline (`tcp_frame_timeout`,
+//! from a frame's first byte to its last: a sender dripping bytes cannot hold a connection
+//! forever) and one idle time-out (which also bounds a TLS handshake). Errors of one
+//! connection are counted, and logged only the first time and every power of two.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,17 +16,20 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use sipcapture_proto::v1::InputKind;
+use sipcapture_runtime::per_ip::PerIpLimit;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::decode::hep::tcp_frame_len;
 use crate::events::{
-    InternalEvent, TcpConnectionAccepted, TcpIdleClosed, TlsConnectionAccepted, TlsHandshakeFailed,
+    InternalEvent, TcpAcceptFailed, TcpConnectionAccepted, TcpIdleClosed, TcpRefusedPerIp,
+    TlsConnectionAccepted, TlsHandshakeFailed,
 };
 use crate::ingest::{Ingest, Outcome};
 use crate::source::tls::{self, TlsError};
@@ -76,8 +83,12 @@ pub struct ListenConfig {
     pub tcp_max_frame: usize,
     /// Concurrent TCP connections.
     pub tcp_max_connections: usize,
+    /// Concurrent TCP connections from one source address.
+    pub tcp_max_connections_per_ip: usize,
     /// TCP idle time-out.
     pub tcp_idle_timeout: Duration,
+    /// Time from a frame's first byte to its last.
+    pub tcp_frame_timeout: Duration,
     /// HEP3 over TLS, when configured.
     pub tls: Option<TlsListenConfig>,
 }
@@ -155,7 +166,10 @@ pub fn start(
             tasks.spawn(udp_loop(socket, ingest.clone(), shutdown.clone()));
         }
     }
-    let slots = Arc::new(Semaphore::new(cfg.tcp_max_connections.max(1)));
+    let slots = Slots {
+        all: Arc::new(Semaphore::new(cfg.tcp_max_connections.max(1))),
+        per_ip: PerIpLimit::new(cfg.tcp_max_connections_per_ip),
+    };
     let mut streams = Vec::new();
     if cfg.tcp {
         let mut addr = cfg.addr;
@@ -228,10 +242,17 @@ async fn udp_loop(socket: UdpSocket, ingest: Arc<Ingest>, shutdown: Cancellation
     }
 }
 
+/// The connection slots the TCP and TLS listeners share: in all, and per source address.
+#[derive(Clone)]
+struct Slots {
+    all: Arc<Semaphore>,
+    per_ip: Arc<PerIpLimit>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     kind: StreamKind,
-    slots: Arc<Semaphore>,
+    slots: Slots,
     cfg: ListenConfig,
     ingest: Arc<Ingest>,
     tasks: TaskTracker,
@@ -241,7 +262,7 @@ async fn accept_loop(
         // Wait for a free connection slot before accepting: excess clients queue in the backlog.
         let permit = tokio::select! {
             () = shutdown.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            p = slots.all.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -249,12 +270,22 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // One address cannot take every slot: over its cap, closed at once.
+                let Some(ip_slot) = slots.per_ip.try_acquire(peer.ip()) else {
+                    TcpRefusedPerIp {
+                        peer,
+                        input: kind.input(),
+                        max: slots.per_ip.max(),
+                    }
+                    .emit(&ingest.counters);
+                    continue;
+                };
                 let ingest = ingest.clone();
                 let shutdown = shutdown.clone();
                 let cfg = cfg.clone();
                 let kind = kind.clone();
                 tasks.spawn(async move {
-                    let _permit = permit;
+                    let _permits = (permit, ip_slot);
                     match kind {
                         StreamKind::Plain => {
                             TcpConnectionAccepted.emit(&ingest.counters);
@@ -268,8 +299,12 @@ async fn accept_loop(
                     }
                 });
             }
-            Err(e) => {
-                tracing::warn!(error = %e, input = ?kind.input(), "hep accept failed");
+            Err(error) => {
+                TcpAcceptFailed {
+                    error: &error,
+                    input: kind.input(),
+                }
+                .emit(&ingest.counters);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -303,8 +338,8 @@ async fn tls_connection(
     TlsHandshakeFailed { error }.emit(&ingest.counters);
 }
 
-/// Reads HEP3 frames from one stream (TCP or TLS) until EOF, idle time-out, a broken frame or
-/// shutdown.
+/// Reads HEP3 frames from one stream (TCP or TLS) until EOF, idle time-out, a frame not
+/// completed within `tcp_frame_timeout`, a broken frame or shutdown.
 #[tracing::instrument(skip_all, fields(peer = %peer, input = ?input))]
 async fn read_frames<S: AsyncRead + Unpin>(
     mut stream: S,
@@ -315,29 +350,55 @@ async fn read_frames<S: AsyncRead + Unpin>(
     shutdown: &CancellationToken,
 ) {
     let mut buf = BytesMut::with_capacity(cfg.tcp_max_frame.min(65_536));
+    // When the incomplete frame at the head of `buf` began (its first byte arrived, or the
+    // frames before it were handed on: time spent waiting for the queue is not the sender's).
+    let mut frame_started: Option<Instant> = None;
     loop {
         // Emit every complete frame in the buffer; "need more" is not an error.
+        let mut emitted = false;
         loop {
             match tcp_frame_len(&buf, cfg.tcp_max_frame) {
                 Ok(Some(len)) => {
                     let frame = buf.split_to(len);
+                    emitted = true;
                     if ingest.hep(&frame, input, Some(peer)).await == Outcome::Closed {
                         return;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    // Counted and logged (first and every power of two) as a drop; one line
+                    // per bad connection would let a flood of them flood the log.
                     ingest.drop_packet("tcp_bad_frame", input, &e);
-                    tracing::warn!(error = %e, "closing hep stream: broken framing");
+                    tracing::debug!(error = %e, "closing hep stream: broken framing");
                     return;
                 }
             }
         }
+        frame_started = match (buf.is_empty(), emitted) {
+            (true, _) => None,
+            (false, true) => Some(Instant::now()),
+            (false, false) => frame_started.or_else(|| Some(Instant::now())),
+        };
+        let idle_deadline = Instant::now() + cfg.tcp_idle_timeout;
+        let (deadline, frame_due) = match frame_started.map(|t| t + cfg.tcp_frame_timeout) {
+            Some(frame_deadline) if frame_deadline <= idle_deadline => (frame_deadline, true),
+            _ => (idle_deadline, false),
+        };
         let read = tokio::select! {
             () = shutdown.cancelled() => return,
-            r = tokio::time::timeout(cfg.tcp_idle_timeout, stream.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => r,
         };
         match read {
+            Err(_elapsed) if frame_due => {
+                let detail = format!(
+                    "frame of {} bytes so far incomplete after {:?}",
+                    buf.len(),
+                    cfg.tcp_frame_timeout
+                );
+                ingest.drop_packet("tcp_frame_timeout", input, &detail);
+                return;
+            }
             Err(_elapsed) => {
                 TcpIdleClosed.emit(&ingest.counters);
                 return;
@@ -400,7 +461,9 @@ mod tests {
                 udp_recv_buffer: 1 << 20,
                 tcp_max_frame: 65_535,
                 tcp_max_connections: 16,
+                tcp_max_connections_per_ip: 16,
                 tcp_idle_timeout: Duration::from_secs(30),
+                tcp_frame_timeout: Duration::from_secs(30),
                 tls: None,
             };
             adjust(&mut cfg);
@@ -645,6 +708,84 @@ mod tests {
         h.stop().await;
     }
 
+    #[tokio::test]
+    async fn connections_over_the_per_ip_cap_are_closed_and_counted() {
+        let mut h = Harness::start(|cfg| cfg.tcp_max_connections_per_ip = 2);
+        let mut first = TcpStream::connect(h.tcp()).await.unwrap();
+        let second = TcpStream::connect(h.tcp()).await.unwrap();
+        first.write_all(&udp_frame(0)).await.unwrap();
+        assert_eq!(h.next().await.src_port, 1000);
+        // The third from 127.0.0.1 is closed at once, with 13 slots free in all.
+        let mut third = TcpStream::connect(h.tcp()).await.unwrap();
+        let _ignored = third.write_all(&udp_frame(1)).await;
+        assert_closed_by_peer(&mut third).await;
+        assert_eq!(h.counters.get("tcp_refused_per_ip"), 1);
+        h.assert_nothing_for(Duration::from_millis(100)).await;
+        // A slot given back is taken again.
+        drop(second);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut again = TcpStream::connect(h.tcp()).await.unwrap();
+            let _ignored = again.write_all(&udp_frame(2)).await;
+            if let Ok(Some(r)) =
+                tokio::time::timeout(Duration::from_millis(200), h.records.recv()).await
+            {
+                assert_eq!(r.src_port, 1002);
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "slot not given back"
+            );
+        }
+        first.write_all(&udp_frame(3)).await.unwrap();
+        assert_eq!(h.next().await.src_port, 1003);
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_frame_dripping_past_its_deadline_is_dropped_and_its_connection_closed() {
+        let deadline = Duration::from_millis(600);
+        let mut h = Harness::start(|cfg| cfg.tcp_frame_timeout = deadline);
+        // Whole frames, each in one write, 300 ms apart: never a frame pending for long.
+        let mut steady = TcpStream::connect(h.tcp()).await.unwrap();
+        // One frame, then the next one byte every 100 ms: never idle, never complete.
+        let mut drip = TcpStream::connect(h.tcp()).await.unwrap();
+        drip.set_nodelay(true).unwrap();
+        let frame = udp_frame(50);
+        drip.write_all(&[udp_frame(49), frame[..8].to_vec()].concat())
+            .await
+            .unwrap();
+        assert_eq!(h.next().await.src_port, 1049);
+        let started = tokio::time::Instant::now();
+        let mut closed = false;
+        for (i, byte) in frame[8..].iter().enumerate() {
+            if i % 3 == 0 {
+                steady.write_all(&udp_frame(i as u16)).await.unwrap();
+                assert_eq!(h.next().await.src_port, 1000 + i as u32);
+            }
+            if drip.write_all(std::slice::from_ref(byte)).await.is_err() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if h.counters.get("dropped.tcp_frame_timeout") == 1 {
+                closed = true;
+                break;
+            }
+        }
+        assert!(closed, "the drip outlived its frame deadline");
+        assert_closed_by_peer(&mut drip).await;
+        assert!(started.elapsed() >= deadline);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(h.counters.get("dropped.tcp_frame_timeout"), 1);
+        assert_eq!(h.counters.get("tcp_idle_closed"), 0);
+        // The steady sender is untouched.
+        steady.write_all(&udp_frame(999)).await.unwrap();
+        assert_eq!(h.next().await.src_port, 1999);
+        h.stop().await;
+    }
+
     /// A self-signed certificate for "localhost", written as PEM files into `dir`.
     fn self_signed(dir: &Path) -> (rustls::pki_types::CertificateDer<'static>, TlsListenConfig) {
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -757,7 +898,9 @@ mod tests {
             udp_recv_buffer: 1 << 20,
             tcp_max_frame: 65_535,
             tcp_max_connections: 1,
+            tcp_max_connections_per_ip: 1,
             tcp_idle_timeout: Duration::from_secs(1),
+            tcp_frame_timeout: Duration::from_secs(1),
             tls: Some(TlsListenConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 cert: dir.path().join("none.crt"),

@@ -144,6 +144,17 @@ pub const COMMON: &[MetricDef] = &[
         "connections to a gRPC TLS listener closed before the handshake completed (TCP probes, scans)",
     ),
     counter(
+        "grpc_refused_per_ip",
+        None,
+        "gRPC connections closed at accept because their source address held grpc_limits.max_connections_per_ip",
+    ),
+    counter(
+        "grpc_connections_closed",
+        Some("reason"),
+        "gRPC connections closed by a deadline (preface_timeout, idle, keepalive)",
+    )
+    .values(&["preface_timeout", "idle", "keepalive"]),
+    counter(
         "tls_reloaded",
         None,
         "TLS certificates reloaded after a change on disk or SIGHUP",
