@@ -284,7 +284,12 @@ impl Inner {
         if let Ok(fns) = self.gauge_fns.lock() {
             for (f, read) in fns.iter() {
                 if *f == family {
-                    read(&mut |label, v| out.push((label.to_owned(), v)));
+                    read(&mut |label, v| {
+                        // A callback is the gauge's source: it replaces a series of the same
+                        // label (an unlabelled catalogued gauge's atomic), never adds a twin.
+                        out.retain(|(l, _)| l != label);
+                        out.push((label.to_owned(), v));
+                    });
                 }
             }
         }
@@ -730,6 +735,15 @@ mod tests {
         assert_eq!(c.gauge("queue_depth", "2"), Some(7));
         c.gauge_fn("spool_bytes", |report| report("1", 4096));
         assert_eq!(c.gauge("spool_bytes", "1"), Some(4096));
+        c.gauge_fn("streams_open", |report| report("", 5));
+        let mut out = String::new();
+        c.render_prometheus(&mut out);
+        assert_eq!(
+            out.matches("\nsipcapture_collector_streams_open ").count(),
+            1,
+            "a callback replaces the unlabelled atomic: {out}"
+        );
+        assert!(out.contains("\nsipcapture_collector_streams_open 5\n"));
     }
 
     #[test]
