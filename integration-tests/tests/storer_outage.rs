@@ -12,7 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,10 +19,10 @@ use sipcapture_integration_tests::Sandbox;
 use sipcapture_integration_tests::member_counters;
 use sipcapture_integration_tests::proxy::{host_port, start_proxy, through};
 use sipcapture_integration_tests::storer::{
-    Delivery, Engine, TestDb, count, micros, sip_record, start_storer, with_database,
+    Delivery, Engine, TestDb, count, micros, sip_record, start_storer,
 };
 use sipcapture_proto::v1::CaptureRecord;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 const RECORDS_PER_BATCH: u64 = 20;
 
