@@ -69,45 +69,16 @@ impl ProcessStats {
 
     /// Appends the metrics that could be read, in the text format (0.0.4).
     pub fn render(&self, out: &mut String) {
-        let metrics: [(&str, &str, &str, Option<f64>); 6] = [
-            (
-                "process_cpu_seconds_total",
-                "counter",
-                "Total user and system CPU time spent in seconds.",
-                self.cpu_seconds,
-            ),
-            (
-                "process_resident_memory_bytes",
-                "gauge",
-                "Resident memory size in bytes.",
-                self.resident_memory_bytes.map(|v| v as f64),
-            ),
-            (
-                "process_virtual_memory_bytes",
-                "gauge",
-                "Virtual memory size in bytes.",
-                self.virtual_memory_bytes.map(|v| v as f64),
-            ),
-            (
-                "process_start_time_seconds",
-                "gauge",
-                "Start time of the process since unix epoch in seconds.",
-                self.start_time_seconds,
-            ),
-            (
-                "process_open_fds",
-                "gauge",
-                "Number of open file descriptors.",
-                self.open_fds.map(|v| v as f64),
-            ),
-            (
-                "process_max_fds",
-                "gauge",
-                "Maximum number of open file descriptors.",
-                self.max_fds.map(|v| v as f64),
-            ),
+        let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
+        let values = [
+            self.cpu_seconds,
+            as_f64(self.resident_memory_bytes),
+            as_f64(self.virtual_memory_bytes),
+            self.start_time_seconds,
+            as_f64(self.open_fds),
+            as_f64(self.max_fds),
         ];
-        for (name, kind, help, value) in metrics {
+        for ((name, kind, help), value) in METRICS.iter().zip(values) {
             let Some(value) = value else { continue };
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -115,6 +86,41 @@ impl ProcessStats {
         }
     }
 }
+
+/// (name, type, help) of each process metric, in [`ProcessStats::render`]'s order; the help
+/// texts of the Prometheus client libraries.
+const METRICS: [(&str, &str, &str); 6] = [
+    (
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+    ),
+    (
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+    ),
+    (
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+    ),
+    (
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+    ),
+    (
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+    ),
+    (
+        "process_max_fds",
+        "gauge",
+        "Maximum number of open file descriptors.",
+    ),
+];
 
 /// The fields of `/proc/self/stat` we use (proc(5)), in clock ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
