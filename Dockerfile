@@ -9,6 +9,10 @@
 ARG RUST_VERSION=1.94
 
 FROM rust:${RUST_VERSION}-bookworm AS build
+# The commit for the *_build_info metric (the build context has no .git):
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG GIT_COMMIT=unknown
+ENV SIPCAPTURE_GIT_COMMIT=${GIT_COMMIT}
 WORKDIR /src
 COPY . .
 # protox compiles the .proto files in pure Rust (no protoc); rustls (no OpenSSL); SQLite is

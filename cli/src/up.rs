@@ -351,6 +351,10 @@ pub async fn run(
             &server_stop,
         )
         .map_err(|e| UpError::Config(e.into_config()))?;
+    let options = ServeOptions {
+        readiness: Some(storer.readiness.clone()),
+        ..options
+    };
 
     let limits = config.grpc_limits;
     let mut routes = tonic::service::RoutesBuilder::default();

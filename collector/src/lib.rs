@@ -140,6 +140,7 @@ impl Collector {
     ) -> Result<Self, CollectorError> {
         config.validate()?;
         let counters = Arc::new(Counters::new(&crate::events::CATALOG));
+        sipcapture_runtime::status::register_capture_gauge(&counters, switch.clone(), true);
         Ok(Collector {
             counters,
             switch,

@@ -39,6 +39,11 @@ pub const CATALOG: Catalog = Catalog {
             "status pushes to a member that failed or timed out",
         ),
         gauge(
+            "capture_on",
+            Some("input"),
+            "the fleet's desired status per input: 1 on, 0 off (per-member overrides not shown)",
+        ),
+        gauge(
             "members",
             None,
             "members known to control (configured, registered, DNS)",

@@ -51,8 +51,10 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
     counters.gauge_fn("members", move |report| {
         report("", i64::try_from(members.all().len()).unwrap_or(i64::MAX));
     });
+    let desired = DesiredState::load(config.state_file.clone(), config.service.capture_on);
+    sipcapture_runtime::status::register_capture_gauge(&counters, desired.fleet(), true);
     Arc::new(Control {
-        desired: DesiredState::load(config.state_file.clone(), config.service.capture_on),
+        desired,
         counters,
         registry,
         timeout: Duration::from_millis(config.member_timeout_ms),

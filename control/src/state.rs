@@ -26,7 +26,7 @@ fn input_name(kind: InputKind) -> &'static str {
 /// The desired status held by control.
 #[derive(Debug)]
 pub struct DesiredState {
-    fleet: CaptureSwitch,
+    fleet: std::sync::Arc<CaptureSwitch>,
     overrides: Mutex<hashbrown::HashMap<String, bool>>,
     file: Option<PathBuf>,
     changed: watch::Sender<u64>,
@@ -36,7 +36,7 @@ impl DesiredState {
     /// Loads the state file when it exists, else starts from `on`.
     pub fn load(file: Option<PathBuf>, on: bool) -> Self {
         let state = DesiredState {
-            fleet: CaptureSwitch::new(on),
+            fleet: std::sync::Arc::new(CaptureSwitch::new(on)),
             overrides: Mutex::new(hashbrown::HashMap::new()),
             file,
             changed: watch::channel(0).0,
@@ -73,6 +73,11 @@ impl DesiredState {
         if let Ok(mut o) = self.overrides.lock() {
             o.extend(saved.members.iter().map(|(k, v)| (k.clone(), *v)));
         }
+    }
+
+    /// The fleet-wide flags (the `capture_on` gauge reads them).
+    pub fn fleet(&self) -> std::sync::Arc<CaptureSwitch> {
+        self.fleet.clone()
     }
 
     /// The fleet-wide state (Kamailio's check answer).

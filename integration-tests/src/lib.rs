@@ -11,6 +11,7 @@ pub mod netns;
 pub mod otlp;
 pub mod pcap;
 pub mod prometheus;
+pub mod proxy;
 pub mod storer;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -237,20 +238,26 @@ pub async fn wait_healthy(
 }
 
 async fn health_serving(addr: SocketAddr) -> bool {
-    let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
-        return false;
-    };
-    let Ok(channel) = channel.connect().await else {
-        return false;
-    };
+    health_status(addr, "").await
+        == Some(tonic_health::pb::health_check_response::ServingStatus::Serving)
+}
+
+/// The `grpc.health.v1` status of `service` ("" for the overall entry) on `addr`; `None` when
+/// it does not answer.
+pub async fn health_status(
+    addr: SocketAddr,
+    service: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+    let channel = channel.connect().await.ok()?;
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
-    matches!(
-        client
-            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
-            .await
-            .map(|r| r.into_inner().status),
-        Ok(s) if s == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    )
+    let reply = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .ok()?;
+    tonic_health::pb::health_check_response::ServingStatus::try_from(reply.into_inner().status).ok()
 }
 
 /// Opens a database for assertions.

@@ -67,6 +67,82 @@ pub async fn scrape(addr: SocketAddr) -> anyhow::Result<Scrape> {
     Ok(parse(body))
 }
 
+/// Checks the text format strictly, as a Prometheus server would refuse it: every family has at
+/// most one HELP and one TYPE line, before its samples; a family's samples are contiguous; no
+/// series appears twice; names are valid and values are numbers. Returns the families declared.
+pub fn validate(body: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    use std::collections::{BTreeSet, HashSet};
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut typed = BTreeSet::new();
+    let mut helped = HashSet::new();
+    let mut finished: HashSet<String> = HashSet::new();
+    let mut series = HashSet::new();
+    let mut current = String::new();
+    for (n, line) in body.lines().enumerate() {
+        let n = n + 1;
+        let comment = line
+            .strip_prefix("# TYPE ")
+            .map(|r| ("TYPE", r))
+            .or_else(|| line.strip_prefix("# HELP ").map(|r| ("HELP", r)));
+        if let Some((what, rest)) = comment {
+            let name = rest.split(' ').next().unwrap_or("");
+            if !valid_name(name) {
+                bail!("line {n}: bad metric name {name:?}");
+            }
+            if finished.contains(name) {
+                bail!("line {n}: {what} of {name} after its samples");
+            }
+            let fresh = match what {
+                "TYPE" => typed.insert(name.to_owned()),
+                _ => helped.insert(name.to_owned()),
+            };
+            if !fresh {
+                bail!("line {n}: second {what} line for {name}");
+            }
+            if current != name && !current.is_empty() {
+                finished.insert(std::mem::take(&mut current));
+            }
+            current = name.to_owned();
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            bail!("line {n}: no value: {line:?}");
+        };
+        if value.parse::<f64>().is_err() && !["+Inf", "-Inf", "NaN"].contains(&value) {
+            bail!("line {n}: value {value:?} is not a number");
+        }
+        let name = key.split('{').next().unwrap_or("");
+        if !valid_name(name) {
+            bail!("line {n}: bad metric name {name:?}");
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| *f == current))
+            .unwrap_or(name);
+        if family != current {
+            if finished.contains(family) || typed.contains(family) {
+                bail!("line {n}: samples of {family} are not together");
+            }
+            if !current.is_empty() {
+                finished.insert(std::mem::take(&mut current));
+            }
+            current = family.to_owned();
+        }
+        if !series.insert(key.to_owned()) {
+            bail!("line {n}: series {key} twice");
+        }
+    }
+    Ok(typed)
+}
+
 /// Parses the text format (comments skipped; `name{labels} value`).
 pub fn parse(body: &str) -> Scrape {
     let mut series = BTreeMap::new();

@@ -244,6 +244,51 @@ async fn control_and_up_serve_metrics() {
         3.0
     );
     assert_eq!(s.get("sipcapture_control_members"), 1.0, "{}", s.text);
+    // One endpoint for three services: still valid, nothing declared twice.
+    let families = sipcapture_integration_tests::prometheus::validate(&s.text)
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.text));
+    for service in ["collector", "storer", "control"] {
+        let info = format!("sipcapture_{service}_build_info");
+        assert!(families.contains(&info), "{}", s.text);
+        assert_eq!(s.sum(&info), 1.0, "{}", s.text);
+    }
+    assert!(s.text.contains("git_commit=\""));
+    for process in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(s.get(process) > 0.0, "{process}: {}", s.text);
+    }
+    // Every drop reason at 0 before it occurs; the capture state follows `status`.
+    assert!(
+        s.series
+            .contains_key("sipcapture_collector_dropped_total{reason=\"bad_magic\"}"),
+        "{}",
+        s.text
+    );
+    assert_eq!(s.get("sipcapture_storer_ready"), 1.0);
+    assert_eq!(s.get("sipcapture_storer_capture_on"), 1.0);
+    assert_eq!(
+        s.get("sipcapture_collector_capture_on{input=\"hep_udp\"}"),
+        1.0
+    );
+    let status = sipcapture_integration_tests::bin_path("sipcapture").unwrap();
+    let off = std::process::Command::new(&status)
+        .args(["status", "off", "--target", &up.grpc.to_string()])
+        .output()
+        .unwrap();
+    assert!(off.status.success(), "{off:?}");
+    let s = scrape_until(up_metrics, "capture_on 0", |s| {
+        s.get("sipcapture_collector_capture_on{input=\"hep_udp\"}") == 0.0
+    })
+    .await;
+    assert_eq!(s.get("sipcapture_storer_capture_on"), 0.0, "{}", s.text);
+    assert_eq!(
+        s.get("sipcapture_control_capture_on{input=\"hep_udp\"}"),
+        0.0
+    );
     let log = up.process.log_text();
     let line = log
         .lines()

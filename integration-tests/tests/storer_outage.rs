@@ -12,17 +12,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipcapture_integration_tests::Sandbox;
 use sipcapture_integration_tests::member_counters;
+use sipcapture_integration_tests::proxy::{host_port, start_proxy, through};
 use sipcapture_integration_tests::storer::{
-    Delivery, Engine, TestDb, count, micros, sip_record, start_storer, with_database,
+    Delivery, Engine, TestDb, count, micros, sip_record, start_storer,
 };
 use sipcapture_proto::v1::CaptureRecord;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, watch};
 
 const RECORDS_PER_BATCH: u64 = 20;
@@ -30,52 +29,6 @@ const RECORDS_PER_BATCH: u64 = 20;
 /// Batches not yet acknowledged, oldest first (the collector's in-memory window).
 type Unacked = VecDeque<(u64, Vec<CaptureRecord>)>;
 const OUTAGE: Duration = Duration::from_secs(20);
-
-/// A TCP proxy that can be switched off (existing connections closed, new ones closed at once).
-struct Proxy {
-    addr: SocketAddr,
-    up: watch::Sender<bool>,
-}
-
-async fn start_proxy(upstream: SocketAddr) -> Proxy {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (up, up_rx) = watch::channel(true);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                return;
-            };
-            if !*up_rx.borrow() {
-                drop(client);
-                continue;
-            }
-            let mut down = up_rx.clone();
-            tokio::spawn(async move {
-                let Ok(mut server) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                    _ = down.wait_for(|up| !*up) => {}
-                }
-            });
-        }
-    });
-    Proxy { addr, up }
-}
-
-fn host_port(url: &str) -> SocketAddr {
-    let after = url.split("://").nth(1).unwrap();
-    let authority = after.split('/').next().unwrap();
-    let host_port = authority.rsplit('@').next().unwrap();
-    host_port.parse().unwrap()
-}
-
-fn through(url: &str, proxy: SocketAddr, db: &str) -> String {
-    let real = host_port(url).to_string();
-    with_database(&url.replacen(&real, &proxy.to_string(), 1), db)
-}
 
 fn batch(seq: u64, t0: u64) -> Vec<CaptureRecord> {
     (0..RECORDS_PER_BATCH)

@@ -6,11 +6,13 @@
 //!   validated, errors naming the key.
 //! - [`telemetry`]: logging, OpenTelemetry export, trace context propagation.
 //! - [`counters`]: the metrics registry of one service (lock-free atomics registered once from
-//!   the service's own catalog); [`events`] increment it; [`metrics`] serves `/metrics`.
+//!   the service's own catalog); [`events`] increment it; [`metrics`] serves `/metrics`, with
+//!   the [`process`] metrics and [`build_info`] (version and git commit of the build).
 //! - [`tls`] and [`auth`]: certificates (reloaded on change) and who may change the status.
 //! - [`server`]: the gRPC server builder (health, reflection, limits, TLS, graceful shutdown);
 //!   [`connection`] holds each connection's deadlines and [`per_ip`] the cap per source
 //!   address (the collector's HEP TCP/TLS listeners use it too).
+//!   [`health`]: a service's readiness, which its `grpc.health.v1` status follows.
 //! - [`service`]: the keys every service shares ([`service::ServiceConfig`], validated once)
 //!   and the start-up sequence around them (a binary's [`service::main`], the gRPC
 //!   [`service::Listener`]).
@@ -20,13 +22,16 @@
 //!   forward rules.
 
 pub mod auth;
+pub mod build_info;
 pub mod config;
 pub mod connection;
 pub mod counters;
 pub mod events;
+pub mod health;
 pub mod matching;
 pub mod metrics;
 pub mod per_ip;
+pub mod process;
 pub mod server;
 pub mod service;
 pub mod status;

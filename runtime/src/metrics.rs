@@ -1,5 +1,6 @@
 //! The Prometheus scrape endpoint every service serves on `metrics_listen`: `GET /metrics` in the
-//! text exposition format (0.0.4), rendered from the services' [`Counters`] at scrape time.
+//! text exposition format (0.0.4), rendered from the services' [`Counters`] at scrape time, plus
+//! the standard process metrics ([`crate::process`]).
 //! A small axum (hyper HTTP/1.1) server that stops with the service's cancellation token.
 
 use std::net::SocketAddr;
@@ -25,12 +26,14 @@ pub struct MetricsError {
     pub source: std::io::Error,
 }
 
-/// The text of every metric of `sets`, in order.
+/// The text of every metric of `sets`, in order, then the process metrics (once per endpoint:
+/// the services of `sipcapture up` share one process).
 pub fn render(sets: &[Arc<Counters>]) -> String {
     let mut out = String::with_capacity(16 * 1024);
     for counters in sets {
         counters.render_prometheus(&mut out);
     }
+    crate::process::ProcessStats::read().render(&mut out);
     out
 }
 
@@ -99,6 +102,62 @@ mod tests {
             "committed",
         )],
     };
+
+    /// Three services in one process (`sipcapture up`): every family declared once, its
+    /// samples together after its HELP and TYPE, no series twice, process metrics once.
+    #[test]
+    fn one_endpoint_for_several_services_has_no_duplicates() {
+        const COLLECTOR: crate::counters::Catalog = crate::counters::Catalog {
+            service: "collector",
+            metrics: &[
+                crate::counters::counter("dropped", Some("reason"), "dropped")
+                    .values(&["truncated", "bad_magic"]),
+            ],
+        };
+        const CONTROL: crate::counters::Catalog = crate::counters::Catalog {
+            service: "control",
+            metrics: &[],
+        };
+        let sets: Vec<Arc<Counters>> = [COLLECTOR, STORER, CONTROL]
+            .iter()
+            .map(|c| Arc::new(Counters::new(c)))
+            .collect();
+        sets[0].count_drop("not_catalogued");
+        sets[0].add("uncatalogued_a", 1);
+        sets[0].add_labeled("uncatalogued_b", "x", 1);
+        sets[0].add_labeled("uncatalogued_b", "y", 1);
+        let text = render(&sets);
+        let mut declared = std::collections::HashSet::new();
+        let mut helps = std::collections::HashSet::new();
+        let mut series = std::collections::HashSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap().to_owned();
+                assert!(declared.insert(name.clone()), "TYPE twice: {name}\n{text}");
+                current = name;
+            } else if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_owned();
+                assert!(helps.insert(name.clone()), "HELP twice: {name}");
+            } else {
+                let (key, value) = line.rsplit_once(' ').unwrap();
+                value.parse::<f64>().unwrap();
+                let name = key.split('{').next().unwrap();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| *f == current))
+                    .unwrap_or(name);
+                assert_eq!(family, current, "sample outside its family: {line}");
+                assert!(series.insert(key.to_owned()), "series twice: {key}");
+            }
+        }
+        for service in ["collector", "storer", "control"] {
+            assert!(declared.contains(&format!("sipcapture_{service}_build_info")));
+        }
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(declared.contains("process_resident_memory_bytes"), "{text}");
+        }
+    }
 
     #[tokio::test]
     async fn serves_the_text_format() {

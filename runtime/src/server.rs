@@ -155,6 +155,9 @@ pub struct ServeOptions<'a> {
     pub handshake_timeout: Duration,
     /// Where refused handshakes are counted (`grpc_tls_refused`).
     pub counters: Option<Arc<Counters>>,
+    /// What health follows beyond "the server runs" (the storer's database); none: SERVING
+    /// while serving.
+    pub readiness: Option<crate::health::Readiness>,
 }
 
 impl<'a> ServeOptions<'a> {
@@ -167,6 +170,7 @@ impl<'a> ServeOptions<'a> {
             tls: None,
             handshake_timeout: Duration::from_secs(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT),
             counters: None,
+            readiness: None,
         }
     }
 
@@ -238,7 +242,7 @@ pub async fn serve(
 }
 
 /// Serves `routes` on `listener` with health (every name in `service_names` reported SERVING,
-/// plus the overall "" entry) and reflection v1 + v1alpha, until `shutdown` is cancelled. In-flight
+/// plus the overall "" entry; those `options.readiness` names follow it) and reflection v1 + v1alpha, until `shutdown` is cancelled. In-flight
 /// calls finish before this returns.
 pub async fn serve_with(
     listener: TcpListener,
@@ -257,6 +261,15 @@ pub async fn serve_with(
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    let follow_stop = shutdown.child_token();
+    if let Some(readiness) = options.readiness.clone() {
+        crate::health::apply(&reporter, &readiness).await;
+        tokio::spawn(crate::health::follow(
+            reporter.clone(),
+            readiness,
+            follow_stop.clone(),
+        ));
+    }
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sipcapture_proto::FILE_DESCRIPTOR_SET)
@@ -314,6 +327,7 @@ pub async fn serve_with(
         }
     };
     accept_stop.cancel();
+    follow_stop.cancel();
     // Health goes NOT_SERVING once the server stops, for anyone still holding the reporter.
     for name in service_names {
         reporter

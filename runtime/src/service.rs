@@ -222,6 +222,12 @@ impl Listener {
             .is_some_and(|t| t.requires_client_cert())
     }
 
+    /// Makes health follow `readiness` (the overall entry and its services).
+    pub fn with_readiness(mut self, readiness: crate::health::Readiness) -> Self {
+        self.options.readiness = Some(readiness);
+        self
+    }
+
     /// The message size limits services added to the routes must apply.
     pub fn limits(&self) -> GrpcLimits {
         self.options.limits

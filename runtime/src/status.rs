@@ -128,6 +128,34 @@ impl CaptureSwitch {
     }
 }
 
+/// The `input` label value of an input kind (metrics).
+pub fn input_label(input: InputKind) -> &'static str {
+    match input {
+        InputKind::HepUdp => "hep_udp",
+        InputKind::HepTcp => "hep_tcp",
+        InputKind::HepTls => "hep_tls",
+        InputKind::Ipip => "ipip",
+        InputKind::Mirror => "mirror",
+        InputKind::Pcap => "pcap",
+        InputKind::Unspecified => "unspecified",
+    }
+}
+
+/// Registers gauge `capture_on` of `counters`, read from `switch` at scrape time (1 on, 0 off;
+/// an operator alerts on "capture left off"): per input kind (label `input`) when `per_input`
+/// (collectors; control's desired status), else the member flag (storers).
+pub fn register_capture_gauge(counters: &Counters, switch: Arc<CaptureSwitch>, per_input: bool) {
+    counters.gauge_fn("capture_on", move |report| {
+        if per_input {
+            for input in INPUT_KINDS {
+                report(input_label(input), i64::from(switch.input_on(input)));
+            }
+        } else {
+            report("", i64::from(switch.is_on()));
+        }
+    });
+}
+
 /// `sipcapture.v1.StatusService` for one member.
 #[derive(Debug, Clone)]
 pub struct StatusServer {

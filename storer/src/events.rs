@@ -234,6 +234,27 @@ impl InternalEvent for InsertTimed {
     }
 }
 
+/// A capture mode's database stopped or started answering the readiness check.
+#[derive(Debug)]
+pub struct DatabaseReachability<'a> {
+    /// The capture mode.
+    pub mode: &'a str,
+    /// Whether it answers now.
+    pub reachable: bool,
+    /// Why not.
+    pub error: Option<&'a str>,
+}
+
+impl InternalEvent for DatabaseReachability<'_> {
+    fn emit(self, counters: &Counters) {
+        counters.set_gauge("db_reachable", self.mode, i64::from(self.reachable));
+        match self.error {
+            Some(e) => tracing::warn!(mode = %self.mode, error = %e, "database unreachable"),
+            None => tracing::info!(mode = %self.mode, "database reachable again"),
+        }
+    }
+}
+
 /// Every metric the storer exports (plus the runtime's `COMMON` ones).
 pub const CATALOG: Catalog = Catalog {
     service: "storer",
@@ -327,6 +348,21 @@ pub const CATALOG: Catalog = Catalog {
             "db_pool_max",
             Some("mode"),
             "configured maximum connections of a capture mode's pool",
+        ),
+        gauge(
+            "capture_on",
+            None,
+            "1 while the storer stores (status on), 0 while capture is off",
+        ),
+        gauge(
+            "ready",
+            None,
+            "1 while gRPC health is SERVING: the default capture mode's database answers",
+        ),
+        gauge(
+            "db_reachable",
+            Some("mode"),
+            "1 while a capture mode's database answers the readiness check (every 5 s)",
         ),
         histogram(
             "insert_seconds",

@@ -16,7 +16,8 @@
 //! it imports [`db`] and nothing of the pipeline.
 //!
 //! Beside the flow: [`retention`] drops old dated tables in the background (through
-//! [`pipeline::write::Writer`] and [`db::tables`]); [`events`] are the typed internal events
+//! [`pipeline::write::Writer`] and [`db::tables`]); [`health`] pings the databases and drives
+//! readiness (gRPC health); [`events`] are the typed internal events
 //! (log + metric); [`config`] is the one typed config, built from the lower modules' config types
 //! ([`pipeline::rules::RouteRuleConfig`], [`pipeline::mode::MtMode`], ...); [`run`] wires it all
 //! and serves gRPC and the Prometheus endpoint.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod db;
 pub mod events;
 pub mod grpc;
+pub mod health;
 pub mod pipeline;
 pub mod retention;
 pub mod table;
@@ -43,6 +45,7 @@ use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::status_service_server::StatusServiceServer;
 use sipcapture_proto::v1::storer_service_server::StorerServiceServer;
 use sipcapture_runtime::counters::Counters;
+use sipcapture_runtime::health::Readiness;
 use sipcapture_runtime::server::GrpcLimits;
 use sipcapture_runtime::service::Listener;
 use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
@@ -59,6 +62,9 @@ use crate::table::DatedPattern;
 
 /// gRPC service names the storer serves (for health).
 pub const SERVICE_NAMES: &[&str] = &["sipcapture.v1.StorerService", "sipcapture.v1.StatusService"];
+/// The services whose health (with the overall entry) follows the default mode's database;
+/// StatusService keeps answering while the database is down.
+pub const READINESS_SERVICES: &[&str] = &["sipcapture.v1.StorerService"];
 
 /// Start-up and serving failures.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +97,8 @@ pub struct Storer {
     pub counters: Arc<Counters>,
     /// The id.
     pub storer_id: String,
+    /// Whether the default mode's database answers; the gRPC server's health follows it.
+    pub readiness: Readiness,
 }
 
 impl Storer {
@@ -140,6 +148,16 @@ impl Storer {
             writers.push(Arc::new(writer));
         }
         register_pool_gauges(&counters, &writers);
+        sipcapture_runtime::status::register_capture_gauge(&counters, switch.clone(), false);
+        health::initial_gauges(&counters, &writers);
+        let (ready, readiness) = Readiness::new(true, READINESS_SERVICES);
+        tokio::spawn(health::run(
+            writers.clone(),
+            ready,
+            counters.clone(),
+            health::CHECK_INTERVAL,
+            shutdown.clone(),
+        ));
         let homer7_writers: Vec<Arc<Writer>> = writers
             .iter()
             .zip(&modes)
@@ -200,6 +218,7 @@ impl Storer {
             switch,
             counters,
             storer_id: config.storer_id.clone(),
+            readiness,
         })
     }
 
@@ -266,7 +285,8 @@ pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<()
         vec![counters],
         &shutdown,
     )
-    .await?;
+    .await?
+    .with_readiness(storer.readiness.clone());
     sipcapture_runtime::service::follow_control(
         service,
         config.control.clone(),

@@ -252,6 +252,11 @@ pub const CATALOG: Catalog = Catalog {
             Some("lane"),
             "segment files of a lane's spool",
         ),
+        gauge(
+            "capture_on",
+            Some("input"),
+            "1 while records of an input are captured (status on), 0 while capture is off for it",
+        ),
         histogram(
             "batch_ack_seconds",
             "time from a batch's first send to its acknowledgement",

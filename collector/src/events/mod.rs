@@ -15,15 +15,7 @@ pub use sipcapture_runtime::events::{InternalEvent, StatusChanged};
 
 /// The `input` label of an input kind.
 pub fn input_label(input: InputKind) -> &'static str {
-    match input {
-        InputKind::HepUdp => "hep_udp",
-        InputKind::HepTcp => "hep_tcp",
-        InputKind::HepTls => "hep_tls",
-        InputKind::Ipip => "ipip",
-        InputKind::Mirror => "mirror",
-        InputKind::Pcap => "pcap",
-        InputKind::Unspecified => "unspecified",
-    }
+    sipcapture_runtime::status::input_label(input)
 }
 
 /// Every input kind, in the order of [`PacketCounters`]' arrays ([`input_index`]).

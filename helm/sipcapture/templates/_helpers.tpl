@@ -191,7 +191,10 @@ of the service are set: the services refuse unknown ones.
 {{- end }}
 {{- end -}}
 
-{{/* grpc.health.v1 probes on a port: (dict "root" $ "port" 9063). */}}
+{{/* grpc.health.v1 probes on a port: (dict "root" $ "port" 9063), optionally
+"livenessService": the gRPC service the liveness probe checks instead of the overall entry
+(the storer's overall health follows its database: a database outage must make it unready, not
+restart it). */}}
 {{- define "sipcapture.probes" -}}
 {{- $p := .root.Values.probes -}}
 {{- /* The kubelet's gRPC probe speaks plaintext only: with grpcTls a TCP connect probe. */}}
@@ -206,6 +209,9 @@ readinessProbe:
 livenessProbe:
   {{ $kind }}:
     port: {{ .port }}
+    {{- if and .livenessService (eq $kind "grpc") }}
+    service: {{ .livenessService }}
+    {{- end }}
   initialDelaySeconds: {{ $p.initialDelaySeconds }}
   periodSeconds: {{ $p.periodSeconds }}
   timeoutSeconds: {{ $p.timeoutSeconds }}

@@ -11,6 +11,9 @@ pub enum Kind {
     Gauge,
     /// Latency distribution in seconds (`_bucket`, `_sum`, `_count`).
     Histogram,
+    /// A constant 1 whose labels describe the build ([`crate::build_info::LABELS`]); a gauge
+    /// in Prometheus and OpenTelemetry.
+    Info,
 }
 
 /// One documented metric family.
@@ -39,7 +42,9 @@ impl MetricDef {
     pub fn prometheus_name(&self, service: &str) -> String {
         match self.kind {
             Kind::Counter => format!("sipcapture_{service}_{}_total", self.name),
-            Kind::Gauge | Kind::Histogram => format!("sipcapture_{service}_{}", self.name),
+            Kind::Gauge | Kind::Histogram | Kind::Info => {
+                format!("sipcapture_{service}_{}", self.name)
+            }
         }
     }
 
@@ -90,6 +95,17 @@ pub const fn histogram(name: &'static str, help: &'static str) -> MetricDef {
     }
 }
 
+/// A build-info metric (catalog builder): 1, labelled with the version and git commit.
+pub const fn info(name: &'static str, help: &'static str) -> MetricDef {
+    MetricDef {
+        name,
+        kind: Kind::Info,
+        label: None,
+        values: &[],
+        help,
+    }
+}
+
 /// The metrics one service exports.
 #[derive(Debug, Clone, Copy)]
 pub struct Catalog {
@@ -127,6 +143,10 @@ impl Catalog {
 
 /// The metrics every member (collector, storer; control redefines `status_changed`) exports.
 pub const COMMON: &[MetricDef] = &[
+    info(
+        "build_info",
+        "always 1; labels: version and git_commit of the running build",
+    ),
     counter(
         "status_changed",
         Some("state"),

@@ -29,7 +29,7 @@ use opentelemetry::KeyValue;
 
 mod catalog;
 
-pub use catalog::{BUCKETS, COMMON, Catalog, Kind, MetricDef, counter, gauge, histogram};
+pub use catalog::{BUCKETS, COMMON, Catalog, Kind, MetricDef, counter, gauge, histogram, info};
 
 /// Spare counter series for label values no catalog lists (per registry).
 const SPARE_COUNTER_SLOTS: usize = 128;
@@ -171,6 +171,7 @@ impl Inner {
                     }
                 }
                 Kind::Histogram => histograms.push((def.name, Histo::new())),
+                Kind::Info => {}
             }
         }
         let counter_index = counter_keys
@@ -233,11 +234,20 @@ impl Inner {
         catalogued.chain(spare)
     }
 
-    /// The non-zero series of counter `family`, label values sorted (spare duplicates summed).
+    /// The series of counter `family`, label values sorted (spare duplicates summed): every
+    /// catalogued one, at 0 until it moves, so `rate()` and alerts work before the first
+    /// occurrence; the overflow `other` and spare ones once they moved.
     fn counter_series(&self, family: &str) -> Vec<(&'static str, u64)> {
         let mut merged: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for (f, l, v) in self.counter_entries() {
-            if f == family && v > 0 {
+        let catalogued = self.counter_keys.iter().zip(self.counts.iter());
+        for ((f, l), v) in catalogued {
+            let v = v.load(Ordering::Relaxed);
+            if *f == family && (v > 0 || *l != OVERFLOW_LABEL) {
+                *merged.entry(l).or_insert(0) += v;
+            }
+        }
+        for ((f, l), v) in self.spare_counts.entries() {
+            if *f == family && v > 0 {
                 *merged.entry(l).or_insert(0) += v;
             }
         }
@@ -274,7 +284,12 @@ impl Inner {
         if let Ok(fns) = self.gauge_fns.lock() {
             for (f, read) in fns.iter() {
                 if *f == family {
-                    read(&mut |label, v| out.push((label.to_owned(), v)));
+                    read(&mut |label, v| {
+                        // A callback is the gauge's source: it replaces a series of the same
+                        // label (an unlabelled catalogued gauge's atomic), never adds a twin.
+                        out.retain(|(l, _)| l != label);
+                        out.push((label.to_owned(), v));
+                    });
                 }
             }
         }
@@ -390,6 +405,18 @@ impl Counters {
                                 for (value, n) in inner.gauge_series(family) {
                                     observer.observe(n, &attrs(label, &value));
                                 }
+                            })
+                            .build();
+                        observers.push(Box::new(instrument));
+                    }
+                    Kind::Info => {
+                        let instrument = meter
+                            .i64_observable_gauge(def.otel_name(catalog.service))
+                            .with_description(def.help)
+                            .with_callback(|observer| {
+                                let labels =
+                                    crate::build_info::LABELS.map(|(k, v)| KeyValue::new(k, v));
+                                observer.observe(1, &labels);
                             })
                             .build();
                         observers.push(Box::new(instrument));
@@ -551,21 +578,22 @@ impl Counters {
             let name = def.prometheus_name(service);
             let kind = match def.kind {
                 Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
+                Kind::Gauge | Kind::Info => "gauge",
                 Kind::Histogram => "histogram",
             };
-            let _ = writeln!(out, "# HELP {name} {}", def.help);
+            let help = def.help.replace('\\', "\\\\").replace('\n', "\\n");
+            let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let label = def.label.unwrap_or("");
             match def.kind {
                 Kind::Counter => {
-                    let series = self.inner.counter_series(def.name);
-                    if series.is_empty() && def.label.is_none() {
-                        let _ = writeln!(out, "{name} 0");
-                    }
-                    for (value, n) in series {
+                    for (value, n) in self.inner.counter_series(def.name) {
                         let _ = writeln!(out, "{name}{} {n}", labels(label, value));
                     }
+                }
+                Kind::Info => {
+                    let [(k1, v1), (k2, v2)] = crate::build_info::LABELS;
+                    let _ = writeln!(out, "{name}{{{k1}=\"{v1}\",{k2}=\"{v2}\"}} 1");
                 }
                 Kind::Gauge => {
                     let mut series = self.inner.gauge_series(def.name);
@@ -598,9 +626,14 @@ impl Counters {
                 *unknown.entry((*family, *label)).or_insert(0) += n;
             }
         }
+        let mut previous = None;
         for ((family, label), n) in unknown {
             let name = format!("sipcapture_{service}_{family}_total");
-            let _ = writeln!(out, "# TYPE {name} counter");
+            if previous != Some(family) {
+                // One TYPE line per family: its series follow it together (sorted by family).
+                let _ = writeln!(out, "# TYPE {name} counter");
+                previous = Some(family);
+            }
             let _ = writeln!(out, "{name}{} {n}", labels("label", label));
         }
     }
@@ -702,6 +735,15 @@ mod tests {
         assert_eq!(c.gauge("queue_depth", "2"), Some(7));
         c.gauge_fn("spool_bytes", |report| report("1", 4096));
         assert_eq!(c.gauge("spool_bytes", "1"), Some(4096));
+        c.gauge_fn("streams_open", |report| report("", 5));
+        let mut out = String::new();
+        c.render_prometheus(&mut out);
+        assert_eq!(
+            out.matches("\nsipcapture_collector_streams_open ").count(),
+            1,
+            "a callback replaces the unlabelled atomic: {out}"
+        );
+        assert!(out.contains("\nsipcapture_collector_streams_open 5\n"));
     }
 
     #[test]
@@ -760,9 +802,20 @@ mod tests {
         assert!(out.contains("# TYPE sipcapture_collector_hep_received_total counter\n"));
         assert!(out.contains("sipcapture_collector_hep_received_total{input=\"hep_udp\"} 3\n"));
         assert!(
-            !out.contains("hep_tcp"),
-            "labelled series appear once they move: {out}"
+            out.contains("sipcapture_collector_hep_received_total{input=\"hep_tcp\"} 0\n"),
+            "known label values are exported at 0: {out}"
         );
+        assert!(out.contains("sipcapture_collector_dropped_total{reason=\"truncated\"} 0\n"));
+        assert!(
+            !out.contains("reason=\"other\""),
+            "the overflow appears once used"
+        );
+        assert!(out.contains(&format!(
+            "sipcapture_collector_build_info{{version=\"{}\",git_commit=\"{}\"}} 1\n",
+            crate::build_info::VERSION,
+            crate::build_info::GIT_COMMIT
+        )));
+        assert!(out.contains("# TYPE sipcapture_collector_build_info gauge\n"));
         assert!(out.contains("sipcapture_collector_dropped_total{reason=\"bad\\\"magic\"} 1\n"));
         assert!(out.contains("sipcapture_collector_batches_sent_total 0\n"));
         assert!(out.contains("sipcapture_collector_streams_open 0\n"));

@@ -117,6 +117,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .map_err(DbError::Connect)
 }
 
+/// A cheap round trip proving the database answers now (the driver's ping on a pooled
+/// connection; the readiness check, [`crate::health`]).
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbError> {
+    db.ping().await.map_err(DbError::Query)
+}
+
 /// A pool's state for the `db_pool_*` gauges: (open connections, idle connections, maximum).
 pub fn pool_state(db: &DatabaseConnection) -> (u32, u32, u32) {
     fn of<DB: sea_orm::sqlx::Database>(pool: &sea_orm::sqlx::Pool<DB>) -> (u32, u32, u32) {

@@ -123,6 +123,44 @@ pub enum WriteError {
     },
 }
 
+/// What commits tell the readiness check ([`crate::health`]) between its pings: when the last
+/// commit succeeded, and a wake-up when one fails for a transient reason (connection lost, pool
+/// time-out), so an outage is noticed at once rather than at the next tick.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    last_commit: std::sync::Mutex<Option<Instant>>,
+    failed: tokio::sync::Notify,
+}
+
+impl Liveness {
+    fn committed(&self) {
+        if let Ok(mut last) = self.last_commit.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+
+    fn failed(&self) {
+        if let Ok(mut last) = self.last_commit.lock() {
+            *last = None;
+        }
+        self.failed.notify_one();
+    }
+
+    /// Whether a commit succeeded within `window` and none failed since.
+    pub fn committed_within(&self, window: Duration) -> bool {
+        self.last_commit
+            .lock()
+            .ok()
+            .and_then(|last| *last)
+            .is_some_and(|at| at.elapsed() < window)
+    }
+
+    /// Waits for the next transient commit failure (one stored if none was waiting).
+    pub async fn failure(&self) {
+        self.failed.notified().await;
+    }
+}
+
 /// Commits batches into one database (one capture mode).
 #[derive(Debug)]
 pub struct Writer {
@@ -133,6 +171,7 @@ pub struct Writer {
     tables: TableCache,
     policy: RetryPolicy,
     counters: Arc<Counters>,
+    liveness: Liveness,
 }
 
 impl Writer {
@@ -152,7 +191,13 @@ impl Writer {
             tables: TableCache::with_partition_limit(max_partitions),
             policy,
             counters,
+            liveness: Liveness::default(),
         }
+    }
+
+    /// What its commits tell about the database (readiness).
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
     }
 
     /// The pool.
@@ -210,9 +255,15 @@ impl Writer {
         loop {
             attempts += 1;
             let err = match self.try_commit(batch).await {
-                Ok(written) => return Ok(written),
+                Ok(written) => {
+                    self.liveness.committed();
+                    return Ok(written);
+                }
                 Err(err) => err,
             };
+            if err.is_retryable() {
+                self.liveness.failed();
+            }
             if !err.is_retryable() {
                 // A row the database refuses for its content: store the others.
                 return self.commit_isolating(batch).await.map_err(|source| {
