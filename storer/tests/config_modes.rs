@@ -172,3 +172,29 @@ capture_mode = ["cap1=>db_url=postgres://postgres@127.0.0.1/test;schema=homer7;"
     assert!(!ok, "{text}");
     assert!(text.contains("capture_mode.cap1.table_name"), "{text}");
 }
+
+/// The web page shows captured SIP: a non-loopback `web_listen` needs a token or an explicit
+/// `web_allow_anonymous`; loopback is fine without.
+#[test]
+fn web_listen_off_loopback_needs_a_token() {
+    let (ok, text) = check("web_listen = \"0.0.0.0:9080\"\n", &[]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("web_listen") && text.contains("auth_token"),
+        "{text}"
+    );
+    for (toml, sets) in [
+        ("web_listen = \"127.0.0.1:9080\"\n", &[][..]),
+        (
+            "web_listen = \"0.0.0.0:9080\"\n",
+            &["auth_token=s3cret"][..],
+        ),
+        (
+            "web_listen = \"0.0.0.0:9080\"\nweb_allow_anonymous = true\n",
+            &[][..],
+        ),
+    ] {
+        let (ok, text) = check(toml, sets);
+        assert!(ok, "{toml} {sets:?}: {text}");
+    }
+}
