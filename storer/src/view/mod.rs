@@ -1,6 +1,6 @@
 //! The read side: find calls in what was captured and draw their message flow.
 //!
-//! Data flow: [`query`] (all SQL: which tables a search covers, the calls of a search walked
+//! Data flow: [`query`] (all SQL, with [`decode`] turning rows of either schema into messages: which tables a search covers, the calls of a search walked
 //! newest first through the `date` / `create_date` index, the messages of a call by Call-ID,
 //! its related legs and reports; HOMER 5 and HOMER 7 tables on SQLite, PostgreSQL and MariaDB)
 //! → [`calls`] (messages grouped into one summary per call: times, users, final reply, nodes)
@@ -11,6 +11,7 @@
 //! Nothing here writes: the view opens its own pool and only runs SELECTs.
 
 pub mod calls;
+pub mod decode;
 pub mod html;
 pub mod ladder;
 pub mod query;
