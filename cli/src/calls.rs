@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use sipcapture_storer::view::calls::{self, CallSummary};
-use sipcapture_storer::view::html;
+use sipcapture_storer::view::html::{self, FormValues};
 use sipcapture_storer::view::ladder::Ladder;
 use sipcapture_storer::view::query::View;
-use sipcapture_storer::view::{Search, ViewError, parse_time, search_calls};
+use sipcapture_storer::view::{ViewError, search_calls};
 
 /// The database the commands read when `--db` is not given (and `SIPCAPTURE_DB_URL` unset):
 /// the file `sipcapture up` writes in the working directory.
@@ -60,18 +60,8 @@ pub async fn open(url: &str) -> Result<View, CallsError> {
 pub struct CallsCommand {
     /// Database URL.
     pub db: String,
-    /// `--from`.
-    pub from: Option<String>,
-    /// `--to`.
-    pub to: Option<String>,
-    /// `--user`.
-    pub user: Option<String>,
-    /// `--callid`.
-    pub callid: Option<String>,
-    /// `--method`.
-    pub method: Option<String>,
-    /// `--ip`.
-    pub ip: Option<String>,
+    /// `--from`, `--to`, `--user`, `--callid`, `--method`, `--ip` as typed (empty: not given).
+    pub filters: FormValues,
     /// `--limit`.
     pub limit: usize,
     /// `--offset`.
@@ -85,18 +75,9 @@ pub async fn calls(cmd: &CallsCommand) -> Result<String, CallsError> {
     if cmd.output != "table" && cmd.output != "json" {
         return Err(CallsError::Output(cmd.output.clone()));
     }
-    let now = chrono::Utc::now();
-    let time = |t: &Option<String>| t.as_deref().map(|t| parse_time(t, now)).transpose();
-    let search = Search {
-        from: time(&cmd.from)?,
-        to: time(&cmd.to)?,
-        user: cmd.user.clone(),
-        callid: cmd.callid.clone(),
-        method: cmd.method.clone(),
-        ip: cmd.ip.clone(),
-        limit: cmd.limit,
-        offset: cmd.offset,
-    };
+    let search = cmd
+        .filters
+        .search(chrono::Utc::now(), cmd.limit, cmd.offset)?;
     let view = open(&cmd.db).await?;
     let (found, page) = search_calls(&view, &search).await?;
     Ok(render_calls(&found, page.more, page.partial, &cmd.output)?)

@@ -216,12 +216,14 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let cmd = sipcapture_cli::calls::CallsCommand {
                 db: db.db,
-                from,
-                to,
-                user,
-                callid,
-                method,
-                ip,
+                filters: sipcapture_storer::view::html::FormValues {
+                    from: from.unwrap_or_default(),
+                    to: to.unwrap_or_default(),
+                    user: user.unwrap_or_default(),
+                    callid: callid.unwrap_or_default(),
+                    method: method.unwrap_or_default(),
+                    ip: ip.unwrap_or_default(),
+                },
                 limit,
                 offset,
                 output,

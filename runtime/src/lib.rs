@@ -6,7 +6,8 @@
 //!   validated, errors naming the key.
 //! - [`telemetry`]: logging, OpenTelemetry export, trace context propagation.
 //! - [`counters`]: the metrics registry of one service (lock-free atomics registered once from
-//!   the service's own catalog); [`events`] increment it; [`metrics`] serves `/metrics`, with
+//!   the service's own catalog); [`events`] increment it; [`metrics`] serves `/metrics` (through
+//!   [`http`], the bounded HTTP endpoint the storer's web page uses too), with
 //!   the [`process`] metrics and [`build_info`] (version and git commit of the build).
 //! - [`tls`] and [`auth`]: certificates (reloaded on change) and who may change the status.
 //! - [`server`]: the gRPC server builder (health, reflection, limits, TLS, graceful shutdown);
@@ -28,6 +29,7 @@ pub mod connection;
 pub mod counters;
 pub mod events;
 pub mod health;
+pub mod http;
 pub mod matching;
 pub mod metrics;
 pub mod per_ip;

@@ -1,14 +1,13 @@
 //! The Prometheus scrape endpoint every service serves on `metrics_listen`: `GET /metrics` in the
 //! text exposition format (0.0.4), rendered from the services' [`Counters`] at scrape time, plus
 //! the standard process metrics ([`crate::process`]).
-//! A small axum (hyper HTTP/1.1) server that stops with the service's cancellation token.
+//! Served by [`crate::http`] (bounded connections, stops with the service's cancellation token).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
@@ -44,12 +43,6 @@ pub async fn serve(
     sets: Vec<Arc<Counters>>,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, MetricsError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| MetricsError { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| MetricsError { addr, source })?;
     let sets = Arc::new(sets);
     let app = axum::Router::new().route(
         "/metrics",
@@ -65,16 +58,9 @@ pub async fn serve(
             }
         }),
     );
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "metrics endpoint failed");
-        }
-    });
-    tracing::info!(addr = %bound, "prometheus /metrics listening");
-    Ok(bound)
+    crate::http::serve(addr, app, shutdown, "prometheus /metrics")
+        .await
+        .map_err(|source| MetricsError { addr, source })
 }
 
 /// Starts the endpoint when `addr` is set (the services' `metrics_listen`).

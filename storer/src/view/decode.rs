@@ -144,11 +144,7 @@ fn port(row: &QueryResult, column: &str) -> Result<u16, ViewError> {
     Ok(u16::try_from(p).unwrap_or(0))
 }
 
-pub(super) fn decode(
-    table: &ViewTable,
-    backend: DatabaseBackend,
-    row: &QueryResult,
-) -> Result<Message, ViewError> {
+pub(super) fn decode(table: &ViewTable, row: &QueryResult) -> Result<Message, ViewError> {
     let text = |c: &str| row.try_get::<String>("", c);
     match (table.schema, table.holds) {
         (Schema::Homer5, holds) => {
@@ -209,7 +205,6 @@ pub(super) fn decode(
             })
         }
         (Schema::Homer7, holds) => {
-            let _ = backend;
             let protocol: serde_json::Value =
                 serde_json::from_str(&text("protocol_header")?).unwrap_or_default();
             let data: serde_json::Value =

@@ -27,9 +27,11 @@ pub async fn search_calls(
     view: &query::View,
     search: &Search,
 ) -> Result<(Vec<calls::CallSummary>, query::Found), ViewError> {
-    let found = view.find(search).await?;
+    // One catalogue read for both steps.
+    let tables = view.tables().await?;
+    let found = view.find(&tables, search).await?;
     let messages = view
-        .messages(&found.callids, search.from, search.to)
+        .messages(&tables, &found.callids, search.from, search.to)
         .await?;
     Ok((calls::summaries(&found.callids, &messages), found))
 }
@@ -199,6 +201,30 @@ impl Search {
             )));
         }
         Ok(())
+    }
+}
+
+impl html::FormValues {
+    /// The search these values (as typed; empty = not given) ask for, one page of `limit` calls
+    /// after `offset`: what the web form and `sipcapture calls` both run.
+    pub fn search(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Search, ViewError> {
+        let given = |v: &String| (!v.is_empty()).then(|| v.clone());
+        let time = |v: &String| given(v).map(|t| parse_time(&t, now)).transpose();
+        Ok(Search {
+            from: time(&self.from)?,
+            to: time(&self.to)?,
+            user: given(&self.user),
+            callid: given(&self.callid),
+            method: given(&self.method),
+            ip: given(&self.ip),
+            limit,
+            offset,
+        })
     }
 }
 

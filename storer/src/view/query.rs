@@ -175,10 +175,10 @@ impl View {
         Ok(tables)
     }
 
-    /// The Call-IDs of one page of `search`, newest activity first.
-    pub async fn find(&self, search: &Search) -> Result<Found, ViewError> {
+    /// The Call-IDs of one page of `search` over `tables` (from [`View::tables`]), newest
+    /// activity first.
+    pub async fn find(&self, tables: &[ViewTable], search: &Search) -> Result<Found, ViewError> {
         search.validate()?;
-        let tables = self.tables().await?;
         // Call tables only, unless the search names a Call-ID or a method (REGISTER, OPTIONS
         // and their replies live in the registration and rest tables).
         let calls_only = search.callid.is_none() && search.method.is_none();
@@ -251,15 +251,15 @@ impl View {
         }
     }
 
-    /// Every stored message of the calls `callids` (SIP only), oldest first. `range` limits the
-    /// dated tables read.
+    /// Every stored message of the calls `callids` (SIP only) in `tables`, oldest first;
+    /// `from`/`to` limit the dated tables read.
     pub async fn messages(
         &self,
+        tables: &[ViewTable],
         callids: &[String],
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<Message>, ViewError> {
-        let tables = self.tables().await?;
         let mut out = Vec::new();
         for table in tables.iter().filter(|t| t.is_sip() && t.in_range(from, to)) {
             let cols = Columns::of(table.schema, self.backend());
@@ -349,7 +349,7 @@ impl View {
             ));
             let rows = self.db.query_all_raw(sql.statement()).await?;
             for row in &rows {
-                out.push(decode(table, backend, row)?);
+                out.push(decode(table, row)?);
             }
         }
         Ok(())

@@ -17,13 +17,11 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::html::{self, FormValues, ListState};
 use super::ladder::Ladder;
 use super::query::View;
-use super::{Search, parse_time};
 
 /// Calls per page of the web list.
 pub const PAGE_SIZE: usize = 50;
@@ -52,27 +50,14 @@ pub async fn serve(
     token: Option<String>,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, WebError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| WebError { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| WebError { addr, source })?;
     let state = Arc::new(Web { view, token });
     let app = axum::Router::new()
         .route("/", axum::routing::get(list))
         .route("/call", axum::routing::get(call))
         .with_state(state);
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "web page failed");
-        }
-    });
-    tracing::info!(addr = %bound, "web page listening");
-    Ok(bound)
+    sipcapture_runtime::http::serve(addr, app, shutdown, "web page")
+        .await
+        .map_err(|source| WebError { addr, source })
 }
 
 /// Whether the request carries the token (always, when none is configured).
@@ -211,20 +196,9 @@ async fn list(
         page,
         ..ListState::default()
     };
-    let now = chrono::Utc::now();
-    let time = |key: &str| non_empty(&q, key).map(|t| parse_time(&t, now)).transpose();
-    let search = match (time("from"), time("to")) {
-        (Ok(from), Ok(to)) => Search {
-            from,
-            to,
-            user: non_empty(&q, "user"),
-            callid: non_empty(&q, "callid"),
-            method: non_empty(&q, "method"),
-            ip: non_empty(&q, "ip"),
-            limit: PAGE_SIZE,
-            offset: page * PAGE_SIZE,
-        },
-        (Err(e), _) | (_, Err(e)) => {
+    let search = match form.search(chrono::Utc::now(), PAGE_SIZE, page * PAGE_SIZE) {
+        Ok(search) => search,
+        Err(e) => {
             state.error = Some(e.to_string());
             return respond(
                 StatusCode::BAD_REQUEST,
