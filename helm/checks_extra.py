@@ -12,13 +12,11 @@ sipcapture container / TOML file.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import tomllib
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 METRIC = re.compile(r"\bsipcapture_[a-z0-9_]+")
@@ -56,15 +54,6 @@ def undocumented(exprs: list[str], known: set[str]) -> list[str]:
     return out
 
 
-def merge(base: dict, extra: dict) -> dict:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def pod_spec(doc: dict) -> dict:
     if doc.get("kind") == "Pod":
         return doc.get("spec") or {}
@@ -100,19 +89,15 @@ def selects(selector: dict, labels: dict) -> bool:
     return True
 
 
-def check_objects(
-    docs: list[dict], scenario_values: dict, chart: Path, release: str, namespace: str
-) -> list[str]:
-    values = merge(
-        yaml.safe_load((chart / "values.yaml").read_text()), copy.deepcopy(scenario_values)
-    )
+def check_objects(docs: list[dict], values: dict, namespace: str) -> list[str]:
+    """Problems of the optional objects in `docs`, rendered from `values` (defaults included)."""
     problems: list[str] = []
     known = documented_metrics()
     workloads = [d for d in docs if d.get("kind") in ("Deployment", "DaemonSet", "Pod")]
     problems += check_rules(docs, values, known, namespace)
     problems += check_dashboard(docs, values, known)
     problems += check_network_policies(docs, values, workloads)
-    problems += check_test_pod(docs, values, release, namespace)
+    problems += check_test_pod(docs, values, namespace)
     problems += check_external(docs, values)
     problems += check_containers(docs, values, workloads)
     return problems
@@ -231,22 +216,25 @@ def check_network_policies(docs: list[dict], values: dict, workloads: list[dict]
             (p["port"], p.get("protocol", "TCP")) for rule in spec["ingress"] for p in rule["ports"]
         }
         if not admitted <= container_ports:
-            problems.append(f"NetworkPolicy/{name}: ports {sorted(admitted - container_ports)} not served")
+            extra_ports = sorted(admitted - container_ports)
+            problems.append(f"NetworkPolicy/{name}: ports {extra_ports} not served")
         if admitted != container_ports:
-            problems.append(f"NetworkPolicy/{name}: served ports {sorted(container_ports - admitted)} not admitted")
+            closed = sorted(container_ports - admitted)
+            problems.append(f"NetworkPolicy/{name}: served ports {closed} not admitted")
         grpc_rule = spec["ingress"][0]
         peers = grpc_rule.get("from") or []
         released = peers[0]["podSelector"]["matchExpressions"] if peers else []
         allowed = next((e["values"] for e in released if e["key"].endswith("component")), [])
         if set(allowed) != callers[component]:
-            problems.append(f"NetworkPolicy/{name}: gRPC callers {allowed}, expected {sorted(callers[component])}")
+            expected = sorted(callers[component])
+            problems.append(f"NetworkPolicy/{name}: gRPC callers {allowed}, expected {expected}")
         extra = {"storer": "storerFrom", "control": "controlFrom"}.get(component)
         if extra and peers[1:] != (np_values[extra] or []):
             problems.append(f"NetworkPolicy/{name}: extra peers are not networkPolicy.{extra}")
     return problems
 
 
-def check_test_pod(docs: list[dict], values: dict, release: str, namespace: str) -> list[str]:
+def check_test_pod(docs: list[dict], values: dict, namespace: str) -> list[str]:
     pods = find(docs, "Pod")
     want = values["tests"]["enabled"] and values["control"]["enabled"]
     if bool(pods) != bool(want):
@@ -284,7 +272,8 @@ def check_external(docs: list[dict], values: dict) -> list[str]:
     deployments = find(docs, "Deployment", "-collector-external")
     services = find(docs, "Service", "-collector-external")
     if bool(deployments) != bool(x["enabled"]) or bool(services) != bool(x["enabled"]):
-        return [f"external collectors rendered={bool(deployments)}/{bool(services)}, expected {x['enabled']}"]
+        rendered = f"{bool(deployments)}/{bool(services)}"
+        return [f"external collectors rendered={rendered}, expected {x['enabled']}"]
     problems = []
     for dep, svc in zip(deployments, services):
         if dep["spec"]["replicas"] != x["replicas"]:
@@ -302,13 +291,15 @@ def check_external(docs: list[dict], values: dict) -> list[str]:
         if not udp or not tcp or udp["port"] != tcp["port"] or udp["port"] != x["service"]["port"]:
             problems.append(f"external Service: HEP ports {spec['ports']}")
         elif x["service"]["type"] == "NodePort" and x["service"].get("nodePort"):
-            if udp.get("nodePort") != x["service"]["nodePort"] or tcp.get("nodePort") != x["service"]["nodePort"]:
+            node_port = x["service"]["nodePort"]
+            if udp.get("nodePort") != node_port or tcp.get("nodePort") != node_port:
                 problems.append("external Service: nodePort not on both protocols")
         (container,) = [c for c in pod_spec(dep)["containers"] if ours(c)]
         named = {p["name"]: p for p in container["ports"]}
         for p in spec["ports"]:
             if p["targetPort"] not in named or named[p["targetPort"]]["protocol"] != p["protocol"]:
-                problems.append(f"external Service: targetPort {p['targetPort']} not a container port")
+                target = p["targetPort"]
+                problems.append(f"external Service: targetPort {target} not a container port")
             if "hostPort" in named.get(p["targetPort"], {}):
                 problems.append("external collectors: hostPort set on the pod network")
     return problems
