@@ -18,6 +18,9 @@ use crate::db;
 use crate::events::{DatabaseReachability, InternalEvent};
 use crate::pipeline::write::Writer;
 
+/// Longest the start-up set-up of a capture mode waits for its database before the storer
+/// starts without it (not ready).
+pub const START_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time between checks.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a ping may take (the pool's acquire time-out: an unreachable server is retried

@@ -160,7 +160,17 @@ impl Storer {
                 counters.clone(),
                 config.max_partitions,
             );
-            match writer.init().await {
+            // Bounded, so the gRPC side (health, status) starts soon even when the database
+            // server does not answer at all; the health task finishes the set-up later.
+            let init = tokio::time::timeout(health::START_TIMEOUT, writer.init())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(db::DbError::Connect(sea_orm::DbErr::Custom(format!(
+                        "no answer within {:?}",
+                        health::START_TIMEOUT
+                    ))))
+                });
+            match init {
                 Ok(()) => {
                     tracing::info!(mode = %mode.name, db = %redact(&mode.db_url), tables = %mode.table_name, "capture mode ready");
                     waiting.push(false);
