@@ -1,0 +1,180 @@
+//! Fault test (issue 21): the spool's disk fills up. The collector's spool directory is a 2 MiB
+//! tmpfs mounted by the test (root; unmounted by a drop guard), far below `spool_max_bytes`, so
+//! the writes themselves fail with "no space left on device". The link to the storer is cut (a
+//! TCP proxy the test controls) while a burst of HEP arrives: the window fills, the spool fills
+//! the disk, the rest is dropped. Then the link comes back.
+//!
+//! Every packet is either stored exactly once or counted dropped by a spool reason (the
+//! collector's counters and its `/metrics` agree, and the drop is logged); no record counted as
+//! spooled is lost to a torn frame; and once the spool has drained, new traffic is stored again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sipcapture_integration_tests::faults::{counter, stored_exactly_once};
+use sipcapture_integration_tests::hep::send_tcp_paced;
+use sipcapture_integration_tests::prometheus::scrape;
+use sipcapture_integration_tests::proxy::start_proxy;
+use sipcapture_integration_tests::{Sandbox, free_port, member_counters, open_db, wait_until};
+/// The burst sent while the link is cut: several times what 2 MiB of spool holds.
+const N: u32 = 20_000;
+/// Packets sent once everything is back.
+const AFTER: u32 = 1_000;
+
+/// A tmpfs mounted for the test; unmounted when dropped.
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn mount(path: &Path, size: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!("mount failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(TmpfsMount(path.to_owned()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            // Still busy (a process being reaped): detach it now, freed when unused.
+            let _ignored = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_disk_full_stores_once_or_counts_the_loss() {
+    let sandbox = Sandbox::new().unwrap();
+    let spool = sandbox.path().join("spool-collector");
+    let _mount = match TmpfsMount::mount(&spool, "2m") {
+        Ok(m) => m,
+        Err(e) => {
+            assert!(std::env::var("CI").is_err(), "CI runs as root: {e:#}");
+            eprintln!("skipping: cannot mount a tmpfs for the spool (not root?): {e:#}");
+            return;
+        }
+    };
+    let db_url = format!("sqlite://{}", sandbox.path().join("full.db").display());
+    let storer = sandbox.storer("storer", &db_url, &[]).await.unwrap();
+    let proxy = start_proxy(storer.grpc).await;
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
+    let extra = [
+        "--set".to_owned(),
+        "max_unacked_batches=4".to_owned(),
+        "--set".to_owned(),
+        format!("metrics_listen={metrics}"),
+    ];
+    let collector = sandbox
+        .collector("collector", &[format!("http://{}", proxy.addr)], &extra)
+        .await
+        .unwrap();
+    let hep = collector.hep.unwrap();
+
+    // The link is cut, then the burst arrives.
+    proxy.up.send_replace(false);
+    send_tcp_paced(hep, "full", N, 4_000).await.unwrap();
+    wait_until(
+        "the burst queued and the spool full",
+        Duration::from_secs(60),
+        || async {
+            let c = member_counters(collector.grpc).await?;
+            Ok(counter(&c, "records_queued") == u64::from(N) && counter(&c, "dropped") > 0)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e:#}: {:?}\ncollector log:\n{}",
+            counters_now(&collector.grpc),
+            collector.process.log_text()
+        )
+    });
+    // The last partial batch is sealed after `batch_max_delay`.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let full = member_counters(collector.grpc).await.unwrap();
+    eprintln!("collector counters with the spool disk full: {full:?}");
+    let dropped = counter(&full, "dropped");
+    let by_spool: u64 = full
+        .iter()
+        .filter(|(k, _)| k.starts_with("dropped.spool"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(dropped, by_spool, "every drop has a spool reason: {full:?}");
+    assert!(counter(&full, "records_spooled") > 0, "{full:?}");
+
+    // /metrics says the same, by reason.
+    let scraped = scrape(metrics).await.unwrap();
+    for (key, value) in full.iter().filter(|(k, _)| k.starts_with("dropped.")) {
+        let reason = key.trim_start_matches("dropped.");
+        let series = format!("sipcapture_collector_dropped_total{{reason=\"{reason}\"}}");
+        assert_eq!(scraped.get(&series), *value as f64, "{series}");
+    }
+    let log = collector.process.log_text();
+    assert!(
+        log.contains("records dropped: the spool cannot take them"),
+        "the loss is logged:\n{log}"
+    );
+
+    // The link comes back: everything that was not dropped is stored, exactly once.
+    proxy.up.send_replace(true);
+    let db = open_db(&db_url).await.unwrap();
+    let expected = u64::from(N) - dropped;
+    stored_exactly_once(&db, expected, Duration::from_secs(120), || {
+        format!(
+            "sent {N}, dropped {dropped}; counters {}\ncollector log:\n{}",
+            counters_now(&collector.grpc),
+            collector.process.log_text()
+        )
+    })
+    .await
+    .unwrap();
+
+    // The spool drained and frees its disk: new traffic is stored again, nothing else dropped.
+    send_tcp_paced(hep, "after", AFTER, 2_000).await.unwrap();
+    let total = expected + u64::from(AFTER);
+    stored_exactly_once(&db, total, Duration::from_secs(60), || {
+        collector.process.log_text()
+    })
+    .await
+    .unwrap();
+    let end = member_counters(collector.grpc).await.unwrap();
+    eprintln!("collector counters at the end: {end:?}");
+    assert_eq!(counter(&end, "dropped"), dropped, "{end:?}");
+    assert_eq!(counter(&end, "records_acked"), total, "{end:?}");
+    db.close().await.unwrap();
+}
+
+/// The collector's counters for a failure message (blocking: only called while panicking).
+fn counters_now(addr: &SocketAddr) -> String {
+    let addr = *addr;
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()
+            .and_then(|rt| rt.block_on(member_counters(addr)).ok())
+            .map(|c| format!("{c:?}"))
+            .unwrap_or_default()
+    })
+    .join()
+    .unwrap_or_default()
+}
