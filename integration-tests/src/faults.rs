@@ -3,13 +3,14 @@
 //! closing check that every packet is stored exactly once.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
 use sea_orm::DatabaseConnection;
 
 use crate::storer::count;
-use crate::{count_rows, wait_for_rows, wait_until};
+use crate::{count_rows, member_counters, wait_for_rows, wait_until};
 
 /// Table of the OPTIONS that `send_tcp_paced` sends (HEP time 2027-01-15).
 pub const TABLE: &str = "sip_capture_rest_20270115";
@@ -47,4 +48,16 @@ pub async fn stored_exactly_once(
         bail!("{expected} rows but {distinct} distinct Call-IDs: duplicates");
     }
     Ok(())
+}
+
+/// Waits until the collector at `addr` counts `n` records acknowledged (acknowledgements follow
+/// the commits, so they may trail the rows by a moment); returns its counters then.
+pub async fn wait_acked(addr: SocketAddr, n: u64) -> anyhow::Result<HashMap<String, u64>> {
+    wait_until(
+        "every record acknowledged",
+        Duration::from_secs(30),
+        || async { Ok(counter(&member_counters(addr).await?, "records_acked") >= n) },
+    )
+    .await?;
+    member_counters(addr).await
 }

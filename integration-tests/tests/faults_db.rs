@@ -13,7 +13,9 @@
 use std::time::{Duration, Instant};
 
 use sipcapture_integration_tests::dbserver::{DbServer, ServerKind, Stop};
-use sipcapture_integration_tests::faults::{counter, stored_exactly_once, wait_for_first_rows};
+use sipcapture_integration_tests::faults::{
+    counter, stored_exactly_once, wait_acked, wait_for_first_rows,
+};
 use sipcapture_integration_tests::hep::send_tcp_paced;
 use sipcapture_integration_tests::{Sandbox, member_counters, open_db};
 
@@ -98,7 +100,7 @@ async fn db_down_30s(kind: ServerKind, how: Stop) {
     .await
     .unwrap();
 
-    let collector_counters = member_counters(collector.grpc).await.unwrap();
+    let collector_counters = wait_acked(collector.grpc, u64::from(N)).await.unwrap();
     let storer_counters = member_counters(storer.grpc).await.unwrap();
     eprintln!("collector counters: {collector_counters:?}");
     eprintln!("storer counters: {storer_counters:?}");

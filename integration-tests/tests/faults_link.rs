@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use sipcapture_integration_tests::faults::{
-    TABLE, counter, stored_exactly_once, wait_for_first_rows,
+    TABLE, counter, stored_exactly_once, wait_acked, wait_for_first_rows,
 };
 use sipcapture_integration_tests::hep::send_tcp_paced;
 use sipcapture_integration_tests::proxy::start_proxy;
@@ -66,7 +66,7 @@ async fn link_cut_60s_spools_and_delivers_exactly_once() {
     })
     .await
     .unwrap();
-    let counters = member_counters(collector.grpc).await.unwrap();
+    let counters = wait_acked(collector.grpc, u64::from(N)).await.unwrap();
     eprintln!("collector counters after the cut: {counters:?}");
     assert_eq!(
         counter(&counters, "records_acked"),

@@ -1,4 +1,4 @@
-//! Fault test (issue 21): the spool's disk fills up. The collector's spool directory is a 2 MiB
+//! Fault test (issue 21): the spool's disk fills up. The collector's spool directory is a 3 MiB
 //! tmpfs mounted by the test (root; unmounted by a drop guard), far below `spool_max_bytes`, so
 //! the writes themselves fail with "no space left on device". The link to the storer is cut (a
 //! TCP proxy the test controls) while a burst of HEP arrives: the window fills, the spool fills
@@ -6,7 +6,8 @@
 //!
 //! Every packet is either stored exactly once or counted dropped by a spool reason (the
 //! collector's counters and its `/metrics` agree, and the drop is logged); no record counted as
-//! spooled is lost to a torn frame; and once the spool has drained, new traffic is stored again.
+//! spooled is lost to a torn frame; once the spool has drained, new traffic is stored again; and
+//! the same spool carries a second cut and a restart of the collector with no corrupt frame.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,15 +16,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sipcapture_integration_tests::faults::{counter, stored_exactly_once};
+use sipcapture_integration_tests::faults::{counter, stored_exactly_once, wait_acked};
 use sipcapture_integration_tests::hep::send_tcp_paced;
 use sipcapture_integration_tests::prometheus::scrape;
 use sipcapture_integration_tests::proxy::start_proxy;
 use sipcapture_integration_tests::{Sandbox, free_port, member_counters, open_db, wait_until};
-/// The burst sent while the link is cut: several times what 2 MiB of spool holds.
+/// The burst sent while the link is cut: several times what 3 MiB of spool holds.
 const N: u32 = 20_000;
 /// Packets sent once everything is back.
 const AFTER: u32 = 1_000;
+/// The burst spooled before the collector's restart: it and the in-memory window fit the disk
+/// (about 800 bytes a record on disk).
+const AGAIN: u32 = 2_500;
 
 /// A tmpfs mounted for the test; unmounted when dropped.
 struct TmpfsMount(PathBuf);
@@ -65,7 +69,7 @@ impl Drop for TmpfsMount {
 async fn spool_disk_full_stores_once_or_counts_the_loss() {
     let sandbox = Sandbox::new().unwrap();
     let spool = sandbox.path().join("spool-collector");
-    let _mount = match TmpfsMount::mount(&spool, "2m") {
+    let _mount = match TmpfsMount::mount(&spool, "3m") {
         Ok(m) => m,
         Err(e) => {
             assert!(std::env::var("CI").is_err(), "CI runs as root: {e:#}");
@@ -83,8 +87,9 @@ async fn spool_disk_full_stores_once_or_counts_the_loss() {
         "--set".to_owned(),
         format!("metrics_listen={metrics}"),
     ];
-    let collector = sandbox
-        .collector("collector", &[format!("http://{}", proxy.addr)], &extra)
+    let storer_url = format!("http://{}", proxy.addr);
+    let mut collector = sandbox
+        .collector("collector", std::slice::from_ref(&storer_url), &extra)
         .await
         .unwrap();
     let hep = collector.hep.unwrap();
@@ -156,10 +161,60 @@ async fn spool_disk_full_stores_once_or_counts_the_loss() {
     })
     .await
     .unwrap();
-    let end = member_counters(collector.grpc).await.unwrap();
-    eprintln!("collector counters at the end: {end:?}");
+    let end = wait_acked(collector.grpc, total).await.unwrap();
+    eprintln!("collector counters after the drain: {end:?}");
     assert_eq!(counter(&end, "dropped"), dropped, "{end:?}");
     assert_eq!(counter(&end, "records_acked"), total, "{end:?}");
+
+    // The spool that once filled its disk still carries a restart: cut again, a smaller burst
+    // goes to the spool, the collector stops cleanly (its window joins the spool) and starts
+    // again on the same spool, then the link comes back.
+    proxy.up.send_replace(false);
+    send_tcp_paced(hep, "again", AGAIN, 2_000).await.unwrap();
+    let queued = u64::from(N + AFTER + AGAIN);
+    wait_until(
+        "the second burst queued",
+        Duration::from_secs(60),
+        || async {
+            Ok(counter(&member_counters(collector.grpc).await?, "records_queued") == queued)
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopping = member_counters(collector.grpc).await.unwrap();
+    eprintln!("collector counters before the restart: {stopping:?}");
+    let dropped_again = counter(&stopping, "dropped") - dropped;
+    assert!(
+        collector
+            .process
+            .terminate(Duration::from_secs(60))
+            .unwrap(),
+        "clean exit"
+    );
+    let log = collector.process.log_text();
+    assert!(log.contains("kept in the spool"), "{log}");
+    let restarted = sandbox
+        .collector("collector-restarted", &[storer_url], &extra[..2])
+        .await
+        .unwrap();
+    proxy.up.send_replace(true);
+    stored_exactly_once(
+        &db,
+        total + u64::from(AGAIN) - dropped_again,
+        Duration::from_secs(60),
+        || restarted.process.log_text(),
+    )
+    .await
+    .unwrap();
+    let after_restart = member_counters(restarted.grpc).await.unwrap();
+    eprintln!("restarted collector counters: {after_restart:?}");
+    assert_eq!(
+        counter(&after_restart, "spool_corrupt_frames"),
+        0,
+        "no torn frame left by the full disk: {after_restart:?}"
+    );
+    assert_eq!(counter(&after_restart, "dropped"), 0, "{after_restart:?}");
     db.close().await.unwrap();
 }
 
