@@ -178,6 +178,14 @@ impl DbServer {
         }
     }
 
+    /// The URL of the server's own database (`postgres` / `mysql`), for administration.
+    fn admin_url(&self) -> String {
+        match self.kind {
+            ServerKind::Postgres => self.url("postgres"),
+            ServerKind::MariaDb => self.url("mysql"),
+        }
+    }
+
     /// The server's log so far (every start appends to it).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
@@ -273,10 +281,7 @@ impl DbServer {
     }
 
     async fn ready(&self) -> bool {
-        let admin = match self.kind {
-            ServerKind::Postgres => self.url("postgres"),
-            ServerKind::MariaDb => self.url("mysql"),
-        };
+        let admin = self.admin_url();
         match sea_orm::Database::connect(&admin).await {
             Ok(db) => {
                 let _ignored = db.close().await;
@@ -289,10 +294,7 @@ impl DbServer {
     /// Creates database `name` and returns its URL.
     pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
         use sea_orm::ConnectionTrait;
-        let admin = match self.kind {
-            ServerKind::Postgres => self.url("postgres"),
-            ServerKind::MariaDb => self.url("mysql"),
-        };
+        let admin = self.admin_url();
         let db = sea_orm::Database::connect(&admin).await?;
         let backend = db.get_database_backend();
         db.execute_raw(sea_orm::Statement::from_string(
@@ -302,16 +304,6 @@ impl DbServer {
         .await?;
         db.close().await?;
         Ok(self.url(name))
-    }
-
-    /// The main server process id, when running.
-    pub fn pid(&self) -> Option<u32> {
-        let child = self.child.as_ref()?;
-        match self.kind {
-            // runuser forks the postmaster as its child.
-            ServerKind::Postgres => children(child.id()).into_iter().next(),
-            ServerKind::MariaDb => Some(child.id()),
-        }
     }
 
     /// Stops the server; returns once every process of it has exited.
@@ -364,11 +356,6 @@ impl DbServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
-    }
-
-    /// Whether the server is running.
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
     }
 }
 
