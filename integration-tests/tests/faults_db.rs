@@ -75,6 +75,7 @@ async fn db_down_30s(kind: ServerKind, how: Stop) {
     wait_for_first_rows(&db, 1_000).await.unwrap();
     db.close().await.unwrap();
 
+    assert!(!sender.is_finished(), "the load runs into the outage");
     server.stop(how).unwrap();
     let stopped = Instant::now();
     eprintln!("{kind:?} stopped ({how:?})");
@@ -86,7 +87,6 @@ async fn db_down_30s(kind: ServerKind, how: Stop) {
     let late = member_counters(collector.grpc).await.unwrap();
     server.restart().await.unwrap();
     eprintln!("{kind:?} back after {:?}", stopped.elapsed());
-    assert!(!sender.is_finished(), "the load outlasts the outage");
 
     sender.await.unwrap().unwrap();
     let db = open_db(&db_url).await.unwrap();

