@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use super::ast::{Stmt, matching, parse_block, split_top, text_of};
 use super::emit::{Document, Section};
 use super::lex::{Preprocessed, Tok, Token, preprocess};
-use super::rules::simplify;
-use super::script::{ANY_REPLY, FoundRule, Scope, Walker};
+use super::rules::{ANY_REPLY, FoundRule, simplify};
+use super::script::{Scope, Walker};
 use sipcapture_storer::config::{MatchConfig, RouteRuleConfig};
 
 /// A `modparam` value.

@@ -4,7 +4,19 @@
 
 use sipcapture_storer::config::{MatchConfig, RouteRuleConfig};
 
-use super::script::{ANY_REPLY, FoundRule};
+/// Every reply status.
+pub const ANY_REPLY: &str = "100-699";
+
+/// A rule found on a path and the source line that decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundRule {
+    /// The rule.
+    pub rule: RouteRuleConfig,
+    /// Lines that decided it (`sip_capture`, `drop`, end of route).
+    pub lines: Vec<usize>,
+    /// What decided it, for the comment.
+    pub what: String,
+}
 
 fn intersect<T: PartialEq + Clone>(a: &[T], b: &[T]) -> Option<Vec<T>> {
     if a.is_empty() {

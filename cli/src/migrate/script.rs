@@ -13,7 +13,7 @@ use sipcapture_storer::config::{HeaderMatchConfig, MatchConfig, RouteRuleConfig}
 
 use super::ast::{Stmt, matching, split_top, text_of};
 use super::lex::{Tok, Token};
-use super::rules::{and, or_same_field};
+use super::rules::{ANY_REPLY, FoundRule, and, or_same_field};
 
 /// Which route a block is: requests or replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,20 +22,6 @@ pub enum Scope {
     Request,
     /// `onreply_route`: `$rm` / `is_method` are the CSeq method; `$rs` the status.
     Reply,
-}
-
-/// Every reply status.
-pub const ANY_REPLY: &str = "100-699";
-
-/// A rule found on a path and the source line that decided it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FoundRule {
-    /// The rule.
-    pub rule: RouteRuleConfig,
-    /// Lines that decided it (`sip_capture`, `drop`, end of route).
-    pub lines: Vec<usize>,
-    /// What decided it, for the comment.
-    pub what: String,
 }
 
 /// A note from the walk: line, item, reason.
