@@ -90,6 +90,11 @@ pub fn matching(tokens: &[Token], open: usize) -> usize {
     tokens.len().saturating_sub(1)
 }
 
+/// The tokens between the bracket at `open` and its match `close` (empty when unbalanced).
+pub fn inner(tokens: &[Token], open: usize, close: usize) -> &[Token] {
+    tokens.get(open + 1..close).unwrap_or(&[])
+}
+
 /// The tokens as text, shortened for a note.
 pub fn text_of(tokens: &[Token]) -> String {
     let mut s = String::new();
@@ -166,11 +171,14 @@ fn parse_stmt(tokens: &[Token], i: usize) -> (Option<Stmt>, usize) {
         Tok::Punct(p) if p == ";" => (None, i + 1),
         Tok::Punct(p) if p == "{" => {
             let end = matching(tokens, i);
-            (Some(Stmt::Block(parse_block(&tokens[i + 1..end]))), end + 1)
+            (
+                Some(Stmt::Block(parse_block(inner(tokens, i, end)))),
+                end + 1,
+            )
         }
         Tok::Ident(w) if w == "if" && next_is("(") => {
             let close = matching(tokens, i + 1);
-            let cond = tokens[i + 2..close].to_vec();
+            let cond = inner(tokens, i + 1, close).to_vec();
             let (then, mut next) = parse_body(tokens, close + 1);
             let mut els = Vec::new();
             if tokens.get(next).is_some_and(|t| t.tok.is_ident("else")) {
@@ -207,7 +215,7 @@ fn parse_stmt(tokens: &[Token], i: usize) -> (Option<Stmt>, usize) {
         Tok::Ident(w) if w == "return" => (Some(Stmt::Return { line }), until_semicolon(tokens, i)),
         Tok::Ident(w) if w == "route" && next_is("(") => {
             let close = matching(tokens, i + 1);
-            let name = tokens[i + 2..close]
+            let name = inner(tokens, i + 1, close)
                 .iter()
                 .map(|t| match &t.tok {
                     Tok::Str(s) => s.clone(),
@@ -239,7 +247,7 @@ fn parse_stmt(tokens: &[Token], i: usize) -> (Option<Stmt>, usize) {
         Tok::Ident(name) if next_is("(") => {
             let close = matching(tokens, i + 1);
             let args = if close > i + 2 {
-                split_top(&tokens[i + 2..close], ",")
+                split_top(inner(tokens, i + 1, close), ",")
                     .into_iter()
                     .map(<[Token]>::to_vec)
                     .collect()
@@ -277,7 +285,7 @@ fn parse_body(tokens: &[Token], i: usize) -> (Vec<Stmt>, usize) {
     }
     if tokens[i].tok.is("{") {
         let end = matching(tokens, i);
-        return (parse_block(&tokens[i + 1..end]), end + 1);
+        return (parse_block(inner(tokens, i, end)), end + 1);
     }
     let (stmt, next) = parse_stmt(tokens, i);
     (stmt.into_iter().collect(), next.max(i + 1))

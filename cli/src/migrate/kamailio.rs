@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::ast::{Stmt, matching, parse_block, split_top, text_of};
+use super::ast::{Stmt, inner, matching, parse_block, split_top, text_of};
 use super::emit::{Document, Section};
 use super::lex::{Preprocessed, Tok, Token, preprocess};
 use super::rules::{ANY_REPLY, FoundRule, simplify};
@@ -90,7 +90,7 @@ fn parse_top(pre: &Preprocessed, tokens: &[Token], doc: &mut Document) -> TopLev
                 if tokens[j].tok.is("[") {
                     let close = matching(tokens, j);
                     name = Some(
-                        tokens[j + 1..close]
+                        inner(tokens, j, close)
                             .iter()
                             .map(|t| match &t.tok {
                                 Tok::Str(s) => s.clone(),
@@ -115,13 +115,13 @@ fn parse_top(pre: &Preprocessed, tokens: &[Token], doc: &mut Document) -> TopLev
                     name,
                     line: t.line,
                     end_line: tokens[close].line,
-                    body: parse_block(&tokens[j + 1..close]),
+                    body: parse_block(inner(tokens, j, close)),
                 });
                 i = close + 1;
             }
             Tok::Ident(kw) if kw == "modparam" && next.is_some_and(|n| n.is("(")) => {
                 let close = matching(tokens, i + 1);
-                let args = split_top(&tokens[i + 2..close], ",");
+                let args = split_top(inner(tokens, i + 1, close), ",");
                 let text = text_of(&tokens[i..=close]);
                 match args.as_slice() {
                     [

@@ -128,3 +128,52 @@ pub fn migrate_text(
         notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KAMAILIO: &str = include_str!("../../../integration-tests/testdata/migrate/kamailio.cfg");
+    const HEPLIFY: &str =
+        include_str!("../../../integration-tests/testdata/migrate/heplify-server.toml");
+
+    /// Input never panics: prefixes of the test configs (cut anywhere, unbalanced
+    /// brackets and strings included), read as either format.
+    #[test]
+    fn truncated_configs_never_panic() {
+        for text in [KAMAILIO, HEPLIFY] {
+            // Right after every bracket, quote, operator and line end, and every 17 bytes.
+            let cuts: Vec<usize> = (0..=text.len())
+                .filter(|i| text.is_char_boundary(*i))
+                .filter(|i| {
+                    i % 17 == 0
+                        || text[..*i]
+                            .chars()
+                            .next_back()
+                            .is_some_and(|c| "([{\"\n$=,;!".contains(c))
+                })
+                .collect();
+            for cut in cuts {
+                let part = &text[..cut];
+                for from in [Some(Format::Kamailio), Some(Format::HeplifyServer)] {
+                    let _ = migrate_text(part, "t", from);
+                }
+            }
+        }
+        for junk in [
+            "{{{{",
+            "}}}",
+            "if (",
+            "route[",
+            "modparam(",
+            "$",
+            "\"",
+            "#!define",
+            "a = ",
+            "/*",
+            "#!subst \"/(/x/\"",
+        ] {
+            let _ = migrate_text(junk, "t", Some(Format::Kamailio));
+        }
+    }
+}
