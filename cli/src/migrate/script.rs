@@ -438,11 +438,18 @@ impl<'a> Walker<'a> {
                 let mut m = MatchConfig::default();
                 match (pv.as_str(), op.as_str()) {
                     ("$rm", "==") => method_field(&mut m, vec![v.to_ascii_uppercase()]),
-                    ("$rm", "=~") => match regex_alternatives(&v) {
+                    ("$rm", "=~") => match regex_alternatives(&v, is_method_name) {
                         Some(list) => method_field(&mut m, list),
                         None => return unknown(),
                     },
                     ("$rs", "==") if self.scope == Scope::Reply => m.reply_code = vec![v],
+                    // A status has three digits, so `401|407` matches exactly those.
+                    ("$rs", "=~") if self.scope == Scope::Reply => {
+                        match regex_alternatives(&v, is_status) {
+                            Some(codes) => m.reply_code = codes,
+                            None => return unknown(),
+                        }
+                    }
                     ("$si", "==") => m.src_ip = vec![v],
                     ("$sp", "==") => match v.parse() {
                         Ok(port) => m.src_port = vec![port],
@@ -528,8 +535,17 @@ fn methods_of(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// `^(INVITE|BYE)$`, `INVITE|BYE`, `REGISTER` → the names; `None` for a real regular expression.
-fn regex_alternatives(re: &str) -> Option<Vec<String>> {
+/// `^(INVITE|BYE)$`, `INVITE|BYE`, `REGISTER` → the names (each must pass `word`); `None` for
+/// a real regular expression.
+fn is_method_name(m: &str) -> bool {
+    m.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+fn is_status(m: &str) -> bool {
+    m.len() == 3 && m.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn regex_alternatives(re: &str, word: fn(&str) -> bool) -> Option<Vec<String>> {
     let mut r = re.trim();
     r = r.strip_prefix('^').unwrap_or(r);
     r = r.strip_suffix('$').unwrap_or(r);
@@ -537,10 +553,7 @@ fn regex_alternatives(re: &str) -> Option<Vec<String>> {
         r = inner;
     }
     let list = methods_of(r);
-    let ok = !list.is_empty()
-        && list
-            .iter()
-            .all(|m| m.bytes().all(|b| b.is_ascii_alphabetic()));
+    let ok = !list.is_empty() && list.iter().all(|m| word(m));
     ok.then_some(list)
 }
 
@@ -631,6 +644,7 @@ mod tests {
             r#"
             if ($sht(a=>x) == 1) { exit; }
             if (is_method("OPTIONS")) { exit; }
+            if ($rs =~ "^(401|407)$") { $var(t) = "auth"; route(STORE); }
             if ($rs == "200" && is_method("INVITE")) { $var(t) = "ok_calls"; route(STORE); }
             else if (is_method("INVITE") || $rm == "BYE") { sip_capture("", "cap1"); }
             "#,
@@ -664,6 +678,13 @@ mod tests {
                     None,
                     None,
                     true
+                ),
+                (
+                    vec![],
+                    vec!["401".into(), "407".into()],
+                    Some("auth".into()),
+                    None,
+                    false
                 ),
                 (
                     vec!["INVITE".into()],
