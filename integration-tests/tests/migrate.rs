@@ -1,7 +1,9 @@
-//! A migrated HOMER 5 kamailio.cfg run for real: `sipcapture migrate` translates the routing
-//! script into `[[storer.route]]` rules, `sipcapture up` runs with the result on SQLite, and
-//! HEP packets land in the tables the script chose (scanner INVITEs and OPTIONS dropped,
-//! replies routed by their CSeq method or status, as Kamailio's onreply_route did).
+//! Migrated configs run for real on SQLite. A HOMER 5 kamailio.cfg: `sipcapture migrate`
+//! translates the routing script into `[[storer.route]]` rules and HEP packets land in the
+//! tables the script chose (scanner INVITEs and OPTIONS dropped, replies routed by their CSeq
+//! method or status, as Kamailio's onreply_route did). A HOMER 7 heplify-server.toml:
+//! DiscardMethod drops, Dedup drops the second capture point's copy, CustomHeader fills
+//! data_header.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,14 +14,17 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use sipcapture_integration_tests::hep::{hep3_sip, reply, request, send_udp};
-use sipcapture_integration_tests::{Sandbox, bin_path, open_db, rows_as_text, wait_for_rows};
+use sipcapture_integration_tests::{
+    Sandbox, bin_path, count_rows, free_port, now_us, open_db, rows_as_text, wait_for_rows,
+};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrated_kamailio_routing_decides_the_tables() {
-    let sandbox = Sandbox::new().unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/migrate/kamailio.cfg");
+/// `sipcapture migrate testdata/migrate/NAME` → the TOML text.
+fn migrate(name: &str) -> String {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/migrate")
+        .join(name);
     let out = Command::new(bin_path("sipcapture").unwrap())
         .arg("migrate")
         .arg(&source)
@@ -30,9 +35,15 @@ async fn migrated_kamailio_routing_decides_the_tables() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_kamailio_routing_decides_the_tables() {
+    let sandbox = Sandbox::new().unwrap();
     // The archive capture mode points at the production MySQL: the run keeps the mode but on
     // a local SQLite file, and the default database comes from --db-url.
-    let text = String::from_utf8(out.stdout).unwrap().replace(
+    let text = migrate("kamailio.cfg").replace(
         "mysql://homer_user@10.20.0.5/homer_archive",
         "sqlite://archive.db",
     );
@@ -120,6 +131,81 @@ async fn migrated_kamailio_routing_decides_the_tables() {
             "sip_capture_rest_20260305:msg-1:MESSAGE",
         ]
     );
+    let mut up = up;
+    up.process.terminate(Duration::from_secs(10)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_heplify_server_config_discards_dedups_and_keeps_custom_headers() {
+    let sandbox = Sandbox::new().unwrap();
+    // The production database and Prometheus port are replaced for the run; everything else
+    // is as migrated (HOMER 7 schema, DiscardMethod, Dedup, CustomHeader, AlegIDs).
+    let metrics = format!("127.0.0.1:{}", free_port().unwrap());
+    let text = migrate("heplify-server.toml").replace("0.0.0.0:9096", &metrics);
+    assert!(text.contains("schema = \"homer7\""));
+    let config = sandbox.path().join("migrated.toml");
+    std::fs::write(&config, &text).unwrap();
+    let db_url = format!("sqlite://{}", sandbox.path().join("homer7.db").display());
+    let up = sandbox
+        .up(&["--config", config.to_str().unwrap(), "--db-url", &db_url])
+        .await
+        .unwrap();
+
+    let t = u32::try_from(now_us() / 1_000_000).unwrap() - 60;
+    let a: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+    let b: SocketAddr = "192.0.2.20:5080".parse().unwrap();
+    let invite = String::from_utf8(request("INVITE", "h7-call", 1, "c1", None))
+        .unwrap()
+        .replace(
+            "User-Agent: sipcapture-it\r\n",
+            "User-Agent: sipcapture-it\r\nX-CustomerIP: 198.51.100.7\r\nX-Billing: gold\r\n",
+        )
+        .into_bytes();
+    let hep = |usec: u32, capture_id: u32, sip: &[u8]| hep3_sip(a, b, t, usec, capture_id, sip);
+    // DiscardMethod = ["OPTIONS","NOTIFY"]: by CSeq method, so the reply goes too.
+    let first = vec![
+        hep(0, 2001, &request("OPTIONS", "h7-opt", 1, "o1", None)),
+        hep(
+            1,
+            2001,
+            &reply(200, "OK", "OPTIONS", "h7-opt", 1, "o1", "o2"),
+        ),
+        hep(2, 2001, &request("NOTIFY", "h7-ntf", 1, "n1", None)),
+        hep(3, 2001, &invite),
+    ];
+    send_udp(up.hep, &first).unwrap();
+    let db = open_db(&db_url).await.unwrap();
+    wait_for_rows(&db, "hep_proto_1_call", 1, WAIT)
+        .await
+        .unwrap();
+    // Dedup: the same INVITE seen by a second capture point (in a later batch, within the
+    // window) is not stored again; the REGISTER after it shows the copy was decided.
+    let later = vec![
+        hep(3, 2002, &invite),
+        hep(4, 2001, &request("REGISTER", "h7-reg", 1, "r1", None)),
+    ];
+    send_udp(up.hep, &later).unwrap();
+    wait_for_rows(&db, "hep_proto_1_registration", 1, WAIT)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count_rows(&db, "hep_proto_1_call").await.unwrap(),
+        1,
+        "dedup"
+    );
+    assert_eq!(
+        count_rows(&db, "hep_proto_1_default").await.unwrap(),
+        0,
+        "OPTIONS, its reply and NOTIFY are discarded"
+    );
+    let rows = rows_as_text(&db, "hep_proto_1_call", &["sid", "data_header"])
+        .await
+        .unwrap();
+    assert_eq!(rows[0][0], "h7-call");
+    let header: serde_json::Value = serde_json::from_str(&rows[0][1]).unwrap();
+    assert_eq!(header["X-CustomerIP"], "198.51.100.7", "{header}");
+    assert_eq!(header["X-Billing"], "gold", "{header}");
     let mut up = up;
     up.process.terminate(Duration::from_secs(10)).unwrap();
 }
