@@ -580,6 +580,69 @@ mod tests {
     use super::*;
 
     #[test]
+    fn placeholder_db_url_lua_hook_topoh_tls_and_no_reply_route() {
+        let text = "#!ifndef WITH_FAST\n\
+                    #!define SLOW 1\n\
+                    #!endif\n\
+                    listen=tls:192.0.2.1:9061\n\
+                    loadmodule \"db_postgres.so\"\n\
+                    modparam(\"sipcapture\", \"db_url\", DBURL)\n\
+                    modparam(\"sipcapture\", \"nonsip_hook\", 1)\n\
+                    modparam(\"sipcapture\", \"event_callback\", \"ksr_hep\")\n\
+                    modparam(\"app_lua\", \"load\", \"/etc/kamailio/hep.lua\")\n\
+                    modparam(\"sipcapture\", \"topoh_unmask\", 1)\n\
+                    modparam(\"topoh\", \"mask_key\", \"k3y\")\n\
+                    modparam(\"sipcapture\", \"no_such\", 1)\n\
+                    request_route { if (is_method(\"INVITE\")) { sip_capture(); } }\n";
+        let mut doc = Document::new(super::super::Format::Kamailio, "k.cfg");
+        translate(text, &mut doc);
+        let out: toml::Table = toml::from_str(&doc.render()).unwrap();
+        let (c, s) = (&out["collector"], &out["storer"]);
+        assert_eq!(
+            s["db_url"].as_str(),
+            Some("postgres://USER:PASSWORD@HOST/homer_data")
+        );
+        assert_eq!(c["nonsip_hook"].as_bool(), Some(true));
+        assert_eq!(c["script_file"].as_str(), Some("/etc/kamailio/hep.lua"));
+        assert_eq!(c["event_callback"].as_str(), Some("ksr_hep"));
+        assert_eq!(c["topoh_unmask"].as_bool(), Some(true));
+        assert_eq!(c["mask_key"].as_str(), Some("k3y"));
+        assert!(
+            c.get("hep_tls_listen").is_none(),
+            "TLS is written commented out"
+        );
+        assert_eq!(c["hep_listen"].as_str(), Some("0.0.0.0:5060"));
+        let routes = s["route"].as_array().unwrap();
+        assert_eq!(routes.len(), 3, "{routes:?}");
+        assert_eq!(
+            routes[0]["drop"].as_bool(),
+            Some(true),
+            "replies first: none stored"
+        );
+        assert_eq!(
+            routes[0]["match"]["reply_code"][0].as_str(),
+            Some("100-699")
+        );
+        assert_eq!(routes[1]["capture_mode"].as_str(), Some("default"));
+        assert_eq!(
+            routes[2]["drop"].as_bool(),
+            Some(true),
+            "other requests: end of route"
+        );
+        let notes = doc.sorted_notes();
+        let at = |line: usize| notes.iter().filter(|n| n.line == Some(line)).count();
+        assert_eq!(at(1), 1, "WITH_FAST is not defined in the file: {notes:?}");
+        assert_eq!(at(6), 1, "the placeholder db_url is listed: {notes:?}");
+        assert_eq!(at(12), 1, "unknown parameter: {notes:?}");
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.line.is_none() && n.item.contains("capture_on"))
+        );
+        assert!(notes.iter().any(|n| n.item == "onreply_route"));
+    }
+
+    #[test]
     fn listen_forms() {
         assert_eq!(
             parse_listen("udp:10.0.0.1:9060", 5060),
