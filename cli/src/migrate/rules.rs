@@ -157,13 +157,25 @@ pub fn simplify(rules: Vec<FoundRule>) -> Vec<FoundRule> {
         if dead || decided(&r.rule.matches, &kept) {
             continue;
         }
-        if let Some(last) = kept.last_mut()
-            && let Some(merged) = merge(&last.rule, &r.rule)
+        // Merge with an earlier rule of the same action when every rule in between is
+        // disjoint from this one (moving it up then changes no decision).
+        let mut target = None;
+        for (k, e) in kept.iter().enumerate().rev() {
+            if merge(&e.rule, &r.rule).is_some() {
+                target = Some(k);
+                break;
+            }
+            if !disjoint(&e.rule.matches, &r.rule.matches) {
+                break;
+            }
+        }
+        if let Some(k) = target
+            && let Some(merged) = merge(&kept[k].rule, &r.rule)
         {
-            last.rule = merged;
+            kept[k].rule = merged;
             for l in r.lines {
-                if !last.lines.contains(&l) {
-                    last.lines.push(l);
+                if !kept[k].lines.contains(&l) {
+                    kept[k].lines.push(l);
                 }
             }
             continue;
@@ -171,6 +183,19 @@ pub fn simplify(rules: Vec<FoundRule>) -> Vec<FoundRule> {
         kept.push(r);
     }
     kept
+}
+
+/// No record can match both (some exact-valued field has no value in common).
+fn disjoint(a: &MatchConfig, b: &MatchConfig) -> bool {
+    fn apart<T: PartialEq>(x: &[T], y: &[T]) -> bool {
+        !x.is_empty() && !y.is_empty() && !x.iter().any(|v| y.contains(v))
+    }
+    apart(&a.method, &b.method)
+        || apart(&a.cseq_method, &b.cseq_method)
+        || apart(&a.payload_type, &b.payload_type)
+        || apart(&a.src_port, &b.src_port)
+        || apart(&a.dst_port, &b.dst_port)
+        || apart(&a.node, &b.node)
 }
 
 fn merge(a: &RouteRuleConfig, b: &RouteRuleConfig) -> Option<RouteRuleConfig> {
