@@ -224,3 +224,58 @@ fn merge(a: &RouteRuleConfig, b: &RouteRuleConfig) -> Option<RouteRuleConfig> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipcapture_storer::config::HeaderMatchConfig;
+
+    fn rule(method: &str, table: Option<&str>, ua: bool) -> FoundRule {
+        FoundRule {
+            rule: RouteRuleConfig {
+                matches: MatchConfig {
+                    method: vec![method.to_owned()],
+                    header: if ua {
+                        vec![HeaderMatchConfig {
+                            name: "user_agent".into(),
+                            prefix: Some("x".into()),
+                            ..Default::default()
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    ..Default::default()
+                },
+                table: table.map(str::to_owned),
+                drop: table.is_none(),
+                ..Default::default()
+            },
+            lines: vec![1],
+            what: String::new(),
+        }
+    }
+
+    #[test]
+    fn merges_across_disjoint_rules_only() {
+        let merged = simplify(vec![
+            rule("INVITE", Some("call"), false),
+            rule("OPTIONS", None, false),
+            rule("BYE", Some("call"), false),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].rule.matches.method, ["INVITE", "BYE"]);
+        // A scanner drop on BYE sits between: the later BYE rule must stay after it.
+        let kept = simplify(vec![
+            rule("INVITE", Some("call"), false),
+            rule("BYE", None, true),
+            rule("BYE", Some("call"), false),
+        ]);
+        assert_eq!(kept.len(), 3);
+        // A rule an earlier one fully decides is left out.
+        let dead = simplify(vec![
+            rule("BYE", Some("call"), false),
+            rule("BYE", Some("rest"), false),
+        ]);
+        assert_eq!(dead.len(), 1);
+    }
+}
