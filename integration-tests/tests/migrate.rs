@@ -15,27 +15,71 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use sipcapture_integration_tests::hep::{hep3_sip, reply, request, send_udp};
 use sipcapture_integration_tests::{
-    Sandbox, bin_path, count_rows, free_port, now_us, open_db, rows_as_text, wait_for_rows,
+    Sandbox, Up, bin_path, count_rows, free_port, now_us, open_db, rows_as_text, wait_for_rows,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// `sipcapture migrate testdata/migrate/NAME` → the TOML text.
-fn migrate(name: &str) -> String {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/migrate")
-        .join(name);
+/// `sipcapture migrate FILE` → (stdout, stderr); it must succeed.
+fn migrate_file(source: &Path) -> (String, String) {
     let out = Command::new(bin_path("sipcapture").unwrap())
         .arg("migrate")
-        .arg(&source)
+        .arg(source)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+/// `sipcapture migrate testdata/migrate/NAME` → the TOML text.
+fn migrate(name: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/migrate");
+    migrate_file(&dir.join(name)).0
+}
+
+/// Starts `sipcapture up` with the migrated `text` and the SQLite file `db` of the sandbox as
+/// the default database; returns it and that database's URL.
+async fn up_with(sandbox: &Sandbox, text: &str, db: &str) -> (Up, String) {
+    let config = sandbox.path().join("migrated.toml");
+    std::fs::write(&config, text).unwrap();
+    let db_url = format!("sqlite://{}", sandbox.path().join(db).display());
+    let up = sandbox
+        .up(&["--config", config.to_str().unwrap(), "--db-url", &db_url])
+        .await
+        .unwrap();
+    (up, db_url)
+}
+
+/// HEP3 packets from 192.0.2.10:5060 to 192.0.2.20:5080 at `t`, a microsecond apart.
+fn packets_at(t: u32, messages: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let a: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+    let b: SocketAddr = "192.0.2.20:5080".parse().unwrap();
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, sip)| hep3_sip(a, b, t, u32::try_from(i).unwrap(), 2001, sip))
+        .collect()
+}
+
+/// Sends `messages` at `t` and waits until the HOMER 5 call, registration and rest tables of
+/// `day` hold exactly `counts` rows.
+async fn send_and_count(
+    up: &Up,
+    db_url: &str,
+    t: u32,
+    messages: &[Vec<u8>],
+    day: &str,
+    counts: [u64; 3],
+) -> sea_orm::DatabaseConnection {
+    send_udp(up.hep, &packets_at(t, messages)).unwrap();
+    let db = open_db(db_url).await.unwrap();
+    for (family, n) in ["call", "registration", "rest"].iter().zip(counts) {
+        wait_for_rows(&db, &format!("sip_capture_{family}_{day}"), n, WAIT)
+            .await
+            .unwrap();
+    }
+    db
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,23 +92,12 @@ async fn migrated_kamailio_routing_decides_the_tables() {
         "sqlite://archive.db",
     );
     assert!(text.contains("sqlite://archive.db"));
-    let config = sandbox.path().join("migrated.toml");
-    std::fs::write(&config, &text).unwrap();
-    let db_url = format!(
-        "sqlite://{}",
-        sandbox.path().join("sipcapture.db").display()
-    );
-    let up = sandbox
-        .up(&["--config", config.to_str().unwrap(), "--db-url", &db_url])
-        .await
-        .unwrap();
+    let (up, db_url) = up_with(&sandbox, &text, "sipcapture.db").await;
 
     let t = Utc
         .with_ymd_and_hms(2026, 3, 5, 12, 0, 0)
         .unwrap()
         .timestamp() as u32;
-    let a: SocketAddr = "192.0.2.10:5060".parse().unwrap();
-    let b: SocketAddr = "192.0.2.20:5080".parse().unwrap();
     let scanner = String::from_utf8(request("INVITE", "scan-1", 1, "s1", None))
         .unwrap()
         .replace("User-Agent: sipcapture-it", "User-Agent: friendly-scanner");
@@ -83,21 +116,7 @@ async fn migrated_kamailio_routing_decides_the_tables() {
         request("MESSAGE", "msg-1", 1, "m1", None),
         reply(202, "Accepted", "MESSAGE", "msg-1", 1, "m1", "m2"),
     ];
-    let packets: Vec<Vec<u8>> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, sip)| hep3_sip(a, b, t, u32::try_from(i).unwrap() * 1000, 2001, sip))
-        .collect();
-    send_udp(up.hep, &packets).unwrap();
-
-    let db = open_db(&db_url).await.unwrap();
-    for (table, n) in [
-        ("sip_capture_call_20260305", 3),
-        ("sip_capture_registration_20260305", 2),
-        ("sip_capture_rest_20260305", 2),
-    ] {
-        wait_for_rows(&db, table, n, WAIT).await.unwrap();
-    }
+    let db = send_and_count(&up, &db_url, t, &messages, "20260305", [3, 2, 2]).await;
     // The dropped ones were sent first, so they were decided before the rest arrived; give
     // a late batch a moment, then check nothing else was stored anywhere.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -143,13 +162,7 @@ async fn migrated_heplify_server_config_discards_dedups_and_keeps_custom_headers
     let metrics = format!("127.0.0.1:{}", free_port().unwrap());
     let text = migrate("heplify-server.toml").replace("0.0.0.0:9096", &metrics);
     assert!(text.contains("schema = \"homer7\""));
-    let config = sandbox.path().join("migrated.toml");
-    std::fs::write(&config, &text).unwrap();
-    let db_url = format!("sqlite://{}", sandbox.path().join("homer7.db").display());
-    let up = sandbox
-        .up(&["--config", config.to_str().unwrap(), "--db-url", &db_url])
-        .await
-        .unwrap();
+    let (up, db_url) = up_with(&sandbox, &text, "homer7.db").await;
 
     let t = u32::try_from(now_us() / 1_000_000).unwrap() - 60;
     let a: SocketAddr = "192.0.2.10:5060".parse().unwrap();
@@ -206,6 +219,52 @@ async fn migrated_heplify_server_config_discards_dedups_and_keeps_custom_headers
     let header: serde_json::Value = serde_json::from_str(&rows[0][1]).unwrap();
     assert_eq!(header["X-CustomerIP"], "198.51.100.7", "{header}");
     assert_eq!(header["X-Billing"], "gold", "{header}");
+    let mut up = up;
+    up.process.terminate(Duration::from_secs(10)).unwrap();
+}
+
+/// The configuration the Kamailio differential tests run (integration-tests/src/kamailio.rs,
+/// checked there against Kamailio 5.6), migrated: its `route[STORE]` (a seven-way `||` on
+/// `$rm`, called from request_route and onreply_route) becomes rules that store every request
+/// and reply where our default HOMER 5 split does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrated_differential_test_config_reproduces_the_homer5_split() {
+    let sandbox = Sandbox::new().unwrap();
+    let cfg = sipcapture_integration_tests::kamailio::config(
+        Path::new("/usr/lib/x86_64-linux-gnu/kamailio/modules"),
+        "127.0.0.1:9060".parse().unwrap(),
+        "diff-node",
+        "sqlite:///tmp/kamailio.sqlite",
+    );
+    let source = sandbox.path().join("kamailio.cfg");
+    std::fs::write(&source, cfg).unwrap();
+    let (text, stderr) = migrate_file(&source);
+    assert!(
+        stderr.contains(":8: disable_tcp=yes: Kamailio core setting"),
+        "{stderr}"
+    );
+    assert!(text.contains("homer5_split = false"), "{text}");
+    let (up, db_url) = up_with(&sandbox, &text, "sipcapture.db").await;
+
+    let t = Utc
+        .with_ymd_and_hms(2026, 3, 6, 8, 0, 0)
+        .unwrap()
+        .timestamp() as u32;
+    let messages = [
+        request("INVITE", "d-call", 1, "c1", None),
+        reply(180, "Ringing", "INVITE", "d-call", 1, "c1", "c2"),
+        request("PRACK", "d-call", 2, "c1", Some("c2")),
+        request("REGISTER", "d-reg", 1, "r1", None),
+        reply(200, "OK", "REGISTER", "d-reg", 1, "r1", "r2"),
+        request("OPTIONS", "d-opt", 1, "o1", None),
+        reply(200, "OK", "OPTIONS", "d-opt", 1, "o1", "o2"),
+        request("SUBSCRIBE", "d-sub", 1, "s1", None),
+    ];
+    let db = send_and_count(&up, &db_url, t, &messages, "20260306", [3, 2, 3]).await;
+    let node = rows_as_text(&db, "sip_capture_rest_20260306", &["node"])
+        .await
+        .unwrap();
+    assert!(node.iter().all(|r| r[0] == "diff-node:2001"), "{node:?}");
     let mut up = up;
     up.process.terminate(Duration::from_secs(10)).unwrap();
 }
