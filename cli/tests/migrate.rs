@@ -105,11 +105,11 @@ fn homer5_kamailio_cfg_becomes_an_up_config() {
     assert_eq!(s.insert_retries, 5);
     assert_eq!(s.insert_retry_timeout, 10);
     assert_eq!(s.db_insert_mode, 1);
-    assert_eq!(s.table_name, "sip_capture");
+    assert_eq!(s.table_name.as_deref(), Some("sip_capture"));
     assert_eq!(s.capture_node, "homer-homer_user");
     assert!(s.service.capture_on);
     assert!(
-        !s.homer5_split,
+        s.homer5_split == Some(false),
         "the script's rules decide every SIP record"
     );
     assert_eq!(
