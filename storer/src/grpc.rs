@@ -40,7 +40,10 @@ const MAX_GROUP_RECORDS: usize = 8_000;
 /// only jumps when it restarts (by at most the 10 000 its spool reserves per run), so this
 /// leaves room for a hundred restarts in a row without a commit; a batch beyond it (a forged
 /// 2^64 − 1 that would set the stream state so that every later batch counts as already
-/// committed) is refused and stored nowhere, never saturated into the state.
+/// committed) is refused and stored nowhere, never saturated into the state. A stream this
+/// storer has no state for (committed 0) starts at its first batch, whatever its sequence: a
+/// collector that ran long (past a million batches) and fails over to a new database must not be
+/// refused for ever.
 pub const MAX_SEQUENCE_AHEAD: u64 = 1_000_000;
 
 /// Everything a stream handler needs.
@@ -265,7 +268,11 @@ fn check_owner(stream_id: &str, owner: Option<&str>, identity: &str) -> Result<(
 /// committed one, or beyond what the state column holds (i64).
 fn check_sequence(sequence: u64, last: u64) -> Result<(), Status> {
     let limit = last
-        .saturating_add(MAX_SEQUENCE_AHEAD)
+        .saturating_add(if last == 0 {
+            u64::MAX
+        } else {
+            MAX_SEQUENCE_AHEAD
+        })
         .min(u64::try_from(i64::MAX).unwrap_or(u64::MAX));
     if sequence > limit {
         tracing::warn!(
@@ -411,14 +418,17 @@ mod tests {
     #[test]
     fn sequences_far_ahead_or_beyond_i64_are_refused() {
         assert!(check_sequence(1, 0).is_ok());
-        assert!(check_sequence(MAX_SEQUENCE_AHEAD, 0).is_ok());
+        assert!(check_sequence(MAX_SEQUENCE_AHEAD + 1, 1).is_ok());
         assert_eq!(
-            check_sequence(MAX_SEQUENCE_AHEAD + 1, 0)
+            check_sequence(MAX_SEQUENCE_AHEAD + 2, 1)
                 .unwrap_err()
                 .code(),
             tonic::Code::InvalidArgument
         );
+        // A stream without state starts where its first batch is, up to i64.
+        assert!(check_sequence(5_000_000_000, 0).is_ok());
         assert!(check_sequence(u64::MAX, 0).is_err());
+        assert!(check_sequence(u64::MAX, 7).is_err());
         let top = u64::try_from(i64::MAX).unwrap();
         assert!(check_sequence(top, top - 5).is_ok());
         assert!(check_sequence(top + 1, top).is_err());
