@@ -28,10 +28,12 @@ use sipcapture_integration_tests::{
 };
 use sipcapture_proto::v1::control_service_client::ControlServiceClient;
 use sipcapture_proto::v1::status_service_client::StatusServiceClient;
+use sipcapture_proto::v1::status_service_server::{StatusService, StatusServiceServer};
 use sipcapture_proto::v1::storer_service_client::StorerServiceClient;
 use sipcapture_proto::v1::{
     CaptureAction, CaptureRecord, CaptureState, CheckRequest, ControlCheckRequest, DeliverRequest,
-    DesiredStatus, Hello, RecordBatch, WatchRequest, deliver_request, deliver_response,
+    DesiredStatus, Hello, RecordBatch, SetStatusRequest, StatusReply, WatchRequest,
+    deliver_request, deliver_response,
 };
 use sipcapture_runtime::auth::with_bearer;
 use tokio::sync::mpsc;
@@ -520,6 +522,79 @@ async fn watch_needs_the_member_role_and_leaves_no_trace() {
         0,
         "the named host was dialled"
     );
+}
+
+/// A member's StatusService that records every call and whether it carried a bearer token.
+#[derive(Debug, Default, Clone)]
+struct Recorder {
+    calls: Arc<std::sync::Mutex<Vec<(&'static str, bool)>>>,
+}
+
+impl Recorder {
+    fn note<T>(&self, method: &'static str, request: &tonic::Request<T>) -> StatusReply {
+        let token = request.metadata().get("authorization").is_some();
+        self.calls.lock().unwrap().push((method, token));
+        StatusReply {
+            member_id: "recorder".into(),
+            state: CaptureState::Disabled as i32,
+            ..Default::default()
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl StatusService for Recorder {
+    async fn set_status(
+        &self,
+        request: tonic::Request<SetStatusRequest>,
+    ) -> Result<tonic::Response<StatusReply>, tonic::Status> {
+        Ok(tonic::Response::new(self.note("SetStatus", &request)))
+    }
+
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<StatusReply>, tonic::Status> {
+        Ok(tonic::Response::new(self.note("Check", &request)))
+    }
+}
+
+/// Issue item 7, the token leak: control with a token never sends it over plain http to a
+/// member that registered through Watch (the member follows through its stream; control only
+/// checks it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_never_sends_its_token_to_a_registered_plain_http_member() {
+    let sandbox = Sandbox::new().unwrap();
+    let control = sandbox
+        .control(&["--set".to_owned(), "auth_token=fleet".to_owned()])
+        .await
+        .unwrap();
+    let recorder = Recorder::default();
+    let port = free_port().unwrap();
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(StatusServiceServer::new(recorder.clone()))
+            .serve(SocketAddr::from(([127, 0, 0, 1], port))),
+    );
+    let _stream = watch(
+        control.grpc,
+        Some("fleet"),
+        member("recorder", u32::from(port)),
+    )
+    .await
+    .unwrap();
+    set_status(control.grpc, CaptureAction::Off, Some("fleet"))
+        .await
+        .unwrap();
+    let calls = recorder.calls.lock().unwrap().clone();
+    assert!(!calls.is_empty(), "control reached the member");
+    assert!(
+        calls
+            .iter()
+            .all(|(method, token)| *method == "Check" && !token),
+        "{calls:?}"
+    );
+    serving.abort();
 }
 
 #[test]
