@@ -10,6 +10,10 @@ helm/ci-values-external.yaml for the external-peer branches) it
      which those schemas lack, against the subset of its CRD schema the chart uses,
   4. checks the chart's own rules: grpc.health.v1 probes, read-only root filesystems,
      capabilities only with raw capture, no SIPCAPTURE_* env var that is not a config key,
+     and the key fields of the optional objects against the values that produced them
+     (checks_extra.py: alert rules and dashboard on documented metric names, NetworkPolicies
+     selecting the release's pods and ports, the `helm test` pod, the external HEP Service,
+     image digest, startupProbe, [grpc_limits], extra volumes and init containers),
   5. writes every rendered ConfigMap's TOML to OUT/<scenario>-<key> (collector.toml, storer.toml,
      control.toml), which integration-tests/tests/helm_chart.rs feeds to each binary's
      `--check-config`.
@@ -22,6 +26,7 @@ exit 0: every check passed; 1: something failed (printed); 2: the venv lacks a p
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 import shutil
@@ -38,6 +43,8 @@ except ImportError as missing:  # pragma: no cover - set-up error
     sys.exit(2)
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import checks_extra  # noqa: E402  (next to this file)
 SCENARIOS = {
     "default": [],
     "all": [HERE / "ci-values-all.yaml"],
@@ -132,6 +139,54 @@ SERVICE_MONITOR_SCHEMA = {
         },
     },
 }
+
+
+# The part of prometheus-operator's PrometheusRule CRD schema the chart renders.
+DURATION = {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+PROMETHEUS_RULE_SCHEMA = {
+    **SERVICE_MONITOR_SCHEMA,
+    "properties": {
+        **SERVICE_MONITOR_SCHEMA["properties"],
+        "kind": {"const": "PrometheusRule"},
+        "spec": {
+            "type": "object",
+            "required": ["groups"],
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string"},
+                            "interval": DURATION,
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["alert", "expr"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "alert": {"type": "string", "pattern": "^[A-Za-z]+$"},
+                                        "expr": {"type": "string", "minLength": 1},
+                                        "for": DURATION,
+                                        "labels": STRING_MAP,
+                                        "annotations": STRING_MAP,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+CRD_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROMETHEUS_RULE_SCHEMA}
 
 
 class Report:
@@ -258,9 +313,13 @@ def check_workload(doc: dict, what: str, report: Report) -> None:
 def validate(doc: dict, what: str, kube: str, report: Report) -> None:
     report.documents += 1
     if doc.get("apiVersion", "").startswith("monitoring.coreos.com/"):
+        kind = doc.get("kind")
+        if kind not in CRD_SCHEMAS:
+            report.fail(f"NOSCHEMA {what}: no CRD subset for {kind}")
+            return
         try:
-            jsonschema.validate(doc, SERVICE_MONITOR_SCHEMA)
-            print(f"valid {what} (ServiceMonitor CRD subset)")
+            jsonschema.validate(doc, CRD_SCHEMAS[kind])
+            print(f"valid {what} ({kind} CRD subset)")
         except jsonschema.ValidationError as e:
             report.fail(f"INVALID {what}: {'/'.join(map(str, e.path))} {e.message}")
         return
@@ -292,6 +351,7 @@ def run_scenario(
         report.fail(f"render[{scenario}]: {e}")
         return
     rendered = out / "manifests" / scenario
+    docs: list[dict] = []
     for path, text in sorted(manifests.items()):
         if not path.endswith((".yaml", ".yml")) or not text.strip():
             continue
@@ -301,6 +361,7 @@ def run_scenario(
         for doc in yaml.safe_load_all(text):
             if not doc:
                 continue
+            docs.append(doc)
             name = (doc.get("metadata") or {}).get("name")
             what = f"[{scenario}] {os.path.basename(path)} {doc.get('kind')}/{name}"
             validate(doc, what, kube, report)
@@ -313,6 +374,12 @@ def run_scenario(
                         config.write_text(toml)
                         report.configs.append(config)
                         print(f"config {config.name} <- ConfigMap/{name}")
+    # The key-field checks compare with every value in effect: the chart's defaults under the
+    # scenario's.
+    defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    effective = deep_merge(defaults, copy.deepcopy(values))
+    for problem in checks_extra.check_objects(docs, effective, NAMESPACE):
+        report.fail(f"[{scenario}] {problem}")
 
 
 def main() -> int:

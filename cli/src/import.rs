@@ -42,10 +42,10 @@ pub async fn run(
     let listener = sipcapture_runtime::server::bind(config.grpc_listen)
         .await
         .map_err(UpError::from)?;
-    let grpc_addr = listener.local_addr().map_err(|source| {
+    let grpc_addr = listener.local_addr().map_err(|error| {
         UpError::from(sipcapture_runtime::server::ServeError::Bind {
             addr: config.grpc_listen,
-            source,
+            error,
         })
     })?;
     config.collector.storer = vec![loopback_url(grpc_addr)];

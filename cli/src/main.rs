@@ -72,6 +72,27 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Translate a Kamailio `kamailio.cfg` (HOMER 5 sipcapture) or a `heplify-server.toml`
+    /// into a config for `sipcapture up --config`.
+    ///
+    /// The TOML goes to stdout; every line or option that could not be translated is listed on
+    /// stderr as `FILE:LINE: ITEM: REASON`. From kamailio.cfg: `modparam("sipcapture", ...)`
+    /// (after `#!define`, `#!substdef`, `#!ifdef`), `listen=`, and the `request_route` /
+    /// `onreply_route` pattern (`sip_capture("table")` per method, drops on `$ua` or method)
+    /// as `[[storer.route]]` rules. From heplify-server.toml: HEP addresses, the database
+    /// (DBDriver/DBAddr/DBUser/DBPass/DBDataTable, DBShema), DBDropDays*, Dedup, DiscardMethod,
+    /// AlegIDs, CustomHeader, PromAddr. See docs/MIGRATING.md.
+    ///
+    /// Exit codes: 0 a config was written (even with items listed on stderr); 2 usage error;
+    /// 65 the file is neither format (or not valid for the one forced with --from);
+    /// 66 the file cannot be read.
+    Migrate {
+        /// The Kamailio or heplify-server config file.
+        file: PathBuf,
+        /// The file's format (default: detected from the content).
+        #[arg(long, value_enum)]
+        from: Option<sipcapture_cli::migrate::Format>,
+    },
     /// Captured calls, newest first: time, duration, From → To, final reply, messages, nodes.
     Calls {
         #[command(flatten)]
@@ -201,6 +222,18 @@ async fn main() -> anyhow::Result<()> {
             let stop = sipcapture_runtime::server::shutdown_on_signal();
             let summary = sipcapture_cli::import::run(config, &file, !quiet, stop).await?;
             print!("{}: imported\n{summary}", file.display());
+        }
+        Command::Migrate { file, from } => {
+            match sipcapture_cli::migrate::migrate_file(&file, from) {
+                Ok(migration) => {
+                    print!("{}", migration.toml);
+                    eprint!("{}", migration.render_notes(&file.display().to_string()));
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    std::process::exit(e.exit_code());
+                }
+            }
         }
         Command::Calls {
             db,

@@ -277,9 +277,9 @@ pub async fn run(
     let grpc_addr =
         listener
             .local_addr()
-            .map_err(|source| sipcapture_runtime::server::ServeError::Bind {
+            .map_err(|error| sipcapture_runtime::server::ServeError::Bind {
                 addr: config.grpc_listen,
-                source,
+                error,
             })?;
     if config.grpc_tls.enabled() {
         // The internal link goes through the same TLS listener; by default it trusts the

@@ -15,6 +15,11 @@ use crate::source::mirror::MirrorConfig;
 use crate::source::raw::{PortFilter, RawListen};
 
 /// Longest `tcp_idle_timeout` / `tcp_frame_timeout`, seconds (a week).
+/// The Lua function `nonsip_hook = 1` calls when `event_callback` is not set: the KEMI name of
+/// Kamailio's `event_route[sipcapture:request]` (Kamailio itself has no default for KEMI and
+/// runs that native route; `ksr_<module>_event` is the naming its KEMI event callbacks follow).
+pub const DEFAULT_EVENT_CALLBACK: &str = "ksr_sipcapture_event";
+
 const MAX_TCP_TIMEOUT: u64 = 7 * 86_400;
 
 /// Collector configuration.
@@ -174,7 +179,7 @@ pub struct CollectorConfig {
     /// The Lua script of the hook (Kamailio's KEMI script file).
     pub script_file: Option<PathBuf>,
     /// Kamailio `event_callback`: the Lua function called per packet with the event name
-    /// `"sipcapture:request"` and the packet object.
+    /// `"sipcapture:request"` and the packet object (default [`DEFAULT_EVENT_CALLBACK`]).
     pub event_callback: String,
     /// Longest a hook call may run, milliseconds; a call that runs longer is aborted and counted
     /// as a script error (the packet takes the default path).
@@ -251,7 +256,7 @@ impl Default for CollectorConfig {
             hep_rate_sources: 65_536,
             nonsip_hook: false,
             script_file: None,
-            event_callback: String::new(),
+            event_callback: DEFAULT_EVENT_CALLBACK.to_owned(),
             script_timeout_ms: 100,
             script_memory_limit: 64 * 1024 * 1024,
             forward: Vec::new(),
@@ -379,7 +384,10 @@ impl CollectorConfig {
             if self.event_callback.trim().is_empty() {
                 return Err(ConfigError::invalid(
                     "event_callback",
-                    "nonsip_hook = 1 needs the name of the Lua function to call",
+                    format!(
+                        "must name the Lua function to call (leave it out for \
+                         {DEFAULT_EVENT_CALLBACK})"
+                    ),
                 ));
             }
             if self.script_timeout_ms == 0 {
@@ -635,6 +643,13 @@ mod raw_capture_tests {
         c.script_file = Some(script.clone());
         assert_eq!(invalid_key(&c), "script_file", "missing file");
         std::fs::write(&script, "function f() return 1 end").unwrap();
+        // Without event_callback the hook calls ksr_sipcapture_event; an empty name is refused.
+        c.validate().unwrap();
+        assert_eq!(
+            c.hook_settings().unwrap().event_callback,
+            "ksr_sipcapture_event"
+        );
+        c.event_callback = " ".to_owned();
         assert_eq!(invalid_key(&c), "event_callback");
         c.event_callback = "f".to_owned();
         c.validate().unwrap();

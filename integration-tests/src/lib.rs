@@ -6,6 +6,8 @@
 //! always builds their binaries before running any test.
 
 pub mod control;
+pub mod dbserver;
+pub mod faults;
 pub mod hep;
 pub mod kamailio;
 pub mod netns;

@@ -120,8 +120,7 @@ async fn lua_hook_drops_forwards_reports_routes_and_survives_errors() {
                 "nonsip_hook=1".to_owned(),
                 "--set".to_owned(),
                 format!("script_file={}", script_path.display()),
-                "--set".to_owned(),
-                "event_callback=ksr_sipcapture_event".to_owned(),
+                // No event_callback: Kamailio's nonsip_hook default, ksr_sipcapture_event.
                 "--set".to_owned(),
                 "capture_node=nodeA".to_owned(),
             ],
@@ -293,13 +292,30 @@ fn check_config_accepts_kamailio_hook_names_and_reports_script_errors() {
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("config ok"));
 
-    let missing = run(&[]);
-    assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("event_callback"));
+    // No event_callback: the default ksr_sipcapture_event, which the script defines.
+    let default = run(&[]);
+    assert!(
+        default.status.success(),
+        "{}",
+        String::from_utf8_lossy(&default.stderr)
+    );
+    let empty = run(&["--set".to_owned(), "event_callback= ".to_owned()]);
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("event_callback"));
 
     let other = run(&["--set".to_owned(), "event_callback=nope".to_owned()]);
     assert!(!other.status.success());
     assert!(String::from_utf8_lossy(&other.stderr).contains("nope"));
+
+    // A script without the default function is refused by that name.
+    std::fs::write(&script, "function other(ev, hep) return 1 end\n").unwrap();
+    let absent = run(&[]);
+    assert!(!absent.status.success());
+    assert!(
+        String::from_utf8_lossy(&absent.stderr).contains("ksr_sipcapture_event"),
+        "{}",
+        String::from_utf8_lossy(&absent.stderr)
+    );
 
     std::fs::write(
         &script,

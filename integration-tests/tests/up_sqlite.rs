@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use sipcapture_integration_tests::hep::{hep3_sip, reply, request, send_udp};
 use sipcapture_integration_tests::{
-    Sandbox, member_counters, open_db, rows_as_text, wait_for_rows,
+    Sandbox, bin_path, member_counters, open_db, rows_as_text, wait_for_rows,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -307,4 +307,72 @@ async fn deliver_needs_the_storer_token() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+}
+
+/// A port in use: the error names what could not listen and why, in the operator's terms, and
+/// prints the cause once (no `Caused by` repeating it).
+#[test]
+fn a_port_in_use_is_reported_once() {
+    let sandbox = Sandbox::new().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap();
+    let taken_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = taken_udp.local_addr().unwrap();
+    let db = format!("sqlite://{}", sandbox.path().join("p.db").display());
+    let run = |bin: &str, args: &[String]| {
+        let out = std::process::Command::new(bin_path(bin).unwrap())
+            .args(args)
+            .current_dir(sandbox.path())
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let cases = [
+        (
+            "sipcapture",
+            vec![
+                "up".to_owned(),
+                "--grpc-listen".to_owned(),
+                port.to_string(),
+                "--hep-listen".to_owned(),
+                "127.0.0.1:0".to_owned(),
+                "--db-url".to_owned(),
+                db.clone(),
+            ],
+            format!("cannot listen for gRPC on {port}"),
+        ),
+        (
+            "sipcapture",
+            vec![
+                "up".to_owned(),
+                "--grpc-listen".to_owned(),
+                "127.0.0.1:0".to_owned(),
+                "--hep-listen".to_owned(),
+                udp.to_string(),
+                "--db-url".to_owned(),
+                db.clone(),
+            ],
+            format!("cannot listen for HEP on udp {udp}"),
+        ),
+        (
+            "sipcapture-storer",
+            vec![
+                "--grpc-listen".to_owned(),
+                port.to_string(),
+                "--db-url".to_owned(),
+                db.clone(),
+            ],
+            format!("cannot listen for gRPC on {port}"),
+        ),
+    ];
+    for (bin, args, what) in cases {
+        let err = run(bin, &args);
+        assert!(err.contains(&format!("Error: {what}")), "{bin}: {err}");
+        assert_eq!(err.matches("already in use").count(), 1, "{bin}: {err}");
+        assert!(!err.contains("Caused by"), "{bin}: {err}");
+        assert!(!err.contains("os error"), "{bin}: {err}");
+    }
 }

@@ -512,6 +512,18 @@ pub mod de {
             },
         }
     }
+
+    /// A flag that may be left unset ([`flag`] values, or none), for keys whose default
+    /// depends on whether the operator set them.
+    pub fn opt_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        struct Flag(bool);
+        impl<'de> Deserialize<'de> for Flag {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                flag(d).map(Flag)
+            }
+        }
+        Ok(Option::<Flag>::deserialize(d)?.map(|f| f.0))
+    }
 }
 
 /// This host's name (for default member ids): `HOSTNAME`, else /etc/hostname, else "localhost".

@@ -17,12 +17,12 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen for /metrics on {addr} (metrics_listen): {source}")]
+#[error("cannot listen for /metrics on {addr} (metrics_listen): {}", crate::server::bind_problem(.error))]
 pub struct MetricsError {
     /// The address.
     pub addr: SocketAddr,
-    /// The OS error.
-    pub source: std::io::Error,
+    /// The OS error (in the message, not a separate cause).
+    pub error: std::io::Error,
 }
 
 /// The text of every metric of `sets`, in order, then the process metrics (once per endpoint:
@@ -60,7 +60,7 @@ pub async fn serve(
     );
     crate::http::serve(addr, app, shutdown, "prometheus /metrics")
         .await
-        .map_err(|source| MetricsError { addr, source })
+        .map_err(|error| MetricsError { addr, error })
 }
 
 /// Starts the endpoint when `addr` is set (the services' `metrics_listen`).

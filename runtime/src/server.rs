@@ -208,20 +208,37 @@ pub enum ServeError {
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     /// The listen address could not be bound.
-    #[error("cannot listen for gRPC on {addr}: {source}")]
+    #[error("cannot listen for gRPC on {addr}: {}", bind_problem(.error))]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error: in the message, not a separate cause (printed once).
+        error: std::io::Error,
     },
+}
+
+/// Why a bind failed, in an operator's terms. Bind errors carry the OS error in their message
+/// and not as a `source`, so `Error: ... Caused by: ...` does not print it twice.
+pub fn bind_problem(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::AddrInUse => {
+            "the port is already in use (another process, or another sipcapture, listens on it)"
+                .to_owned()
+        }
+        ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_owned()
+        }
+        ErrorKind::AddrNotAvailable => "the address is not one of this host's addresses".to_owned(),
+        _ => error.to_string(),
+    }
 }
 
 /// Binds a gRPC listener, naming the address in the error.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr, source })
+        .map_err(|error| ServeError::Bind { addr, error })
 }
 
 /// Serves `routes` on `listener` over plain TCP with default limits; see [`serve_with`].

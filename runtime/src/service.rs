@@ -259,9 +259,9 @@ impl Listener {
         shutdown: &CancellationToken,
     ) -> Result<Self, StartError> {
         let listener = crate::server::bind(config.grpc_listen).await?;
-        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        let addr = listener.local_addr().map_err(|error| ServeError::Bind {
             addr: config.grpc_listen,
-            source,
+            error,
         })?;
         crate::metrics::serve_if(config.metrics_listen, metrics, shutdown).await?;
         let options = ServeOptions::new(service_names, config.max_grpc_calls)

@@ -93,8 +93,8 @@ async fn bench(label: &str, db_url: &str, schema: StorageSchema) {
     let table = format!("bench_{:08x}", rand::random::<u32>());
     let config = StorerConfig {
         db_url: db_url.to_owned(),
-        homer5_split: false,
-        table_name: table.clone(),
+        homer5_split: Some(false),
+        table_name: Some(table.clone()),
         schema,
         ..StorerConfig::default()
     };

@@ -23,6 +23,8 @@ use crate::table::{DatedPattern, Partitioning, TablePattern};
 pub const MAX_INSERT_RETRIES: u32 = 500;
 /// Kamailio's `insert_retry_timeout` range, seconds.
 pub const MAX_INSERT_RETRY_TIMEOUT: u64 = 300;
+/// Kamailio's default `table_name`.
+pub const DEFAULT_TABLE_NAME: &str = "sip_capture";
 
 /// Storer configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,9 +44,10 @@ pub struct StorerConfig {
     /// Database URL of the default capture mode (Kamailio `db_url`): `sqlite://FILE`,
     /// `postgres://user@host/db`, `mysql://user@host/db`.
     pub db_url: String,
-    /// Table name list of the default mode (Kamailio `table_name`, `a|b|c`, strftime allowed).
-    /// Used for SIP records that no routing rule sends to a table.
-    pub table_name: String,
+    /// Table name list of the default mode (Kamailio `table_name`, `a|b|c`, strftime allowed;
+    /// default `sip_capture`). Used for SIP records that no routing rule sends to a table when
+    /// the HOMER 5 split is off — which it is when `table_name` is set and `homer5_split` is not.
+    pub table_name: Option<String>,
     /// Table choice among `table_name` entries (Kamailio `mt_mode`): rand, round_robin, hash.
     pub mt_mode: MtMode,
     /// Hash input for `mt_mode = hash` (Kamailio `hash_source`): call_id, from_user, to_user.
@@ -61,10 +64,12 @@ pub struct StorerConfig {
     pub db_insert_mode: u8,
     /// Maximum database connections of the default mode (SQLite always uses 1 writer).
     pub db_max_connections: u32,
-    /// Kamailio's HOMER 5 split: use the default routing rules (call / registration / rest tables
-    /// and report tables). When false, every SIP record goes to the default mode's `table_name`.
-    #[serde(deserialize_with = "de::flag")]
-    pub homer5_split: bool,
+    /// Kamailio's HOMER 5 split: SIP records no rule routes go to the call / registration / rest
+    /// tables (`sip_capture_{call,registration,rest}_%Y%m%d`). When false, they go to the
+    /// default mode's `table_name`. Unset: on, unless `table_name` is set (an explicit table
+    /// list is used, as in Kamailio); see [`StorerConfig::homer5_split_in_effect`].
+    #[serde(default, deserialize_with = "de::opt_flag")]
+    pub homer5_split: Option<bool>,
     /// Table for RTCP JSON reports (HEP type 5).
     pub rtcp_table: String,
     /// Table for HEP types 32, 99 and every non-SIP type without a table of its own.
@@ -275,7 +280,7 @@ impl Default for StorerConfig {
             control: None,
             advertise_url: None,
             db_url: "sqlite://sipcapture.db".to_owned(),
-            table_name: "sip_capture".to_owned(),
+            table_name: None,
             mt_mode: MtMode::Rand,
             hash_source: HashSource::CallId,
             capture_node: "homer01".to_owned(),
@@ -283,7 +288,7 @@ impl Default for StorerConfig {
             insert_retry_timeout: 60,
             db_insert_mode: 0,
             db_max_connections: 8,
-            homer5_split: true,
+            homer5_split: None,
             rtcp_table: "rtcp_capture".to_owned(),
             report_table: "report_capture".to_owned(),
             logs_table: "logs_capture".to_owned(),
@@ -313,6 +318,39 @@ impl Default for StorerConfig {
 }
 
 impl StorerConfig {
+    /// The default mode's table list: `table_name`, or Kamailio's default `sip_capture`.
+    pub fn default_table_name(&self) -> &str {
+        self.table_name.as_deref().unwrap_or(DEFAULT_TABLE_NAME)
+    }
+
+    /// Whether SIP records no rule routes take the HOMER 5 split: `homer5_split` when set,
+    /// else on unless `table_name` is set (an explicit table list is not silently ignored).
+    pub fn homer5_split_in_effect(&self) -> bool {
+        self.homer5_split.unwrap_or(self.table_name.is_none())
+    }
+
+    /// The table choice for SIP records no rule routes, for the start-up log.
+    pub fn default_table_choice(&self) -> String {
+        let why = match (self.homer5_split, &self.table_name) {
+            (Some(_), _) => "homer5_split is set",
+            (None, Some(_)) => "table_name is set and homer5_split is not",
+            (None, None) => "default: neither table_name nor homer5_split is set",
+        };
+        if self.homer5_split_in_effect() {
+            format!("HOMER 5 split (sip_capture_call/registration/rest_%Y%m%d) because {why}")
+        } else {
+            let mt_mode = match self.mt_mode {
+                MtMode::Rand => "rand",
+                MtMode::RoundRobin => "round_robin",
+                MtMode::Hash => "hash",
+            };
+            format!(
+                "table_name {:?} (mt_mode {mt_mode}) because {why}",
+                self.default_table_name()
+            )
+        }
+    }
+
     /// Checks ranges and patterns; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service.validate()?;
@@ -348,7 +386,7 @@ impl StorerConfig {
                 "must be at least 1",
             ));
         }
-        TablePattern::parse_list(&self.table_name)
+        TablePattern::parse_list(self.default_table_name())
             .map_err(|e| ConfigError::invalid("table_name", e.to_string()))?;
         for (key, table) in [
             ("rtcp_table", &self.rtcp_table),
@@ -448,7 +486,7 @@ impl StorerConfig {
         let mut modes = vec![ModeSpec {
             name: DEFAULT_MODE.to_owned(),
             db_url: self.db_url.clone(),
-            table_name: self.table_name.clone(),
+            table_name: self.default_table_name().to_owned(),
             mt_mode: self.mt_mode,
             hash_source: self.hash_source,
             db_max_connections: self.db_max_connections,
@@ -531,5 +569,42 @@ impl StorerConfig {
             });
         }
         Ok(modes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> StorerConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn an_explicit_table_name_turns_the_homer5_split_off_unless_it_is_set() {
+        let default = StorerConfig::default();
+        assert!(default.homer5_split_in_effect());
+        assert_eq!(default.default_table_name(), "sip_capture");
+        assert!(default.default_table_choice().starts_with("HOMER 5 split"));
+
+        let shards = parse("table_name = \"shard_a|shard_b|shard_c\"\nmt_mode = \"hash\"\n");
+        assert!(!shards.homer5_split_in_effect());
+        assert_eq!(shards.default_table_name(), "shard_a|shard_b|shard_c");
+        let choice = shards.default_table_choice();
+        assert!(choice.contains("\"shard_a|shard_b|shard_c\""), "{choice}");
+        assert!(choice.contains("table_name is set"), "{choice}");
+        assert_eq!(
+            shards.modes().unwrap()[0].table_name,
+            "shard_a|shard_b|shard_c"
+        );
+
+        // Explicit homer5_split wins either way, in Kamailio's flag spellings too.
+        let split = parse("table_name = \"shard_a|shard_b\"\nhomer5_split = 1\n");
+        assert_eq!(split.homer5_split, Some(true));
+        assert!(split.homer5_split_in_effect());
+        let off = parse("homer5_split = \"off\"\n");
+        assert!(!off.homer5_split_in_effect());
+        assert_eq!(off.default_table_name(), "sip_capture");
+        assert!(toml::from_str::<StorerConfig>("homer5_split = 2\n").is_err());
     }
 }

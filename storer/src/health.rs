@@ -4,6 +4,8 @@
 //! interval, so a busy pool is never mistaken for a dead one; `db_reachable{mode}` follows each,
 //! readiness (and the `ready` gauge) follows the default mode's. A storer that cannot reach its
 //! database leaves the Kubernetes Service (and the collectors' DNS discovery) until it can.
+//! A database that does not answer at start-up does not stop the storer: it starts NOT_SERVING
+//! and its set-up (the stream-state table) is retried at each check until it succeeds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,25 +18,41 @@ use crate::db;
 use crate::events::{DatabaseReachability, InternalEvent};
 use crate::pipeline::write::Writer;
 
+/// Longest the start-up set-up of a capture mode waits for its database before the storer
+/// starts without it (not ready).
+pub const START_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time between checks.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a ping may take (the pool's acquire time-out: an unreachable server is retried
 /// until then).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Checks `writers` (the default mode first) until `shutdown`, driving `ready`.
+/// Checks `writers` (the default mode first) until `shutdown`, driving `ready`. `waiting[i]`:
+/// writer `i`'s database did not answer at start-up, so its set-up ([`Writer::init`]) is what
+/// is retried until it succeeds.
 pub async fn run(
     writers: Vec<Arc<Writer>>,
+    mut waiting: Vec<bool>,
     ready: ReadySender,
     counters: Arc<Counters>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut reachable: Vec<bool> = writers.iter().map(|_| true).collect();
+    let mut reachable: Vec<bool> = (0..writers.len())
+        .map(|i| !waiting.get(i).copied().unwrap_or(false))
+        .collect();
     loop {
         for (i, writer) in writers.iter().enumerate() {
-            let result = check(writer, interval).await;
+            let pending = waiting.get(i).copied().unwrap_or(false);
+            let result = if pending {
+                set_up(writer).await
+            } else {
+                check(writer, interval).await
+            };
             let now = result.is_ok();
+            if now && let Some(w) = waiting.get_mut(i) {
+                *w = false;
+            }
             let Some(before) = reachable.get_mut(i) else {
                 continue;
             };
@@ -81,6 +99,14 @@ pub enum CheckError {
     Timeout(Duration),
 }
 
+/// The start-up set-up of a writer whose database did not answer then.
+async fn set_up(writer: &Writer) -> Result<(), CheckError> {
+    match tokio::time::timeout(PING_TIMEOUT, writer.init()).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(CheckError::Timeout(PING_TIMEOUT)),
+    }
+}
+
 async fn check(writer: &Writer, interval: Duration) -> Result<(), CheckError> {
     if writer.liveness().committed_within(interval) {
         return Ok(());
@@ -91,10 +117,11 @@ async fn check(writer: &Writer, interval: Duration) -> Result<(), CheckError> {
     }
 }
 
-/// Sets the gauges for a storer whose databases all answered at start-up.
-pub fn initial_gauges(counters: &Counters, writers: &[Arc<Writer>]) {
-    counters.set_gauge("ready", "", 1);
-    for w in writers {
-        counters.set_gauge("db_reachable", w.mode(), 1);
+/// Sets the gauges at start-up: `waiting[i]` is writer `i`'s database not answering.
+pub fn initial_gauges(counters: &Counters, writers: &[Arc<Writer>], waiting: &[bool]) {
+    let up = |i: usize| i64::from(!waiting.get(i).copied().unwrap_or(false));
+    counters.set_gauge("ready", "", up(0));
+    for (i, w) in writers.iter().enumerate() {
+        counters.set_gauge("db_reachable", w.mode(), up(i));
     }
 }

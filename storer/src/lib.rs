@@ -55,7 +55,7 @@ use crate::config::StorerConfig;
 use crate::grpc::{Intake, StorerServer};
 use crate::pipeline::batch::Batcher;
 use crate::pipeline::dedup::Dedup;
-use crate::pipeline::mode::StorageSchema;
+use crate::pipeline::mode::{DEFAULT_MODE, StorageSchema};
 use crate::pipeline::route::{Router, RouterBuildError, RouterConfig};
 use crate::pipeline::write::{RetryPolicy, Writer};
 use crate::table::DatedPattern;
@@ -114,7 +114,7 @@ impl Storer {
         let router = Router::new(&RouterConfig {
             modes: &modes,
             rules: &config.route,
-            homer5_split: config.homer5_split,
+            homer5_split: config.homer5_split_in_effect(),
             rtcp_table: &config.rtcp_table,
             report_table: &config.report_table,
             logs_table: &config.logs_table,
@@ -126,6 +126,10 @@ impl Storer {
                 sipcapture_runtime::config::ConfigError::invalid(key, source.to_string())
             }
         })?;
+        tracing::info!(
+            choice = %config.default_table_choice(),
+            "sip records no routing rule matches: table choice"
+        );
         let counters = Arc::new(Counters::new(&events::CATALOG));
         let policy = RetryPolicy {
             retries: config.insert_retries,
@@ -134,8 +138,21 @@ impl Storer {
             max_delay: Duration::from_secs(5),
         };
         let mut writers = Vec::with_capacity(modes.len());
+        // Per writer: its database did not answer at start-up (its set-up is retried by the
+        // health task; the storer is not ready meanwhile).
+        let mut waiting = Vec::with_capacity(modes.len());
         for mode in &modes {
-            let db = db::connect(&mode.db_url, mode.db_max_connections).await?;
+            // Lazily: a URL error stops the storer here, an unreachable database does not.
+            let db = db::connect_lazily(&mode.db_url, mode.db_max_connections)
+                .await
+                .map_err(|e| {
+                    let key = if mode.name == DEFAULT_MODE {
+                        "db_url".to_owned()
+                    } else {
+                        format!("capture_mode.{}.db_url", mode.name)
+                    };
+                    sipcapture_runtime::config::ConfigError::invalid(key, e.to_string())
+                })?;
             let writer = Writer::new(
                 &mode.name,
                 db,
@@ -143,16 +160,37 @@ impl Storer {
                 counters.clone(),
                 config.max_partitions,
             );
-            writer.init().await?;
-            tracing::info!(mode = %mode.name, db = %redact(&mode.db_url), tables = %mode.table_name, "capture mode ready");
+            // Bounded, so the gRPC side (health, status) starts soon even when the database
+            // server does not answer at all; the health task finishes the set-up later.
+            let init = tokio::time::timeout(health::START_TIMEOUT, writer.init())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(db::DbError::Connect(sea_orm::DbErr::Custom(format!(
+                        "no answer within {:?}",
+                        health::START_TIMEOUT
+                    ))))
+                });
+            match init {
+                Ok(()) => {
+                    tracing::info!(mode = %mode.name, db = %redact(&mode.db_url), tables = %mode.table_name, "capture mode ready");
+                    waiting.push(false);
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(mode = %mode.name, db = %redact(&mode.db_url), error = %e, "database unreachable at start-up: not ready until it answers");
+                    waiting.push(true);
+                }
+                Err(e) => return Err(e.into()),
+            }
             writers.push(Arc::new(writer));
         }
         register_pool_gauges(&counters, &writers);
         sipcapture_runtime::status::register_capture_gauge(&counters, switch.clone(), false);
-        health::initial_gauges(&counters, &writers);
-        let (ready, readiness) = Readiness::new(true, READINESS_SERVICES);
+        health::initial_gauges(&counters, &writers, &waiting);
+        let ready_now = !waiting.first().copied().unwrap_or(false);
+        let (ready, readiness) = Readiness::new(ready_now, READINESS_SERVICES);
         tokio::spawn(health::run(
             writers.clone(),
+            waiting,
             ready,
             counters.clone(),
             health::CHECK_INTERVAL,

@@ -61,8 +61,8 @@ fn batch(sequence: u64) -> RecordBatch {
 async fn storer(dir: &tempfile::TempDir) -> Storer {
     let config = StorerConfig {
         db_url: format!("sqlite://{}", dir.path().join("group.db").display()),
-        homer5_split: false,
-        table_name: "group_rows".into(),
+        homer5_split: Some(false),
+        table_name: Some("group_rows".into()),
         ..StorerConfig::default()
     };
     Storer::build(

@@ -41,14 +41,17 @@ const UDP_BUFFER: usize = 65_536;
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
     /// A socket could not be opened or bound.
-    #[error("cannot listen for HEP on {proto} {addr}: {source}")]
+    #[error(
+        "cannot listen for HEP on {proto} {addr}: {}",
+        sipcapture_runtime::server::bind_problem(.error)
+    )]
     Bind {
         /// "udp", "tcp" or "tls".
         proto: &'static str,
         /// The address.
         addr: SocketAddr,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a separate cause).
+        error: io::Error,
     },
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
@@ -149,16 +152,16 @@ pub fn start(
         for i in 0..cfg.udp_sockets.max(1) {
             addr.set_port(port);
             let socket =
-                udp_socket(addr, cfg.udp_recv_buffer).map_err(|source| ListenError::Bind {
+                udp_socket(addr, cfg.udp_recv_buffer).map_err(|error| ListenError::Bind {
                     proto: "udp",
                     addr,
-                    source,
+                    error,
                 })?;
             if i == 0 {
-                let local = socket.local_addr().map_err(|source| ListenError::Bind {
+                let local = socket.local_addr().map_err(|error| ListenError::Bind {
                     proto: "udp",
                     addr,
-                    source,
+                    error,
                 })?;
                 port = local.port();
                 bound.udp = Some(local);
@@ -174,10 +177,10 @@ pub fn start(
     if cfg.tcp {
         let mut addr = cfg.addr;
         addr.set_port(port);
-        let listener = tcp_listener(addr).map_err(|source| ListenError::Bind {
+        let listener = tcp_listener(addr).map_err(|error| ListenError::Bind {
             proto: "tcp",
             addr,
-            source,
+            error,
         })?;
         bound.tcp = listener.local_addr().ok();
         streams.push((listener, StreamKind::Plain));
@@ -190,10 +193,10 @@ pub fn start(
             shutdown,
         )?;
         let addr = tls_cfg.addr;
-        let listener = tcp_listener(addr).map_err(|source| ListenError::Bind {
+        let listener = tcp_listener(addr).map_err(|error| ListenError::Bind {
             proto: "tls",
             addr,
-            source,
+            error,
         })?;
         bound.tls = listener.local_addr().ok();
         streams.push((listener, StreamKind::Tls(acceptor)));

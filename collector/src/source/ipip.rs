@@ -66,12 +66,15 @@ pub enum IpipError {
     #[error("raw_ipip_capture_on: cannot open a raw IPIP socket: {0}")]
     Open(#[source] io::Error),
     /// The bind to the `raw_socket_listen` address failed (not a local address, ...).
-    #[error("raw_socket_listen: cannot bind the IPIP socket to {addr}: {source}")]
+    #[error(
+        "raw_socket_listen: cannot bind the IPIP socket to {addr}: {}",
+        sipcapture_runtime::server::bind_problem(.error)
+    )]
     Bind {
         /// The address.
         addr: Ipv4Addr,
-        /// The OS error.
-        source: io::Error,
+        /// The OS error (in the message, not a separate cause).
+        error: io::Error,
     },
 }
 
@@ -114,7 +117,7 @@ fn open(config: &IpipConfig) -> Result<Socket, IpipError> {
         let local = SocketAddr::V4(SocketAddrV4::new(addr, 0));
         socket
             .bind(&local.into())
-            .map_err(|source| IpipError::Bind { addr, source })?;
+            .map_err(|error| IpipError::Bind { addr, error })?;
     }
     if let Err(e) = socket.set_recv_buffer_size(SOCKET_RECV_BUFFER) {
         tracing::debug!(error = %e, "ipip socket receive buffer unchanged");

@@ -41,8 +41,20 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{- /* repository@digest when image.digest is set (the tag is then ignored), else repository:tag. */}}
 {{- define "sipcapture.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* `[grpc_limits]` of every service from the global `grpcLimits` map, merged into a service's own keys. */}}
+{{- define "sipcapture.grpcLimits" -}}
+{{- with .Values.grpcLimits -}}
+{{- toYaml (dict "grpc_limits" .) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "sipcapture.serviceAccountName" -}}
@@ -96,7 +108,7 @@ true
 {{- end -}}
 
 {{- define "sipcapture.collectorConfigured" -}}
-{{- if or .Values.collector.enabled .Values.collector.sidecar.configMap .Values.collector.sidecar.example.enabled -}}
+{{- if or .Values.collector.enabled .Values.collector.external.enabled .Values.collector.sidecar.configMap .Values.collector.sidecar.example.enabled -}}
 true
 {{- end -}}
 {{- end -}}
@@ -245,6 +257,19 @@ livenessProbe:
   periodSeconds: {{ $p.periodSeconds }}
   timeoutSeconds: {{ $p.timeoutSeconds }}
   failureThreshold: {{ $p.livenessFailureThreshold }}
+{{- if $p.startup.enabled }}
+{{- /* The liveness check, given periodSeconds x failureThreshold to pass once before liveness
+and readiness probing starts (slow volumes, a database migration on first start). */}}
+startupProbe:
+  {{ $kind }}:
+    port: {{ .port }}
+    {{- if and .livenessService (eq $kind "grpc") }}
+    service: {{ .livenessService }}
+    {{- end }}
+  periodSeconds: {{ $p.startup.periodSeconds }}
+  timeoutSeconds: {{ $p.timeoutSeconds }}
+  failureThreshold: {{ $p.startup.failureThreshold }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -336,6 +361,7 @@ default applies).
 {{- $_ := set $own "hep_tls_key" "/etc/sipcapture/hep-tls/tls.key" -}}
 {{- end -}}
 {{- $own = mergeOverwrite $own (include "sipcapture.grpcTlsConfig" . | fromYaml) -}}
+{{- $own = mergeOverwrite $own (include "sipcapture.grpcLimits" . | fromYaml) -}}
 {{- toYaml (mergeOverwrite (deepCopy (default dict $c.config)) $own) -}}
 {{- end -}}
 
@@ -426,6 +452,9 @@ name (container name, default "collector"), hostPorts (publish the HEP ports on 
       readOnly: true
     {{- end }}
     {{- include "sipcapture.grpcTlsMount" (dict "root" $root "name" "collector-grpc-tls") | nindent 4 }}
+    {{- with $c.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
 
 {{/* The volumes the collector container mounts: (dict "root" $). */}}
@@ -453,6 +482,9 @@ name (container name, default "collector"), hostPorts (publish the HEP ports on 
     secretName: {{ include "sipcapture.hepTlsSecretName" $root }}
 {{- end }}
 {{- include "sipcapture.grpcTlsVolume" (dict "root" $root "name" "collector-grpc-tls") }}
+{{- with $c.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -499,4 +531,23 @@ verify servers as grpcTls.serverName.
   secret:
     secretName: {{ .root.Values.grpcTls.secretName }}
 {{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy peers: the release's pods of some components, plus extra peers:
+(dict "name" chart-name "instance" release "components" (list ...) "extra" peers). */}}
+{{- define "sipcapture.netpolPeers" -}}
+- podSelector:
+    matchExpressions:
+      - key: app.kubernetes.io/name
+        operator: In
+        values: [{{ .name | quote }}]
+      - key: app.kubernetes.io/instance
+        operator: In
+        values: [{{ .instance | quote }}]
+      - key: app.kubernetes.io/component
+        operator: In
+        values: {{ toJson .components }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end -}}
 {{- end -}}

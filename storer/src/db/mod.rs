@@ -100,6 +100,24 @@ pub fn normalise_url(url: &str) -> Result<String, DbError> {
 /// Opens a pool. SQLite gets a single connection (one writer; concurrent writers would only
 /// wait on the file lock).
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbError> {
+    open_pool(url, max_connections, false).await
+}
+
+/// Opens a pool without connecting: only the URL is checked (an error is a config error); the
+/// first query connects. A storer starts this way so a database that is down at start-up makes
+/// it not ready instead of stopping it.
+pub async fn connect_lazily(
+    url: &str,
+    max_connections: u32,
+) -> Result<DatabaseConnection, DbError> {
+    open_pool(url, max_connections, true).await
+}
+
+async fn open_pool(
+    url: &str,
+    max_connections: u32,
+    lazy: bool,
+) -> Result<DatabaseConnection, DbError> {
     let backend = backend_of(url)?;
     let mut opts = ConnectOptions::new(normalise_url(url)?);
     let max = if backend == DatabaseBackend::Sqlite {
@@ -111,6 +129,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .min_connections(0)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy(lazy)
         .sqlx_logging(false);
     sea_orm::Database::connect(opts)
         .await

@@ -30,12 +30,12 @@ pub const MAX_PAGE: usize = 200;
 
 /// Why the page could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen for the web page on {addr} (web_listen): {source}")]
+#[error("cannot listen for the web page on {addr} (web_listen): {}", sipcapture_runtime::server::bind_problem(.error))]
 pub struct WebError {
     /// The address.
     pub addr: SocketAddr,
-    /// The OS error.
-    pub source: std::io::Error,
+    /// The OS error (in the message, not a separate cause).
+    pub error: std::io::Error,
 }
 
 struct Web {
@@ -57,7 +57,7 @@ pub async fn serve(
         .with_state(state);
     sipcapture_runtime::http::serve(addr, app, shutdown, "web page")
         .await
-        .map_err(|source| WebError { addr, source })
+        .map_err(|error| WebError { addr, error })
 }
 
 /// Whether the request carries the token (always, when none is configured).
