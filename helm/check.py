@@ -58,15 +58,21 @@ NAMESPACE = "voip"
 ALLOWED_SIPCAPTURE_ENV = {
     "sipcapture-collector": {
         "SIPCAPTURE_AUTH_TOKEN",
+        "SIPCAPTURE_ALLOW_INSECURE",
         "SIPCAPTURE_HEP_AUTH_KEY",
         "SIPCAPTURE_METRICS_LISTEN",
     },
     "sipcapture-storer": {
         "SIPCAPTURE_AUTH_TOKEN",
+        "SIPCAPTURE_ALLOW_INSECURE",
         "SIPCAPTURE_DB_URL",
         "SIPCAPTURE_METRICS_LISTEN",
     },
-    "sipcapture-control": {"SIPCAPTURE_AUTH_TOKEN", "SIPCAPTURE_METRICS_LISTEN"},
+    "sipcapture-control": {
+        "SIPCAPTURE_AUTH_TOKEN",
+        "SIPCAPTURE_ALLOW_INSECURE",
+        "SIPCAPTURE_METRICS_LISTEN",
+    },
 }
 CAPTURE_MODE_ENV = re.compile(r"^SIPCAPTURE_CAPTURE_MODE__[A-Z0-9_]+__DB_URL$")
 

@@ -11,7 +11,7 @@ use sipcapture_collector::Collector;
 use sipcapture_collector::config::CollectorConfig;
 use sipcapture_proto::v1::MemberKind;
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
-use sipcapture_runtime::auth::Authorizer;
+use sipcapture_runtime::auth::Role;
 use sipcapture_runtime::config::{ConfigError, Sources, key_paths};
 use sipcapture_runtime::server::{GrpcLimits, ServeOptions};
 use sipcapture_runtime::status::{CaptureSwitch, StatusServer};
@@ -131,11 +131,12 @@ pub fn load(mut sources: Sources, flags: &UpFlags) -> Result<UpConfig, ConfigErr
 
 impl UpConfig {
     /// The in-process collector delivers to the in-process storer: it sends the storer's
-    /// `auth_token` when it has none of its own, so `--set storer.auth_token=…` alone guards
-    /// Deliver without cutting the internal link.
+    /// collector-role token (`collector_token`, else `auth_token`) when it has none of its
+    /// own, so `--set storer.auth_token=…` alone guards Deliver without cutting the internal
+    /// link.
     pub fn share_storer_token(&mut self) {
-        if self.collector.service.auth_token.is_none() {
-            self.collector.service.auth_token = self.storer.service.auth_token.clone();
+        if self.collector.service.token_for(Role::Collector).is_none() {
+            self.collector.service.collector_token = self.storer.service.token_for(Role::Collector);
         }
     }
 
@@ -339,10 +340,11 @@ pub async fn run(
         .add(MemberLink::Local(status.clone()), Origin::Local);
     // A saved desired status (control state file) wins over the config at start-up.
     switch.apply_desired(&control.desired.desired_for(status.member_id(), "local"));
-    let status = status.with_auth(Authorizer::new(
-        config.control.service.auth_token.clone(),
-        config.control.service.grpc_admin_identities.clone(),
-    ));
+    let status = status.with_auth(config.control.service.authorizer(Role::Admin));
+    config
+        .storer
+        .service
+        .warn_if_exposed(grpc_addr, config.grpc_tls.enabled());
     let options = ServeOptions::new(SERVICE_NAMES, config.storer.service.max_grpc_calls)
         .with_grpc_tls(
             &config.grpc_tls,

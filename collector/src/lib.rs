@@ -164,7 +164,11 @@ impl Collector {
                 self.switch.clone(),
                 vec![self.counters.clone()],
             )
-            .with_auth(self.config.service.authorizer())
+            .with_auth(
+                self.config
+                    .service
+                    .authorizer(sipcapture_runtime::auth::Role::Admin),
+            )
         });
         routes.add_service(
             StatusServiceServer::new(status)

@@ -255,7 +255,9 @@ impl Pipeline {
                 batch_max_delay: Duration::from_millis(config.batch_max_delay_ms),
                 max_unacked: config.max_unacked_batches,
                 drain_timeout: DRAIN_TIMEOUT,
-                token: config.service.auth_token.clone().filter(|t| !t.is_empty()),
+                token: config
+                    .service
+                    .token_for(sipcapture_runtime::auth::Role::Collector),
             };
             exporters.push(tokio::spawn(export::run(
                 export_cfg,

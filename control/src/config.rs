@@ -28,6 +28,14 @@ pub struct ControlConfig {
     pub service: ServiceConfig,
     /// Per-member call deadline for SetStatus / Check fan-out, milliseconds.
     pub member_timeout_ms: u64,
+    /// Members registered through Watch kept at most (configured and DNS members do not
+    /// count); a registration beyond it is refused (RESOURCE_EXHAUSTED) and counted in
+    /// `sipcapture_control_registrations_refused_total{reason="full"}`.
+    pub max_registered_members: usize,
+    /// Seconds a registered member whose Watch stream ended is still reported (unreachable,
+    /// never dialled) before it leaves the registry; 0 removes it at once. A departed member
+    /// also makes room for a new registration when the registry is full.
+    pub registered_member_linger_secs: u64,
 }
 
 impl Default for ControlConfig {
@@ -40,6 +48,8 @@ impl Default for ControlConfig {
             service: ServiceConfig::listening_on(SocketAddr::from(([0, 0, 0, 0], 9061))),
             state_file: Some(PathBuf::from("sipcapture-control-state.json")),
             member_timeout_ms: 2000,
+            max_registered_members: 256,
+            registered_member_linger_secs: 60,
         }
     }
 }
@@ -70,6 +80,12 @@ impl ControlConfig {
         if self.member_dns_refresh == 0 {
             return Err(ConfigError::invalid(
                 "member_dns_refresh",
+                "must be at least 1",
+            ));
+        }
+        if self.max_registered_members == 0 {
+            return Err(ConfigError::invalid(
+                "max_registered_members",
                 "must be at least 1",
             ));
         }

@@ -22,6 +22,22 @@ impl InternalEvent for FanoutFailed {
     }
 }
 
+/// A Watch registration was refused.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistrationRefused {
+    /// `unauthorised` (no member credential) or `full` (`max_registered_members` reached).
+    pub reason: &'static str,
+}
+
+impl InternalEvent for RegistrationRefused {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add_labeled("registrations_refused", self.reason, 1);
+        if sipcapture_runtime::counters::worth_logging(total) {
+            tracing::warn!(reason = self.reason, total, "member registration refused");
+        }
+    }
+}
+
 /// Every metric control exports (plus the runtime's `COMMON` ones, whose `status_changed` this
 /// catalog redefines).
 pub const CATALOG: Catalog = Catalog {
@@ -43,6 +59,12 @@ pub const CATALOG: Catalog = Catalog {
             Some("input"),
             "the fleet's desired status per input: 1 on, 0 off (per-member overrides not shown)",
         ),
+        counter(
+            "registrations_refused",
+            Some("reason"),
+            "Watch registrations refused: no member credential, or max_registered_members reached",
+        )
+        .values(&["unauthorised", "full"]),
         gauge(
             "members",
             None,

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::events::{FanoutFailed, InternalEvent, StatusChanged};
-use crate::members::{MemberLink, Origin, Registry, fan_out};
+use crate::events::{FanoutFailed, InternalEvent, RegistrationRefused, StatusChanged};
+use crate::members::{Registry, fan_out};
 use crate::state::DesiredState;
 
 /// The control service state.
@@ -31,8 +31,15 @@ pub struct Control {
     pub timeout: Duration,
     /// Bearer token for SetStatus (ours and the members').
     pub token: Option<String>,
-    /// Who may change the fleet status: the token or an allowed client identity.
+    /// Who may change the fleet status: the admin token or an allowed client identity.
     pub admin: Authorizer,
+    /// Who may register through Watch: the member token or an allowed client identity.
+    pub member: Authorizer,
+    /// Registered (Watch) members kept at most (`max_registered_members`).
+    pub max_registered: usize,
+    /// How long a registered member whose Watch stream ended is still reported (unreachable,
+    /// not dialled) before it leaves the registry (`registered_member_linger_secs`).
+    pub linger: Duration,
     /// Client TLS for `https://` members.
     pub tls: GrpcClientTls,
     /// Control's metrics.
@@ -128,21 +135,42 @@ impl ControlServer {
     }
 }
 
-/// Where control reaches a registering member.
+/// Where control reaches a registering member: an `https://` URL it advertises (the server
+/// certificate proves the name), else the caller's own address (the peer IP control saw) at
+/// the advertised port. A plain `http://` URL naming another host is never dialled: control
+/// would otherwise call any address a caller names (SSRF); its port is kept, its host replaced.
 fn status_url(req: &WatchRequest, peer: Option<SocketAddr>) -> Result<String, Status> {
-    if !req.status_url.is_empty() {
+    if req.status_url.starts_with("https://") {
         return Ok(req.status_url.clone());
     }
-    let port = u16::try_from(req.status_port)
-        .map_err(|_| Status::invalid_argument("status_port out of range"))?;
-    let scheme = if req.status_tls { "https" } else { "http" };
     let peer =
         peer.ok_or_else(|| Status::invalid_argument("status_url needed: peer address unknown"))?;
+    let port = if req.status_url.is_empty() {
+        u16::try_from(req.status_port)
+            .map_err(|_| Status::invalid_argument("status_port out of range"))?
+    } else {
+        let uri: tonic::codegen::http::Uri = req
+            .status_url
+            .parse()
+            .map_err(|_| Status::invalid_argument("status_url is not a URL"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(Status::invalid_argument(
+                "status_url must be an http:// or https:// URL",
+            ));
+        }
+        let port = uri.port_u16().unwrap_or(80);
+        let host = uri.host().unwrap_or("").trim_matches(['[', ']']);
+        if host.parse::<std::net::IpAddr>().ok() != Some(peer.ip()) {
+            tracing::warn!(claimed = %req.status_url, peer = %peer.ip(), "registration names another host over plain http: control dials the caller's own address instead");
+        }
+        port
+    };
     if port == 0 {
         return Err(Status::invalid_argument(
             "status_url or status_port is needed",
         ));
     }
+    let scheme = if req.status_tls { "https" } else { "http" };
     Ok(format!("{scheme}://{}", SocketAddr::new(peer.ip(), port)))
 }
 
@@ -172,21 +200,30 @@ impl ControlService for ControlServer {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        // Registering adds a member that control will call with its bearer token: with auth
-        // configured, only a caller with the token or a verified client certificate may.
-        if !self.control.admin.is_open()
-            && sipcapture_runtime::tls::peer_identity(&request).is_none()
-        {
-            self.control.admin.check(&request)?;
+        // Registering adds a member control will call: the member role (its token or an
+        // allowed client certificate) is needed.
+        if let Err(status) = self.control.member.check(&request) {
+            RegistrationRefused {
+                reason: "unauthorised",
+            }
+            .emit(&self.control.counters);
+            return Err(status);
         }
         let peer = request.remote_addr();
         let req = request.into_inner();
         let url = status_url(&req, peer)?;
         let kind = MemberKind::try_from(req.kind).unwrap_or(MemberKind::Unspecified);
-        let member = self
+        let Ok(member) = self
             .control
             .registry
-            .add(MemberLink::Remote(url.clone()), Origin::Registered);
+            .register(&url, self.control.max_registered)
+        else {
+            RegistrationRefused { reason: "full" }.emit(&self.control.counters);
+            return Err(Status::resource_exhausted(format!(
+                "control already has {} registered members (max_registered_members)",
+                self.control.max_registered
+            )));
+        };
         member.note_identity(&req.member_id, kind);
         tracing::info!(member = %req.member_id, ?kind, %url, "member registered");
 
@@ -204,6 +241,12 @@ impl ControlService for ControlServer {
                     changed = changes.changed() => if changed.is_err() { break },
                     () = tx.closed() => break,
                 }
+            }
+            // The member leaves with its last Watch stream (it registers again on reconnect),
+            // after being reported unreachable for the linger period.
+            if control.registry.watch_ended(&member) {
+                tokio::time::sleep(control.linger).await;
+                control.registry.remove_departed(&member);
             }
             tracing::info!(member = %req.member_id, %url, "member watch ended");
         });
@@ -226,8 +269,24 @@ mod tests {
             status_url(&req, Some(peer)).unwrap(),
             "http://10.1.2.3:9062"
         );
+        // Plain http: only the caller's own address is dialled, whatever host it names.
         req.status_url = "http://c1:9062".into();
-        assert_eq!(status_url(&req, Some(peer)).unwrap(), "http://c1:9062");
+        assert_eq!(
+            status_url(&req, Some(peer)).unwrap(),
+            "http://10.1.2.3:9062"
+        );
+        req.status_url = "http://10.1.2.3:7000".into();
+        assert_eq!(
+            status_url(&req, Some(peer)).unwrap(),
+            "http://10.1.2.3:7000"
+        );
+        req.status_url = "https://c1.example:9062".into();
+        assert_eq!(
+            status_url(&req, Some(peer)).unwrap(),
+            "https://c1.example:9062"
+        );
+        req.status_url = "ftp://c1:21".into();
+        assert!(status_url(&req, Some(peer)).is_err());
         req.status_url = String::new();
         req.status_tls = true;
         assert_eq!(

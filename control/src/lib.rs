@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sipcapture_proto::v1::control_service_server::ControlServiceServer;
+use sipcapture_runtime::auth::Role;
 use sipcapture_runtime::counters::Counters;
 use sipcapture_runtime::service::Listener;
 use tokio_util::sync::CancellationToken;
@@ -58,8 +59,11 @@ pub fn build(config: &ControlConfig, shutdown: &CancellationToken) -> Arc<Contro
         counters,
         registry,
         timeout: Duration::from_millis(config.member_timeout_ms),
-        token: config.service.auth_token.clone().filter(|t| !t.is_empty()),
-        admin: config.service.authorizer(),
+        token: config.service.token_for(Role::Admin),
+        admin: config.service.authorizer(Role::Admin),
+        member: config.service.authorizer(Role::Member),
+        max_registered: config.max_registered_members,
+        linger: Duration::from_secs(config.registered_member_linger_secs),
         tls: config.service.grpc_client_tls.clone(),
     })
 }

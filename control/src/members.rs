@@ -3,6 +3,7 @@
 //! calls every member concurrently with a per-call deadline and reports, per member, what it
 //! acknowledged or why it did not answer; nobody is hidden.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub struct Member {
     /// How it was found.
     pub origin: Origin,
     seen: Mutex<Seen>,
+    /// Watch streams open for it (a registered member leaves with its last one).
+    watches: AtomicUsize,
 }
 
 impl Member {
@@ -69,6 +72,7 @@ impl Member {
             link,
             origin,
             seen: Mutex::new(seen),
+            watches: AtomicUsize::new(0),
         }
     }
 
@@ -102,6 +106,23 @@ impl Member {
         self.address() == selector || self.member_id() == selector
     }
 
+    /// A registered member whose Watch streams have all ended.
+    pub fn is_departed(&self) -> bool {
+        self.origin == Origin::Registered && self.watches.load(Ordering::SeqCst) == 0
+    }
+
+    /// Whether control may send its bearer token to this member: never in clear text to an
+    /// address a caller registered (only the operator's configured and DNS members, the
+    /// in-process one, and `https://` URLs).
+    fn may_receive_token(&self) -> bool {
+        match &self.link {
+            MemberLink::Local(_) => true,
+            MemberLink::Remote(url) => {
+                self.origin != Origin::Registered || url.starts_with("https://")
+            }
+        }
+    }
+
     async fn call(
         &self,
         request: Option<SetStatusRequest>,
@@ -109,6 +130,14 @@ impl Member {
         token: Option<&str>,
         tls: &GrpcClientTls,
     ) -> Result<StatusReply, String> {
+        // A registered plain-http member gets no token: it follows the change through its
+        // Watch stream, and control checks it until it reports the new state (or the
+        // deadline, when its reply shows what it applied).
+        let (request, token, expected) = if token.is_some() && !self.may_receive_token() {
+            (None, None, request.as_ref().and_then(expected_state))
+        } else {
+            (request, token, None)
+        };
         match &self.link {
             MemberLink::Local(server) => match request {
                 Some(req) => server.apply(&req).map_err(|s| s.message().to_owned()),
@@ -132,9 +161,21 @@ impl Member {
                         }
                         None => client.check(CheckRequest {}).await,
                     };
-                    reply
+                    let mut reply = reply
                         .map(tonic::Response::into_inner)
-                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+                    let deadline = tokio::time::Instant::now() + timeout.mul_f32(0.8);
+                    while expected.is_some_and(|want| reply.state != want as i32)
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        reply = client
+                            .check(CheckRequest {})
+                            .await
+                            .map(tonic::Response::into_inner)
+                            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+                    }
+                    Ok(reply)
                 };
                 tokio::time::timeout(timeout, call)
                     .await
@@ -152,7 +193,13 @@ impl Member {
         tls: &GrpcClientTls,
     ) -> MemberStatus {
         let address = self.address();
-        match self.call(request, timeout, token, tls).await {
+        // A departed member is not dialled: its address came from a registration that ended.
+        let outcome = if self.is_departed() {
+            Err("its watch stream ended: it leaves the registry after registered_member_linger_secs".to_owned())
+        } else {
+            self.call(request, timeout, token, tls).await
+        };
+        match outcome {
             Ok(reply) => {
                 let now = chrono::Utc::now().timestamp_millis();
                 if let Ok(mut s) = self.seen.lock() {
@@ -194,6 +241,20 @@ impl Member {
     }
 }
 
+/// The state a whole-member ON or OFF leads to (None for a per-input change).
+fn expected_state(request: &SetStatusRequest) -> Option<CaptureState> {
+    if !request.inputs.is_empty() {
+        return None;
+    }
+    match sipcapture_proto::v1::CaptureAction::try_from(request.action)
+        .ok()?
+        .target()?
+    {
+        true => Some(CaptureState::Enabled),
+        false => Some(CaptureState::Disabled),
+    }
+}
+
 /// Every member control knows.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -201,6 +262,56 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Registers a Watch caller at `url`: the existing member with that address, or a new
+    /// registered one. When `max_registered` registered members are already known, a departed
+    /// one (no Watch stream open) makes room, else the registration is refused. Pair with
+    /// [`Registry::watch_ended`] when the stream ends.
+    pub fn register(&self, url: &str, max_registered: usize) -> Result<Arc<Member>, RegistryFull> {
+        let Ok(mut members) = self.members.write() else {
+            return Err(RegistryFull);
+        };
+        let member = if let Some(existing) = members.iter().find(|m| m.address() == url) {
+            existing.clone()
+        } else {
+            let registered = members
+                .iter()
+                .filter(|m| m.origin == Origin::Registered)
+                .count();
+            if registered >= max_registered {
+                let departed = members.iter().position(|m| m.is_departed());
+                let Some(departed) = departed else {
+                    return Err(RegistryFull);
+                };
+                members.remove(departed);
+            }
+            let member = Arc::new(Member::new(
+                MemberLink::Remote(url.to_owned()),
+                Origin::Registered,
+            ));
+            members.push(member.clone());
+            member
+        };
+        member.watches.fetch_add(1, Ordering::SeqCst);
+        Ok(member)
+    }
+
+    /// Ends one Watch stream of `member`; returns true when it was the last one (the member
+    /// has departed: it is reported unreachable without being dialled until [`Registry::remove_departed`]).
+    pub fn watch_ended(&self, member: &Arc<Member>) -> bool {
+        member.watches.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    /// Removes `member` if it is a registered member that has departed (no Watch stream
+    /// re-opened since); configured, DNS and local members stay.
+    pub fn remove_departed(&self, member: &Arc<Member>) {
+        let Ok(mut members) = self.members.write() else {
+            return;
+        };
+        if member.is_departed() {
+            members.retain(|m| !Arc::ptr_eq(m, member));
+        }
+    }
+
     /// Adds a member unless one with the same address exists; returns the member.
     pub fn add(&self, link: MemberLink, origin: Origin) -> Arc<Member> {
         let candidate = Member::new(link, origin);
@@ -237,6 +348,11 @@ impl Registry {
         self.members.read().map(|m| m.clone()).unwrap_or_default()
     }
 }
+
+/// The registry already holds `max_registered_members` registered members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("control's registry is full (max_registered_members)")]
+pub struct RegistryFull;
 
 /// Calls every member selected by `selectors` (all when empty) concurrently: SetStatus when
 /// `request` is given, else Check.
@@ -317,5 +433,41 @@ mod tests {
         assert_eq!(addrs, vec!["http://10.9.9.9:9062".to_owned()]);
         shutdown.cancel();
         task.await.unwrap();
+    }
+
+    #[test]
+    fn registrations_are_capped_and_departed_members_make_room() {
+        let registry = Registry::default();
+        registry.add(
+            MemberLink::Remote("http://10.0.0.1:1".into()),
+            Origin::Static,
+        );
+        let a = registry.register("http://127.0.0.1:1", 2).unwrap();
+        let again = registry.register("http://127.0.0.1:1", 2).unwrap();
+        assert!(Arc::ptr_eq(&a, &again), "one member per address");
+        let b = registry.register("http://127.0.0.1:2", 2).unwrap();
+        assert_eq!(
+            registry.register("http://127.0.0.1:3", 2).unwrap_err(),
+            RegistryFull
+        );
+        // `a` has two streams: the first end does not make it depart.
+        assert!(!registry.watch_ended(&a));
+        assert!(registry.watch_ended(&a));
+        assert!(a.is_departed() && !b.is_departed());
+        // A full registry evicts the departed member for a new one.
+        let c = registry.register("http://127.0.0.1:3", 2).unwrap();
+        let addrs: Vec<String> = registry.all().iter().map(|m| m.address()).collect();
+        assert_eq!(
+            addrs,
+            [
+                "http://10.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
+        assert!(registry.watch_ended(&c));
+        registry.remove_departed(&c);
+        registry.remove_departed(&b);
+        assert_eq!(registry.all().len(), 2, "b still watches; c left");
     }
 }

@@ -5,6 +5,7 @@
 //! (`target/<profile>/`): every service crate has an integration test of its own, so cargo
 //! always builds their binaries before running any test.
 
+pub mod control;
 pub mod dbserver;
 pub mod faults;
 pub mod hep;

@@ -10,31 +10,15 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use sipcapture_integration_tests::control::{check, member_state, set_status};
 use sipcapture_integration_tests::hep::{hep3_sip, request, send_udp};
 use sipcapture_integration_tests::{
     Sandbox, Service, count_rows, grpcurl, member_counters, open_db, wait_until,
 };
-use sipcapture_proto::v1::control_service_client::ControlServiceClient;
-use sipcapture_proto::v1::status_service_client::StatusServiceClient;
-use sipcapture_proto::v1::{
-    CaptureAction, CaptureState, CheckRequest, ControlCheckRequest, ControlSetStatusRequest,
-    ControlStatusReply,
-};
-use sipcapture_runtime::auth::with_bearer;
+use sipcapture_proto::v1::{CaptureAction, CaptureState};
 
 const WAIT: Duration = Duration::from_secs(15);
 const TOKEN: &str = "fleet-token";
-
-async fn check(control: SocketAddr) -> anyhow::Result<ControlStatusReply> {
-    let mut client = ControlServiceClient::connect(format!("http://{control}")).await?;
-    Ok(client.check(ControlCheckRequest {}).await?.into_inner())
-}
-
-async fn member_state(addr: SocketAddr) -> anyhow::Result<CaptureState> {
-    let mut client = StatusServiceClient::connect(format!("http://{addr}")).await?;
-    let reply = client.check(CheckRequest {}).await?.into_inner();
-    Ok(CaptureState::try_from(reply.state)?)
-}
 
 fn grpcurl_set(control: SocketAddr, action: &str, token: &str) -> String {
     grpcurl(&[
@@ -47,24 +31,6 @@ fn grpcurl_set(control: SocketAddr, action: &str, token: &str) -> String {
         "sipcapture.v1.ControlService/SetStatus",
     ])
     .unwrap_or_default()
-}
-
-async fn set_status(
-    control: SocketAddr,
-    action: CaptureAction,
-    token: Option<&str>,
-) -> Result<ControlStatusReply, tonic::Status> {
-    let mut client = ControlServiceClient::connect(format!("http://{control}"))
-        .await
-        .unwrap();
-    let req = ControlSetStatusRequest {
-        action: action as i32,
-        ..Default::default()
-    };
-    client
-        .set_status(with_bearer(tonic::Request::new(req), token))
-        .await
-        .map(tonic::Response::into_inner)
 }
 
 fn sip_packet(n: u32) -> Vec<u8> {

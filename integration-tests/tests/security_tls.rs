@@ -379,6 +379,48 @@ async fn mtls_collector_streams_with_its_certificate_identity_and_others_are_ref
             .contains("collector id replaced by its certificate identity")
     );
 
+    // Another identity of the same CA (the admin certificate) reusing the good collector's
+    // stream id cannot open it: the stream's state belongs to "collector-good". The good
+    // collector's next packets are stored.
+    let stream_ids = text_rows(
+        &db,
+        "sipcapture_stream_state",
+        &["stream_id"],
+        "1=1",
+        "stream_id",
+    )
+    .await
+    .unwrap();
+    let stream_id = stream_ids[0][0].clone();
+    let channel = pki
+        .client(Some(&pki.admin))
+        .endpoint(&storer_url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let hello = sipcapture_proto::v1::DeliverRequest {
+        message: Some(sipcapture_proto::v1::deliver_request::Message::Hello(
+            sipcapture_proto::v1::Hello {
+                collector_id: "collector-good".into(),
+                stream_id,
+            },
+        )),
+    };
+    let mut client = sipcapture_proto::v1::storer_service_client::StorerServiceClient::new(channel);
+    let opened = client.deliver(tokio_stream::iter(vec![hello])).await;
+    let refused = match opened {
+        Ok(response) => response.into_inner().message().await.unwrap_err(),
+        Err(status) => status,
+    };
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    send_from("127.0.0.1", good.hep.unwrap(), &packets("good-after", 5));
+    wait_until("the good collector's next rows", WAIT, || async {
+        Ok(rows_like(&db, "good-after").await == 5)
+    })
+    .await
+    .unwrap();
+
     for s in [&mut good, &mut rogue, &mut bare] {
         s.process.terminate(WAIT).unwrap();
     }

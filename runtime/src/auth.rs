@@ -1,5 +1,10 @@
-//! Who may change state: bearer-token checks and mTLS identity allow-lists for mutating calls
-//! (status and control changes, member registration) when they are configured.
+//! Who may change state: one rule per role ([`Role`]: the collector role delivers to storers,
+//! the member role registers with control, the admin role switches capture), each a bearer
+//! token and/or an allow-list of mTLS client identities ([`Authorizer`]). A role with neither
+//! configured is open only to loopback peers and verified client certificates, unless
+//! `allow_insecure = true` (the safe default; docs/SECURITY.md).
+
+use std::net::SocketAddr;
 
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -35,27 +40,106 @@ pub fn with_bearer<T>(mut request: tonic::Request<T>, token: Option<&str>) -> to
     request
 }
 
-/// The rule for mutating calls of one service: a bearer token and/or an allow-list of client
-/// certificate identities (`grpc_admin_identities`). With neither configured every call is
-/// allowed (a closed network or a TLS client CA is then the only gate).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Authorizer {
-    token: Option<String>,
-    identities: Vec<String>,
+/// What a caller may do; each role has its own token and identity allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Delivers records to a storer (StorerService.Deliver).
+    Collector,
+    /// Registers with control (ControlService.Watch).
+    Member,
+    /// Switches capture (SetStatus on control and on every member).
+    #[default]
+    Admin,
 }
 
-impl Authorizer {
-    /// A rule from the configured token and identities (empty values ignored).
-    pub fn new(token: Option<String>, identities: Vec<String>) -> Self {
-        Authorizer {
-            token: token.filter(|t| !t.is_empty()),
-            identities: identities.into_iter().filter(|i| !i.is_empty()).collect(),
+impl Role {
+    /// The role's token key (`auth_token` is every role's fallback).
+    pub fn token_key(self) -> &'static str {
+        match self {
+            Role::Collector => "collector_token",
+            Role::Member => "member_token",
+            Role::Admin => "admin_token",
         }
     }
 
-    /// Whether any credential is required.
+    /// The role's identity allow-list key.
+    pub fn identities_key(self) -> &'static str {
+        match self {
+            Role::Collector => "grpc_collector_identities",
+            Role::Member => "grpc_member_identities",
+            Role::Admin => "grpc_admin_identities",
+        }
+    }
+
+    /// The role's name in logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Collector => "collector",
+            Role::Member => "member",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Who passed a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A verified client certificate; its identity (first name).
+    Certificate(String),
+    /// The role's bearer token.
+    Token,
+    /// No credential: a loopback peer, an in-process call, or `allow_insecure`.
+    Anonymous,
+}
+
+/// The rule for one role's mutating calls: a bearer token and/or an allow-list of client
+/// certificate identities. With an empty allow-list, the collector and member roles accept any
+/// certificate the listener's client CA verified (the CA is their gate); the admin role only
+/// listed ones. With neither token nor list (open), calls are accepted from loopback peers and
+/// verified certificates only, unless `allow_insecure`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authorizer {
+    role: Role,
+    token: Option<String>,
+    identities: Vec<String>,
+    allow_insecure: bool,
+}
+
+impl Authorizer {
+    /// An admin rule from the configured token and identities (empty values ignored), open to
+    /// any peer when both are empty (see [`Authorizer::for_role`] for the safe default).
+    pub fn new(token: Option<String>, identities: Vec<String>) -> Self {
+        Authorizer::for_role(Role::Admin, token, identities, true)
+    }
+
+    /// The rule of `role`; `allow_insecure` opens an unconfigured role to every peer.
+    pub fn for_role(
+        role: Role,
+        token: Option<String>,
+        identities: Vec<String>,
+        allow_insecure: bool,
+    ) -> Self {
+        Authorizer {
+            role,
+            token: token.filter(|t| !t.is_empty()),
+            identities: identities.into_iter().filter(|i| !i.is_empty()).collect(),
+            allow_insecure,
+        }
+    }
+
+    /// The role this rule guards.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether no credential is configured (the loopback rule then applies).
     pub fn is_open(&self) -> bool {
         self.token.is_none() && self.identities.is_empty()
+    }
+
+    /// Whether any peer is accepted without a credential.
+    pub fn accepts_anyone(&self) -> bool {
+        self.is_open() && self.allow_insecure
     }
 
     /// The token, for calls this service makes on behalf of an authorised caller.
@@ -63,31 +147,69 @@ impl Authorizer {
         self.token.as_deref()
     }
 
-    /// Allows the call when the rule is open, when the caller's verified certificate has a
-    /// name on the allow-list, or when it sends the right bearer token. A caller with a
-    /// certificate not on the list and no valid token gets PERMISSION_DENIED; one without any
-    /// credential (or a wrong token) UNAUTHENTICATED.
+    /// Allows the call and says who made it; see [`Authorizer::check_as`].
     pub fn check<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
-        if self.is_open() {
-            return Ok(());
-        }
+        self.check_as(request).map(|_| ())
+    }
+
+    /// Allows the call when the caller's verified certificate has a name on the allow-list
+    /// (or, for the collector and member roles with an empty list, any verified certificate),
+    /// or when it sends the role's bearer token; an open rule allows loopback peers, verified
+    /// certificates and, with `allow_insecure`, everyone. A caller with a certificate not on
+    /// the list and no valid token gets PERMISSION_DENIED; one without any credential (or a
+    /// wrong token) UNAUTHENTICATED; a remote anonymous caller of an open rule
+    /// PERMISSION_DENIED naming the keys.
+    pub fn check_as<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
         let names = crate::tls::peer_names(request);
-        if names.iter().any(|n| self.identities.contains(n)) {
-            return Ok(());
+        let certificate = || names.first().cloned().map(Caller::Certificate);
+        if self.is_open() {
+            if let Some(caller) = certificate() {
+                return Ok(caller);
+            }
+            if self.allow_insecure || request.remote_addr().is_none_or(|a| is_loopback(&a)) {
+                return Ok(Caller::Anonymous);
+            }
+            return Err(Status::permission_denied(format!(
+                "no {} credential is configured, so this call is accepted from loopback only: \
+                 set auth_token (or {}), grpc_tls.client_ca, or allow_insecure = true",
+                self.role.name(),
+                self.role.token_key()
+            )));
+        }
+        let listed = if self.identities.is_empty() {
+            self.role != Role::Admin
+        } else {
+            names.iter().any(|n| self.identities.contains(n))
+        };
+        if listed && let Some(caller) = certificate() {
+            return Ok(caller);
         }
         if self.token.is_some() && check_bearer(request.metadata(), self.token.as_deref()).is_ok() {
-            return Ok(());
+            return Ok(Caller::Token);
         }
         match names.first() {
             Some(name) if !self.identities.is_empty() => Err(Status::permission_denied(format!(
-                "client identity {name:?} is not in grpc_admin_identities"
+                "client identity {name:?} is not in {}",
+                self.role.identities_key()
             ))),
-            _ if self.token.is_some() => {
-                Err(Status::unauthenticated("missing or wrong bearer token"))
-            }
-            _ => Err(Status::unauthenticated(
-                "a client certificate listed in grpc_admin_identities is required",
-            )),
+            _ if self.token.is_some() => Err(Status::unauthenticated(format!(
+                "missing or wrong bearer token for the {} role",
+                self.role.name()
+            ))),
+            _ => Err(Status::unauthenticated(format!(
+                "a client certificate listed in {} is required",
+                self.role.identities_key()
+            ))),
+        }
+    }
+}
+
+/// Whether a peer is on this host (127.0.0.0/8, ::1, or IPv4-mapped loopback).
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
 }
@@ -128,9 +250,56 @@ mod tests {
         let ok = with_bearer(tonic::Request::new(()), Some("t"));
         assert!(token.check(&ok).is_ok());
 
+        let roles = Authorizer::for_role(Role::Collector, Some("c".into()), vec![], false);
+        let admin = with_bearer(tonic::Request::new(()), Some("t"));
+        assert_eq!(
+            roles.check(&admin).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            roles
+                .check_as(&with_bearer(tonic::Request::new(()), Some("c")))
+                .ok(),
+            Some(Caller::Token)
+        );
+
         let certs_only = Authorizer::new(None, vec!["admin".into()]);
         let err = certs_only.check(&tonic::Request::new(())).unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert!(err.message().contains("grpc_admin_identities"));
+    }
+
+    fn from(peer: &str) -> tonic::Request<()> {
+        let mut request = tonic::Request::new(());
+        request
+            .extensions_mut()
+            .insert(tonic::transport::server::TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(peer.parse().unwrap()),
+            });
+        request
+    }
+
+    #[test]
+    fn an_unconfigured_role_accepts_loopback_only_unless_insecure() {
+        let safe = Authorizer::for_role(Role::Admin, None, vec![], false);
+        assert_eq!(
+            safe.check_as(&from("127.0.0.1:5000")).ok(),
+            Some(Caller::Anonymous)
+        );
+        assert_eq!(
+            safe.check_as(&from("[::1]:5000")).ok(),
+            Some(Caller::Anonymous)
+        );
+        assert_eq!(
+            safe.check_as(&from("[::ffff:127.0.0.1]:5000")).ok(),
+            Some(Caller::Anonymous)
+        );
+        let err = safe.check(&from("192.0.2.7:5000")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert!(err.message().contains("allow_insecure"), "{err:?}");
+        let open = Authorizer::for_role(Role::Admin, None, vec![], true);
+        assert!(open.accepts_anyone());
+        assert!(open.check(&from("192.0.2.7:5000")).is_ok());
     }
 }

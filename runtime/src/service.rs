@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
-use crate::auth::Authorizer;
+use crate::auth::{Authorizer, Role};
 use crate::config::ConfigError;
 use crate::counters::Counters;
 use crate::metrics::MetricsError;
@@ -33,8 +33,22 @@ pub struct ServiceConfig {
     pub grpc_listen: SocketAddr,
     /// Bearer token required on the calls that change the capture status (collectors and
     /// storers: StatusService.SetStatus; control: SetStatus), and sent to control / members.
-    /// Unset: no token needed.
+    /// Unset: no token needed. Every role's token when its own (`collector_token`,
+    /// `member_token`, `admin_token`) is unset.
     pub auth_token: Option<String>,
+    /// Bearer token of the collector role: required on StorerService.Deliver (storer) and
+    /// sent there (collector). Unset: `auth_token`.
+    pub collector_token: Option<String>,
+    /// Bearer token of the member role: required on ControlService.Watch (control) and sent
+    /// there (collectors, storers). Unset: `auth_token`.
+    pub member_token: Option<String>,
+    /// Bearer token of the admin role: required on SetStatus (control and members) and sent
+    /// by control to members. Unset: `auth_token`.
+    pub admin_token: Option<String>,
+    /// Accept mutating calls (Deliver, Watch, SetStatus) of a role with neither token nor
+    /// identity list from any peer. Off by default: such calls are then accepted from
+    /// loopback peers and verified client certificates only.
+    pub allow_insecure: bool,
     /// Kamailio `capture_on`: initial capture state (control: the desired state at start-up).
     #[serde(deserialize_with = "crate::config::de::flag")]
     pub capture_on: bool,
@@ -52,6 +66,12 @@ pub struct ServiceConfig {
     /// Client certificate identities (subject CN or a SAN) allowed to change the status without
     /// the bearer token (needs `grpc_tls.client_ca`).
     pub grpc_admin_identities: Vec<String>,
+    /// Client certificate identities allowed to deliver (collector role). Empty: any
+    /// certificate the listener's `grpc_tls.client_ca` verified.
+    pub grpc_collector_identities: Vec<String>,
+    /// Client certificate identities allowed to register through Watch (member role). Empty:
+    /// any certificate the listener's `grpc_tls.client_ca` verified.
+    pub grpc_member_identities: Vec<String>,
     /// Prometheus scrape endpoint (`GET /metrics`, text format), e.g. `0.0.0.0:9090`. Off when
     /// unset (the default). Metrics are listed in docs/METRICS.md.
     pub metrics_listen: Option<SocketAddr>,
@@ -74,12 +94,18 @@ impl ServiceConfig {
         ServiceConfig {
             grpc_listen,
             auth_token: None,
+            collector_token: None,
+            member_token: None,
+            admin_token: None,
+            allow_insecure: false,
             capture_on: true,
             max_grpc_calls: 1024,
             grpc_tls: GrpcServerTls::default(),
             grpc_client_tls: GrpcClientTls::default(),
             grpc_limits: GrpcLimits::default(),
             grpc_admin_identities: Vec::new(),
+            grpc_collector_identities: Vec::new(),
+            grpc_member_identities: Vec::new(),
             metrics_listen: None,
             log_format: LogFormat::Text,
             log_level: crate::telemetry::DEFAULT_FILTER.to_owned(),
@@ -104,9 +130,53 @@ impl ServiceConfig {
         LogSettings::new(self.log_format, &self.log_level)
     }
 
-    /// Who may change the status: the bearer token or an admin client certificate.
-    pub fn authorizer(&self) -> Authorizer {
-        Authorizer::new(self.auth_token.clone(), self.grpc_admin_identities.clone())
+    /// The bearer token of `role`: its own key, else `auth_token` (empty values ignored).
+    pub fn token_for(&self, role: Role) -> Option<String> {
+        let own = match role {
+            Role::Collector => &self.collector_token,
+            Role::Member => &self.member_token,
+            Role::Admin => &self.admin_token,
+        };
+        own.as_ref()
+            .or(self.auth_token.as_ref())
+            .filter(|t| !t.is_empty())
+            .cloned()
+    }
+
+    /// The client identities allowed in `role`.
+    pub fn identities_for(&self, role: Role) -> &[String] {
+        match role {
+            Role::Collector => &self.grpc_collector_identities,
+            Role::Member => &self.grpc_member_identities,
+            Role::Admin => &self.grpc_admin_identities,
+        }
+    }
+
+    /// Who may make the calls of `role`: its token or an allowed client certificate; with
+    /// neither, loopback peers only unless `allow_insecure`.
+    pub fn authorizer(&self, role: Role) -> Authorizer {
+        Authorizer::for_role(
+            role,
+            self.token_for(role),
+            self.identities_for(role).to_vec(),
+            self.allow_insecure,
+        )
+    }
+
+    /// Logs a loud warning when the gRPC listener is reachable from other hosts with neither
+    /// TLS nor a token (or when `allow_insecure` opens it), naming the keys to set.
+    pub fn warn_if_exposed(&self, addr: SocketAddr, tls: bool) {
+        if crate::auth::is_loopback(&addr) {
+            return;
+        }
+        let tokens = [Role::Collector, Role::Member, Role::Admin]
+            .iter()
+            .any(|r| self.token_for(*r).is_some());
+        if self.allow_insecure {
+            tracing::warn!(%addr, "allow_insecure = true: any host that reaches this gRPC listener may deliver records, register and switch capture for every role without a token or identity; set auth_token (or collector_token / member_token / admin_token) or grpc_tls.client_ca instead");
+        } else if !tls && !tokens {
+            tracing::warn!(%addr, "the gRPC listener is not on loopback and has neither TLS (grpc_tls.cert, grpc_tls.key, grpc_tls.client_ca) nor a token (auth_token): Deliver, Watch and SetStatus are accepted from loopback peers only; set auth_token or grpc_tls.* to allow other hosts, or allow_insecure = true to accept anyone (unsafe)");
+        }
     }
 
     /// The URL scheme of links this service opens to its peers (`https` with client TLS).
@@ -140,7 +210,7 @@ pub async fn follow_control(
     };
     let link = crate::watch::ControlLink {
         tls: config.grpc_client_tls.clone(),
-        token: config.auth_token.clone(),
+        token: config.token_for(Role::Member),
     };
     crate::watch::start(
         control,
@@ -197,6 +267,7 @@ impl Listener {
         let options = ServeOptions::new(service_names, config.max_grpc_calls)
             .with_grpc_tls(&config.grpc_tls, config.grpc_limits, tls_counters, shutdown)
             .map_err(crate::tls::TlsError::into_config)?;
+        config.warn_if_exposed(addr, options.tls.is_some());
         Ok(Listener {
             listener,
             addr,

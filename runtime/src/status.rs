@@ -183,7 +183,8 @@ impl StatusServer {
         }
     }
 
-    /// Requires `authorization: Bearer <token>` on SetStatus when `token` is set.
+    /// Requires `authorization: Bearer <token>` on SetStatus when `token` is set (without
+    /// one, any peer may call it).
     pub fn with_token(self, token: Option<String>) -> Self {
         self.with_auth(crate::auth::Authorizer::new(token, Vec::new()))
     }

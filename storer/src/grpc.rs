@@ -11,6 +11,7 @@ use sipcapture_proto::v1::storer_service_server::StorerService;
 use sipcapture_proto::v1::{
     DeliverRequest, DeliverResponse, RecordBatch, Welcome, deliver_request, deliver_response,
 };
+use sipcapture_runtime::auth::{Authorizer, Caller};
 use sipcapture_runtime::counters::Counters;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,7 +40,10 @@ const MAX_GROUP_RECORDS: usize = 8_000;
 /// only jumps when it restarts (by at most the 10 000 its spool reserves per run), so this
 /// leaves room for a hundred restarts in a row without a commit; a batch beyond it (a forged
 /// 2^64 − 1 that would set the stream state so that every later batch counts as already
-/// committed) is refused and stored nowhere, never saturated into the state.
+/// committed) is refused and stored nowhere, never saturated into the state. A stream this
+/// storer has no state for (committed 0) starts at its first batch, whatever its sequence: a
+/// collector that ran long (past a million batches) and fails over to a new database must not be
+/// refused for ever.
 pub const MAX_SEQUENCE_AHEAD: u64 = 1_000_000;
 
 /// Everything a stream handler needs.
@@ -53,9 +57,11 @@ pub struct Intake {
     pub counters: Arc<Counters>,
     /// Cancelled at shutdown: handlers finish the batch in hand and close their stream.
     pub shutdown: CancellationToken,
-    /// The storer's `auth_token`: when set, a Deliver caller must send it as a bearer token
-    /// or present a client certificate the listener verified (`grpc_tls.client_ca`).
-    pub token: Option<String>,
+    /// Who may deliver (the collector role): `collector_token` (else `auth_token`) as a
+    /// bearer token, or a client certificate the listener verified (listed in
+    /// `grpc_collector_identities` when that is set); with neither configured, loopback peers
+    /// only unless `allow_insecure`.
+    pub auth: Authorizer,
 }
 
 impl Intake {
@@ -99,6 +105,14 @@ impl Intake {
             hello.collector_id.truncate(cut);
         }
         let default_writer = self.batcher.default_writer().map_err(batch_status)?;
+        if authenticated {
+            let owner = tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(()),
+                owner = default_writer.stream_owner(&hello.stream_id) => owner,
+            };
+            let owner = owner.map_err(|e| Status::unavailable(e.to_string()))?;
+            check_owner(&hello.stream_id, owner.as_deref(), &hello.collector_id)?;
+        }
         let last = tokio::select! {
             () = self.shutdown.cancelled() => return Ok(()),
             last = default_writer.last_committed(&hello.stream_id) => last,
@@ -230,24 +244,35 @@ impl Intake {
     }
 }
 
-/// Whether `request` may deliver records: Deliver stores, so with the storer's `auth_token`
-/// set the caller sends it as a bearer token or presents a client certificate the listener
-/// verified (`grpc_tls.client_ca`); open when no token is configured.
-fn check_caller<T>(token: Option<&str>, request: &Request<T>) -> Result<(), Status> {
-    let Some(token) = token else {
-        return Ok(());
-    };
-    if sipcapture_runtime::tls::peer_identity(request).is_some() {
-        return Ok(());
+/// Refuses a Hello for a stream whose state row belongs to another collector when the caller
+/// proved who it is with a certificate: the row is the stream's exactly-once state, and a
+/// stranger advancing it would make the owner's next batches count as already committed.
+fn check_owner(stream_id: &str, owner: Option<&str>, identity: &str) -> Result<(), Status> {
+    match owner {
+        Some(owner) if !owner.is_empty() && owner != identity => {
+            tracing::warn!(
+                stream = stream_id,
+                owner,
+                identity,
+                "stream refused: its state belongs to another collector"
+            );
+            Err(Status::permission_denied(format!(
+                "stream {stream_id:?} belongs to another collector; a collector identity may only resume its own streams"
+            )))
+        }
+        _ => Ok(()),
     }
-    sipcapture_runtime::auth::check_bearer(request.metadata(), Some(token))
 }
 
 /// Refuses a batch sequence the stream state cannot take: beyond [`MAX_SEQUENCE_AHEAD`] of the
 /// committed one, or beyond what the state column holds (i64).
 fn check_sequence(sequence: u64, last: u64) -> Result<(), Status> {
     let limit = last
-        .saturating_add(MAX_SEQUENCE_AHEAD)
+        .saturating_add(if last == 0 {
+            u64::MAX
+        } else {
+            MAX_SEQUENCE_AHEAD
+        })
         .min(u64::try_from(i64::MAX).unwrap_or(u64::MAX));
     if sequence > limit {
         tracing::warn!(
@@ -338,8 +363,10 @@ impl StorerService for StorerServer {
         let peer = request.remote_addr();
         let span = tracing::info_span!("deliver_stream", peer = ?peer);
         sipcapture_runtime::telemetry::extract_metadata(&span, request.metadata());
-        check_caller(self.intake.token.as_deref(), &request)?;
-        let identity = sipcapture_runtime::tls::peer_identity(&request);
+        let identity = match self.intake.auth.check_as(&request)? {
+            Caller::Certificate(identity) => Some(identity),
+            Caller::Token | Caller::Anonymous => None,
+        };
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
         let intake = self.intake.clone();
@@ -362,10 +389,6 @@ impl StorerService for StorerServer {
 mod tests {
     use super::*;
 
-    fn request(token: Option<&str>) -> Request<()> {
-        sipcapture_runtime::auth::with_bearer(Request::new(()), token)
-    }
-
     #[test]
     fn payload_budget_counts_kib_within_the_budget() {
         let batch = |bytes: usize| RecordBatch {
@@ -382,31 +405,30 @@ mod tests {
     }
 
     #[test]
-    fn the_token_gates_deliver_when_configured() {
-        let check = |token: Option<&str>, sent: Option<&str>| check_caller(token, &request(sent));
-        assert!(check(None, None).is_ok(), "no auth configured: open");
+    fn a_certificate_resumes_only_its_own_streams() {
+        assert!(check_owner("s", None, "c1").is_ok());
+        assert!(check_owner("s", Some(""), "c1").is_ok());
+        assert!(check_owner("s", Some("c1"), "c1").is_ok());
         assert_eq!(
-            check(Some("s3cret"), None).unwrap_err().code(),
-            tonic::Code::Unauthenticated
+            check_owner("s", Some("c2"), "c1").unwrap_err().code(),
+            tonic::Code::PermissionDenied
         );
-        assert_eq!(
-            check(Some("s3cret"), Some("wrong")).unwrap_err().code(),
-            tonic::Code::Unauthenticated
-        );
-        assert!(check(Some("s3cret"), Some("s3cret")).is_ok());
     }
 
     #[test]
     fn sequences_far_ahead_or_beyond_i64_are_refused() {
         assert!(check_sequence(1, 0).is_ok());
-        assert!(check_sequence(MAX_SEQUENCE_AHEAD, 0).is_ok());
+        assert!(check_sequence(MAX_SEQUENCE_AHEAD + 1, 1).is_ok());
         assert_eq!(
-            check_sequence(MAX_SEQUENCE_AHEAD + 1, 0)
+            check_sequence(MAX_SEQUENCE_AHEAD + 2, 1)
                 .unwrap_err()
                 .code(),
             tonic::Code::InvalidArgument
         );
+        // A stream without state starts where its first batch is, up to i64.
+        assert!(check_sequence(5_000_000_000, 0).is_ok());
         assert!(check_sequence(u64::MAX, 0).is_err());
+        assert!(check_sequence(u64::MAX, 7).is_err());
         let top = u64::try_from(i64::MAX).unwrap();
         assert!(check_sequence(top, top - 5).is_ok());
         assert!(check_sequence(top + 1, top).is_err());

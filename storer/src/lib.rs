@@ -249,7 +249,9 @@ impl Storer {
             },
             counters: counters.clone(),
             shutdown,
-            token: config.service.auth_token.clone().filter(|t| !t.is_empty()),
+            auth: config
+                .service
+                .authorizer(sipcapture_runtime::auth::Role::Collector),
         });
         Ok(Storer {
             intake,
@@ -338,7 +340,9 @@ pub async fn run(config: StorerConfig, shutdown: CancellationToken) -> Result<()
     tracing::info!(addr = %listener.local_addr(), db = %redact(&config.db_url), tls = listener.tls(), mtls = listener.mtls(), "storer listening");
     serve_web(&config, &shutdown).await?;
     let mut routes = tonic::service::RoutesBuilder::default();
-    let status = storer.status_server().with_auth(service.authorizer());
+    let status = storer
+        .status_server()
+        .with_auth(service.authorizer(sipcapture_runtime::auth::Role::Admin));
     storer.add_services(&mut routes, Some(status), &listener.limits());
     listener.serve(routes, shutdown).await?;
     Ok(())

@@ -102,7 +102,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Whether the chart's Secret has any key to hold. */}}
 {{- define "sipcapture.ownSecretNeeded" -}}
-{{- if or (and .Values.auth.token (not .Values.auth.existingSecret)) (and .Values.storer.enabled .Values.storer.database.url (not .Values.storer.database.existingSecret)) (and .Values.collector.hepAuth.key (not .Values.collector.hepAuth.existingSecret)) -}}
+{{- if or (include "sipcapture.ownAuthToken" .) (and .Values.storer.enabled .Values.storer.database.url (not .Values.storer.database.existingSecret)) (and .Values.collector.hepAuth.key (not .Values.collector.hepAuth.existingSecret)) -}}
 true
 {{- end -}}
 {{- end -}}
@@ -117,8 +117,37 @@ true
 Environment entries passing secrets as config keys. Only SIPCAPTURE_* names that are config keys
 of the service are set: the services refuse unknown ones.
 */}}
+{{/* Whether the chart's Secret holds the token (given, or generated). */}}
+{{- define "sipcapture.ownAuthToken" -}}
+{{- if and (not .Values.auth.existingSecret) (or .Values.auth.token .Values.auth.generateToken) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+The token the chart's Secret holds: auth.token, else the one an earlier release generated (looked
+up, so upgrades keep it), else a new random one.
+*/}}
+{{- define "sipcapture.authTokenValue" -}}
+{{- if .Values.auth.token -}}
+{{- .Values.auth.token -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "sipcapture.secretName" .) -}}
+{{- $data := dig "data" "auth-token" "" ($existing | default dict) -}}
+{{- if $data -}}
+{{- $data | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 32 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "sipcapture.authTokenEnv" -}}
-{{- if or .Values.auth.token .Values.auth.existingSecret }}
+{{- if .Values.auth.allowInsecure }}
+- name: SIPCAPTURE_ALLOW_INSECURE
+  value: "true"
+{{- end }}
+{{- if or (include "sipcapture.ownAuthToken" .) .Values.auth.existingSecret }}
 - name: SIPCAPTURE_AUTH_TOKEN
   valueFrom:
     secretKeyRef:

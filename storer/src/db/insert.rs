@@ -174,6 +174,23 @@ pub async fn last_committed<C: ConnectionTrait>(conn: &C, stream_id: &str) -> Re
     Ok(u64::try_from(seq).unwrap_or(0))
 }
 
+/// The collector recorded with a stream's state (None when the stream has none).
+pub async fn stream_owner<C: ConnectionTrait>(
+    conn: &C,
+    stream_id: &str,
+) -> Result<Option<String>, DbErr> {
+    let stmt = Query::select()
+        .column(Alias::new("collector_id"))
+        .from(Alias::new(STREAM_STATE_TABLE))
+        .and_where(Expr::col(Alias::new("stream_id")).eq(stream_id))
+        .to_owned();
+    let Some(row) = conn.query_one(&stmt).await? else {
+        return Ok(None);
+    };
+    let owner: Option<String> = row.try_get("", "collector_id")?;
+    Ok(owner)
+}
+
 /// Records `sequence` as the last committed batch of a stream (inside the batch's transaction).
 pub async fn save_committed<C: ConnectionTrait>(
     conn: &C,

@@ -234,6 +234,11 @@ impl Writer {
         Ok(insert::last_committed(&self.db, stream_id).await?)
     }
 
+    /// The collector that last committed on a stream (None for a stream never seen).
+    pub async fn stream_owner(&self, stream_id: &str) -> Result<Option<String>, DbError> {
+        Ok(insert::stream_owner(&self.db, stream_id).await?)
+    }
+
     /// Commits a batch; returns the number of rows written.
     #[tracing::instrument(name = "insert", skip_all, fields(mode = %self.mode, sequence = batch.sequence, tables = batch.tables.len()))]
     pub async fn commit(&self, batch: &PreparedBatch<'_>) -> Result<Committed, WriteError> {
