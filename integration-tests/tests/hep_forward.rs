@@ -19,9 +19,9 @@ use sipcapture_integration_tests::kamailio::{self, Kamailio};
 use sipcapture_integration_tests::{Sandbox, member_counters, open_db, wait_for_rows, wait_until};
 use sipcapture_proto::v1::{CaptureRecord, RecordKind};
 
-/// 2027-01-15 12:00:00 UTC.
-const TS: u32 = 1_800_014_400;
-const DAY: &str = "20270115";
+/// 2026-01-15 12:00:00 UTC.
+const TS: u32 = 1_768_478_400;
+const DAY: &str = "20260115";
 const HEP_LUA: &str = "/work/shared/tools/hep.lua";
 
 fn hep2(src: SocketAddr, dst: SocketAddr, sip: &[u8]) -> Vec<u8> {

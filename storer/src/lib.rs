@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StorerConfig;
 use crate::grpc::{Intake, StorerServer};
-use crate::pipeline::batch::Batcher;
+use crate::pipeline::batch::{Batcher, RecordLimits};
 use crate::pipeline::dedup::Dedup;
 use crate::pipeline::mode::StorageSchema;
 use crate::pipeline::route::{Router, RouterBuildError, RouterConfig};
@@ -142,6 +142,7 @@ impl Storer {
                 policy,
                 counters.clone(),
                 config.max_partitions,
+                config.max_new_tables_per_minute,
             );
             writer.init().await?;
             tracing::info!(mode = %mode.name, db = %redact(&mode.db_url), tables = %mode.table_name, "capture mode ready");
@@ -189,6 +190,7 @@ impl Storer {
                 writers.clone(),
                 patterns,
                 config.retention_days,
+                retention::future_days(config.future_horizon),
                 Duration::from_secs(config.retention_interval),
                 homer7,
                 shutdown.clone(),
@@ -202,6 +204,14 @@ impl Storer {
                 switch: switch.clone(),
                 counters: counters.clone(),
                 custom_keys: config.homer7_custom_fields.clone(),
+                limits: RecordLimits {
+                    future_horizon: (config.future_horizon > 0).then(|| {
+                        chrono::Duration::seconds(
+                            config.future_horizon.try_into().unwrap_or(i64::MAX),
+                        )
+                    }),
+                    max_msg_size: config.max_msg_size,
+                },
                 dedup: config.dedup.then(|| {
                     Dedup::new(
                         Duration::from_secs_f64(config.dedup_window),
