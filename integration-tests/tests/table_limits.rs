@@ -153,7 +153,7 @@ async fn date_bomb_is_bounded_and_a_current_packet_is_stored_on_time() {
         // see and drop it.
         exec(&db, "CREATE TABLE sip_capture_call_21060207 (id INTEGER)").await;
 
-        // Default limits (60 new tables a minute, a horizon of 1 day); retention on (its first
+        // Default limits (60 new tables a minute, 10 at once; a horizon of 1 day); retention on (its first
         // sweep runs at start-up, the next in an hour: none during the flood).
         let (up, metrics) = up_with_metrics(
             &sandbox,
@@ -188,7 +188,7 @@ async fn date_bomb_is_bounded_and_a_current_packet_is_stored_on_time() {
         let on_time = started.elapsed();
         eprintln!("{engine:?}: the valid packet sent after the flood stored after {on_time:?}");
         assert!(
-            on_time < Duration::from_secs(30),
+            on_time < Duration::from_secs(20),
             "{engine:?}: the valid packet took {on_time:?}"
         );
 
@@ -209,11 +209,12 @@ async fn date_bomb_is_bounded_and_a_current_packet_is_stored_on_time() {
              {future} beyond the horizon, in {elapsed:.1} s"
         );
         assert_eq!(stored + over, f64::from(FLOOD_DAYS));
+        // At most 10 at once, then 60 a minute.
         assert!(
-            stored <= 60.0 + elapsed + 1.0,
+            stored <= 10.0 + elapsed + 1.0,
             "{engine:?}: {stored} new tables in {elapsed:.1} s"
         );
-        assert!(over >= f64::from(FLOOD_DAYS) - 60.0 - elapsed - 1.0);
+        assert!(stored >= 10.0, "{engine:?}: {stored}");
         assert_eq!(future, 3.0);
 
         // The database holds exactly the admitted tables (each with its one row).

@@ -114,7 +114,7 @@ pub struct StorerConfig {
     /// 20 000: the 8 tables for about 10 months at the default partition lengths.
     pub max_partitions: usize,
     /// Most new tables a minute that records dated outside the current days may cause
-    /// (token bucket, this many at once then this many a minute; 0: no limit). Records of
+    /// (token bucket: at most 10 at once, refilled at this many a minute; 0: no limit). Records of
     /// today and yesterday (UTC) and records of `sipcapture import` are exempt; a record over
     /// the budget is dropped and counted (`dropped{reason="table_budget"}`). Each dated table
     /// is a table with its indexes, and packet times come from the senders. Default 60.

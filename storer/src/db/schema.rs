@@ -88,8 +88,13 @@ struct Known {
     budget: TableBudget,
 }
 
-/// A token bucket of new tables: `per_minute` tokens at most, refilled continuously at
-/// `per_minute` a minute (0: no limit).
+/// Most new tables a flood can make at once (the bucket's size): each costs its DDL, and
+/// batches of a stream commit in order, so this bounds how long a valid record behind them
+/// waits.
+pub const NEW_TABLE_BURST: u32 = 10;
+
+/// A token bucket of new tables: refilled continuously at `per_minute` a minute, at most
+/// [`NEW_TABLE_BURST`] (or `per_minute` when smaller) at once (0: no limit).
 #[derive(Debug)]
 struct TableBudget {
     per_minute: u32,
@@ -101,7 +106,7 @@ impl TableBudget {
     fn new(per_minute: u32) -> Self {
         TableBudget {
             per_minute,
-            tokens: f64::from(per_minute),
+            tokens: f64::from(per_minute.min(NEW_TABLE_BURST)),
             refilled: Instant::now(),
         }
     }
@@ -110,9 +115,10 @@ impl TableBudget {
         if self.per_minute == 0 {
             return true;
         }
-        let cap = f64::from(self.per_minute);
+        let rate = f64::from(self.per_minute) / 60.0;
+        let cap = f64::from(self.per_minute.min(NEW_TABLE_BURST));
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * cap / 60.0).min(cap);
+        self.tokens = (self.tokens + elapsed * rate).min(cap);
         self.refilled = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -334,12 +340,18 @@ mod tests {
     fn the_budget_refills_over_a_minute() {
         let mut budget = TableBudget::new(60);
         let start = Instant::now();
-        for _ in 0..60 {
+        for _ in 0..NEW_TABLE_BURST {
             assert!(budget.take(start));
         }
         assert!(!budget.take(start));
         assert!(budget.take(start + std::time::Duration::from_millis(1100)));
         assert!(!budget.take(start + std::time::Duration::from_millis(1100)));
+        // A minute later: one burst, not a minute's worth.
+        let later = start + std::time::Duration::from_secs(120);
+        for _ in 0..NEW_TABLE_BURST {
+            assert!(budget.take(later));
+        }
+        assert!(!budget.take(later));
     }
 
     #[test]
