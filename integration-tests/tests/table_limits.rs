@@ -234,6 +234,47 @@ async fn date_bomb_is_bounded_and_a_current_packet_is_stored_on_time() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_of_many_past_days_keeps_every_record_and_table() {
+    // 30 days of 2025, one INVITE each: beyond the burst of new tables live input gets, but an
+    // import (the operator's own capture) is exempt.
+    let sandbox = Sandbox::new().unwrap();
+    let days = 30u32;
+    let start = 1_735_732_800; // 2025-01-01 12:00:00 UTC
+    let frames: Vec<(u32, Vec<u8>)> = (0..days)
+        .map(|i| {
+            let sip = request("INVITE", &format!("import-{i}@192.0.2.10"), 1, "t", None);
+            (start + i * 86_400, sip)
+        })
+        .collect();
+    let pcap = sandbox.path().join("days.pcap");
+    sipcapture_integration_tests::pcap::write_udp(&pcap, 5060, &frames).unwrap();
+    let db_url = format!("sqlite://{}", sandbox.path().join("import.db").display());
+    let args = [
+        "import".to_owned(),
+        pcap.display().to_string(),
+        "--db".to_owned(),
+        db_url.clone(),
+    ];
+    let mut process = sandbox.spawn("import", "sipcapture", &args).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while process.is_running() {
+        assert!(Instant::now() < deadline, "import did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = open_db(&db_url).await.unwrap();
+    let names = table_names(&db).await.unwrap();
+    for (ts, _) in &frames {
+        let table = format!("sip_capture_call_{}", day_of(*ts));
+        assert_eq!(
+            count_rows(&db, &table).await.unwrap(),
+            1,
+            "{table}: {names:?}\n{}",
+            process.log_text()
+        );
+    }
+}
+
 fn write_file(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
