@@ -378,6 +378,16 @@ table = "odd_table"
         );
         // The odd table's rows fail on insert (its columns), counted per row.
         assert!(s.get(&format!("{STORER_DROPPED}{{reason=\"row_rejected\"}}")) >= 5.0);
+        // A batch holding only a failing table's record is acknowledged too.
+        let failed_before = s.get(&format!("{STORER_DROPPED}{{reason=\"table_failed\"}}"))
+            + s.get(&format!("{STORER_DROPPED}{{reason=\"row_rejected\"}}"));
+        send_udp(up.hep, &[packet("MESSAGE", now_secs(), 98)]).unwrap();
+        scrape_once(metrics, "the lone MESSAGE counted", |s| {
+            s.get(&format!("{STORER_DROPPED}{{reason=\"table_failed\"}}"))
+                + s.get(&format!("{STORER_DROPPED}{{reason=\"row_rejected\"}}"))
+                > failed_before
+        })
+        .await;
         // Nothing was retried forever: the stream goes on.
         send_udp(up.hep, &[packet("OPTIONS", now_secs(), 99)]).unwrap();
         wait_for_rows(&db, &rest, 7, WAIT).await.unwrap();
