@@ -14,6 +14,10 @@ use crate::source::ipip::IpipConfig;
 use crate::source::mirror::MirrorConfig;
 use crate::source::raw::{PortFilter, RawListen};
 
+/// Default `max_inflated_payload`: Kamailio's receive buffer (BUF_SIZE, 64 KiB), the largest
+/// message it ever handles; a small compressed packet cannot become a large row.
+pub const DEFAULT_MAX_INFLATED_PAYLOAD: usize = 64 * 1024;
+
 /// Longest `tcp_idle_timeout` / `tcp_frame_timeout`, seconds (a week).
 /// The Lua function `nonsip_hook = 1` calls when `event_callback` is not set: the KEMI name of
 /// Kamailio's `event_route[sipcapture:request]` (Kamailio itself has no default for KEMI and
@@ -81,7 +85,8 @@ pub struct CollectorConfig {
     /// still incomplete then is dropped (`dropped.tcp_frame_timeout`) and its connection
     /// closed, so a sender dripping bytes cannot hold a connection forever.
     pub tcp_frame_timeout: u64,
-    /// Cap on an inflated compressed payload (chunk 0x0010), bytes.
+    /// Cap on an inflated compressed payload (chunk 0x0010), bytes; a payload inflating past
+    /// it is dropped and counted. Default 65536 ([`DEFAULT_MAX_INFLATED_PAYLOAD`]).
     pub max_inflated_payload: usize,
     /// HEP3-over-TLS listen address (TCP framing inside TLS); off when unset. Needs
     /// `hep_tls_cert` and `hep_tls_key`. Shares `tcp_max_frame`, `tcp_max_connections`,
@@ -222,7 +227,7 @@ impl Default for CollectorConfig {
             tcp_max_connections_per_ip: 64,
             tcp_idle_timeout: 60,
             tcp_frame_timeout: 10,
-            max_inflated_payload: 1024 * 1024,
+            max_inflated_payload: DEFAULT_MAX_INFLATED_PAYLOAD,
             hep_tls_listen: None,
             hep_tls_cert: None,
             hep_tls_key: None,

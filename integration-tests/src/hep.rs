@@ -53,6 +53,22 @@ pub fn hep3_with(
     out
 }
 
+/// A HEP3 SIP packet whose payload travels compressed (chunk 0x0010 holds `compressed` as
+/// given: gzip, zlib or raw deflate).
+pub fn hep3_compressed(
+    src: SocketAddr,
+    dst: SocketAddr,
+    ts: (u32, u32),
+    capture_id: u32,
+    compressed: &[u8],
+) -> Vec<u8> {
+    let mut packet = sip_packet(3, src, dst, ts.0, ts.1, capture_id, compressed);
+    packet.payload = Some(HepPayload::Compressed(compressed));
+    let mut out = Vec::new();
+    encode_v3(&packet, &mut out);
+    out
+}
+
 /// A HEP v2 SIP packet as Kamailio siptrace sends it (`hep_version = 2`).
 pub fn hep2_sip(
     src: SocketAddr,
@@ -176,7 +192,7 @@ pub async fn send_tcp_paced(
     let dst: SocketAddr = "10.1.0.2:5060".parse()?;
     for n in 0..count {
         let sip = request("OPTIONS", &format!("{prefix}-{n}"), 1, "t", None);
-        let packet = hep3_sip(src, dst, 1_800_000_000, n % 1_000_000, 9, &sip);
+        let packet = hep3_sip(src, dst, 1_768_464_000, n % 1_000_000, 9, &sip);
         stream.write_all(&packet).await?;
         if n % 50 == 49 {
             // Pace: packet n is due at n / rate seconds.

@@ -1,5 +1,6 @@
 //! A tiny classic-pcap reader for tests: enough to pull UDP payloads and a naive TCP byte stream
-//! out of the corpus captures and send them to a running collector.
+//! out of the corpus captures and send them to a running collector; and [`write_udp`], a writer
+//! of Ethernet/IPv4/UDP captures.
 //!
 //! Supported: classic pcap (both byte orders, micro- and nanosecond magic; not pcapng), link
 //! types Ethernet (1, with 802.1Q/802.1ad tags), Linux cooked v1 (113) and v2 (276), raw IP
@@ -10,6 +11,57 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use anyhow::{Context, bail};
+
+/// Writes a classic pcap (Ethernet, IPv4 127.0.0.1 → 127.0.0.1, UDP 40000 → `dst_port`) with
+/// one frame per `(seconds, payload)`, stamped with those seconds.
+pub fn write_udp(path: &Path, dst_port: u16, frames: &[(u32, Vec<u8>)]) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    for (ts, payload) in frames {
+        let udp_len = u16::try_from(8 + payload.len())?;
+        let ip_len = 20 + udp_len;
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+        frame.extend_from_slice(&[0x45, 0]);
+        frame.extend_from_slice(&ip_len.to_be_bytes());
+        frame.extend_from_slice(&[
+            0,
+            0,
+            0,
+            0,
+            64,
+            IPPROTO_UDP,
+            0,
+            0,
+            127,
+            0,
+            0,
+            1,
+            127,
+            0,
+            0,
+            1,
+        ]);
+        frame.extend_from_slice(&40_000u16.to_be_bytes());
+        frame.extend_from_slice(&dst_port.to_be_bytes());
+        frame.extend_from_slice(&udp_len.to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(payload);
+        let len = u32::try_from(frame.len())?;
+        out.extend_from_slice(&ts.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
 
 const LINKTYPE_ETHERNET: u32 = 1;
 const LINKTYPE_RAW_BSD: u32 = 12;

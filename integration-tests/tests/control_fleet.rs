@@ -37,7 +37,7 @@ fn sip_packet(n: u32) -> Vec<u8> {
     hep3_sip(
         "10.0.0.1:5060".parse().unwrap(),
         "10.0.0.2:5060".parse().unwrap(),
-        1_800_000_000,
+        1_768_464_000,
         n,
         1,
         &request("OPTIONS", &format!("fleet-{n}@x"), 1, "t", None),
@@ -47,7 +47,7 @@ fn sip_packet(n: u32) -> Vec<u8> {
 async fn total_rows(dbs: &[sea_orm::DatabaseConnection]) -> anyhow::Result<u64> {
     let mut total = 0;
     for db in dbs {
-        total += count_rows(db, "sip_capture_rest_20270115").await?;
+        total += count_rows(db, "sip_capture_rest_20260115").await?;
     }
     Ok(total)
 }

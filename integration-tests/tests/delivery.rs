@@ -14,7 +14,7 @@ use sipcapture_integration_tests::{
     Sandbox, count_rows, free_port, member_counters, open_db, wait_for_rows, wait_until,
 };
 
-const TABLE: &str = "sip_capture_rest_20270115";
+const TABLE: &str = "sip_capture_rest_20260115";
 
 async fn distinct_callids(db: &sea_orm::DatabaseConnection) -> u64 {
     let sql = format!("SELECT COUNT(DISTINCT callid) AS n FROM {TABLE}");

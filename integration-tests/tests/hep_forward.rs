@@ -19,9 +19,9 @@ use sipcapture_integration_tests::kamailio::{self, Kamailio};
 use sipcapture_integration_tests::{Sandbox, member_counters, open_db, wait_for_rows, wait_until};
 use sipcapture_proto::v1::{CaptureRecord, RecordKind};
 
-/// 2027-01-15 12:00:00 UTC.
-const TS: u32 = 1_800_014_400;
-const DAY: &str = "20270115";
+/// 2026-01-15 12:00:00 UTC.
+const TS: u32 = 1_768_478_400;
+const DAY: &str = "20260115";
 const HEP_LUA: &str = "/work/shared/tools/hep.lua";
 
 fn hep2(src: SocketAddr, dst: SocketAddr, sip: &[u8]) -> Vec<u8> {
@@ -36,34 +36,12 @@ fn config_file(dir: &Path, name: &str, text: &str) -> Vec<String> {
 
 /// A classic pcap (Ethernet/IPv4/UDP to port 9060) holding `payloads`, for tshark.
 fn write_pcap(path: &Path, payloads: &[Vec<u8>]) {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&65_535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    for (i, p) in payloads.iter().enumerate() {
-        let udp_len = u16::try_from(8 + p.len()).unwrap();
-        let ip_len = 20 + udp_len;
-        let mut frame = vec![0u8; 12];
-        frame.extend_from_slice(&[0x08, 0x00]);
-        frame.extend_from_slice(&[0x45, 0, 0, 0]);
-        frame[16..18].copy_from_slice(&ip_len.to_be_bytes());
-        frame.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
-        frame.extend_from_slice(&40_000u16.to_be_bytes());
-        frame.extend_from_slice(&9060u16.to_be_bytes());
-        frame.extend_from_slice(&udp_len.to_be_bytes());
-        frame.extend_from_slice(&[0, 0]);
-        frame.extend_from_slice(p);
-        let len = u32::try_from(frame.len()).unwrap();
-        out.extend_from_slice(&(1_700_000_000u32 + u32::try_from(i).unwrap()).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&frame);
-    }
-    std::fs::write(path, out).unwrap();
+    let frames: Vec<(u32, Vec<u8>)> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (1_700_000_000 + u32::try_from(i).unwrap(), p.clone()))
+        .collect();
+    sipcapture_integration_tests::pcap::write_udp(path, 9060, &frames).unwrap();
 }
 
 const TSHARK_FIELDS: [&str; 11] = [

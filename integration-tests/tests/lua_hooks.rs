@@ -16,9 +16,9 @@ use sipcapture_integration_tests::{
     Sandbox, bin_path, count_rows, member_counters, open_db, signal, wait_for_rows, wait_until,
 };
 
-/// 2027-01-15 12:00:00 UTC.
-const TS: u32 = 1_800_000_000 - 1_800_000_000 % 86_400 + 43_200;
-const DAY: &str = "20270115";
+/// 2026-01-15 12:00:00 UTC.
+const TS: u32 = 1_768_464_000 - 1_768_464_000 % 86_400 + 43_200;
+const DAY: &str = "20260115";
 
 fn script(forward_to: SocketAddr) -> String {
     format!(

@@ -28,7 +28,7 @@ fn valid_packets(n: usize, tag: &str) -> Vec<Vec<u8>> {
             hep3_sip(
                 addr("10.0.0.1:5060"),
                 addr("10.0.0.2:5060"),
-                1_800_000_000,
+                1_768_464_000,
                 u32::try_from(i).unwrap(),
                 7,
                 &request("OPTIONS", &format!("{tag}-{i}@x"), 1, "t", None),
@@ -131,7 +131,7 @@ async fn metrics_endpoints_count_exactly_what_was_sent_and_dropped() {
     let n = N as f64;
 
     let db = open_db(&db_url).await.unwrap();
-    wait_for_rows(&db, "sip_capture_rest_20270115", N as u64, WAIT)
+    wait_for_rows(&db, "sip_capture_rest_20260115", N as u64, WAIT)
         .await
         .unwrap();
 
@@ -317,7 +317,7 @@ async fn otlp_receiver_gets_one_trace_per_batch_and_the_metrics() {
         .unwrap();
     send_udp(collector.hep.unwrap(), &valid_packets(N, "otlp")).unwrap();
     let db = open_db(&db_url).await.unwrap();
-    wait_for_rows(&db, "sip_capture_rest_20270115", N as u64, WAIT)
+    wait_for_rows(&db, "sip_capture_rest_20260115", N as u64, WAIT)
         .await
         .unwrap();
 

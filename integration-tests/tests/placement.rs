@@ -13,7 +13,7 @@ use sipcapture_integration_tests::hep::{hep3_sip, request};
 use sipcapture_integration_tests::{Sandbox, count_rows, member_counters, open_db, wait_until};
 use tokio::io::AsyncWriteExt;
 
-const TABLE: &str = "sip_capture_rest_20270115";
+const TABLE: &str = "sip_capture_rest_20260115";
 
 async fn send(target: std::net::SocketAddr, calls: u32, per_call: u32) {
     let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
@@ -23,7 +23,7 @@ async fn send(target: std::net::SocketAddr, calls: u32, per_call: u32) {
             let packet = hep3_sip(
                 "10.2.0.1:5060".parse().unwrap(),
                 "10.2.0.2:5060".parse().unwrap(),
-                1_800_000_000,
+                1_768_464_000,
                 m * calls + c,
                 3,
                 &sip,

@@ -199,7 +199,7 @@ async fn garbage_is_counted_and_never_crashes() {
     let valid = hep3_sip(
         addr("10.0.0.1:5060"),
         addr("10.0.0.2:5060"),
-        1_800_000_000,
+        1_768_464_000,
         0,
         7,
         &request("OPTIONS", "g@x", 1, "t", None),
@@ -231,7 +231,7 @@ async fn garbage_is_counted_and_never_crashes() {
     send_udp(up.hep, std::slice::from_ref(&valid)).unwrap();
 
     let db = open_db(&up.db_url).await.unwrap();
-    wait_for_rows(&db, "sip_capture_rest_20270115", 1, WAIT)
+    wait_for_rows(&db, "sip_capture_rest_20260115", 1, WAIT)
         .await
         .unwrap();
     assert!(up.process.is_running(), "still running after garbage");

@@ -207,7 +207,11 @@ async fn copy_rate(
             let mut text = String::new();
             for record in &batch.records {
                 let mut cells = Vec::new();
-                sipcapture_storer::pipeline::rows::row(record, family, &[], &mut cells);
+                let cut = sipcapture_storer::pipeline::rows::Cut {
+                    custom_keys: &[],
+                    max_msg_size: usize::MAX,
+                };
+                sipcapture_storer::pipeline::rows::row(record, family, &cut, &mut cells);
                 let fields: Vec<String> = cells
                     .iter()
                     .map(|c| copy_text(&sipcapture_storer::db::insert::value(c)))

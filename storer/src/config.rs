@@ -25,6 +25,10 @@ pub const MAX_INSERT_RETRIES: u32 = 500;
 pub const MAX_INSERT_RETRY_TIMEOUT: u64 = 300;
 /// Kamailio's default `table_name`.
 pub const DEFAULT_TABLE_NAME: &str = "sip_capture";
+/// Smallest `max_msg_size` (a SIP message with its headers must fit).
+pub const MIN_MSG_SIZE: usize = 1024;
+/// Largest `max_msg_size` (MySQL's `raw` is a MEDIUMTEXT: 16 MiB).
+pub const MAX_MSG_SIZE: usize = 8 * 1024 * 1024;
 
 /// Storer configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -114,6 +118,20 @@ pub struct StorerConfig {
     /// (`partitions_refused`, `dropped{reason="row_rejected"}`); retention frees room. Default
     /// 20 000: the 8 tables for about 10 months at the default partition lengths.
     pub max_partitions: usize,
+    /// Most new tables a minute that records dated outside the current days may cause
+    /// (token bucket: at most 10 at once, refilled at this many a minute; 0: no limit). Records of
+    /// today and yesterday (UTC) and records of `sipcapture import` are exempt; a record over
+    /// the budget is dropped and counted (`dropped{reason="table_budget"}`). Each dated table
+    /// is a table with its indexes, and packet times come from the senders. Default 60.
+    pub max_new_tables_per_minute: u32,
+    /// Seconds after now beyond which a live record's capture time is refused
+    /// (`dropped{reason="future_date"}`): it would create a table no retention reaches.
+    /// `sipcapture import` records are exempt. 0: no limit. Default 86400 (1 day).
+    pub future_horizon: u64,
+    /// Most bytes of a message stored in `msg` (HOMER 5) or `raw` (HOMER 7); a longer one is
+    /// cut to it and counted (`msg_truncated`), the row kept. Default 65536 (Kamailio's
+    /// receive buffer: it never stores a longer message).
+    pub max_msg_size: usize,
     /// HOMER 7: the `data_header` keys of `custom_field1`..`custom_field3` (the values of the
     /// collector's `custom_field*_header` headers); an empty or missing entry leaves the field
     /// out, as heplify-server does for headers it was not told to keep.
@@ -307,6 +325,9 @@ impl Default for StorerConfig {
             partition_log_minutes: 120,
             partition_ahead_days: 1,
             max_partitions: 20_000,
+            max_new_tables_per_minute: 60,
+            future_horizon: 86_400,
+            max_msg_size: 65_536,
             homer7_custom_fields: Vec::new(),
             dedup: false,
             dedup_window: 2.0,
@@ -416,6 +437,15 @@ impl StorerConfig {
         }
         if self.max_partitions == 0 {
             return Err(ConfigError::invalid("max_partitions", "must be at least 1"));
+        }
+        if !(MIN_MSG_SIZE..=MAX_MSG_SIZE).contains(&self.max_msg_size) {
+            return Err(ConfigError::invalid(
+                "max_msg_size",
+                format!(
+                    "{} is out of range {MIN_MSG_SIZE}..={MAX_MSG_SIZE} bytes",
+                    self.max_msg_size
+                ),
+            ));
         }
         if self.homer7_custom_fields.len() > 3 {
             return Err(ConfigError::invalid(

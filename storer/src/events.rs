@@ -170,6 +170,83 @@ impl InternalEvent for RowRejected<'_> {
     }
 }
 
+/// Whether a total that just grew by `n` crossed a power of two (log lines thin out as a
+/// cause repeats, as with [`worth_logging`] for single steps).
+fn crossed_power_of_two(total: u64, n: u64) -> bool {
+    let before = total.saturating_sub(n);
+    n > 0 && (before == 0 || before.ilog2() != total.ilog2())
+}
+
+/// A table could not be created for a reason retrying will not fix (an object of that name
+/// that is not a usable table, a schema error): its rows in this batch are dropped and
+/// counted, the other tables' rows are committed (the dead-letter path of one table).
+pub struct TableFailed<'a> {
+    /// Capture mode.
+    pub mode: &'a str,
+    /// The table (logged, never a label).
+    pub table: &'a str,
+    /// Its rows in the batch.
+    pub rows: u64,
+    /// The database error.
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for TableFailed<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.count_drops("table_failed", self.rows);
+        if crossed_power_of_two(total, self.rows) {
+            tracing::error!(mode = %self.mode, table = %self.table, rows = self.rows, error = %self.error, total, "table unusable: its rows dropped, the rest of the batch stored");
+        }
+    }
+}
+
+/// A record needed a new table for a date outside the current days while
+/// `max_new_tables_per_minute` was spent: dropped and counted.
+pub struct TableOverBudget<'a> {
+    /// The table it needed (logged, never a label).
+    pub table: &'a str,
+}
+
+impl InternalEvent for TableOverBudget<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.count_drop("table_budget");
+        if worth_logging(total) {
+            tracing::warn!(table = %self.table, total, "record dropped: max_new_tables_per_minute reached for tables of other days");
+        }
+    }
+}
+
+/// A live record dated beyond `future_horizon` after now: dropped and counted (it would
+/// create a table no retention ever reaches).
+#[derive(Debug, Clone, Copy)]
+pub struct FutureDated {
+    /// Its capture time, µs since the epoch.
+    pub capture_time_us: u64,
+}
+
+impl InternalEvent for FutureDated {
+    fn emit(self, counters: &Counters) {
+        let total = counters.count_drop("future_date");
+        if worth_logging(total) {
+            tracing::warn!(
+                capture_time_us = self.capture_time_us,
+                total,
+                "record dropped: capture time beyond future_horizon"
+            );
+        }
+    }
+}
+
+/// A stored message (`msg`, `raw`) was cut to `max_msg_size`.
+#[derive(Debug, Clone, Copy)]
+pub struct MsgTruncated;
+
+impl InternalEvent for MsgTruncated {
+    fn emit(self, counters: &Counters) {
+        counters.add("msg_truncated", 1);
+    }
+}
+
 /// A batch transaction failed with a transient error and will be tried again.
 pub struct InsertRetried<'a> {
     /// Capture mode.
@@ -287,6 +364,11 @@ pub const CATALOG: Catalog = Catalog {
             "rows with a value cut to its column width",
         ),
         counter(
+            "msg_truncated",
+            None,
+            "stored messages (msg, raw) cut to max_msg_size",
+        ),
+        counter(
             "hash_source_empty",
             None,
             "records whose mt_mode hash source was empty (first table used)",
@@ -304,14 +386,18 @@ pub const CATALOG: Catalog = Catalog {
         counter(
             "dropped",
             Some("reason"),
-            "records dropped, by reason (no valid table, row rejected by the database)",
+            "records dropped, by reason (no valid table, a reserved table name, row rejected by the database, table unusable, new-table budget spent, dated beyond future_horizon)",
         )
         .values(&[
             "unknown_capture_mode",
             "bad_table_pattern",
             "unsafe_table_name",
             "empty_table",
+            "reserved_table_name",
             "row_rejected",
+            "table_failed",
+            "table_budget",
+            "future_date",
         ]),
         counter(
             "discarded",

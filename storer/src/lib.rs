@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::StorerConfig;
 use crate::grpc::{Intake, StorerServer};
-use crate::pipeline::batch::Batcher;
+use crate::pipeline::batch::{Batcher, RecordLimits};
 use crate::pipeline::dedup::Dedup;
 use crate::pipeline::mode::{DEFAULT_MODE, StorageSchema};
 use crate::pipeline::route::{Router, RouterBuildError, RouterConfig};
@@ -159,6 +159,7 @@ impl Storer {
                 policy,
                 counters.clone(),
                 config.max_partitions,
+                config.max_new_tables_per_minute,
             );
             // Bounded, so the gRPC side (health, status) starts soon even when the database
             // server does not answer at all; the health task finishes the set-up later.
@@ -227,6 +228,7 @@ impl Storer {
                 writers.clone(),
                 patterns,
                 config.retention_days,
+                retention::future_days(config.future_horizon),
                 Duration::from_secs(config.retention_interval),
                 homer7,
                 shutdown.clone(),
@@ -240,6 +242,14 @@ impl Storer {
                 switch: switch.clone(),
                 counters: counters.clone(),
                 custom_keys: config.homer7_custom_fields.clone(),
+                limits: RecordLimits {
+                    future_horizon: (config.future_horizon > 0).then(|| {
+                        chrono::Duration::seconds(
+                            config.future_horizon.try_into().unwrap_or(i64::MAX),
+                        )
+                    }),
+                    max_msg_size: config.max_msg_size,
+                },
                 dedup: config.dedup.then(|| {
                     Dedup::new(
                         Duration::from_secs_f64(config.dedup_window),

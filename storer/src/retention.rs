@@ -61,15 +61,30 @@ pub async fn homer7_sweep(upkeep: &Homer7Upkeep, days: u32, now: chrono::DateTim
 }
 
 /// Whether `table` is a dated table of one of `patterns` older than `days` days before
-/// `today` (UTC). Today's table and the `days` before it are kept.
-pub fn expired(patterns: &[DatedPattern], table: &str, days: u32, today: NaiveDate) -> bool {
+/// `today` (UTC), or dated more than `future_days` after it (a table live input can no longer
+/// create, `future_horizon`: one made before that limit, e.g. by a forged HEP timestamp in
+/// 2106, would otherwise stay forever). Today's table and the `days` before it are kept.
+pub fn expired(
+    patterns: &[DatedPattern],
+    table: &str,
+    days: u32,
+    future_days: Option<u64>,
+    today: NaiveDate,
+) -> bool {
     let Some(cutoff) = today.checked_sub_days(Days::new(u64::from(days))) else {
         return false;
     };
+    let latest = future_days.and_then(|n| today.checked_add_days(Days::new(n)));
     patterns
         .iter()
         .filter_map(|p| p.date_of(table))
-        .any(|date| date < cutoff)
+        .any(|date| date < cutoff || latest.is_some_and(|latest| date > latest))
+}
+
+/// The days after today a live record may be dated: `future_horizon` seconds rounded up to
+/// whole days (`None`: no horizon).
+pub fn future_days(future_horizon: u64) -> Option<u64> {
+    (future_horizon > 0).then(|| future_horizon.div_ceil(86_400))
 }
 
 /// One sweep over one database: drops the expired tables, returns their names.
@@ -77,6 +92,7 @@ pub async fn sweep(
     writer: &Writer,
     patterns: &[DatedPattern],
     days: u32,
+    future_days: Option<u64>,
     today: NaiveDate,
 ) -> Result<Vec<String>, crate::db::DbError> {
     let mut dropped = Vec::new();
@@ -84,7 +100,7 @@ pub async fn sweep(
         return Ok(dropped);
     }
     for table in list_tables(writer.db()).await? {
-        if expired(patterns, &table, days, today) {
+        if expired(patterns, &table, days, future_days, today) {
             writer.drop_table(&table).await?;
             tracing::info!(
                 mode = writer.mode(),
@@ -103,6 +119,7 @@ pub async fn run(
     writers: Vec<std::sync::Arc<Writer>>,
     patterns: Vec<DatedPattern>,
     days: u32,
+    future_days: Option<u64>,
     interval: std::time::Duration,
     homer7: Option<Homer7Upkeep>,
     shutdown: CancellationToken,
@@ -114,7 +131,7 @@ pub async fn run(
             homer7_sweep(upkeep, days, now).await;
         }
         for writer in writers.iter().filter(|_| days > 0) {
-            if let Err(e) = sweep(writer, &patterns, days, today).await {
+            if let Err(e) = sweep(writer, &patterns, days, future_days, today).await {
                 tracing::warn!(mode = writer.mode(), error = %e, "retention sweep failed");
             }
         }
@@ -140,13 +157,33 @@ mod tests {
             DatedPattern::parse("sip_capture_rest_%Y%m%d").unwrap(),
         ];
         let today = day(2026, 3, 10);
-        assert!(!expired(&p, "sip_capture_call_20260310", 7, today));
-        assert!(!expired(&p, "sip_capture_call_20260303", 7, today));
-        assert!(expired(&p, "sip_capture_call_20260302", 7, today));
-        assert!(expired(&p, "sip_capture_rest_20251231", 7, today));
-        assert!(!expired(&p, "sip_capture_registration_20200101", 7, today));
-        assert!(!expired(&p, "sipcapture_stream_state", 7, today));
-        assert!(!expired(&p, "sip_capture_call_20260309", 1, today));
-        assert!(expired(&p, "sip_capture_call_20260308", 1, today));
+        assert!(!expired(&p, "sip_capture_call_20260310", 7, None, today));
+        assert!(!expired(&p, "sip_capture_call_20260303", 7, None, today));
+        assert!(expired(&p, "sip_capture_call_20260302", 7, None, today));
+        assert!(expired(&p, "sip_capture_rest_20251231", 7, None, today));
+        assert!(!expired(
+            &p,
+            "sip_capture_registration_20200101",
+            7,
+            None,
+            today
+        ));
+        assert!(!expired(&p, "sipcapture_stream_state", 7, None, today));
+        assert!(!expired(&p, "sip_capture_call_20260309", 1, None, today));
+        assert!(expired(&p, "sip_capture_call_20260308", 1, None, today));
+    }
+
+    #[test]
+    fn drops_tables_dated_beyond_the_future_horizon() {
+        let p = vec![DatedPattern::parse("sip_capture_call_%Y%m%d").unwrap()];
+        let today = day(2026, 3, 10);
+        let horizon = future_days(86_400);
+        assert_eq!(horizon, Some(1));
+        assert_eq!(future_days(86_401), Some(2));
+        assert_eq!(future_days(0), None);
+        assert!(!expired(&p, "sip_capture_call_20260311", 7, horizon, today));
+        assert!(expired(&p, "sip_capture_call_20260312", 7, horizon, today));
+        assert!(expired(&p, "sip_capture_call_21060101", 7, horizon, today));
+        assert!(!expired(&p, "sip_capture_call_21060101", 7, None, today));
     }
 }

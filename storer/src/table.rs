@@ -29,6 +29,23 @@ pub enum TableNameError {
     /// build SQL identifiers from anything else.
     #[error("table name {0:?} is not a safe identifier ([A-Za-z0-9_], at most 63 characters)")]
     UnsafeName(String),
+    /// The name starts with a prefix the databases or this program keep for themselves
+    /// ([`RESERVED_PREFIXES`]): SQLite refuses to create `sqlite_*`, PostgreSQL keeps `pg_*`
+    /// for its catalogs, and `sipcapture_*` holds our own state.
+    #[error("table name {0:?} starts with a reserved prefix (sqlite_, pg_, sipcapture_)")]
+    Reserved(String),
+}
+
+/// Table name prefixes no capture table may use (compared without case): SQLite's internal
+/// tables, PostgreSQL's system catalogs, and our own state tables (`sipcapture_stream_state`).
+pub const RESERVED_PREFIXES: [&str; 3] = ["sqlite_", "pg_", "sipcapture_"];
+
+/// Whether `name` starts with one of the [`RESERVED_PREFIXES`].
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED_PREFIXES.iter().any(|prefix| {
+        name.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    })
 }
 
 impl TableNameError {
@@ -38,6 +55,7 @@ impl TableNameError {
             TableNameError::Empty => "empty_table",
             TableNameError::BadStrftime(_) => "bad_table_pattern",
             TableNameError::UnsafeName(_) => "unsafe_table_name",
+            TableNameError::Reserved(_) => "reserved_table_name",
         }
     }
 }
@@ -107,6 +125,9 @@ impl TablePattern {
     /// Expands the pattern with `time` (UTC, the packet's capture time) and checks the result.
     pub fn render(&self, time: chrono::DateTime<Utc>) -> Result<String, TableNameError> {
         if !self.dated {
+            if is_reserved(&self.raw) {
+                return Err(TableNameError::Reserved(self.raw.clone()));
+            }
             return Ok(self.raw.clone());
         }
         let mut name = String::with_capacity(self.raw.len() + 8);
@@ -121,6 +142,9 @@ impl TablePattern {
         }
         if name.is_empty() || name.len() > MAX_TABLE_NAME || !name.bytes().all(is_ident_byte) {
             return Err(TableNameError::UnsafeName(name));
+        }
+        if is_reserved(&name) {
+            return Err(TableNameError::Reserved(name));
         }
         Ok(name)
     }
@@ -472,6 +496,34 @@ mod tests {
             Err(TableNameError::Empty)
         ));
         assert_eq!(TablePattern::parse_list(" a | b||c ").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn reserved_prefixes_are_refused_plain_or_dated() {
+        for name in [
+            "sqlite_x",
+            "SQLite_master",
+            "pg_class",
+            "sipcapture_stream_state",
+        ] {
+            assert_eq!(
+                TablePattern::parse(name),
+                Err(TableNameError::Reserved(name.to_owned())),
+                "{name}"
+            );
+        }
+        assert!(matches!(
+            TablePattern::parse("pg_%Y%m%d"),
+            Err(TableNameError::Reserved(_))
+        ));
+        assert_eq!(
+            TableNameError::Reserved(String::new()).reason(),
+            "reserved_table_name"
+        );
+        // Only the prefix counts.
+        for name in ["my_sqlite_x", "pgx", "sip_capture_call_%Y%m%d"] {
+            assert!(TablePattern::parse(name).is_ok(), "{name}");
+        }
     }
 
     #[test]

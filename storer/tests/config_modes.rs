@@ -121,6 +121,13 @@ fn bad_modes_and_rules_name_their_key() {
             "retention_tables = [\"monthly_%Y%m\"]\n",
             "retention_tables[0]",
         ),
+        ("max_msg_size = 100\n", "max_msg_size"),
+        ("max_msg_size = 999999999\n", "max_msg_size"),
+        (
+            "[capture_mode.cap1]\ndb_url = \"sqlite://x.db\"\ntable_name = \"pg_%Y%m%d\"\n",
+            "capture_mode.cap1.table_name",
+        ),
+        ("logs_table = \"SQLITE_logs\"\n", "logs_table"),
     ] {
         let (ok, out) = check(text, &[]);
         assert!(!ok, "accepted: {text}");
@@ -197,4 +204,11 @@ fn web_listen_off_loopback_needs_a_token() {
         let (ok, text) = check(toml, sets);
         assert!(ok, "{toml} {sets:?}: {text}");
     }
+}
+
+#[test]
+fn table_and_message_limits_can_be_switched_off() {
+    let limits = "max_new_tables_per_minute = 0\nfuture_horizon = 0\nmax_msg_size = 1024\n";
+    let (ok, out) = check(limits, &[]);
+    assert!(ok, "{out}");
 }

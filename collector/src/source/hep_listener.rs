@@ -482,7 +482,7 @@ mod tests {
                     capture_node: "test".to_owned(),
                     collector_id: "test".to_owned(),
                     sip: CollectorConfig::default().extract_config(),
-                    max_inflated_payload: 1 << 20,
+                    max_inflated_payload: crate::config::DEFAULT_MAX_INFLATED_PAYLOAD,
                 },
                 gate: crate::gate::Gate {
                     switch: Arc::new(CaptureSwitch::new(true)),

@@ -402,7 +402,7 @@ mod tests {
             capture_node: "n".into(),
             collector_id: "c".into(),
             sip,
-            max_inflated_payload: 1 << 20,
+            max_inflated_payload: crate::config::DEFAULT_MAX_INFLATED_PAYLOAD,
         };
         let rx = Reception {
             input: InputKind::Pcap,

@@ -1,8 +1,9 @@
 //! Creating tables from the schemas in `sql/` (one file per family and database) on first use.
 
 use hashbrown::HashSet;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
-use tokio::sync::Mutex;
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::db::DbError;
 use crate::table::{Partition, TableFamily};
@@ -65,18 +66,78 @@ pub fn create_statements(backend: DatabaseBackend, schema: Schema, table: &str) 
         .collect()
 }
 
-/// Remembers which tables exist, so each is created once per process.
-#[derive(Debug, Default)]
+/// Remembers which tables exist, so each is created once per process, and bounds how many new
+/// tables packets may cause ([`TableCache::admit`]).
+///
+/// The lock is never held across DDL: a table being created (its indexes may take a while on a
+/// busy database) does not hold up rows for tables that exist. Two writers creating the same
+/// table at once both run `CREATE ... IF NOT EXISTS`, which is harmless.
+#[derive(Debug)]
 pub struct TableCache {
     known: Mutex<Known>,
     /// Most HOMER 7 partitions this process keeps (0: no limit).
     max_partitions: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Known {
     tables: HashSet<String>,
+    /// Tables admitted for creation ([`TableCache::admit`]) and not created yet.
+    admitted: HashSet<String>,
     partitions: HashSet<String>,
+    budget: TableBudget,
+}
+
+/// Most new tables a flood can make at once (the bucket's size): each costs its DDL, and
+/// batches of a stream commit in order, so this bounds how long a valid record behind them
+/// waits.
+pub const NEW_TABLE_BURST: u32 = 10;
+
+/// A token bucket of new tables: refilled continuously at `per_minute` a minute, at most
+/// [`NEW_TABLE_BURST`] (or `per_minute` when smaller) at once (0: no limit).
+#[derive(Debug)]
+struct TableBudget {
+    per_minute: u32,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TableBudget {
+    fn new(per_minute: u32) -> Self {
+        TableBudget {
+            per_minute,
+            tokens: f64::from(per_minute.min(NEW_TABLE_BURST)),
+            refilled: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        if self.per_minute == 0 {
+            return true;
+        }
+        let rate = f64::from(self.per_minute) / 60.0;
+        let cap = f64::from(self.per_minute.min(NEW_TABLE_BURST));
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(cap);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What [`TableCache::admit`] decided for a table a record needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The table exists or is already on its way.
+    Known,
+    /// A new table: it will be created.
+    Admitted,
+    /// A new table over `max_new_tables_per_minute`: the record is dropped and counted.
+    OverBudget,
 }
 
 /// What [`TableCache::ensure_partition`] did.
@@ -89,15 +150,55 @@ pub enum PartitionReady {
     OverLimit,
 }
 
+impl Default for TableCache {
+    fn default() -> Self {
+        TableCache::new(0, 0)
+    }
+}
+
 impl TableCache {
-    /// A cache that creates at most `max_partitions` HOMER 7 partitions (0: no limit): packet
-    /// times are chosen by whoever sends the packets, and each new time span would otherwise
-    /// be a new table with its indexes.
-    pub fn with_partition_limit(max_partitions: usize) -> Self {
+    /// A cache that creates at most `max_partitions` HOMER 7 partitions (0: no limit) and
+    /// admits at most `max_new_tables_per_minute` new tables for records that are not exempt
+    /// (0: no limit): packet times are chosen by whoever sends the packets, and each new time
+    /// span would otherwise be a new table with its indexes.
+    pub fn new(max_partitions: usize, max_new_tables_per_minute: u32) -> Self {
         TableCache {
-            known: Mutex::default(),
+            known: Mutex::new(Known {
+                tables: HashSet::new(),
+                admitted: HashSet::new(),
+                partitions: HashSet::new(),
+                budget: TableBudget::new(max_new_tables_per_minute),
+            }),
             max_partitions,
         }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        // A panic while holding this lock cannot leave the sets inconsistent: keep going.
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records tables that already exist (read from the catalog at start-up), so rows for
+    /// them never wait for the new-table budget.
+    pub fn remember<I: IntoIterator<Item = String>>(&self, tables: I) {
+        self.known().tables.extend(tables);
+    }
+
+    /// Whether a record may use `table`: it exists (or was admitted), or it is new and either
+    /// `exempt` (a record of the current days, or of a pcap import) or within the budget of
+    /// new tables.
+    pub fn admit(&self, table: &str, exempt: bool) -> Admission {
+        let mut known = self.known();
+        if known.tables.contains(table) || known.admitted.contains(table) {
+            return Admission::Known;
+        }
+        if !exempt && !known.budget.take(Instant::now()) {
+            return Admission::OverBudget;
+        }
+        known.admitted.insert(table.to_owned());
+        Admission::Admitted
     }
 
     /// Creates `table` when this process has not seen it yet. `CREATE ... IF NOT EXISTS` makes
@@ -108,20 +209,27 @@ impl TableCache {
         schema: Schema,
         table: &str,
     ) -> Result<(), DbError> {
-        let mut known = self.known.lock().await;
-        if known.tables.contains(table) {
+        if self.known().tables.contains(table) {
             return Ok(());
         }
         let backend = db.get_database_backend();
-        for sql in create_statements(backend, schema, table) {
-            if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
-                let text = e.to_string().to_ascii_lowercase();
-                if !(text.contains("already exists") || text.contains("duplicate")) {
-                    return Err(DbError::Query(e));
+        let statements = create_statements(backend, schema, table);
+        // One transaction first: the table and its indexes cost one commit (one sync of the
+        // SQLite file instead of one per statement). Should it fail (a concurrent creation, an
+        // object of that name), statement by statement, tolerating what already exists.
+        if create_in_one_transaction(db, &statements).await.is_err() {
+            for sql in statements {
+                if let Err(e) = db.execute_raw(Statement::from_string(backend, sql)).await {
+                    let text = e.to_string().to_ascii_lowercase();
+                    if !(text.contains("already exists") || text.contains("duplicate")) {
+                        return Err(DbError::Query(e));
+                    }
                 }
             }
         }
         tracing::info!(table, "table ready");
+        let mut known = self.known();
+        known.admitted.remove(table);
         known.tables.insert(table.to_owned());
         Ok(())
     }
@@ -135,12 +243,14 @@ impl TableCache {
         parent: &str,
         partition: &Partition,
     ) -> Result<PartitionReady, DbError> {
-        let mut known = self.known.lock().await;
-        if known.partitions.contains(&partition.name) {
-            return Ok(PartitionReady::Ready);
-        }
-        if self.max_partitions > 0 && known.partitions.len() >= self.max_partitions {
-            return Ok(PartitionReady::OverLimit);
+        {
+            let known = self.known();
+            if known.partitions.contains(&partition.name) {
+                return Ok(PartitionReady::Ready);
+            }
+            if self.max_partitions > 0 && known.partitions.len() >= self.max_partitions {
+                return Ok(PartitionReady::OverLimit);
+            }
         }
         let backend = db.get_database_backend();
         let sql = partition_statement(parent, partition);
@@ -154,16 +264,36 @@ impl TableCache {
             }
         }
         tracing::debug!(table = parent, partition = %partition.name, "partition ready");
-        known.partitions.insert(partition.name.clone());
+        self.known().partitions.insert(partition.name.clone());
         Ok(PartitionReady::Ready)
     }
 
-    /// Forgets every table (after a database error the table may have been dropped).
-    pub async fn forget(&self, table: &str) {
-        let mut known = self.known.lock().await;
+    /// Forgets a table (dropped by retention, or possibly dropped after a database error).
+    pub fn forget(&self, table: &str) {
+        let mut known = self.known();
         known.tables.remove(table);
+        known.admitted.remove(table);
         known.partitions.remove(table);
     }
+}
+
+/// Runs `statements` in one transaction (rolled back on the first error).
+async fn create_in_one_transaction(
+    db: &DatabaseConnection,
+    statements: &[String],
+) -> Result<(), sea_orm::DbErr> {
+    let backend = db.get_database_backend();
+    let txn = db.begin().await?;
+    for sql in statements {
+        if let Err(e) = txn
+            .execute_raw(Statement::from_string(backend, sql.clone()))
+            .await
+        {
+            txn.rollback().await?;
+            return Err(e);
+        }
+    }
+    txn.commit().await
 }
 
 /// `CREATE TABLE … PARTITION OF …` for one HOMER 7 partition (names are validated
@@ -181,6 +311,48 @@ pub fn partition_statement(parent: &str, partition: &Partition) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_tables_are_admitted_within_the_budget_and_exempt_ones_always() {
+        let cache = TableCache::new(0, 2);
+        cache.remember(["sip_capture_call_20261206".to_owned()]);
+        assert_eq!(
+            cache.admit("sip_capture_call_20261206", false),
+            Admission::Known
+        );
+        assert_eq!(cache.admit("t1", false), Admission::Admitted);
+        assert_eq!(cache.admit("t1", false), Admission::Known);
+        assert_eq!(cache.admit("t2", false), Admission::Admitted);
+        assert_eq!(cache.admit("t3", false), Admission::OverBudget);
+        assert_eq!(cache.admit("t3", true), Admission::Admitted);
+        cache.forget("t1");
+        assert_eq!(cache.admit("t1", false), Admission::OverBudget);
+        let unlimited = TableCache::new(0, 0);
+        for i in 0..1000 {
+            assert_eq!(
+                unlimited.admit(&format!("t{i}"), false),
+                Admission::Admitted
+            );
+        }
+    }
+
+    #[test]
+    fn the_budget_refills_over_a_minute() {
+        let mut budget = TableBudget::new(60);
+        let start = Instant::now();
+        for _ in 0..NEW_TABLE_BURST {
+            assert!(budget.take(start));
+        }
+        assert!(!budget.take(start));
+        assert!(budget.take(start + std::time::Duration::from_millis(1100)));
+        assert!(!budget.take(start + std::time::Duration::from_millis(1100)));
+        // A minute later: one burst, not a minute's worth.
+        let later = start + std::time::Duration::from_secs(120);
+        for _ in 0..NEW_TABLE_BURST {
+            assert!(budget.take(later));
+        }
+        assert!(!budget.take(later));
+    }
 
     #[test]
     fn statements_fill_the_name() {

@@ -15,14 +15,15 @@
 
 use std::sync::Arc;
 
-use sipcapture_proto::v1::{BatchAck, RecordBatch};
+use sipcapture_proto::v1::{BatchAck, CaptureRecord, InputKind, RecordBatch};
 use sipcapture_runtime::counters::Counters;
 use sipcapture_runtime::status::CaptureSwitch;
 
 use crate::db::insert::TableRows;
+use crate::db::schema::Admission;
 use crate::events::{
-    BatchCommitted, BatchDuplicate, BatchReceived, DedupEvicted, HashSourceEmpty, InternalEvent,
-    RecordDiscarded, RecordUnroutable, RowTruncated,
+    BatchCommitted, BatchDuplicate, BatchReceived, DedupEvicted, FutureDated, HashSourceEmpty,
+    InternalEvent, MsgTruncated, RecordDiscarded, RecordUnroutable, RowTruncated, TableOverBudget,
 };
 use crate::pipeline::dedup::{Dedup, Verdict};
 use crate::pipeline::route::{Decision, Router};
@@ -58,6 +59,39 @@ pub struct Batcher {
     pub custom_keys: Vec<String>,
     /// Drops SIP messages captured twice (`dedup`).
     pub dedup: Option<Dedup>,
+    /// What input may cost: capture times, message sizes.
+    pub limits: RecordLimits,
+}
+
+/// Bounds on what one record may cost the database.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordLimits {
+    /// Live records dated beyond now + this are dropped (`future_horizon`; `None`: no limit).
+    pub future_horizon: Option<chrono::Duration>,
+    /// The stored message is cut to this many bytes (`max_msg_size`).
+    pub max_msg_size: usize,
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        RecordLimits {
+            future_horizon: Some(chrono::Duration::days(1)),
+            max_msg_size: 65_536,
+        }
+    }
+}
+
+/// Records of the current days (from yesterday, UTC time of the storer) never wait for the
+/// new-table budget: a day's rollover and live traffic always get their tables.
+const CURRENT_DAYS: chrono::Duration = chrono::Duration::days(1);
+
+/// Whether a record comes from `sipcapture import` (a pcap file an operator chose): its old or
+/// odd dates are kept, and its tables are created without the new-table budget.
+fn is_import(record: &CaptureRecord) -> bool {
+    record
+        .origin
+        .as_ref()
+        .is_some_and(|origin| origin.input() == InputKind::Pcap)
 }
 
 /// Rows of one batch for one capture mode.
@@ -112,6 +146,8 @@ impl Batcher {
     /// Routes every record of a batch of stream `stream` (its dedup key) into `routed`
     /// (several batches of a group share one).
     fn route_into<'a>(&self, batch: &'a RecordBatch, stream: u64, routed: &mut Routed<'a>) {
+        let now = chrono::Utc::now();
+        let horizon = self.limits.future_horizon.map(|h| now + h);
         for record in &batch.records {
             if !self.switch.is_on() {
                 routed.discarded += 1;
@@ -132,6 +168,15 @@ impl Batcher {
                     }
                 }
             }
+            let import = is_import(record);
+            let time = crate::table::capture_time(record);
+            if !import && horizon.is_some_and(|horizon| time > horizon) {
+                FutureDated {
+                    capture_time_us: record.capture_time_us,
+                }
+                .emit(&self.counters);
+                continue;
+            }
             let route = match self.router.route(record) {
                 Ok(Decision::Store(route)) => route,
                 Ok(Decision::Drop) => {
@@ -148,6 +193,18 @@ impl Batcher {
                     continue;
                 }
             };
+            let exempt = import || time >= now - CURRENT_DAYS;
+            let admission = self
+                .writers
+                .get(route.mode)
+                .map_or(Admission::Known, |w| w.admit(&route.table, exempt));
+            if admission == Admission::OverBudget {
+                TableOverBudget {
+                    table: &route.table,
+                }
+                .emit(&self.counters);
+                continue;
+            }
             if route.hash_source_empty {
                 HashSourceEmpty.emit(&self.counters);
             }
@@ -172,8 +229,16 @@ impl Batcher {
                 }
             };
             let Some(group) = group else { continue };
-            if rows::row(record, route.family, &self.custom_keys, &mut group.cells) {
+            let cut = rows::Cut {
+                custom_keys: &self.custom_keys,
+                max_msg_size: self.limits.max_msg_size,
+            };
+            let built = rows::row(record, route.family, &cut, &mut group.cells);
+            if built.value_cut {
                 RowTruncated.emit(&self.counters);
+            }
+            if built.msg_cut {
+                MsgTruncated.emit(&self.counters);
             }
         }
     }

@@ -91,8 +91,9 @@ impl<'a, 'o> Builder<'a, 'o> {
     }
 }
 
-/// Appends the 44 cells of a `sip_capture` row to `out`; true when a value was cut.
-pub fn sip_row<'a>(record: &'a CaptureRecord, out: &mut Vec<Cell<'a>>) -> bool {
+/// Appends the 44 cells of a `sip_capture` row to `out`, `msg` as the stored message (the
+/// payload, or its first `max_msg_size` bytes); true when a value was cut.
+pub fn sip_row<'a>(record: &'a CaptureRecord, msg: &'a [u8], out: &mut Vec<Cell<'a>>) -> bool {
     static NO_SIP: LazyLock<SipFields> = LazyLock::new(SipFields::default);
     let sip = record.sip.as_ref().unwrap_or(&NO_SIP);
     let mut b = Builder::new(&SIP_COLUMNS, out);
@@ -135,15 +136,16 @@ pub fn sip_row<'a>(record: &'a CaptureRecord, out: &mut Vec<Cell<'a>>) -> bool {
     b.text(&sip.to_domain);
     b.text(&sip.ruri_domain);
     b.text(&sip.diversion);
-    b.push(Cell::Blob(&record.payload));
+    b.push(Cell::Blob(msg));
     b.text(&sip.custom_field1);
     b.text(&sip.custom_field2);
     b.text(&sip.custom_field3);
     b.truncated
 }
 
-/// Appends the 12 cells of a report row to `out`; true when a value was cut.
-pub fn report_row<'a>(record: &'a CaptureRecord, out: &mut Vec<Cell<'a>>) -> bool {
+/// Appends the 12 cells of a report row to `out` (`msg` as for [`sip_row`]); true when a value
+/// was cut.
+pub fn report_row<'a>(record: &'a CaptureRecord, msg: &'a [u8], out: &mut Vec<Cell<'a>>) -> bool {
     let correlation_id = record
         .hep
         .as_ref()
@@ -160,7 +162,7 @@ pub fn report_row<'a>(record: &'a CaptureRecord, out: &mut Vec<Cell<'a>>) -> boo
     b.int(record.family);
     b.int(report_type);
     b.text(&record.node);
-    b.push(Cell::Blob(&record.payload));
+    b.push(Cell::Blob(msg));
     b.truncated
 }
 
@@ -368,9 +370,11 @@ pub fn report_data_header(record: &CaptureRecord) -> String {
 }
 
 /// Appends the 5 cells of a HOMER 7 row (`sid`, `create_date`, `protocol_header`,
-/// `data_header`, `raw`) to `out`. SIP rows are keyed by Call-ID, others by correlation id.
+/// `data_header`, `raw`) to `out` (`msg` as for [`sip_row`]). SIP rows are keyed by Call-ID,
+/// others by correlation id.
 pub fn hep_row<'a>(
     record: &'a CaptureRecord,
+    msg: &'a [u8],
     family: TableFamily,
     custom_keys: &[String],
     out: &mut Vec<Cell<'a>>,
@@ -388,25 +392,48 @@ pub fn hep_row<'a>(
         Some(sip) => sip_data_header(sip, custom_keys),
         None => report_data_header(record),
     }));
-    out.push(Cell::Text(raw_text(&record.payload)));
+    out.push(Cell::Text(raw_text(msg)));
 }
 
-/// Appends the row of a record for its table family to `out`; true when a value was cut.
-/// `custom_keys` are the HOMER 7 `data_header` keys of the custom fields.
+/// How a row is cut to the storage limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Cut<'k> {
+    /// HOMER 7: the `data_header` keys of the custom fields.
+    pub custom_keys: &'k [String],
+    /// Most bytes of the message stored (`max_msg_size`).
+    pub max_msg_size: usize,
+}
+
+/// What [`row`] cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Built {
+    /// A value was cut to its column width.
+    pub value_cut: bool,
+    /// The message was cut to `max_msg_size`.
+    pub msg_cut: bool,
+}
+
+/// Appends the row of a record for its table family to `out`, the message cut to
+/// `cut.max_msg_size` bytes (a HOMER user still sees the start line and the headers; the row is
+/// never lost for its size).
 pub fn row<'a>(
     record: &'a CaptureRecord,
     family: TableFamily,
-    custom_keys: &[String],
+    cut: &Cut<'_>,
     out: &mut Vec<Cell<'a>>,
-) -> bool {
-    match family {
-        TableFamily::Sip => sip_row(record, out),
-        TableFamily::Report => report_row(record, out),
+) -> Built {
+    let payload = record.payload.as_slice();
+    let msg = payload.get(..cut.max_msg_size).unwrap_or(payload);
+    let msg_cut = msg.len() < payload.len();
+    let value_cut = match family {
+        TableFamily::Sip => sip_row(record, msg, out),
+        TableFamily::Report => report_row(record, msg, out),
         TableFamily::HepSip | TableFamily::HepReport => {
-            hep_row(record, family, custom_keys, out);
+            hep_row(record, msg, family, cut.custom_keys, out);
             false
         }
-    }
+    };
+    Built { value_cut, msg_cut }
 }
 
 #[cfg(test)]
@@ -438,7 +465,7 @@ mod tests {
             ..Default::default()
         };
         let mut cells = Vec::new();
-        assert!(!sip_row(&rec, &mut cells));
+        assert!(!sip_row(&rec, &rec.payload, &mut cells));
         assert_eq!(cells.len(), 44);
         assert_eq!(
             cells[0],
@@ -458,7 +485,7 @@ mod tests {
         assert_eq!(cells[34], text("homer01:2001"));
         assert_eq!(cells[40], Cell::Blob(&rec.payload));
         // a second row follows the first in the same list
-        sip_row(&rec, &mut cells);
+        sip_row(&rec, &rec.payload, &mut cells);
         assert_eq!(cells.len(), 88);
     }
 
@@ -472,7 +499,7 @@ mod tests {
             ..Default::default()
         };
         let mut cells = Vec::new();
-        assert!(sip_row(&rec, &mut cells));
+        assert!(sip_row(&rec, &rec.payload, &mut cells));
         assert_eq!(cells[17], text(&"1".repeat(25)));
     }
 
@@ -486,8 +513,41 @@ mod tests {
             ..Default::default()
         };
         let mut cells = Vec::new();
-        sip_row(&rec, &mut cells);
+        sip_row(&rec, &rec.payload, &mut cells);
         assert_eq!(cells[17], text(&"é".repeat(25)));
+    }
+
+    #[test]
+    fn the_message_is_cut_to_max_msg_size_in_every_family() {
+        let rec = CaptureRecord {
+            payload: b"INVITE sip:a@b SIP/2.0\r\n\r\nbody".to_vec(),
+            ..Default::default()
+        };
+        let cut = Cut {
+            custom_keys: &[],
+            max_msg_size: 6,
+        };
+        for (family, at) in [
+            (TableFamily::Sip, 40),
+            (TableFamily::Report, 11),
+            (TableFamily::HepSip, 4),
+        ] {
+            let mut cells = Vec::new();
+            let built = row(&rec, family, &cut, &mut cells);
+            assert!(built.msg_cut, "{family:?}");
+            let stored = match &cells[at] {
+                Cell::Blob(b) => b.to_vec(),
+                Cell::Text(t) => t.as_bytes().to_vec(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(stored, b"INVITE", "{family:?}");
+        }
+        let whole = Cut {
+            custom_keys: &[],
+            max_msg_size: rec.payload.len(),
+        };
+        let mut cells = Vec::new();
+        assert!(!row(&rec, TableFamily::Sip, &whole, &mut cells).msg_cut);
     }
 
     #[test]
@@ -500,7 +560,7 @@ mod tests {
             ..Default::default()
         };
         let mut cells = Vec::new();
-        assert!(!report_row(&rec, &mut cells));
+        assert!(!report_row(&rec, &rec.payload, &mut cells));
         assert_eq!(cells.len(), 12);
         assert_eq!(cells[2], Cell::Text(Cow::Owned("cid\u{fffd}".into())));
         assert_eq!(cells[3], Cell::Ip(None));
@@ -549,7 +609,14 @@ mod tests {
             r#"{"ruri_user":"bob","ruri_domain":"b","from_user":"al\"ice\\","from_tag":"","to_user":"","to_tag":"","callid":"c1@h","cseq":"1 INVITE","method":"INVITE","user_agent":"ua\u0001","mac":"00:11"}"#
         );
         let mut cells = Vec::new();
-        assert!(!row(&rec, TableFamily::HepSip, &keys, &mut cells));
+        let cut = Cut {
+            custom_keys: &keys,
+            max_msg_size: 65_536,
+        };
+        assert_eq!(
+            row(&rec, TableFamily::HepSip, &cut, &mut cells),
+            Built::default()
+        );
         assert_eq!(cells.len(), 5);
         assert_eq!(cells[0], text("c1@h"));
         assert_eq!(
@@ -576,7 +643,7 @@ mod tests {
             ..Default::default()
         };
         cells.clear();
-        row(&report, TableFamily::HepReport, &keys, &mut cells);
+        row(&report, TableFamily::HepReport, &cut, &mut cells);
         assert_eq!(cells[0], text("c1@h"));
         assert_eq!(
             cells[3],

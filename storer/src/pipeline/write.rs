@@ -13,11 +13,11 @@ use sipcapture_runtime::counters::Counters;
 
 use crate::db::bulk::{Bulk, Outcome, Part};
 use crate::db::insert::TableRows;
-use crate::db::schema::{PartitionReady, Schema, TableCache};
+use crate::db::schema::{Admission, PartitionReady, Schema, TableCache};
 use crate::db::{DbError, insert, tables};
 use crate::events::{
     InsertFailed, InsertRetried, InsertTimed, InternalEvent, PartAlreadyCommitted,
-    PartitionRefused, RowRejected, RowsStored,
+    PartitionRefused, RowRejected, RowsStored, TableFailed,
 };
 use crate::table::{Partitioning, TableFamily};
 
@@ -176,19 +176,22 @@ pub struct Writer {
 
 impl Writer {
     /// A writer over an open pool, for the capture mode named `mode`.
-    /// `max_partitions` bounds the HOMER 7 partitions it creates (0: no limit).
+    /// `max_partitions` bounds the HOMER 7 partitions it creates (0: no limit);
+    /// `max_new_tables_per_minute` the new tables records of other days may cause (0: no
+    /// limit; see [`Writer::admit`]).
     pub fn new(
         mode: &str,
         db: DatabaseConnection,
         policy: RetryPolicy,
         counters: Arc<Counters>,
         max_partitions: usize,
+        max_new_tables_per_minute: u32,
     ) -> Self {
         Writer {
             mode: mode.to_owned(),
             bulk: Bulk::of(&db),
             db,
-            tables: TableCache::with_partition_limit(max_partitions),
+            tables: TableCache::new(max_partitions, max_new_tables_per_minute),
             policy,
             counters,
             liveness: Liveness::default(),
@@ -212,13 +215,14 @@ impl Writer {
 
     /// Drops a table (retention) and forgets it, so a late record recreates it.
     pub async fn drop_table(&self, table: &str) -> Result<(), DbError> {
-        self.tables.forget(table).await;
+        self.tables.forget(table);
         tables::drop_table(&self.db, table).await?;
-        self.tables.forget(table).await;
+        self.tables.forget(table);
         Ok(())
     }
 
-    /// Creates the stream state table.
+    /// Creates the stream state table and reads which tables exist (rows for them never wait
+    /// for the new-table budget).
     pub async fn init(&self) -> Result<(), DbError> {
         self.tables
             .ensure(
@@ -226,7 +230,16 @@ impl Writer {
                 Schema::StreamState,
                 crate::db::schema::STREAM_STATE_TABLE,
             )
-            .await
+            .await?;
+        self.tables.remember(tables::list_tables(&self.db).await?);
+        Ok(())
+    }
+
+    /// Whether a record may go to `table` (see [`TableCache::admit`]): a table that exists
+    /// always; a new one when `exempt` (the current days, a pcap import) or within
+    /// `max_new_tables_per_minute`.
+    pub fn admit(&self, table: &str, exempt: bool) -> Admission {
+        self.tables.admit(table, exempt)
     }
 
     /// The last committed sequence of a stream.
@@ -308,47 +321,75 @@ impl Writer {
         }
     }
 
-    /// Creates the batch's tables and partitions. `count_refused`: count the partitions
-    /// `max_partitions` refuses (once per commit attempt: the isolation pass after a failed one
-    /// checks again without counting).
+    /// Creates the batch's tables and partitions. `count`: count the partitions
+    /// `max_partitions` refuses and the rows of unusable tables (once per commit attempt: the
+    /// isolation pass after a failed one checks again without counting). Returns the indexes (in `batch.tables`) of the tables
+    /// that cannot be created for a reason retrying will not fix; a transient error fails the
+    /// whole attempt (it is retried).
     async fn ensure_tables(
         &self,
         batch: &PreparedBatch<'_>,
+        count: bool,
+    ) -> Result<Vec<usize>, DbError> {
+        let mut failed = Vec::new();
+        for (index, group) in batch.tables.iter().enumerate() {
+            match self.ensure_group(group, count).await {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(_) if !count => failed.push(index),
+                Err(e) => {
+                    TableFailed {
+                        mode: &self.mode,
+                        table: &group.table,
+                        rows: u64::try_from(group.rows()).unwrap_or(u64::MAX),
+                        error: &e,
+                    }
+                    .emit(&self.counters);
+                    failed.push(index);
+                }
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Creates one table of a batch and, for HOMER 7 on PostgreSQL, the partitions its rows
+    /// need.
+    async fn ensure_group(
+        &self,
+        group: &TableRows<'_>,
         count_refused: bool,
     ) -> Result<(), DbError> {
         let postgres = self.db.get_database_backend() == DatabaseBackend::Postgres;
-        for group in &batch.tables {
-            self.tables
-                .ensure(&self.db, Schema::Family(group.family), &group.table)
-                .await?;
-            // HOMER 7 on PostgreSQL: the partition each row needs (replays and imports of old
-            // captures keep their time; heplify-server would lose them).
-            let Some(partitioning) = group.partitioning.filter(|_| postgres) else {
-                continue;
-            };
-            let length_us = i64::from(partitioning.length()) * 60_000_000;
-            let mut starts: Vec<i64> = Vec::new();
-            for time in group.create_dates() {
-                let start = time.div_euclid(length_us) * length_us;
-                if !starts.contains(&start) {
-                    starts.push(start);
-                }
+        self.tables
+            .ensure(&self.db, Schema::Family(group.family), &group.table)
+            .await?;
+        // HOMER 7 on PostgreSQL: the partition each row needs (replays and imports of old
+        // captures keep their time; heplify-server would lose them).
+        let Some(partitioning) = group.partitioning.filter(|_| postgres) else {
+            return Ok(());
+        };
+        let length_us = i64::from(partitioning.length()) * 60_000_000;
+        let mut starts: Vec<i64> = Vec::new();
+        for time in group.create_dates() {
+            let start = time.div_euclid(length_us) * length_us;
+            if !starts.contains(&start) {
+                starts.push(start);
             }
-            for start in starts {
-                let time = chrono::DateTime::from_timestamp_micros(start)
-                    .unwrap_or(chrono::DateTime::UNIX_EPOCH);
-                let partition = partitioning.partition(&group.table, time);
-                let ready = self
-                    .tables
-                    .ensure_partition(&self.db, &group.table, &partition)
-                    .await?;
-                if count_refused && ready == PartitionReady::OverLimit {
-                    PartitionRefused {
-                        mode: &self.mode,
-                        partition: &partition.name,
-                    }
-                    .emit(&self.counters);
+        }
+        for start in starts {
+            let time = chrono::DateTime::from_timestamp_micros(start)
+                .unwrap_or(chrono::DateTime::UNIX_EPOCH);
+            let partition = partitioning.partition(&group.table, time);
+            let ready = self
+                .tables
+                .ensure_partition(&self.db, &group.table, &partition)
+                .await?;
+            if count_refused && ready == PartitionReady::OverLimit {
+                PartitionRefused {
+                    mode: &self.mode,
+                    partition: &partition.name,
                 }
+                .emit(&self.counters);
             }
         }
         Ok(())
@@ -425,7 +466,18 @@ impl Writer {
     async fn try_commit(&self, batch: &PreparedBatch<'_>) -> Result<Committed, DbError> {
         // DDL first and outside the transaction: MySQL commits implicitly on DDL, and SQLite's
         // single pooled connection is held by an open transaction.
-        self.ensure_tables(batch, true).await?;
+        let failed = self.ensure_tables(batch, true).await?;
+        if !failed.is_empty() {
+            // The unusable tables' rows were counted (TableFailed); the rest commits with
+            // the stream sequence, so the batch is acknowledged and never comes back.
+            let rest = without_tables(batch, &failed);
+            return self.commit_prepared(&rest).await;
+        }
+        self.commit_prepared(batch).await
+    }
+
+    /// Commits a batch whose tables exist.
+    async fn commit_prepared(&self, batch: &PreparedBatch<'_>) -> Result<Committed, DbError> {
         let Some(bulk) = &self.bulk else {
             return self.commit_isolating(batch).await;
         };
@@ -479,14 +531,19 @@ impl Writer {
     /// Row-by-row inside one transaction, each row in its own savepoint: rejected rows are
     /// counted and logged, the rest commit together with the stream sequence.
     async fn commit_isolating(&self, batch: &PreparedBatch<'_>) -> Result<Committed, DbError> {
-        self.ensure_tables(batch, false).await?;
+        let failed = self.ensure_tables(batch, false).await?;
         let txn = self.db.begin().await?;
         if let Some(done) = self.committed_before(&txn, batch).await? {
             txn.rollback().await?;
             return Ok(done);
         }
         let mut written = StoredRows::default();
-        for group in &batch.tables {
+        let usable = batch
+            .tables
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !failed.contains(index));
+        for (_, group) in usable {
             for row in group.chunks(1) {
                 let savepoint = txn.begin().await?;
                 match insert::insert_rows(&savepoint, &group.table, group.family, row).await {
@@ -517,6 +574,24 @@ impl Writer {
         .await?;
         txn.commit().await?;
         Ok(Committed::Rows(written.emit(&self.counters)))
+    }
+}
+
+/// The batch without the tables at `failed` (indexes into `batch.tables`).
+fn without_tables<'a>(batch: &PreparedBatch<'a>, failed: &[usize]) -> PreparedBatch<'a> {
+    PreparedBatch {
+        stream_id: batch.stream_id.clone(),
+        collector_id: batch.collector_id.clone(),
+        sequence: batch.sequence,
+        first_sequence: batch.first_sequence,
+        tables: batch
+            .tables
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !failed.contains(index))
+            .map(|(_, group)| group.clone())
+            .collect(),
+        skip_if_committed: batch.skip_if_committed,
     }
 }
 
