@@ -12,8 +12,8 @@ use sea_orm::DatabaseConnection;
 use crate::storer::count;
 use crate::{count_rows, member_counters, wait_for_rows, wait_until};
 
-/// Table of the OPTIONS that `send_tcp_paced` sends (HEP time 2027-01-15).
-pub const TABLE: &str = "sip_capture_rest_20270115";
+/// Table of the OPTIONS that `send_tcp_paced` sends (HEP time 2026-01-15).
+pub const TABLE: &str = "sip_capture_rest_20260115";
 
 /// A member counter (0 when it has not moved).
 pub fn counter(counters: &HashMap<String, u64>, key: &str) -> u64 {
