@@ -366,12 +366,15 @@ pub async fn run(
             .max_decoding_message_size(limits.max_decoding_message_size)
             .max_encoding_message_size(limits.max_encoding_message_size),
     );
+    // The HEP inputs are bound before the server answers health checks: a caller that waits
+    // for SERVING can send HEP at once (the collector's storer link waits in the listener's
+    // backlog until the server runs).
+    let pipeline = collector.start()?;
     let mut server = tokio::spawn(async move {
         sipcapture_runtime::server::serve_with(listener, routes, &options, server_stop_serving)
             .await
     });
 
-    let pipeline = collector.start()?;
     tracing::info!(
         grpc = %grpc_addr,
         hep_udp = ?pipeline.bound.udp,
