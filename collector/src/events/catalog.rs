@@ -213,7 +213,7 @@ pub const CATALOG: Catalog = Catalog {
         counter(
             "spool_corrupt_frames",
             None,
-            "spool frames skipped at recovery because their checksum failed",
+            "spool frames skipped (at recovery or read-back) because their checksum failed: each damaged stretch counts once",
         ),
         counter(
             "stream_connects",

@@ -416,7 +416,7 @@ impl InternalEvent for RecordsLostAtShutdown {
     }
 }
 
-/// Spool recovery skipped frames whose checksum failed.
+/// The spool skipped frames whose checksum failed (at recovery or when reading back).
 #[derive(Debug, Clone, Copy)]
 pub struct SpoolCorruptFrames {
     /// Frames skipped.
@@ -426,10 +426,7 @@ pub struct SpoolCorruptFrames {
 impl InternalEvent for SpoolCorruptFrames {
     fn emit(self, counters: &Counters) {
         if self.frames > 0 {
-            tracing::warn!(
-                frames = self.frames,
-                "corrupt spool frames skipped at recovery"
-            );
+            tracing::warn!(frames = self.frames, "corrupt spool frames skipped");
         }
         counters.add("spool_corrupt_frames", self.frames);
     }
