@@ -272,6 +272,16 @@ pub const CATALOG: Catalog = Catalog {
             "Lua hook errors (load failures, runtime errors, time-outs); the packet takes the default path",
         ),
         counter(
+            "script_skipped_busy",
+            None,
+            "packets stored without the Lua hook because every Lua state was busy (slow calls)",
+        ),
+        counter(
+            "script_overruns",
+            None,
+            "Lua hook calls whose verdict was not back within script_timeout_ms + 50 ms (a C function the time limit cannot interrupt); the packet took the default path",
+        ),
+        counter(
             "script_reports",
             None,
             "report rows queued by the script's report_capture()",

@@ -561,6 +561,39 @@ impl InternalEvent for ScriptFailed<'_> {
     }
 }
 
+/// Every Lua state was busy (slow calls): the packet took the default path without the hook.
+pub struct ScriptSkippedBusy;
+
+impl InternalEvent for ScriptSkippedBusy {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add("script_skipped_busy", 1);
+        if worth_logging(total) {
+            tracing::warn!(
+                total,
+                "every lua state is busy; packet stored without the hook"
+            );
+        }
+    }
+}
+
+/// A hook call's verdict was not back in time (a C function the time limit cannot interrupt):
+/// the packet took the default path; the call finishes in the background.
+pub struct ScriptOverran<'a> {
+    /// The script file.
+    pub file: &'a std::path::Path,
+    /// How long the packet waited.
+    pub waited: std::time::Duration,
+}
+
+impl InternalEvent for ScriptOverran<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add("script_overruns", 1);
+        if worth_logging(total) {
+            tracing::warn!(file = %self.file.display(), waited_ms = self.waited.as_millis(), total, "lua call overran its time limit (inside a C function?); packet takes the default path");
+        }
+    }
+}
+
 /// A report row asked for by the script (`report_capture`) was queued.
 pub struct ScriptReportQueued;
 
