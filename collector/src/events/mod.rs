@@ -639,7 +639,8 @@ impl InternalEvent for Forwarded {
     }
 }
 
-/// Sending to a HEP forward destination failed; the connection is reopened.
+/// Sending to a HEP forward destination failed; the connection is reopened. Logged on the
+/// first and every 2^n-th failure.
 pub struct ForwardSendFailed<'a> {
     /// The destination.
     pub dest: &'a str,
@@ -649,7 +650,9 @@ pub struct ForwardSendFailed<'a> {
 
 impl InternalEvent for ForwardSendFailed<'_> {
     fn emit(self, counters: &Counters) {
-        counters.add("forward_errors", 1);
-        tracing::warn!(dest = %self.dest, error = %self.error, "forward send failed; reconnecting");
+        let total = counters.add("forward_errors", 1);
+        if worth_logging(total) {
+            tracing::warn!(dest = %self.dest, error = %self.error, total, "forward send failed; reconnecting");
+        }
     }
 }
