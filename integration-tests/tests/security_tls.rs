@@ -918,3 +918,38 @@ async fn refused_tls_handshakes_are_counted_exactly_and_logged_sparingly() {
     // 1, 2, 4, ..., 256.
     assert_eq!(lines, 9);
 }
+
+/// Issue 21: with `grpc_client_tls` configured, an `http://` storer or control URL would be
+/// silently plaintext. The collector starts (a loopback or sidecar link may be plaintext on
+/// purpose) but warns at start-up, naming the key and the URL; an `https://` URL is not named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_urls_with_client_tls_are_named_at_start() {
+    let sandbox = Sandbox::new().unwrap();
+    let pki = Pki::new(sandbox.path());
+    let plain = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let secure = format!("https://127.0.0.1:{}", free_port().unwrap());
+    let control = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let mut extra = sets(&[("grpc_client_tls.ca", &pki.ca_file)]);
+    extra.extend(["--set".to_owned(), format!("control={control}")]);
+    let collector = sandbox
+        .collector("collector", &[plain.clone(), secure.clone()], &extra)
+        .await
+        .unwrap();
+    let warned = |key: &str, url: &str| {
+        collector
+            .process
+            .log_text()
+            .lines()
+            .any(|l| l.contains("the link is plaintext") && l.contains(key) && l.contains(url))
+    };
+    wait_until("the warnings", WAIT, || async {
+        Ok(warned("storer", &plain) && warned("control", &control))
+    })
+    .await
+    .unwrap();
+    assert!(
+        !warned("storer", &secure),
+        "{}",
+        collector.process.log_text()
+    );
+}
