@@ -36,6 +36,18 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A sandbox, a SQLite URL in it, and a storer address nobody listens on yet (with its URL).
+fn sandbox_without_storer(db: &str) -> (Sandbox, String, SocketAddr, String) {
+    let sandbox = Sandbox::new().unwrap();
+    let db_url = format!(
+        "sqlite://{}",
+        sandbox.path().join(format!("{db}.db")).display()
+    );
+    let addr = storer_addr();
+    let storer_url = format!("http://{addr}");
+    (sandbox, db_url, addr, storer_url)
+}
+
 fn storer_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()))
 }
@@ -214,10 +226,7 @@ async fn storers_down_for_60s_spool_holds_the_backlog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_restart_delivers_its_spool() {
     const N: u32 = 5_000;
-    let sandbox = Sandbox::new().unwrap();
-    let db_url = format!("sqlite://{}", sandbox.path().join("restart.db").display());
-    let addr = storer_addr();
-    let storer_url = format!("http://{addr}");
+    let (sandbox, db_url, addr, storer_url) = sandbox_without_storer("restart");
     // No storer yet: everything stays with the collector.
     let mut collector = sandbox
         .collector("collector", std::slice::from_ref(&storer_url), &[])
@@ -283,7 +292,7 @@ impl Drop for Unmount {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spool_disk_full_loses_only_what_it_counts() {
     const N: u32 = 3_000;
-    let sandbox = Sandbox::new().unwrap();
+    let (sandbox, db_url, addr, storer_url) = sandbox_without_storer("full");
     let small = sandbox.path().join("small-disk");
     std::fs::create_dir(&small).unwrap();
     let mounted = std::process::Command::new("mount")
@@ -296,9 +305,6 @@ async fn spool_disk_full_loses_only_what_it_counts() {
         return;
     }
     let _unmount = Unmount(small.clone());
-    let db_url = format!("sqlite://{}", sandbox.path().join("full.db").display());
-    let addr = storer_addr();
-    let storer_url = format!("http://{addr}");
     let extra = [
         format!("spool_dir={}", small.join("spool").display()),
         "max_unacked_batches=2".to_owned(),
@@ -378,10 +384,7 @@ fn walk_segments(dir: &std::path::Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_spool_byte_loses_one_record() {
     const N: u32 = 200;
-    let sandbox = Sandbox::new().unwrap();
-    let db_url = format!("sqlite://{}", sandbox.path().join("flip.db").display());
-    let addr = storer_addr();
-    let storer_url = format!("http://{addr}");
+    let (sandbox, db_url, addr, storer_url) = sandbox_without_storer("flip");
     let extra = ["max_unacked_batches=1", "batch_max_records=1"]
         .into_iter()
         .flat_map(|kv| ["--set".to_owned(), kv.to_owned()])
