@@ -1,15 +1,20 @@
 //! Raw-capture dissection throughput: one captured SIP/UDP frame (Ethernet + 802.1Q, IPv4,
 //! UDP, an INVITE with SDP from the generated corpus), the same frame inside ERSPAN II, and a
-//! SIP-over-TCP stream of 1400-byte segments carrying several messages each.
+//! SIP-over-TCP stream of 1400-byte segments carrying several messages each; and the cost of a
+//! new TCP flow arriving at a full flow table (1 k, 10 k, 100 k flows: eviction of the least
+//! recently seen flow must not grow with the table, issue 21).
 //!
 //! Run: `cargo bench -p sipcapture-collector --bench dissect -- --quick`.
 
 use std::hint::black_box;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sipcapture_collector::decode::ethernet::VlanTags;
+use sipcapture_collector::decode::flow::stream::{FlowKey, StreamLimits, Streams};
 use sipcapture_collector::decode::flow::{DissectLimits, Dissected, Dissector};
 use sipcapture_collector::decode::frame::LinkType;
+use sipcapture_collector::decode::tcp::TcpSegment;
 
 const VLAN100: &[u8] = include_bytes!("../testdata/raw/gen_sip_udp_vlan100.pcap");
 
@@ -105,5 +110,54 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The n-th flow direction (distinct addresses and ports).
+fn flow_key(n: u64) -> FlowKey {
+    let [.., a, b, c, d] = n.to_be_bytes();
+    FlowKey {
+        src: std::net::SocketAddr::from(([10, a, b, c], 5060)),
+        dst: std::net::SocketAddr::from(([192, 0, 2, 1], 1024 + u16::from(d))),
+    }
+}
+
+/// One data segment per new flow into a full table: each evicts the least recently seen flow.
+fn full_flow_table(c: &mut Criterion) {
+    let mut g = c.benchmark_group("flow_table_full");
+    g.throughput(Throughput::Elements(1));
+    let payload = b"OPTIONS sip:a@b SIP/2.0\r\n";
+    for flows in [1_000usize, 10_000, 100_000] {
+        let limits = StreamLimits {
+            max_flows: flows,
+            max_flow_bytes: 64 * 1024,
+            max_total_bytes: 1 << 30,
+            idle_timeout: Duration::from_secs(3600),
+            max_message: 64 * 1024,
+        };
+        let mut streams = Streams::new(limits);
+        let mut next = 0u64;
+        let feed = |streams: &mut Streams, next: &mut u64| {
+            *next += 1;
+            let seg = TcpSegment {
+                src_port: 5060,
+                dst_port: 1024,
+                seq: 1,
+                flags: 0x18,
+                payload,
+            };
+            let ts = SystemTime::UNIX_EPOCH + Duration::from_micros(*next);
+            streams.segment(flow_key(*next), &seg, VlanTags::default(), ts, &mut |_| {});
+        };
+        while streams.flow_count() < flows {
+            feed(&mut streams, &mut next);
+        }
+        g.bench_function(format!("new_flow_at_{flows}"), |b| {
+            b.iter(|| {
+                feed(&mut streams, &mut next);
+                assert_eq!(streams.flow_count(), flows);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, full_flow_table);
 criterion_main!(benches);

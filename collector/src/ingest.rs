@@ -105,7 +105,10 @@ impl Ingest {
         };
         // Kamailio's nonsip_hook: the event route runs on every decoded packet, before the
         // capture switch (forwarding works while capture is off; report_capture checks it).
-        let verdict = self.hooks.hook.as_ref().map(|h| h.run(data, input, peer));
+        let verdict = match &self.hooks.hook {
+            Some(h) => Some(h.run_pooled(data, input, peer).await),
+            None => None,
+        };
         if let Some(v) = &verdict {
             self.script_reports(&packet, v, rx).await;
             if !v.proceed && v.capture.is_none() {

@@ -200,6 +200,12 @@ impl Pipeline {
         let bound = hep_listener::start(&listen, ingest.clone(), &inputs, &stop_inputs)?;
         inputs.close();
         tracing::info!(udp = ?bound.udp, tcp = ?bound.tcp, tls = ?bound.tls, "hep listeners ready");
+        for url in &config.storer {
+            config
+                .service
+                .grpc_client_tls
+                .warn_if_plaintext("storer", url);
+        }
         let storers = Arc::new(Storers::with_tls(
             config.storer_placement,
             &config.storer,

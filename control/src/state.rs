@@ -173,11 +173,22 @@ fn read(path: &Path) -> Result<Option<Saved>, Box<dyn std::error::Error>> {
     }
 }
 
-/// Writes atomically: a temporary file renamed over the old one.
+/// Writes atomically: a temporary file flushed to disk, renamed over the old one, then the
+/// directory flushed (a crash leaves the old state or the new one, never an empty file).
 fn write(path: &Path, saved: &Saved) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(saved)?)?;
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec_pretty(saved)?)?;
+    file.sync_all()?;
     std::fs::rename(&tmp, path)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ignored = dir.sync_all();
+    }
     Ok(())
 }
 

@@ -919,3 +919,79 @@ async fn a_revoked_client_certificate_is_refused() {
     assert!(counters.get("grpc_tls_refused").copied().unwrap_or(0) >= 1);
     storer.process.terminate(WAIT).unwrap();
 }
+
+/// Issue 21: one WARN per bad connection floods the log. 300 connections that send garbage
+/// instead of a TLS ClientHello are each counted (`grpc_tls_refused` exact), and logged on the
+/// first and every power of two only (with the running total): 9 lines, not 300.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tls_handshakes_are_counted_exactly_and_logged_sparingly() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const BAD: u64 = 300;
+    let sandbox = Sandbox::new().unwrap();
+    let pki = Pki::new(sandbox.path());
+    let db_url = format!("sqlite://{}", sandbox.path().join("flood.db").display());
+    let storer = tls_storer(&sandbox, &pki, &db_url, &pki.server_args(true)).await;
+    for _ in 0..BAD {
+        let mut conn = tokio::net::TcpStream::connect(storer.grpc).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let _closed = tokio::time::timeout(WAIT, conn.read_to_end(&mut sink)).await;
+    }
+    let admin = pki.client(Some(&pki.admin));
+    wait_until("every refusal counted", WAIT, || async {
+        Ok(tls_counters(storer.grpc, &admin)
+            .await
+            .get("grpc_tls_refused")
+            .copied()
+            .unwrap_or(0)
+            == BAD)
+    })
+    .await
+    .unwrap();
+    let lines = storer
+        .process
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("grpc tls handshake refused"))
+        .count();
+    eprintln!("{BAD} refused handshakes: {lines} log lines");
+    // 1, 2, 4, ..., 256.
+    assert_eq!(lines, 9);
+}
+
+/// Issue 21: with `grpc_client_tls` configured, an `http://` storer or control URL would be
+/// silently plaintext. The collector starts (a loopback or sidecar link may be plaintext on
+/// purpose) but warns at start-up, naming the key and the URL; an `https://` URL is not named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_urls_with_client_tls_are_named_at_start() {
+    let sandbox = Sandbox::new().unwrap();
+    let pki = Pki::new(sandbox.path());
+    let plain = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let secure = format!("https://127.0.0.1:{}", free_port().unwrap());
+    let control = format!("http://127.0.0.1:{}", free_port().unwrap());
+    let mut extra = sets(&[("grpc_client_tls.ca", &pki.ca_file)]);
+    extra.extend(["--set".to_owned(), format!("control={control}")]);
+    let collector = sandbox
+        .collector("collector", &[plain.clone(), secure.clone()], &extra)
+        .await
+        .unwrap();
+    let warned = |key: &str, url: &str| {
+        collector
+            .process
+            .log_text()
+            .lines()
+            .any(|l| l.contains("the link is plaintext") && l.contains(key) && l.contains(url))
+    };
+    wait_until("the warnings", WAIT, || async {
+        Ok(warned("storer", &plain) && warned("control", &control))
+    })
+    .await
+    .unwrap();
+    assert!(
+        !warned("storer", &secure),
+        "{}",
+        collector.process.log_text()
+    );
+}

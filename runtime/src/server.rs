@@ -20,7 +20,7 @@ use crate::config::ConfigError;
 use crate::connection::{
     ConnAddrs, ConnDeadlines, ConnSlots, Connections, GuardedConn, TrackStreamsLayer,
 };
-use crate::counters::{Counters, worth_logging};
+use crate::counters::{Counters, LogEvery};
 use crate::per_ip::PerIpLimit;
 use crate::tls::ReloadingTls;
 
@@ -396,8 +396,12 @@ impl Accept {
                     return Some((stream, slots));
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "grpc accept failed");
+                    // EMFILE and friends: back off instead of spinning (logged first and every
+                    // power of two).
+                    static FAILED: LogEvery = LogEvery::new();
+                    if let Some(total) = FAILED.tick() {
+                        tracing::warn!(error = %e, total, "grpc accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -406,11 +410,8 @@ impl Accept {
 
     /// Counts (and logs, first and every power of two) a connection over its address's cap.
     fn refused(&self, peer: SocketAddr) {
-        let total = self
-            .counters
-            .as_ref()
-            .map_or(1, |c| c.add("grpc_refused_per_ip", 1));
-        if worth_logging(total) {
+        static REFUSED: LogEvery = LogEvery::new();
+        if let Some(total) = REFUSED.count(self.counters.as_deref(), "grpc_refused_per_ip") {
             tracing::warn!(
                 %peer,
                 total,
@@ -503,10 +504,8 @@ fn accept_tls(
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no handshake within {handshake_timeout:?}"),
                 };
-                let total = counters
-                    .as_ref()
-                    .map_or(1, |c| c.add("grpc_tls_refused", 1));
-                if worth_logging(total) {
+                static REFUSED: LogEvery = LogEvery::new();
+                if let Some(total) = REFUSED.count(counters.as_deref(), "grpc_tls_refused") {
                     tracing::warn!(?peer, %error, total, "grpc tls handshake refused");
                 }
             });

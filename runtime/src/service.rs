@@ -208,6 +208,9 @@ pub async fn follow_control(
         status_port: u32::from(config.grpc_listen.port()),
         status_tls: config.grpc_tls.enabled(),
     };
+    if let Some(url) = &control {
+        config.grpc_client_tls.warn_if_plaintext("control", url);
+    }
     let link = crate::watch::ControlLink {
         tls: config.grpc_client_tls.clone(),
         token: config.token_for(Role::Member),

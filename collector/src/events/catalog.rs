@@ -213,7 +213,7 @@ pub const CATALOG: Catalog = Catalog {
         counter(
             "spool_corrupt_frames",
             None,
-            "spool frames skipped at recovery because their checksum failed",
+            "spool frames skipped (at recovery or read-back) because their checksum failed: each damaged stretch counts once",
         ),
         counter(
             "stream_connects",
@@ -270,6 +270,16 @@ pub const CATALOG: Catalog = Catalog {
             "script_errors",
             None,
             "Lua hook errors (load failures, runtime errors, time-outs); the packet takes the default path",
+        ),
+        counter(
+            "script_skipped_busy",
+            None,
+            "packets stored without the Lua hook because every Lua state was busy (slow calls)",
+        ),
+        counter(
+            "script_overruns",
+            None,
+            "Lua hook calls whose verdict was not back within script_timeout_ms + 50 ms (a C function the time limit cannot interrupt); the packet took the default path",
         ),
         counter(
             "script_reports",

@@ -416,7 +416,7 @@ impl InternalEvent for RecordsLostAtShutdown {
     }
 }
 
-/// Spool recovery skipped frames whose checksum failed.
+/// The spool skipped frames whose checksum failed (at recovery or when reading back).
 #[derive(Debug, Clone, Copy)]
 pub struct SpoolCorruptFrames {
     /// Frames skipped.
@@ -426,10 +426,7 @@ pub struct SpoolCorruptFrames {
 impl InternalEvent for SpoolCorruptFrames {
     fn emit(self, counters: &Counters) {
         if self.frames > 0 {
-            tracing::warn!(
-                frames = self.frames,
-                "corrupt spool frames skipped at recovery"
-            );
+            tracing::warn!(frames = self.frames, "corrupt spool frames skipped");
         }
         counters.add("spool_corrupt_frames", self.frames);
     }
@@ -564,6 +561,39 @@ impl InternalEvent for ScriptFailed<'_> {
     }
 }
 
+/// Every Lua state was busy (slow calls): the packet took the default path without the hook.
+pub struct ScriptSkippedBusy;
+
+impl InternalEvent for ScriptSkippedBusy {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add("script_skipped_busy", 1);
+        if worth_logging(total) {
+            tracing::warn!(
+                total,
+                "every lua state is busy; packet stored without the hook"
+            );
+        }
+    }
+}
+
+/// A hook call's verdict was not back in time (a C function the time limit cannot interrupt):
+/// the packet took the default path; the call finishes in the background.
+pub struct ScriptOverran<'a> {
+    /// The script file.
+    pub file: &'a std::path::Path,
+    /// How long the packet waited.
+    pub waited: std::time::Duration,
+}
+
+impl InternalEvent for ScriptOverran<'_> {
+    fn emit(self, counters: &Counters) {
+        let total = counters.add("script_overruns", 1);
+        if worth_logging(total) {
+            tracing::warn!(file = %self.file.display(), waited_ms = self.waited.as_millis(), total, "lua call overran its time limit (inside a C function?); packet takes the default path");
+        }
+    }
+}
+
 /// A report row asked for by the script (`report_capture`) was queued.
 pub struct ScriptReportQueued;
 
@@ -609,7 +639,8 @@ impl InternalEvent for Forwarded {
     }
 }
 
-/// Sending to a HEP forward destination failed; the connection is reopened.
+/// Sending to a HEP forward destination failed; the connection is reopened. Logged on the
+/// first and every 2^n-th failure.
 pub struct ForwardSendFailed<'a> {
     /// The destination.
     pub dest: &'a str,
@@ -619,7 +650,9 @@ pub struct ForwardSendFailed<'a> {
 
 impl InternalEvent for ForwardSendFailed<'_> {
     fn emit(self, counters: &Counters) {
-        counters.add("forward_errors", 1);
-        tracing::warn!(dest = %self.dest, error = %self.error, "forward send failed; reconnecting");
+        let total = counters.add("forward_errors", 1);
+        if worth_logging(total) {
+            tracing::warn!(dest = %self.dest, error = %self.error, total, "forward send failed; reconnecting");
+        }
     }
 }

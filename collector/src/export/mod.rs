@@ -23,8 +23,8 @@ use tracing::Instrument as _;
 
 use crate::events::{
     BatchAcked, BatchDuplicate, BatchSealed, BatchSent, InternalEvent, LaneMoves,
-    RecordsDroppedBySpool, RecordsLostAtShutdown, RecordsSpooled, StreamConnectFailed,
-    StreamConnected, StreamLost,
+    RecordsDroppedBySpool, RecordsLostAtShutdown, RecordsSpooled, SpoolCorruptFrames,
+    StreamConnectFailed, StreamConnected, StreamLost,
 };
 use encoded::EncodedBatch;
 use spool::{Spool, SpoolError};
@@ -199,7 +199,8 @@ impl Exporter {
             Ok(()) => RecordsSpooled { records }.emit(&self.counters),
             Err(e) => {
                 let reason = match e {
-                    SpoolError::Full { .. } => "spool_full",
+                    // The configured cap or the disk itself: either way the spool is full.
+                    SpoolError::Full { .. } | SpoolError::NoSpace { .. } => "spool_full",
                     SpoolError::Io { .. } | SpoolError::Locked(_) => "spool_error",
                 };
                 RecordsDroppedBySpool {
@@ -217,6 +218,7 @@ impl Exporter {
         let Some(spool) = self.spool.as_mut() else {
             return;
         };
+        let corrupt_before = spool.corrupt_frames();
         while self.pending.len() < self.cfg.max_unacked && spool.has_unread() {
             match spool.pop() {
                 Ok(Some(batch)) => {
@@ -240,6 +242,10 @@ impl Exporter {
                     break;
                 }
             }
+        }
+        let frames = spool.corrupt_frames() - corrupt_before;
+        if frames > 0 {
+            SpoolCorruptFrames { frames }.emit(&self.counters);
         }
     }
 

@@ -155,8 +155,10 @@ pub(super) async fn run_destination(
                 match wire_bytes(&out, target.transport) {
                     Ok(b) => (b, false),
                     Err(e) => {
-                        counters.count_drop("forward_unencodable");
-                        tracing::warn!(dest = %name, error = %e, "packet not forwardable");
+                        let total = counters.count_drop("forward_unencodable");
+                        if sipcapture_runtime::counters::worth_logging(total) {
+                            tracing::warn!(dest = %name, error = %e, total, "packet not forwardable");
+                        }
                         continue;
                     }
                 }

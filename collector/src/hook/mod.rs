@@ -8,8 +8,13 @@
 //! `float2int(fval, ival)` and `log(level, msg)`; returning 0 drops the packet (counted
 //! `dropped.script`), 1 (or nothing) lets it continue to SIP parsing and storage.
 //!
-//! Each worker thread borrows one Lua state from a small pool (no lock contention on the hot
-//! path). A reload (SIGHUP or a change of the file) compiles the new script once; states pick
+//! Calls run off the async workers, on tokio's blocking threads, at most one per Lua state
+//! (`states`, the bound of that pool): a slow script (a C function such as `string.find` with
+//! a pathological pattern, which the instruction-count time limit cannot interrupt) holds a
+//! blocking thread, never the HEP listener. The packet waits for its verdict at most
+//! `script_timeout_ms` + [`VERDICT_GRACE`]; past that, or when every state is busy, it takes
+//! the default path as if there were no hook (counted `script_overruns`,
+//! `script_skipped_busy`) and the late call finishes in the background. A reload (SIGHUP or a change of the file) compiles the new script once; states pick
 //! it up on their next packet. A script that fails to load, or fails at run time, is logged
 //! with file and line and counted (`script_errors`), and the packet takes the default path.
 //!
@@ -40,8 +45,14 @@ pub use self::context::ReportRequest;
 use self::context::Services;
 pub use self::state::{EVENT_NAME, HookSettings, ScriptError, check_script};
 use self::state::{State, build_state};
-use crate::events::{InternalEvent, ScriptFailed, ScriptLoadFailed, ScriptLoaded};
+use crate::events::{
+    InternalEvent, ScriptFailed, ScriptLoadFailed, ScriptLoaded, ScriptOverran, ScriptSkippedBusy,
+};
 use crate::forward::Forwarder;
+
+/// How long past `script_timeout_ms` a packet waits for its verdict (the instruction hook
+/// aborts a Lua loop at the limit; this margin covers its check interval).
+pub const VERDICT_GRACE: Duration = Duration::from_millis(50);
 
 /// How often the script file is checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -74,6 +85,8 @@ pub struct Hook {
     settings: HookSettings,
     script: RwLock<Script>,
     states: Vec<Mutex<Option<State>>>,
+    /// One permit per state: the bound of the blocking pool the calls run on.
+    slots: Arc<tokio::sync::Semaphore>,
     next: AtomicUsize,
     services: Services,
 }
@@ -96,10 +109,12 @@ impl Hook {
         forwarder: Option<Arc<Forwarder>>,
         counters: Arc<Counters>,
     ) -> Arc<Self> {
-        let states = (0..settings.states.max(1))
+        let states: Vec<_> = (0..settings.states.max(1))
             .map(|_| Mutex::new(None))
             .collect();
+        let slots = Arc::new(tokio::sync::Semaphore::new(states.len()));
         let hook = Arc::new(Hook {
+            slots,
             settings,
             script: RwLock::new(Script {
                 generation: 0,
@@ -201,7 +216,55 @@ impl Hook {
         }
     }
 
-    /// Runs the callback on one decoded packet (`raw` is the whole received packet).
+    /// Runs the callback on one decoded packet off the async workers (see the module doc): the
+    /// verdict, or the default path when every state is busy or the call overruns.
+    pub async fn run_pooled(
+        self: &Arc<Self>,
+        raw: &[u8],
+        input: InputKind,
+        peer: Option<SocketAddr>,
+    ) -> Verdict {
+        let default = Verdict {
+            proceed: true,
+            ..Verdict::default()
+        };
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            ScriptSkippedBusy.emit(&self.services.counters);
+            return default;
+        };
+        let hook = Arc::clone(self);
+        let raw = raw.to_vec();
+        let call = tokio::task::spawn_blocking(move || {
+            let verdict = hook.run(&raw, input, peer);
+            drop(permit);
+            verdict
+        });
+        let limit = self.settings.timeout + VERDICT_GRACE;
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(e)) => {
+                self.count_error(&e.to_string());
+                Verdict {
+                    failed: true,
+                    ..default
+                }
+            }
+            Err(_) => {
+                ScriptOverran {
+                    file: &self.settings.script_file,
+                    waited: limit,
+                }
+                .emit(&self.services.counters);
+                Verdict {
+                    failed: true,
+                    ..default
+                }
+            }
+        }
+    }
+
+    /// Runs the callback on one decoded packet (`raw` is the whole received packet), on the
+    /// calling thread.
     pub fn run(&self, raw: &[u8], input: InputKind, peer: Option<SocketAddr>) -> Verdict {
         let default = Verdict {
             proceed: true,
@@ -454,5 +517,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("hook.lua:1:"), "file and line: {err}");
+    }
+
+    /// A C-level call the instruction hook cannot interrupt (`string.find` backtracking on a
+    /// pathological pattern): about 2 s in one C function here (debug build), several times
+    /// the 250 ms a packet may wait even on a much faster machine.
+    const SLOW_C_CALL: &str = r#"
+        function ksr_sipcapture_event(ev, hep)
+          local s = string.rep("a", 1000)
+          string.find(s, ".-.-b")
+          return 0
+        end
+    "#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_c_call_does_not_hold_the_caller() {
+        let (_dir, hook, counters) = hook(SLOW_C_CALL);
+        // The slow call alone, on the calling thread: well past the 200 ms limit.
+        let started = std::time::Instant::now();
+        let v = hook.run(HEP3, InputKind::HepUdp, None);
+        let alone = started.elapsed();
+        eprintln!("one slow C call on the calling thread: {alone:?}");
+        assert!(
+            !v.proceed,
+            "the C call is not interrupted: the script returned 0"
+        );
+        assert!(
+            alone > Duration::from_millis(750),
+            "slow enough to matter: {alone:?}"
+        );
+
+        // Pooled: each packet waits at most the limit + grace, then takes the default path.
+        let started = std::time::Instant::now();
+        let first = hook.run_pooled(HEP3, InputKind::HepUdp, None).await;
+        let second = hook.run_pooled(HEP3, InputKind::HepUdp, None).await;
+        // Both states are busy now: the next packet does not wait at all.
+        let third_started = std::time::Instant::now();
+        let third = hook.run_pooled(HEP3, InputKind::HepUdp, None).await;
+        let third_wait = third_started.elapsed();
+        let waited = started.elapsed();
+        for v in [&first, &second] {
+            assert!(v.proceed && v.failed, "{v:?}");
+        }
+        assert!(third.proceed && !third.failed, "{third:?}");
+        assert!(third_wait < Duration::from_millis(50), "{third_wait:?}");
+        // Two waits of at most 250 ms each (limit + grace), far below one call alone.
+        assert!(
+            waited < Duration::from_millis(1000) && waited < alone,
+            "{waited:?} (alone: {alone:?})"
+        );
+        assert_eq!(counters.get("script_overruns"), 2);
+        assert_eq!(counters.get("script_skipped_busy"), 1);
+        // Once the background calls finish, the states serve packets again.
+        tokio::time::sleep(alone * 2).await;
+        let later = hook.run_pooled(HEP3, InputKind::HepUdp, None).await;
+        assert!(
+            later.failed,
+            "a state is free again and the call ran (and overran): {later:?}"
+        );
     }
 }

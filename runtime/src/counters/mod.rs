@@ -28,8 +28,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use opentelemetry::KeyValue;
 
 mod catalog;
+mod sparse_log;
 
 pub use catalog::{BUCKETS, COMMON, Catalog, Kind, MetricDef, counter, gauge, histogram, info};
+pub use sparse_log::{LogEvery, worth_logging};
 
 /// Spare counter series for label values no catalog lists (per registry).
 const SPARE_COUNTER_SLOTS: usize = 128;
@@ -667,11 +669,6 @@ fn labels(label: &str, value: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n");
     format!("{{{label}=\"{escaped}\"}}")
-}
-
-/// True for 1, 2, 4, 8, ...: log a repeated event at these counts only.
-pub fn worth_logging(total: u64) -> bool {
-    total.is_power_of_two()
 }
 
 #[cfg(test)]

@@ -91,6 +91,32 @@ impl GrpcClientTls {
         Ok(config)
     }
 
+    /// Whether client TLS is configured (a CA or a client certificate).
+    pub fn configured(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some()
+    }
+
+    /// Warns (once, at start-up) when client TLS is configured but `url`, from config key
+    /// `key`, is `http://`: that link is plaintext — no TLS, no client certificate — which is
+    /// rarely what a deployment that configured `grpc_client_tls` meant. We warn rather than
+    /// refuse: a loopback or sidecar-terminated link may be plaintext on purpose. Returns
+    /// whether it warned.
+    pub fn warn_if_plaintext(&self, key: &str, url: &str) -> bool {
+        let plaintext = self.configured()
+            && url
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+        if plaintext {
+            tracing::warn!(
+                key,
+                url,
+                "grpc_client_tls is configured but this url is http://: the link is plaintext \
+                 (no tls, no client certificate); write https:// to use tls"
+            );
+        }
+        plaintext
+    }
+
     /// A tonic endpoint for `url`: `https://` URLs get TLS from these settings (files read
     /// now), `http://` ones stay plain.
     pub fn endpoint(&self, url: &str) -> Result<Endpoint, TlsError> {

@@ -544,6 +544,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plaintext_urls_are_flagged_only_with_client_tls() {
+        let none = GrpcClientTls::default();
+        assert!(!none.warn_if_plaintext("storer", "http://s:9000"));
+        let tls = GrpcClientTls {
+            ca: Some("/ca.pem".into()),
+            ..GrpcClientTls::default()
+        };
+        assert!(tls.warn_if_plaintext("storer", "http://s:9000"));
+        assert!(tls.warn_if_plaintext("control", "HTTP://c:9000"));
+        assert!(!tls.warn_if_plaintext("storer", "https://s:9000"));
+    }
+
+    #[test]
     fn names_come_from_cn_then_sans() {
         let mut params =
             rcgen::CertificateParams::new(vec!["c1.example".to_owned(), "c1b".to_owned()]).unwrap();

@@ -11,6 +11,10 @@
 //!   non-last fragment whose length is not a multiple of 8, more than 65535 bytes);
 //! * at most `max_datagrams` datagrams and `max_bytes` buffered bytes: a fragment that would
 //!   exceed them is dropped as `reassembly_overflow` (existing datagrams keep their chance).
+//!
+//! Work per fragment is bounded: overlaps are checked against the two neighbours of the new
+//! piece (pieces are sorted and disjoint, O(log k)), and expiry walks datagrams oldest first
+//! ([`super::seen::SeenOrder`]) instead of scanning them all.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,11 +23,13 @@ use std::time::{Duration, SystemTime};
 use crate::decode::error::PacketError;
 use crate::decode::ip::FragmentInfo;
 
+use super::seen::SeenOrder;
+
 /// The largest reassembled payload (the 16-bit IP length fields).
 pub const MAX_DATAGRAM: usize = 65_535;
 
 /// Identifies the datagram a fragment belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragmentKey {
     /// Source address.
     pub src: IpAddr,
@@ -42,7 +48,6 @@ struct Datagram {
     /// The payload length, once the last fragment arrived.
     total: Option<usize>,
     bytes: usize,
-    first_seen: SystemTime,
 }
 
 /// What a fragment did.
@@ -60,6 +65,8 @@ pub enum Reassembly {
 #[derive(Debug)]
 pub struct Defragmenter {
     datagrams: HashMap<FragmentKey, Datagram>,
+    /// The datagrams by first-seen time (expiry).
+    age: SeenOrder<FragmentKey>,
     bytes: usize,
     max_datagrams: usize,
     max_bytes: usize,
@@ -71,6 +78,7 @@ impl Defragmenter {
     pub fn new(max_datagrams: usize, max_bytes: usize, timeout: Duration) -> Self {
         Defragmenter {
             datagrams: HashMap::new(),
+            age: SeenOrder::default(),
             bytes: 0,
             max_datagrams,
             max_bytes,
@@ -121,9 +129,9 @@ impl Defragmenter {
                     pieces: Vec::new(),
                     total: None,
                     bytes: 0,
-                    first_seen: ts,
                 },
             );
+            self.age.touch(key, ts);
         }
         if self.bytes + data.len() > self.max_bytes {
             return Err(PacketError::ReassemblyOverflow {
@@ -137,30 +145,42 @@ impl Defragmenter {
         // The end: set once, never contradicted, never exceeded.
         let contradicts_end = match d.total {
             Some(total) => end > total || (!info.more && end != total),
-            None => !info.more && d.pieces.iter().any(|(o, p)| o + p.len() > end),
+            // Pieces are sorted and disjoint: the last one ends furthest.
+            None => !info.more && d.pieces.last().is_some_and(|(o, p)| o + p.len() > end),
         };
         if contradicts_end {
             self.discard(&key);
             return Err(bad);
         }
-        // Overlaps: an exact duplicate is ignored, anything else discards the datagram.
-        for (o, p) in &d.pieces {
-            let (o, pend) = (*o, o + p.len());
-            if start < pend && o < end {
-                if o == start && p.as_slice() == data {
-                    return Ok(Reassembly::Duplicate);
-                }
+        // Overlaps: an exact duplicate is ignored, anything else discards the datagram. Pieces
+        // are sorted and disjoint, so only the piece before `at` and the one at `at` can
+        // overlap the new one.
+        let at = d.pieces.partition_point(|(o, _)| *o < start);
+        let before = at.checked_sub(1).and_then(|i| d.pieces.get(i));
+        let overlaps_before = before.is_some_and(|(o, p)| o + p.len() > start);
+        match d.pieces.get(at) {
+            Some((o, p)) if *o == start && *o < end && p.as_slice() == data && !overlaps_before => {
+                return Ok(Reassembly::Duplicate);
+            }
+            Some((o, _)) if *o < end => {
                 self.discard(&key);
                 return Err(PacketError::FragmentOverlap {
                     offset: frame_offset,
                     fragment_offset: start,
                 });
             }
+            _ if overlaps_before => {
+                self.discard(&key);
+                return Err(PacketError::FragmentOverlap {
+                    offset: frame_offset,
+                    fragment_offset: start,
+                });
+            }
+            _ => {}
         }
         if !info.more {
             d.total = Some(end);
         }
-        let at = d.pieces.partition_point(|(o, _)| *o < start);
         d.pieces.insert(at, (start, data.to_vec()));
         d.bytes += data.len();
         self.bytes += data.len();
@@ -174,6 +194,7 @@ impl Defragmenter {
         let Some(d) = self.datagrams.remove(&key) else {
             return Err(bad);
         };
+        self.age.remove(&key);
         self.bytes -= d.bytes;
         let mut whole = Vec::with_capacity(total);
         for (_, p) in d.pieces {
@@ -184,6 +205,7 @@ impl Defragmenter {
 
     fn discard(&mut self, key: &FragmentKey) {
         if let Some(d) = self.datagrams.remove(key) {
+            self.age.remove(key);
             self.bytes -= d.bytes;
         }
     }
@@ -191,18 +213,13 @@ impl Defragmenter {
     /// Discards datagrams older than the timeout, reporting each as
     /// [`PacketError::FragmentTimeout`].
     pub fn expire(&mut self, now: SystemTime, out: &mut dyn FnMut(PacketError)) {
-        let timeout = self.timeout;
-        let mut freed = 0;
-        self.datagrams.retain(|_, d| {
-            let age = now.duration_since(d.first_seen).unwrap_or_default();
-            if age < timeout {
-                return true;
+        for key in self.age.idle(now, self.timeout) {
+            self.age.remove(&key);
+            if let Some(d) = self.datagrams.remove(&key) {
+                self.bytes -= d.bytes;
+                out(PacketError::FragmentTimeout { received: d.bytes });
             }
-            freed += d.bytes;
-            out(PacketError::FragmentTimeout { received: d.bytes });
-            false
-        });
-        self.bytes -= freed;
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //!   (SIP, HEP3, WebSocket after an HTTP Upgrade);
 //! * [`sip_frame`]: SIP message framing on a byte stream (Content-Length);
 //! * [`sctp`]: SCTP user-message reassembly;
+//! * [`seen`]: the last-seen order of flows (eviction and expiry without a scan);
 //! * [`message`]: what they report ([`Dissected`]), shared by [`dissect`] and [`stream`].
 //!
 //! Synchronous and single-threaded; every piece of state is bounded and expires.
@@ -16,6 +17,7 @@ pub mod defrag;
 pub mod dissect;
 pub mod message;
 pub mod sctp;
+pub mod seen;
 pub mod sip_frame;
 pub mod stream;
 

@@ -14,7 +14,7 @@
 //! * FIN and RST end a direction (RST both), a SYN on a known direction restarts it; an
 //!   incomplete message left then, or at the idle timeout, is counted as `tcp_incomplete`;
 //! * memory is bounded per flow, in total, and in the number of flows (the least recently seen
-//!   flow is evicted to make room).
+//!   flow is evicted to make room, found in O(log n) by [`super::seen::SeenOrder`]).
 //!
 //! What a stream carries is decided on its first bytes: `HEP3`/`EEP1` → HEP frames; an HTTP
 //! request or response → the handshake, then WebSocket frames when it upgrades; a SIP start line
@@ -31,6 +31,7 @@ use crate::decode::tcp::{self, TcpSegment};
 use crate::decode::websocket;
 
 use super::message::{Dissected, PayloadKind, RawMessage, Transport};
+use super::seen::SeenOrder;
 use super::sip_frame::{self, SipFrame};
 
 /// IANA protocol number of TCP.
@@ -59,7 +60,7 @@ pub struct StreamLimits {
 }
 
 /// Identifies one direction of a TCP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     /// Sender.
     pub src: SocketAddr,
@@ -103,11 +104,10 @@ struct Flow {
     /// Bytes skipped while resynchronising; past the flow limit the direction is ignored.
     resync_skipped: usize,
     vlan: VlanTags,
-    last_seen: SystemTime,
 }
 
 impl Flow {
-    fn new(next_seq: u32, aligned: bool, vlan: VlanTags, ts: SystemTime) -> Self {
+    fn new(next_seq: u32, aligned: bool, vlan: VlanTags) -> Self {
         Flow {
             next_seq,
             aligned,
@@ -120,7 +120,6 @@ impl Flow {
             ws_fragmented: false,
             resync_skipped: 0,
             vlan,
-            last_seen: ts,
         }
     }
 
@@ -154,6 +153,8 @@ struct Meta {
 #[derive(Debug)]
 pub struct Streams {
     flows: HashMap<FlowKey, Flow>,
+    /// The flows by last-seen time (eviction, expiry).
+    seen: SeenOrder<FlowKey>,
     total_bytes: usize,
     limits: StreamLimits,
 }
@@ -163,6 +164,7 @@ impl Streams {
     pub fn new(limits: StreamLimits) -> Self {
         Streams {
             flows: HashMap::new(),
+            seen: SeenOrder::default(),
             total_bytes: 0,
             limits,
         }
@@ -200,12 +202,13 @@ impl Streams {
             self.close(&key, "syn", out);
             self.make_room(out);
             self.flows
-                .insert(key, Flow::new(seg.seq.wrapping_add(1), true, vlan, ts));
+                .insert(key, Flow::new(seg.seq.wrapping_add(1), true, vlan));
+            self.seen.touch(key, ts);
             return;
         }
         if seg.payload.is_empty() && !seg.has(tcp::FIN) {
-            if let Some(flow) = self.flows.get_mut(&key) {
-                flow.last_seen = ts;
+            if self.flows.contains_key(&key) {
+                self.seen.touch(key, ts);
             }
             return;
         }
@@ -215,7 +218,7 @@ impl Streams {
                 return;
             }
             self.make_room(out);
-            self.flows.insert(key, Flow::new(seg.seq, false, vlan, ts));
+            self.flows.insert(key, Flow::new(seg.seq, false, vlan));
         }
         let limits = self.limits;
         let total_others = self.total_bytes;
@@ -224,7 +227,7 @@ impl Streams {
         };
         let before = flow.memory();
         let total_others = total_others.saturating_sub(before);
-        flow.last_seen = ts;
+        self.seen.touch(key, ts);
         flow.vlan = vlan;
         let meta = Meta { ts, vlan, key };
         if seg.has(tcp::FIN) {
@@ -244,20 +247,15 @@ impl Streams {
 
     /// Forgets directions idle for longer than the timeout, reporting unfinished messages.
     pub fn expire(&mut self, now: SystemTime, out: &mut dyn FnMut(Dissected<'_>)) {
-        let timeout = self.limits.idle_timeout;
-        let idle: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| now.duration_since(f.last_seen).unwrap_or_default() >= timeout)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in idle {
+        // Walked from the oldest, no scan.
+        for key in self.seen.idle(now, self.limits.idle_timeout) {
             self.close(&key, "timeout", out);
         }
     }
 
     fn close(&mut self, key: &FlowKey, how: &'static str, out: &mut dyn FnMut(Dissected<'_>)) {
         if let Some(flow) = self.flows.remove(key) {
+            self.seen.remove(key);
             self.total_bytes = self.total_bytes.saturating_sub(flow.memory());
             let bytes = flow.pending();
             if bytes > 0 {
@@ -274,12 +272,7 @@ impl Streams {
         if self.flows.len() < self.limits.max_flows {
             return;
         }
-        let oldest = self
-            .flows
-            .iter()
-            .min_by_key(|(_, f)| f.last_seen)
-            .map(|(k, _)| *k);
-        if let Some(key) = oldest {
+        if let Some(key) = self.seen.oldest() {
             self.close(&key, "evicted", out);
         }
     }
