@@ -305,10 +305,6 @@ async fn spool_disk_full_stores_once_or_counts_the_loss() {
 /// grows before the restart: a collector does not start on a full spool disk (it writes its
 /// stream file at start-up), so the operator frees space first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today (issue 21, spool on a full disk): at shutdown with no storer the \
-            window's records (~1,850 of 20,000) are lost uncounted, logged only as 'cannot \
-            save unacknowledged batches to the spool' with no count, and the failed save leaves \
-            a torn frame (spool_corrupt_frames = 1 after the restart)"]
 async fn spool_disk_full_at_shutdown_counts_the_loss() {
     let Some(mut rig) = rig("3m").await else {
         return;

@@ -399,7 +399,7 @@ impl InternalEvent for RecordsDroppedBySpool<'_> {
     }
 }
 
-/// Shutdown timed out with unacknowledged records and no spool to keep them.
+/// Shutdown with unacknowledged records that no spool could keep (none configured, or a full disk).
 #[derive(Debug, Clone, Copy)]
 pub struct RecordsLostAtShutdown {
     /// Records lost.
@@ -411,7 +411,7 @@ impl InternalEvent for RecordsLostAtShutdown {
         counters.add("records_lost_at_shutdown", self.records);
         tracing::error!(
             records = self.records,
-            "shutdown: storers did not acknowledge everything in time and there is no spool; records lost"
+            "shutdown: records lost (storers did not acknowledge them in time and the spool could not keep them: none configured, or its disk is full)"
         );
     }
 }

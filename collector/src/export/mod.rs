@@ -250,6 +250,8 @@ impl Exporter {
     }
 
     /// At shutdown with batches still unacknowledged: keep them in the spool for the next run.
+    /// Returns the records that could not be kept (no spool, or a spool whose disk is full:
+    /// as many batches as fit are kept, the rest are lost and logged with their count).
     fn save_for_restart(&mut self) -> u64 {
         let memory_only: Vec<&EncodedBatch> = self
             .pending
@@ -257,21 +259,36 @@ impl Exporter {
             .filter(|p| !p.spooled)
             .map(|p| &p.batch)
             .collect();
-        let records: u64 = self.pending.iter().map(|p| p.batch.records).sum();
         let Some(spool) = self.spool.as_mut() else {
-            return records;
+            return self.pending.iter().map(|p| p.batch.records).sum();
         };
-        if let Err(e) = spool.save_unacked(&memory_only) {
-            tracing::error!(error = %e, "cannot save unacknowledged batches to the spool");
-            return records;
-        }
+        // Batches already in the spool come back at the next start whatever happens here.
+        let (saved, error) = spool.save_unacked_prefix(&memory_only);
+        let kept: u64 = memory_only[..saved].iter().map(|b| b.records).sum();
+        let lost: u64 = memory_only[saved..].iter().map(|b| b.records).sum();
         spool.sync();
+        if let Some(e) = error {
+            tracing::error!(
+                error = %e,
+                kept_records = kept,
+                lost_records = lost,
+                "cannot save every unacknowledged batch to the spool"
+            );
+        }
         tracing::info!(
-            records,
+            records = kept,
             spool_bytes = spool.bytes(),
             "unacknowledged batches kept in the spool for the next start"
         );
-        0
+        lost
+    }
+
+    /// [`Self::save_for_restart`], counting and logging what it could not keep.
+    fn save_for_restart_counted(&mut self) {
+        let lost = self.save_for_restart();
+        if lost > 0 {
+            RecordsLostAtShutdown { records: lost }.emit(&self.counters);
+        }
     }
 
     /// Publishes the lane's gauges (relaxed atomic stores: cheap enough for every step).
@@ -511,7 +528,7 @@ pub async fn run(
         }
         if !input_open && ex.conn.is_none() && ex.spool.is_some() {
             // Shutting down with no storer reachable: keep everything for the next start.
-            ex.save_for_restart();
+            ex.save_for_restart_counted();
             return;
         }
         let far = Instant::now() + Duration::from_secs(3600);
@@ -554,10 +571,7 @@ pub async fn run(
             }
             _ = placement_check.tick() => ex.follow_placement(),
             () = tokio::time::sleep_until(drain_at), if drain_deadline.is_some() => {
-                let lost = ex.save_for_restart();
-                if lost > 0 {
-                    RecordsLostAtShutdown { records: lost }.emit(&ex.counters);
-                }
+                ex.save_for_restart_counted();
                 return;
             }
         }

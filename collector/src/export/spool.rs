@@ -477,6 +477,32 @@ impl Spool {
         self.replace_file(&path, &data)
     }
 
+    /// [`Self::save_unacked`] for as many leading batches as the disk takes: on a full disk the
+    /// batch count is halved until a save succeeds (each attempt replaces the file whole, so no
+    /// torn frame is left). Returns how many batches were saved, and the error that cut the
+    /// rest short.
+    pub fn save_unacked_prefix(
+        &mut self,
+        batches: &[&EncodedBatch],
+    ) -> (usize, Option<SpoolError>) {
+        let mut count = batches.len();
+        let mut first_error = None;
+        while count > 0 {
+            match self.save_unacked(&batches[..count]) {
+                Ok(()) => return (count, first_error),
+                Err(e) => {
+                    let no_space = matches!(e, SpoolError::NoSpace { .. });
+                    first_error.get_or_insert(e);
+                    if !no_space {
+                        return (0, first_error);
+                    }
+                    count /= 2;
+                }
+            }
+        }
+        (0, first_error)
+    }
+
     /// Flushes the open segment to disk.
     pub fn sync(&mut self) {
         if let Some(w) = &self.writer {
