@@ -139,9 +139,14 @@ enum Command {
         html: Option<PathBuf>,
     },
     /// Kamailio's `sipcapture.status`: on, off or check, for every member via control.
+    #[command(after_help = sipcapture_cli::status::EXIT_CODES_HELP)]
     Status {
         /// on, off or check (Kamailio's prefix rule: "ONx" means on).
+        #[arg(value_parser = sipcapture_cli::status::parse_action)]
         action: String,
+        /// table or json (one object: desired state and every member with its inputs).
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
         /// Control address.
         #[arg(long, default_value = "127.0.0.1:9061")]
         target: String,
@@ -151,9 +156,10 @@ enum Command {
         /// Only these inputs (hep_udp, hep_tcp, hep_tls, ipip, mirror, pcap); repeatable.
         #[arg(long)]
         input: Vec<String>,
-        /// Bearer token for control (when control has `auth_token`); read from
-        /// SIPCAPTURE_AUTH_TOKEN when not given, so it need not appear in the process list.
-        #[arg(long, env = "SIPCAPTURE_AUTH_TOKEN", hide_env_values = true)]
+        /// Bearer token for control (its admin token, or `auth_token`); read from
+        /// SIPCAPTURE_TOKEN, else SIPCAPTURE_ADMIN_TOKEN, else SIPCAPTURE_AUTH_TOKEN when not
+        /// given, so it need not appear in the process list.
+        #[arg(long, env = "SIPCAPTURE_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// CA certificate (PEM) to trust for an `https://` target (default: the system roots).
         #[arg(long)]
@@ -168,10 +174,13 @@ enum Command {
         #[arg(long)]
         server_name: Option<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout, e.g.
+    /// `sipcapture completions bash > /etc/bash_completion.d/sipcapture`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
-
-/// `sipcapture status`: some member did not answer (the reply is printed all the same).
-const EXIT_MEMBER_UNREACHABLE: i32 = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -274,8 +283,13 @@ async fn main() -> anyhow::Result<()> {
                 sipcapture_cli::calls::flow(&db.db, &callid, related, html.as_deref()).await?
             );
         }
+        Command::Completions { shell } => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "sipcapture", &mut std::io::stdout());
+        }
         Command::Status {
             action,
+            output,
             target,
             member,
             input,
@@ -294,6 +308,11 @@ async fn main() -> anyhow::Result<()> {
             };
             tls.validate("status --cacert/--cert/--key")
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let token = token.or_else(|| {
+                ["SIPCAPTURE_ADMIN_TOKEN", "SIPCAPTURE_AUTH_TOKEN"]
+                    .iter()
+                    .find_map(|name| std::env::var(name).ok().filter(|t| !t.is_empty()))
+            });
             let cmd = sipcapture_cli::status::StatusCommand {
                 action,
                 target,
@@ -302,11 +321,21 @@ async fn main() -> anyhow::Result<()> {
                 token,
                 tls,
             };
-            let reply = sipcapture_cli::status::status(&cmd).await?;
-            print!("{}", sipcapture_cli::status::render(&reply));
-            // 0: every member answered; 2 is a usage error (clap), 1 any other failure.
+            let reply = match sipcapture_cli::status::status(&cmd).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    std::process::exit(e.exit_code());
+                }
+            };
+            if output == "json" {
+                print!("{}", sipcapture_cli::status::render_json(&reply));
+            } else {
+                print!("{}", sipcapture_cli::status::render(&reply));
+            }
+            // Exit codes: EXIT_CODES_HELP (status --help).
             if reply.members.iter().any(|m| !m.reachable) {
-                std::process::exit(EXIT_MEMBER_UNREACHABLE);
+                std::process::exit(sipcapture_cli::status::EXIT_MEMBER_UNREACHABLE);
             }
         }
     }

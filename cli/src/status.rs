@@ -36,6 +36,51 @@ pub enum CliError {
     },
 }
 
+/// Exit code: every member answered.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: any other failure (a TLS file that cannot be read, an unexpected answer).
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code: a usage error (unknown action, option or value), as clap reports it.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: control answered, but some member did not (the reply is printed all the same).
+pub const EXIT_MEMBER_UNREACHABLE: i32 = 3;
+/// Exit code: control refused the call (a missing or wrong token or certificate).
+pub const EXIT_REFUSED: i32 = 4;
+/// Exit code: control itself cannot be reached.
+pub const EXIT_CONTROL_UNREACHABLE: i32 = 5;
+
+/// The exit codes as `--help` prints them.
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0  every member answered
+  1  any other failure
+  2  usage error (unknown action, option or value)
+  3  control answered but some member did not (the table is printed all the same)
+  4  refused: control wants a token (--token, SIPCAPTURE_TOKEN) or a client certificate
+  5  control cannot be reached";
+
+impl CliError {
+    /// The process exit code for this failure (see [`EXIT_CODES_HELP`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::BadAction(_) | CliError::BadInput(_) => EXIT_USAGE,
+            CliError::Connect { .. } => EXIT_CONTROL_UNREACHABLE,
+            CliError::Call { code, .. } => match code {
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => EXIT_REFUSED,
+                tonic::Code::Unavailable => EXIT_CONTROL_UNREACHABLE,
+                _ => EXIT_FAILURE,
+            },
+        }
+    }
+}
+
+/// Parses the action for clap: Kamailio's prefix rule, refused with the choices otherwise.
+pub fn parse_action(arg: &str) -> Result<String, String> {
+    match CaptureAction::parse_kamailio(arg) {
+        Some(_) => Ok(arg.to_owned()),
+        None => Err("use on, off or check (Kamailio's prefix rule: \"ONx\" means on)".to_owned()),
+    }
+}
+
 /// Normalises a `--target` to a URL (`host:port` → `http://host:port`).
 pub fn target_url(target: &str) -> String {
     if target.contains("://") {
@@ -66,8 +111,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        // Layers often repeat their cause's text ("tcp connect error: tcp connect error"):
+        // each cause is printed once.
+        let cause = inner.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = inner.source();
     }
     text
@@ -168,6 +218,46 @@ fn state_name(state: i32, reachable: bool) -> &'static str {
         CaptureState::Disabled => "Disabled",
         CaptureState::Unspecified => "?",
     }
+}
+
+/// Renders a reply as one JSON object: `desired`, `reply` and a `members` array (id, kind,
+/// address, reachable, state, error, last seen, per-input states), for scripts and alerting.
+pub fn render_json(reply: &ControlStatusReply) -> String {
+    let members: Vec<serde_json::Value> = reply
+        .members
+        .iter()
+        .map(|m| {
+            let inputs: Vec<serde_json::Value> = m
+                .inputs
+                .iter()
+                .map(|i| {
+                    let input = InputKind::try_from(i.input).unwrap_or(InputKind::Unspecified);
+                    let name = input
+                        .as_str_name()
+                        .trim_start_matches("INPUT_KIND_")
+                        .to_ascii_lowercase();
+                    serde_json::json!({ "input": name, "state": state_name(i.state, true) })
+                })
+                .collect();
+            serde_json::json!({
+                "member_id": m.member_id,
+                "kind": kind_name(m.kind),
+                "address": m.address,
+                "reachable": m.reachable,
+                "state": state_name(m.state, m.reachable),
+                "error": m.error,
+                "last_seen_unix_ms": m.last_seen_unix_ms,
+                "inputs": inputs,
+            })
+        })
+        .collect();
+    let desired = CaptureState::try_from(reply.desired).unwrap_or(CaptureState::Unspecified);
+    let value = serde_json::json!({
+        "desired": state_name(desired as i32, true),
+        "reply": reply.reply,
+        "members": members,
+    });
+    format!("{value:#}\n")
 }
 
 /// Renders a reply as a table: the desired state, then member, kind, address, state, last seen.

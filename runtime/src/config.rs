@@ -373,6 +373,11 @@ fn collect_paths(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
     }
 }
 
+/// `SIPCAPTURE_*` variables the `sipcapture` CLI reads for itself (`SIPCAPTURE_TOKEN`, the
+/// `status --token` fallback): not config keys, so a shell that exports them can still start
+/// a service.
+const CLI_ONLY_ENV: &[&str] = &["token"];
+
 /// The Kubernetes services whose service-link variables carry our prefix: every `X` of a
 /// `SIPCAPTURE_X_SERVICE_HOST` (lower case, after the prefix; empty for a service named like
 /// the prefix itself). Kubernetes injects `<SERVICE>_SERVICE_HOST`, `_SERVICE_PORT[_<name>]`,
@@ -438,7 +443,8 @@ pub fn figment<T: Serialize + Default>(
             Lifted::new(
                 Env::prefixed(ENV_PREFIX)
                     .filter(move |key| {
-                        !is_service_link(&key.as_str().to_ascii_lowercase(), &services)
+                        let key = key.as_str().to_ascii_lowercase();
+                        !is_service_link(&key, &services) && !CLI_ONLY_ENV.contains(&key.as_str())
                     })
                     .split("__"),
                 &sections,
