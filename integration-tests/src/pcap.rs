@@ -23,35 +23,7 @@ pub fn write_udp(path: &Path, dst_port: u16, frames: &[(u32, Vec<u8>)]) -> anyho
     out.extend_from_slice(&65_535u32.to_le_bytes());
     out.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
     for (ts, payload) in frames {
-        let udp_len = u16::try_from(8 + payload.len())?;
-        let ip_len = 20 + udp_len;
-        let mut frame = vec![0u8; 12];
-        frame.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        frame.extend_from_slice(&[0x45, 0]);
-        frame.extend_from_slice(&ip_len.to_be_bytes());
-        frame.extend_from_slice(&[
-            0,
-            0,
-            0,
-            0,
-            64,
-            IPPROTO_UDP,
-            0,
-            0,
-            127,
-            0,
-            0,
-            1,
-            127,
-            0,
-            0,
-            1,
-        ]);
-        frame.extend_from_slice(&40_000u16.to_be_bytes());
-        frame.extend_from_slice(&dst_port.to_be_bytes());
-        frame.extend_from_slice(&udp_len.to_be_bytes());
-        frame.extend_from_slice(&[0, 0]);
-        frame.extend_from_slice(payload);
+        let frame = udp_frame(dst_port, payload)?;
         let len = u32::try_from(frame.len())?;
         out.extend_from_slice(&ts.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
@@ -61,6 +33,40 @@ pub fn write_udp(path: &Path, dst_port: u16, frames: &[(u32, Vec<u8>)]) -> anyho
     }
     std::fs::write(path, out)?;
     Ok(())
+}
+
+/// One Ethernet/IPv4/UDP frame, 127.0.0.1:40000 → 127.0.0.1:`dst_port`, carrying `payload`.
+pub fn udp_frame(dst_port: u16, payload: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let udp_len = u16::try_from(8 + payload.len())?;
+    let ip_len = 20 + udp_len;
+    let mut frame = vec![0u8; 12];
+    frame.extend_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    frame.extend_from_slice(&[0x45, 0]);
+    frame.extend_from_slice(&ip_len.to_be_bytes());
+    frame.extend_from_slice(&[
+        0,
+        0,
+        0,
+        0,
+        64,
+        IPPROTO_UDP,
+        0,
+        0,
+        127,
+        0,
+        0,
+        1,
+        127,
+        0,
+        0,
+        1,
+    ]);
+    frame.extend_from_slice(&40_000u16.to_be_bytes());
+    frame.extend_from_slice(&dst_port.to_be_bytes());
+    frame.extend_from_slice(&udp_len.to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(payload);
+    Ok(frame)
 }
 
 const LINKTYPE_ETHERNET: u32 = 1;

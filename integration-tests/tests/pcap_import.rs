@@ -298,3 +298,107 @@ async fn collector_pcap_flag_imports_through_a_storer() {
     let db = open_db(&db_url).await.unwrap();
     assert_eq!(total_rows(&db).await, 18);
 }
+
+/// A pcapng section: one Ethernet interface with `options` (code, value), then one enhanced
+/// packet block per `(timestamp in interface units, frame)`.
+fn pcapng(options: &[(u16, Vec<u8>)], packets: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(12 + body.len()).unwrap();
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend(len.to_le_bytes());
+        b.extend(body);
+        b.extend(len.to_le_bytes());
+        b
+    }
+    let mut shb = 0x1A2B_3C4D_u32.to_le_bytes().to_vec();
+    shb.extend(1u16.to_le_bytes());
+    shb.extend(0u16.to_le_bytes());
+    shb.extend((-1i64).to_le_bytes());
+    let mut idb = 1u16.to_le_bytes().to_vec();
+    idb.extend(0u16.to_le_bytes());
+    idb.extend(65535u32.to_le_bytes());
+    for (code, value) in options {
+        idb.extend(code.to_le_bytes());
+        idb.extend(u16::try_from(value.len()).unwrap().to_le_bytes());
+        idb.extend(value);
+        idb.resize(idb.len().next_multiple_of(4), 0);
+    }
+    idb.extend([0, 0, 0, 0]);
+    let mut file = block(0x0A0D_0D0A, &shb);
+    file.extend(block(1, &idb));
+    for (ts, frame) in packets {
+        let len = u32::try_from(frame.len()).unwrap();
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend(u32::try_from(ts >> 32).unwrap().to_le_bytes());
+        epb.extend(u32::try_from(ts & 0xffff_ffff).unwrap().to_le_bytes());
+        epb.extend(len.to_le_bytes());
+        epb.extend(len.to_le_bytes());
+        epb.extend(frame);
+        epb.resize(epb.len().next_multiple_of(4), 0);
+        file.extend(block(6, &epb));
+    }
+    file
+}
+
+fn options_request(n: u32) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:probe@example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-ts{n}\r\n\
+         From: <sip:a@example.com>;tag={n}\r\nTo: <sip:probe@example.com>\r\n\
+         Call-ID: pcapng-time-{n}@example.com\r\nCSeq: 1 OPTIONS\r\n\
+         Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Issue 21 item 9: a pcapng whose interface says seconds (`if_tsresol` = 0) with a timestamp of
+/// 2^64 − 1 of them, or adds `if_tsoffset` = i64::MAX seconds, used to panic the import
+/// ("overflow when adding duration to instant"). Now the impossible times are refused per
+/// packet and the sane packets of the same file are stored with their time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_pcapng_timestamps_do_not_panic_the_import() {
+    let sandbox = Sandbox::new().unwrap();
+    let frame =
+        |n| sipcapture_integration_tests::pcap::udp_frame(5060, &options_request(n)).unwrap();
+    // 2026-01-15 08:00:00 UTC in each interface's units.
+    let sane_secs: u64 = 1_768_464_000;
+    type Options = Vec<(u16, Vec<u8>)>;
+    type Packets = Vec<(u64, Vec<u8>)>;
+    let cases: [(&str, Options, Packets); 2] = [
+        (
+            "tsresol0.pcapng",
+            vec![(9, vec![0])],
+            vec![(u64::MAX, frame(1)), (sane_secs, frame(2))],
+        ),
+        (
+            "tsoffset.pcapng",
+            vec![(14, i64::MAX.to_le_bytes().to_vec())],
+            vec![(sane_secs * 1_000_000, frame(3))],
+        ),
+    ];
+    for (name, options, packets) in cases {
+        let file = sandbox.path().join(name);
+        std::fs::write(&file, pcapng(&options, &packets)).unwrap();
+        let db_url = format!(
+            "sqlite://{}",
+            sandbox.path().join(format!("{name}.db")).display()
+        );
+        let summary = import(&sandbox, &file, &db_url, &[]);
+        assert!(!summary.contains("panicked"), "{name}:\n{summary}");
+        // The impossible time is a counted drop, by reason.
+        assert!(summary.contains("bad_timestamp: 1"), "{name}:\n{summary}");
+        let db = open_db(&db_url).await.unwrap();
+        let stored = total_rows(&db).await;
+        if name == "tsresol0.pcapng" {
+            // The sane packet beside the impossible one is stored, at its own time.
+            assert_eq!(stored, 1, "{name}:\n{summary}");
+            let rows = select(&db, "callid, date", "callid = 'pcapng-time-2@example.com'").await;
+            assert_eq!(rows.len(), 1, "{name}: {rows:?}");
+            assert!(rows[0][1].starts_with("2026-01-15"), "{name}: {rows:?}");
+        } else {
+            // Every packet of the interface is impossible: none stored, none crashed.
+            assert_eq!(stored, 0, "{name}:\n{summary}");
+        }
+        db.close().await.unwrap();
+    }
+}
