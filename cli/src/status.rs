@@ -77,7 +77,9 @@ impl CliError {
 pub fn parse_action(arg: &str) -> Result<String, String> {
     match CaptureAction::parse_kamailio(arg) {
         Some(_) => Ok(arg.to_owned()),
-        None => Err("use on, off or check (Kamailio's prefix rule: \"ONx\" means on)".to_owned()),
+        None => Err(
+            "Bad parameter (on, off or check; Kamailio's prefix rule: \"ONx\" means on)".to_owned(),
+        ),
     }
 }
 

@@ -108,7 +108,7 @@ async fn status_exit_codes_json_output_token_from_env_and_completions() {
     let usage = sipcapture(&["status", "bogus", "--target", &target], &[]).unwrap();
     assert_eq!(usage.status.code(), Some(2), "{}", text(&usage));
     assert!(
-        String::from_utf8_lossy(&usage.stderr).contains("on, off or check"),
+        String::from_utf8_lossy(&usage.stderr).contains("Bad parameter (on, off or check"),
         "{}",
         text(&usage)
     );
