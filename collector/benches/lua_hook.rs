@@ -76,6 +76,28 @@ fn bench(c: &mut Criterion) {
             b.iter(|| one(&builder, rx, hook.as_ref()));
         });
     }
+    // The path `Ingest::hep` takes: the call on the bounded blocking pool (a packet copy, a
+    // blocking-thread hand-off and the wait for its verdict) instead of the calling thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (name, hook) in &hooks {
+        let Some(hook) = hook else { continue };
+        group.bench_function(format!("{name}_pooled"), |b| {
+            b.iter(|| {
+                let data = black_box(HEP3_INVITE);
+                let packet = decode(data).unwrap_or_else(|e| panic!("{e}"));
+                black_box(runtime.block_on(hook.run_pooled(data, InputKind::HepUdp, None)));
+                black_box(
+                    builder
+                        .from_hep(&packet, rx)
+                        .unwrap_or_else(|e| panic!("{e}")),
+                );
+            });
+        });
+    }
     group.finish();
     let _cleanup = std::fs::remove_dir_all(&dir);
 }
